@@ -1,0 +1,160 @@
+// File: keel/api/app.h
+//
+// The MLflow-compatible REST API as plain function calls: a Request in, a
+// Response out, no sockets. The HTTP server (src/http) feeds it from Beast;
+// the CLI's embedded mode calls Dispatch directly, so both run the same code.
+//
+//   keel::api::AppOptions opts;
+//   opts.store_uri = "sqlite:///tmp/keel/keel.db";
+//   opts.artifact_root = "/tmp/keel/artifacts";
+//   KEEL_ASSIGN_OR_RETURN(auto app, keel::api::App::Open(opts));
+//   keel::api::Request req;
+//   req.method = "POST";
+//   req.path = "/api/2.0/mlflow/experiments/create";
+//   req.body = R"({"name": "churn"})";
+//   keel::api::Response resp = app->Dispatch(req);   // resp.status == 200
+//
+// Threads: Dispatch is thread-safe; the App owns the services and the store.
+#pragma once
+
+#include <filesystem>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "keel/artifacts/artifacts.h"
+#include "keel/core/clock.h"
+#include "keel/core/result.h"
+#include "keel/registry/registry.h"
+#include "keel/store/store.h"
+#include "keel/tracking/tracking.h"
+
+namespace keel::api {
+
+enum class Role { kNone, kRead, kWrite };
+
+struct Principal {
+  std::string name = "anonymous";
+  Role role = Role::kWrite;  // without --auth everyone may write
+};
+
+struct Request {
+  std::string method;  // upper case
+  std::string path;    // percent-decoded, without the query
+  std::multimap<std::string, std::string> query;  // decoded
+  std::string content_type;
+  std::string authorization;  // raw Authorization header
+  std::string body;
+  // For streamed uploads: the spooled body file (Route::body_mode kToFile).
+  std::filesystem::path body_file;
+  // The {path} tail of a prefix route, percent-decoded (set by App::Run).
+  std::string tail;
+  Principal principal;
+};
+
+struct Response {
+  int status = 200;
+  std::string content_type = "application/json";
+  std::string body;
+  // When set, the body is this file, streamed by the transport.
+  std::filesystem::path file;
+  std::vector<std::pair<std::string, std::string>> headers;
+
+  static Response Json(std::string body, int status = 200);
+  // {"error_code": ..., "message": ...} with the status from the one code table.
+  static Response Error(const Status& status);
+};
+
+struct AuthOptions {
+  bool enabled = false;
+  // Credentials file: one "name role secret" per line (role: read | write);
+  // '#' starts a comment. Bearer tokens and Basic passwords are both checked
+  // against secret (Basic also against name).
+  std::filesystem::path tokens_file;
+};
+
+struct AppOptions {
+  std::string store_uri = "sqlite://keel-data/keel.db";
+  std::filesystem::path artifact_root = "keel-data/artifacts";
+  store::SyncMode sync = store::SyncMode::kNormal;
+  int read_connections = 4;
+  AuthOptions auth;
+  // The principal's name when auth is off (recorded as the actor of alias changes).
+  std::string anonymous_name = "anonymous";
+  const Clock* clock = nullptr;  // defaults to the system clock
+};
+
+class App;
+
+// How a route takes its body.
+enum class BodyMode { kBuffered, kToFile };
+enum class Access { kOpen, kRead, kWrite };
+
+using Handler = Response (*)(App& app, const Request& request);
+
+struct Route {
+  std::string_view method;
+  // Exact path, or a prefix ending in "/{path}" whose remainder is the tail.
+  std::string_view pattern;
+  Handler handler;
+  Access access;
+  BodyMode body_mode = BodyMode::kBuffered;
+  // Optional check run on the headers (and tail) before any body is read.
+  Status (*precheck)(App& app, const Request& request) = nullptr;
+};
+
+struct RouteMatch {
+  const Route* route = nullptr;
+  std::string tail;  // the {path} part, percent-decoded
+  bool path_known = false;  // the path exists for some other method
+};
+
+class App {
+ public:
+  static Result<std::unique_ptr<App>> Open(const AppOptions& options);
+
+  // Authenticates, authorises and runs the handler. Never throws.
+  Response Dispatch(Request request);
+  // Finds the route for a request (the transport asks before reading a body).
+  RouteMatch Match(std::string_view method, std::string_view path) const;
+  // Checks credentials and role for a matched route; fills request.principal.
+  Status Authorize(const Route& route, Request& request) const;
+  // Runs a matched, authorised route (sets request.tail).
+  Response Run(const RouteMatch& match, Request& request);
+
+  tracking::TrackingService& tracking() { return *tracking_; }
+  registry::RegistryService& registry() { return *registry_; }
+  artifacts::LocalArtifactStore& artifacts() { return *artifacts_; }
+  store::Database& db() { return *db_; }
+  const Clock& clock() const { return *clock_; }
+  // Where streamed uploads are spooled (same filesystem as the artifacts).
+  const std::filesystem::path& spool_dir() const { return spool_dir_; }
+  const AppOptions& options() const { return options_; }
+
+ private:
+  App() = default;
+  AppOptions options_;
+  const Clock* clock_ = nullptr;
+  std::unique_ptr<store::Database> db_;
+  std::unique_ptr<tracking::TrackingService> tracking_;
+  std::unique_ptr<registry::RegistryService> registry_;
+  std::unique_ptr<artifacts::LocalArtifactStore> artifacts_;
+  std::filesystem::path spool_dir_;
+  struct Credential {
+    std::string name;
+    Role role;
+    std::string secret;
+  };
+  std::vector<Credential> credentials_;  // immutable after Open
+  friend Status LoadCredentials(App& app);
+};
+
+// The route tables, one per API family (src/api/mlflow_*.cc); App matches
+// them in order. Adding an endpoint is one row in one of these tables.
+std::span<const Route> TrackingRoutes();
+std::span<const Route> RegistryRoutes();
+std::span<const Route> ArtifactRoutes();
+std::span<const Route> ServiceRoutes();
+
+}  // namespace keel::api

@@ -1,0 +1,127 @@
+// File: keel/store/store.h
+//
+// The storage seam: one Database interface, backends chosen by URI scheme
+// through an open table (see src/store/backends.cc). Domain modules
+// (tracking, registry, later the prediction log, monitoring, retraining)
+// write portable SQL against it; everything dialect-specific stays behind the
+// backend (placeholders are always `?`; migration SQL may use the tokens the
+// backend's Dialect expands, e.g. {{WITHOUT_ROWID}}).
+//
+//   KEEL_ASSIGN_OR_RETURN(auto db, keel::store::OpenDatabase("sqlite:///tmp/k.db", {}));
+//   KEEL_RETURN_IF_ERROR(db->Write([&](keel::store::Connection& c) {
+//     return c.Exec("INSERT INTO t(a) VALUES (?)", {keel::store::Value(int64_t{1})});
+//   }));
+//   KEEL_RETURN_IF_ERROR(db->Read([&](keel::store::Connection& c) {
+//     return c.Query("SELECT a FROM t", {}, [&](const keel::store::RowView& row) {
+//       use(row.Int(0));
+//       return keel::OkStatus();
+//     });
+//   }));
+//
+// Threads: a Database is shared by all threads. Write() calls are serialised
+// (one writer at a time, each a transaction that commits when the callback
+// returns OK and rolls back otherwise). Read() calls run concurrently on
+// pooled connections, each seeing a consistent snapshot. A Connection is only
+// valid inside the callback that received it.
+//
+// Durability: a Write() that returned OK survives a crash of the process
+// (SIGKILL). With OpenOptions::sync = kFull it also survives power loss.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <initializer_list>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <variant>
+#include <vector>
+
+#include "keel/core/result.h"
+
+namespace keel::store {
+
+// A bound parameter. std::monostate binds SQL NULL.
+using Value = std::variant<std::monostate, int64_t, double, std::string_view, std::string>;
+
+// One result row, valid only during the row callback.
+class RowView {
+ public:
+  virtual ~RowView() = default;
+  virtual int size() const = 0;
+  virtual bool IsNull(int col) const = 0;
+  virtual int64_t Int(int col) const = 0;
+  virtual double Double(int col) const = 0;
+  virtual std::string_view Text(int col) const = 0;
+};
+
+using RowCallback = std::function<Status(const RowView&)>;
+
+class Connection {
+ public:
+  virtual ~Connection() = default;
+  // Executes one statement. Statements are prepared once per connection and cached.
+  virtual Status Exec(std::string_view sql, std::span<const Value> params) = 0;
+  Status Exec(std::string_view sql, std::initializer_list<Value> params) {
+    return Exec(sql, std::span<const Value>(params.begin(), params.size()));
+  }
+  // Runs a query, calling `row` per result row; a non-OK return stops early.
+  virtual Status Query(std::string_view sql, std::span<const Value> params,
+                       const RowCallback& row) = 0;
+  Status Query(std::string_view sql, std::initializer_list<Value> params,
+               const RowCallback& row) {
+    return Query(sql, std::span<const Value>(params.begin(), params.size()), row);
+  }
+  // Rows changed by the last Exec.
+  virtual int64_t ChangedRows() const = 0;
+  // Executes a script of several statements without parameters (migrations).
+  virtual Status ExecScript(std::string_view sql) = 0;
+};
+
+// What differs between SQL dialects, provided by each backend.
+struct Dialect {
+  std::string name;  // "sqlite", "postgresql"
+  // Expansion of {{WITHOUT_ROWID}} in migrations (clustered primary-key tables).
+  std::string without_rowid;
+  // Expansion of {{BLOB}}.
+  std::string blob_type;
+};
+
+enum class SyncMode {
+  kNormal,  // acknowledged writes survive a process crash (SQLite WAL, synchronous=NORMAL)
+  kFull,    // acknowledged writes also survive power loss (fsync per commit)
+};
+
+struct OpenOptions {
+  SyncMode sync = SyncMode::kNormal;
+  int read_connections = 4;
+  // Apply migrations up to this version only (tests of upgrades); -1 = all.
+  int target_schema_version = -1;
+};
+
+class Database {
+ public:
+  virtual ~Database() = default;
+  virtual Status Write(const std::function<Status(Connection&)>& fn) = 0;
+  virtual Status Read(const std::function<Status(Connection&)>& fn) = 0;
+  virtual const Dialect& dialect() const = 0;
+  // The URI the database was opened with.
+  virtual const std::string& uri() const = 0;
+};
+
+// Opens (creating if needed) the database at `uri` and applies pending
+// schema migrations. Schemes: sqlite:///abs/path, sqlite://rel/path,
+// sqlite::memory: (tests). An unknown scheme is InvalidArgument listing the
+// known ones.
+Result<std::unique_ptr<Database>> OpenDatabase(std::string_view uri, const OpenOptions& options);
+
+// Schema version currently applied to `db` (0 for an empty database).
+Result<int> SchemaVersion(Database& db);
+// The newest schema version this build knows.
+int LatestSchemaVersion();
+
+// Reserves the next value of a named counter inside a write transaction.
+Result<int64_t> NextSequenceValue(Connection& conn, std::string_view name);
+
+}  // namespace keel::store

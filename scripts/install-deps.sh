@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Installs every Debian package keel needs to build, test and benchmark.
+# Idempotent; run as root (or through sudo). Used by both README commands and .ci/run.
+set -euo pipefail
+
+PACKAGES=(
+  # toolchain
+  build-essential cmake ninja-build pkg-config git
+  # libraries
+  libboost-dev libboost-system-dev libsimdjson-dev nlohmann-json3-dev libsqlite3-dev sqlite3
+  libpq-dev libcli11-dev libfmt-dev libspdlog-dev libyaml-cpp-dev libzstd-dev libssl-dev zlib1g-dev
+  libxgboost-dev libnats-dev
+  # tests and benchmarks
+  libgtest-dev libgmock-dev libbenchmark-dev
+  python3 python3-requests wrk curl nats-server postgresql
+)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -eq 0 ]; then
+  echo "install-deps: all ${#PACKAGES[@]} packages present"
+  exit 0
+fi
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+echo "install-deps: installing ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}"
