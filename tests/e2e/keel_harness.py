@@ -1,0 +1,169 @@
+"""Starts the real keel binary on a loopback port for end-to-end tests.
+
+Run the tests with Debian's /usr/bin/python3 (python3-requests). The binary is
+taken from $KEEL_BINARY (set by ctest) or build/keel.
+
+    with KeelServer() as k:
+        r = k.post("experiments/create", {"name": "x"})
+        assert r.status_code == 200
+"""
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import unittest
+
+import requests
+
+REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+API = "/api/2.0/mlflow/"
+
+
+def keel_binary():
+    return os.environ.get("KEEL_BINARY") or os.path.join(REPO, "build", "keel")
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class KeelServer:
+    """A keel server in its own temporary data directory.
+
+    Options: extra_args (list), data_dir (reuse a directory across restarts).
+    """
+
+    def __init__(self, extra_args=None, data_dir=None, env=None):
+        self.extra_args = list(extra_args or [])
+        self.own_dir = data_dir is None
+        self.data_dir = data_dir or tempfile.mkdtemp(prefix="keel-e2e-")
+        self.env = env
+        self.proc = None
+        self.port = None
+        self.session = requests.Session()
+
+    @property
+    def url(self):
+        return f"http://127.0.0.1:{self.port}"
+
+    @property
+    def store_uri(self):
+        return "sqlite:///" + os.path.join(self.data_dir, "keel.db").lstrip("/")
+
+    @property
+    def artifact_root(self):
+        return os.path.join(self.data_dir, "artifacts")
+
+    def start(self):
+        self.port = free_port()
+        cmd = [keel_binary(), "server", "--port", str(self.port),
+               "--store-uri", self.store_uri, "--artifact-root", self.artifact_root,
+               *self.extra_args]
+        self.log = open(os.path.join(self.data_dir, f"server-{self.port}.log"), "w")
+        self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT, env=self.env)
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"keel exited with {self.proc.returncode}: {self.read_log()}")
+            try:
+                if requests.get(self.url + "/health", timeout=1).status_code == 200:
+                    return self
+            except requests.ConnectionError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError("keel did not become healthy: " + self.read_log())
+
+    def read_log(self):
+        with open(os.path.join(self.data_dir, f"server-{self.port}.log")) as f:
+            return f.read()
+
+    def stop(self, sig=signal.SIGTERM, timeout=30):
+        if self.proc and self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        rc = self.proc.returncode if self.proc else None
+        self.proc = None
+        return rc
+
+    def kill(self):
+        return self.stop(signal.SIGKILL)
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+        if self.own_dir:
+            shutil.rmtree(self.data_dir, ignore_errors=True)
+
+    # MLflow REST helpers: path relative to /api/2.0/mlflow/.
+    def post(self, path, body, **kw):
+        return self.session.post(self.url + API + path, data=json.dumps(body),
+                                 headers={"Content-Type": "application/json"}, **kw)
+
+    def get(self, path, params=None, **kw):
+        return self.session.get(self.url + API + path, params=params, **kw)
+
+    def delete(self, path, body, **kw):
+        return self.session.delete(self.url + API + path, data=json.dumps(body),
+                                   headers={"Content-Type": "application/json"}, **kw)
+
+    def patch(self, path, body, **kw):
+        return self.session.patch(self.url + API + path, data=json.dumps(body),
+                                  headers={"Content-Type": "application/json"}, **kw)
+
+    def ok(self, method, path, body=None):
+        """Calls and asserts 200; returns the JSON body."""
+        fn = {"POST": self.post, "GET": self.get, "DELETE": self.delete, "PATCH": self.patch}[method]
+        r = fn(path, body) if method != "GET" else fn(path, body)
+        if r.status_code != 200:
+            raise AssertionError(f"{method} {path} -> {r.status_code}: {r.text}")
+        return r.json()
+
+    def cli(self, *args, remote=True, check=True, env=None):
+        """Runs the keel CLI against this server (remote) or its store (embedded)."""
+        cmd = [keel_binary()]
+        if remote:
+            cmd += ["--tracking-uri", self.url]
+        else:
+            cmd += ["--store-uri", self.store_uri, "--artifact-root", self.artifact_root]
+        cmd += list(args)
+        p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=60)
+        if check and p.returncode != 0:
+            raise AssertionError(f"{cmd} -> {p.returncode}: {p.stderr}")
+        return p
+
+
+class KeelTestCase(unittest.TestCase):
+    """One server for the whole test class."""
+
+    server_args = []
+
+    @classmethod
+    def setUpClass(cls):
+        cls.k = KeelServer(cls.server_args).start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.k.stop()
+        if cls.k.own_dir:
+            shutil.rmtree(cls.k.data_dir, ignore_errors=True)
+
+    def assertError(self, response, status, error_code, message_part=None):
+        self.assertEqual(response.status_code, status, response.text)
+        body = response.json()
+        self.assertEqual(body.get("error_code"), error_code, body)
+        self.assertIn("message", body)
+        if message_part is not None:
+            self.assertIn(message_part, body["message"])
+        return body

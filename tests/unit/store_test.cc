@@ -1,0 +1,167 @@
+#include "keel/store/store.h"
+
+#include <gtest/gtest.h>
+#include <sqlite3.h>
+
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "keel/registry/registry.h"
+#include "keel/tracking/tracking.h"
+#include "tests/unit/test_util.h"
+
+namespace keel::store {
+namespace {
+
+using keel::testing::TempDir;
+
+int64_t CountRows(Database& db, const std::string& table) {
+  int64_t n = -1;
+  Status s = db.Read([&](Connection& c) {
+    return c.Query("SELECT COUNT(*) FROM " + table, {}, [&](const RowView& r) {
+      n = r.Int(0);
+      return OkStatus();
+    });
+  });
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  return n;
+}
+
+TEST(StoreTest, FreshDatabaseIsAtLatestVersionWithDefaultExperiment) {
+  TempDir dir;
+  auto db = keel::testing::OpenTestDb(dir);
+  ASSERT_NE(db, nullptr);
+  auto v = SchemaVersion(*db);
+  ASSERT_TRUE(v.ok());
+  EXPECT_EQ(*v, LatestSchemaVersion());
+  EXPECT_GE(LatestSchemaVersion(), 2);
+  EXPECT_EQ(CountRows(*db, "experiments"), 1);
+}
+
+TEST(StoreTest, UnknownSchemeListsKnownOnes) {
+  auto db = OpenDatabase("mysql://x", {});
+  ASSERT_FALSE(db.ok());
+  EXPECT_NE(db.status().message().find("sqlite://"), std::string::npos);
+  EXPECT_FALSE(OpenDatabase("sqlite:relative-without-slashes", {}).ok());
+}
+
+TEST(StoreTest, WriteRollsBackOnError) {
+  TempDir dir;
+  auto db = keel::testing::OpenTestDb(dir);
+  Status s = db->Write([](Connection& c) -> Status {
+    KEEL_RETURN_IF_ERROR(c.Exec("INSERT INTO sequences(name, value) VALUES ('t', 1)", {}));
+    return InvalidArgument("abort");
+  });
+  EXPECT_EQ(s.code(), StatusCode::kInvalidArgument);
+  int64_t n = 0;
+  ASSERT_OK(db->Read([&](Connection& c) {
+    return c.Query("SELECT COUNT(*) FROM sequences WHERE name = 't'", {}, [&](const RowView& r) {
+      n = r.Int(0);
+      return OkStatus();
+    });
+  }));
+  EXPECT_EQ(n, 0);
+}
+
+TEST(StoreTest, SequencesAreDenseUnderConcurrentWriters) {
+  TempDir dir;
+  auto db = keel::testing::OpenTestDb(dir);
+  std::vector<std::thread> threads;
+  std::vector<std::vector<int64_t>> got(4);
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      for (int i = 0; i < 50; ++i) {
+        Status s = db->Write([&](Connection& c) -> Status {
+          KEEL_ASSIGN_OR_RETURN(int64_t v, NextSequenceValue(c, "test_seq"));
+          got[t].push_back(v);
+          return OkStatus();
+        });
+        EXPECT_TRUE(s.ok()) << s.ToString();
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  std::vector<int64_t> all;
+  for (auto& g : got) all.insert(all.end(), g.begin(), g.end());
+  std::sort(all.begin(), all.end());
+  ASSERT_EQ(all.size(), 200u);
+  for (size_t i = 0; i < all.size(); ++i) EXPECT_EQ(all[i], static_cast<int64_t>(i + 1));
+}
+
+TEST(StoreTest, OpeningAVersion1DatabaseUpgradesIt) {
+  TempDir dir;
+  {
+    OpenOptions options;
+    options.target_schema_version = 1;
+    auto db = keel::testing::OpenTestDb(dir, options);
+    ASSERT_EQ(*SchemaVersion(*db), 1);
+    tracking::TrackingService tracking(*db, SystemClock::Default(), {});
+    ASSERT_TRUE(tracking.CreateExperiment("old", "", {}).ok());
+  }
+  auto db = keel::testing::OpenTestDb(dir);
+  EXPECT_EQ(*SchemaVersion(*db), LatestSchemaVersion());
+  tracking::TrackingService tracking(*db, SystemClock::Default(), {});
+  auto e = tracking.GetExperimentByName("old");
+  ASSERT_TRUE(e.ok()) << e.status().ToString();
+  EXPECT_EQ(CountRows(*db, "alias_history"), 0);
+}
+
+// tests/data/store/keel-v1.sql is a dump written by make_keel_v1.sh from the
+// version-1 schema; opening it must upgrade it and keep every row usable.
+TEST(StoreTest, Version1FixtureUpgradesWithoutLoss) {
+  TempDir dir;
+  std::ifstream in(std::string(KEEL_SOURCE_DIR) + "/tests/data/store/keel-v1.sql");
+  ASSERT_TRUE(in.good());
+  std::stringstream sql;
+  sql << in.rdbuf();
+  {
+    sqlite3* raw = nullptr;
+    ASSERT_EQ(sqlite3_open((dir.path() / "keel.db").c_str(), &raw), SQLITE_OK);
+    char* err = nullptr;
+    ASSERT_EQ(sqlite3_exec(raw, sql.str().c_str(), nullptr, nullptr, &err), SQLITE_OK) << err;
+    sqlite3_close(raw);
+  }
+  auto db = keel::testing::OpenTestDb(dir);
+  ASSERT_NE(db, nullptr);
+  EXPECT_EQ(*SchemaVersion(*db), LatestSchemaVersion());
+  tracking::TrackingService tracking(*db, SystemClock::Default(), {});
+  auto run = tracking.GetRun("0123456789abcdef0123456789abcdef");
+  ASSERT_TRUE(run.ok()) << run.status().ToString();
+  EXPECT_EQ(run->info.run_name, "old-run-1");
+  ASSERT_EQ(run->metrics.size(), 1u);
+  EXPECT_DOUBLE_EQ(run->metrics[0].value, 0.93);
+  // New ids continue after the old ones.
+  auto exp = tracking.CreateExperiment("new", "", {});
+  ASSERT_TRUE(exp.ok());
+  EXPECT_EQ(*exp, "2");
+  registry::RegistryService registry(*db, SystemClock::Default());
+  auto champion = registry.GetVersionByAlias("churn", "champion");
+  ASSERT_TRUE(champion.ok());
+  EXPECT_EQ(champion->version, "2");
+  // The alias history table from migration 2 works on the upgraded data.
+  ASSERT_OK(registry.SetAlias("churn", "champion", "1", {"test", "upgrade"}));
+  auto history = registry.AliasHistory("churn", "champion");
+  ASSERT_TRUE(history.ok());
+  ASSERT_EQ(history->size(), 1u);
+  EXPECT_EQ(*(*history)[0].from_version, "2");
+  auto v3 = registry.CreateModelVersion({"churn", "s3://x", "", "", "", "", {}});
+  ASSERT_TRUE(v3.ok());
+  EXPECT_EQ(v3->version, "3");
+}
+
+TEST(StoreTest, RefusesADatabaseFromANewerKeel) {
+  TempDir dir;
+  {
+    auto db = keel::testing::OpenTestDb(dir);
+    ASSERT_OK(db->Write([](Connection& c) {
+      return c.Exec("INSERT INTO schema_migrations(version, name, applied_at) VALUES (999, 'future', 0)", {});
+    }));
+  }
+  auto db = OpenDatabase(dir.SqliteUri(), {});
+  ASSERT_FALSE(db.ok());
+  EXPECT_NE(db.status().message().find("newer"), std::string::npos);
+}
+
+}  // namespace
+}  // namespace keel::store
