@@ -12,6 +12,16 @@ std::string J(std::string_view s) {
   return out + "\"";
 }
 
+// 'value' with embedded quotes doubled, as the filter grammar expects.
+std::string QuoteFilterString(std::string_view value) {
+  std::string out = "'";
+  for (char c : value) {
+    out += c;
+    if (c == '\'') out += '\'';
+  }
+  return out + "'";
+}
+
 Result<std::pair<std::string, std::string>> SplitAlias(const std::string& ref) {
   size_t at = ref.rfind('@');
   if (at == std::string::npos || at == 0 || at + 1 == ref.size()) {
@@ -68,7 +78,9 @@ Status ShowModel(const GlobalOptions& g, const std::string& name) {
   }
   KEEL_ASSIGN_OR_RETURN(auto versions,
                         t->Call("GET", "/api/2.0/mlflow/model-versions/search",
-                                {{"filter", "name = '" + name + "'"}, {"max_results", "1000"}}, ""));
+                                {{"filter", "name = " + QuoteFilterString(name)},
+                                 {"max_results", "1000"}},
+                                ""));
   std::vector<std::vector<std::string>> rows;
   simdjson::dom::array vs;
   if (!versions.root()["model_versions"].get(vs)) {

@@ -14,9 +14,14 @@ std::string JsonStr(std::string_view s) {
   return out + "\"";
 }
 
+// An id when one exists with that number, else a name.
 Result<std::string> ExperimentId(Transport& t, const std::string& name_or_id) {
   if (!name_or_id.empty() && std::all_of(name_or_id.begin(), name_or_id.end(), ::isdigit)) {
-    return name_or_id;
+    auto by_id = t.Call("GET", "/api/2.0/mlflow/experiments/get", {{"experiment_id", name_or_id}}, "");
+    if (by_id.ok() || by_id.status().code() != StatusCode::kNotFound) {
+      KEEL_RETURN_IF_ERROR(by_id.status());
+      return name_or_id;
+    }
   }
   KEEL_ASSIGN_OR_RETURN(auto doc, t.Call("GET", "/api/2.0/mlflow/experiments/get-by-name",
                                          {{"experiment_name", name_or_id}}, ""));

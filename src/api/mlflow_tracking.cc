@@ -324,7 +324,7 @@ Result<std::string> SearchRuns(App& app, const Request& req) {
   s.max_results = max_results.value_or(1000);
   s.page_token = token.value_or("");
   KEEL_ASSIGN_OR_RETURN(auto page, app.tracking().SearchRuns(s));
-  JsonWriter w;
+  JsonWriter w(page.runs.size() * 1024 + 64);
   w.BeginObject();
   if (!page.runs.empty()) {
     w.Key("runs");

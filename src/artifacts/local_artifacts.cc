@@ -26,7 +26,9 @@ Status CheckDecoded(std::string_view path, std::string_view original) {
   while (start <= path.size()) {
     size_t end = path.find('/', start);
     if (end == std::string_view::npos) end = path.size();
-    if (path.substr(start, end - start) == "..") return refuse("'..' is not allowed");
+    std::string_view segment = path.substr(start, end - start);
+    if (segment == "..") return refuse("'..' is not allowed");
+    if (segment.starts_with(".keel-")) return refuse("names starting with '.keel-' are reserved");
     start = end + 1;
   }
   return OkStatus();
@@ -139,14 +141,27 @@ Result<fs::path> LocalArtifactStore::Resolve(std::string_view relative) const {
   KEEL_RETURN_IF_ERROR(CheckRelativePath(relative));
   std::string norm = Normalize(relative);
   fs::path full = norm.empty() ? root_ : root_ / norm;
-  // Follow symlinks of the part that exists; it must stay under the root.
-  std::error_code ec;
-  fs::path resolved = fs::weakly_canonical(full, ec);
-  if (ec) return InvalidArgument("Invalid artifact path '" + std::string(relative) + "'");
-  if (!IsUnder(resolved, root_)) {
+  auto outside = [&] {
     return InvalidArgument("Invalid artifact path '" + std::string(relative) +
                            "': it resolves outside the artifact root");
+  };
+  // Every symlink on the way, dangling ones included, must point inside the root.
+  std::error_code ec;
+  fs::path current = root_;
+  for (const auto& segment : fs::path(norm)) {
+    current /= segment;
+    auto st = fs::symlink_status(current, ec);
+    if (ec || st.type() == fs::file_type::not_found) break;
+    if (st.type() == fs::file_type::symlink) {
+      fs::path target = fs::read_symlink(current, ec);
+      if (ec) return outside();
+      if (target.is_relative()) target = current.parent_path() / target;
+      if (!IsUnder(fs::weakly_canonical(target, ec), root_) || ec) return outside();
+    }
   }
+  fs::path resolved = fs::weakly_canonical(full, ec);
+  if (ec) return InvalidArgument("Invalid artifact path '" + std::string(relative) + "'");
+  if (!IsUnder(resolved, root_)) return outside();
   return full;
 }
 

@@ -1,19 +1,36 @@
 #include "keel/core/json.h"
 
+#include <array>
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
 
 namespace keel {
 
+namespace {
+
+// 1 for bytes that need escaping in a JSON string: controls, '"' and '\\'.
+constexpr std::array<uint8_t, 256> MakeEscapeTable() {
+  std::array<uint8_t, 256> t{};
+  for (int c = 0; c < 0x20; ++c) t[c] = 1;
+  t['"'] = 1;
+  t['\\'] = 1;
+  return t;
+}
+constexpr std::array<uint8_t, 256> kNeedsEscape = MakeEscapeTable();
+
+}  // namespace
+
 void AppendJsonEscaped(std::string& out, std::string_view value) {
   static const char* kHex = "0123456789abcdef";
-  size_t start = 0;
-  for (size_t i = 0; i < value.size(); ++i) {
-    unsigned char c = static_cast<unsigned char>(value[i]);
-    if (c >= 0x20 && c != '"' && c != '\\') continue;
-    out.append(value.data() + start, i - start);
-    start = i + 1;
+  const char* p = value.data();
+  const char* end = p + value.size();
+  while (p < end) {
+    const char* run = p;
+    while (p < end && !kNeedsEscape[static_cast<unsigned char>(*p)]) ++p;
+    out.append(run, static_cast<size_t>(p - run));
+    if (p == end) break;
+    unsigned char c = static_cast<unsigned char>(*p++);
     switch (c) {
       case '"': out += "\\\""; break;
       case '\\': out += "\\\\"; break;
@@ -22,13 +39,12 @@ void AppendJsonEscaped(std::string& out, std::string_view value) {
       case '\t': out += "\\t"; break;
       case '\b': out += "\\b"; break;
       case '\f': out += "\\f"; break;
-      default:
-        out += "\\u00";
-        out += kHex[c >> 4];
-        out += kHex[c & 15];
+      default: {
+        char esc[6] = {'\\', 'u', '0', '0', kHex[c >> 4], kHex[c & 15]};
+        out.append(esc, 6);
+      }
     }
   }
-  out.append(value.data() + start, value.size() - start);
 }
 
 std::string FormatDouble(double value) {

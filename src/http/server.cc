@@ -112,6 +112,7 @@ struct Server::Impl {
   asio::awaitable<void> Session(tcp::socket socket) {
     beast::tcp_stream stream(std::move(socket));
     beast::flat_buffer buffer;
+    buffer.reserve(64 * 1024);  // Beast reads at most the free capacity per call
     bool keep_going = true;
     while (keep_going && !stopping.load()) {
       bhttp::request_parser<bhttp::empty_body> header;
@@ -178,6 +179,18 @@ struct Server::Impl {
       req.tail = match.tail;
       Status pre = match.route->precheck(app, req);
       if (!pre.ok()) co_return co_await reject(pre);
+    }
+
+    // A declared length over the limit is refused before reading any of the body.
+    uint64_t limit = match.route->body_mode == api::BodyMode::kToFile ? options.max_upload_bytes
+                                                                      : options.max_body_bytes;
+    if (header.content_length() && *header.content_length() > limit) {
+      co_await Send(stream,
+                    api::Response::Error(ResourceExhausted(
+                        "request body of " + std::to_string(*header.content_length()) +
+                        " bytes exceeds the limit of " + std::to_string(limit) + " bytes")),
+                    version, false);
+      co_return false;
     }
 
     beast::error_code ec;

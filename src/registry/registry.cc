@@ -799,7 +799,10 @@ Result<ModelVersion> RegistryService::ResolveModelUri(const std::string& uri) {
     return GetModelVersion(name, ref);
   }
   if (ref == "latest") {
-    KEEL_ASSIGN_OR_RETURN(auto page, SearchModelVersions({"name = '" + name + "'", 1, {"version_number DESC"}, ""}));
+    std::string quoted;
+    for (char c : name) quoted += c == '\'' ? std::string("''") : std::string(1, c);
+    KEEL_ASSIGN_OR_RETURN(auto page, SearchModelVersions({"name = '" + quoted + "'", 1,
+                                                          {"version_number DESC"}, ""}));
     if (page.versions.empty()) return NotFound("Registered Model with name=" + name + " has no versions");
     return page.versions.front();
   }

@@ -18,6 +18,7 @@ std::string ExpandDialect(std::string sql, const Dialect& d) {
   };
   replace_all("{{WITHOUT_ROWID}}", d.without_rowid);
   replace_all("{{BLOB}}", d.blob_type);
+  replace_all("{{AUTO_ID}}", d.auto_id);
   return sql;
 }
 

@@ -60,8 +60,6 @@ class Lexer {
           op += text_[pos_++];
         }
         if (op == "!") return Error("expected '!='", start);
-        if (op == "==") op = "=";
-        if (op == "<>") op = "!=";
         out.push_back({TokKind::kOp, op, false, start});
         continue;
       }

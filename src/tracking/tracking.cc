@@ -8,6 +8,7 @@
 
 #include "keel/core/json.h"
 #include "keel/core/util.h"
+#include "src/tracking/metric_chunks.h"
 #include "src/tracking/run_names.h"
 #include "src/tracking/search_filter.h"
 
@@ -175,20 +176,29 @@ bool Newer(const Metric& a, const Metric& b) {
   return a.value > b.value;
 }
 
+// One chunk per key per call (points in call order) and one latest_metrics upsert per key.
 Status InsertMetrics(Connection& c, const RunRef& ref, const std::vector<Metric>& metrics) {
-  std::unordered_map<std::string_view, const Metric*> latest;
+  struct KeyBatch {
+    std::string points;
+    const Metric* latest = nullptr;
+    int64_t n = 0;
+  };
+  std::vector<std::pair<std::string_view, KeyBatch>> batches;  // few keys: linear lookup
   for (const Metric& m : metrics) {
-    bool nan = std::isnan(m.value);
-    KEEL_RETURN_IF_ERROR(c.Exec(
-        "INSERT INTO metrics(run_key, key, step, timestamp, value, is_nan) VALUES (?, ?, ?, ?, "
-        "?, ?) ON CONFLICT DO NOTHING",
-        {Value(ref.run_key), Value(std::string_view(m.key)), Value(m.step), Value(m.timestamp),
-         Value(nan ? 0.0 : m.value), Value(int64_t{nan ? 1 : 0})}));
-    auto [it, inserted] = latest.emplace(m.key, &m);
-    if (!inserted && Newer(m, *it->second)) it->second = &m;
+    KeyBatch* batch = nullptr;
+    for (auto& [key, b] : batches) {
+      if (key == m.key) batch = &b;
+    }
+    if (batch == nullptr) batch = &batches.emplace_back(m.key, KeyBatch{}).second;
+    internal::AppendPoint(batch->points, m);
+    ++batch->n;
+    if (batch->latest == nullptr || Newer(m, *batch->latest)) batch->latest = &m;
   }
-  for (const auto& [key, mp] : latest) {
-    const Metric& m = *mp;
+  for (const auto& [key, b] : batches) {
+    KEEL_RETURN_IF_ERROR(c.Exec(
+        "INSERT INTO metric_chunks(run_key, key, n, points) VALUES (?, ?, ?, ?)",
+        {Value(ref.run_key), Value(key), Value(b.n), Value(store::Blob{b.points})}));
+    const Metric& m = *b.latest;
     bool nan = std::isnan(m.value);
     // NaN sorts below every number: stored value 0 with is_nan 1, compared
     // through the sort key (step, timestamp, 1 - is_nan, value).
@@ -632,10 +642,16 @@ Result<Run> TrackingService::CreateRun(const CreateRunRequest& request) {
   run.info.status = "RUNNING";
   run.info.start_time = request.start_time.value_or(clock_.NowMillis());
   run.info.lifecycle_stage = std::string(kActive);
-  // Name: explicit, else the mlflow.runName tag, else generated.
+  // Name: explicit, else the mlflow.runName tag, else generated; the two must agree.
   std::string name = request.run_name;
   for (const Tag& t : request.tags) {
-    if (t.key == "mlflow.runName" && name.empty()) name = t.value;
+    if (t.key != "mlflow.runName") continue;
+    if (!request.run_name.empty() && t.value != request.run_name) {
+      return InvalidArgument("Both 'run_name' argument and 'mlflow.runName' tag are specified, "
+                             "but with different values (run_name='" + request.run_name +
+                             "', mlflow.runName='" + t.value + "').");
+    }
+    if (name.empty()) name = t.value;
   }
   if (name.empty()) name = internal::GenerateRunName();
   run.info.run_name = name;
@@ -908,24 +924,40 @@ Result<MetricHistoryPage> TrackingService::GetMetricHistory(const std::string& r
                                                             const std::string& page_token) {
   if (max_results <= 0) max_results = 25000;
   KEEL_ASSIGN_OR_RETURN(int64_t offset, DecodeOffsetToken(page_token));
-  MetricHistoryPage page;
+  std::vector<internal::Point> points;
   KEEL_RETURN_IF_ERROR(db_.Read([&](Connection& c) -> Status {
     KEEL_ASSIGN_OR_RETURN(RunRef ref, FindRun(c, run_id));
-    KEEL_RETURN_IF_ERROR(c.Query(
-        "SELECT step, timestamp, value, is_nan FROM metrics WHERE run_key = ? AND key = ? ORDER "
-        "BY step, timestamp, is_nan DESC, value LIMIT ? OFFSET ?",
-        {Value(ref.run_key), Value(std::string_view(key)), Value(max_results + 1), Value(offset)},
-        [&](const RowView& r) {
-          page.metrics.push_back(
-              {key, r.Int(3) ? std::nan("") : r.Double(2), r.Int(1), r.Int(0)});
-          return OkStatus();
-        }));
-    return OkStatus();
+    return c.Query("SELECT points FROM metric_chunks WHERE run_key = ? AND key = ? ORDER BY "
+                   "chunk_id",
+                   {Value(ref.run_key), Value(std::string_view(key))}, [&](const RowView& r) {
+                     if (!internal::DecodePoints(r.Bytes(0), points)) {
+                       return DataLoss("corrupt metric chunk for run " + run_id + " key " + key);
+                     }
+                     return OkStatus();
+                   });
   }));
-  if (static_cast<int64_t>(page.metrics.size()) > max_results) {
-    page.metrics.pop_back();
-    page.next_page_token = EncodeOffsetToken(offset + max_results);
+  // Order by (step, timestamp, value) with NaN first among equals, then drop identical points.
+  auto less = [](const internal::Point& a, const internal::Point& b) {
+    if (a.step != b.step) return a.step < b.step;
+    if (a.timestamp != b.timestamp) return a.timestamp < b.timestamp;
+    bool an = std::isnan(a.value), bn = std::isnan(b.value);
+    if (an != bn) return an;
+    return !an && a.value < b.value;
+  };
+  auto same = [](const internal::Point& a, const internal::Point& b) {
+    return a.step == b.step && a.timestamp == b.timestamp &&
+           (a.value == b.value || (std::isnan(a.value) && std::isnan(b.value)));
+  };
+  std::stable_sort(points.begin(), points.end(), less);
+  points.erase(std::unique(points.begin(), points.end(), same), points.end());
+  MetricHistoryPage page;
+  size_t begin = std::min(points.size(), static_cast<size_t>(offset));
+  size_t end = std::min(points.size(), begin + static_cast<size_t>(max_results));
+  page.metrics.reserve(end - begin);
+  for (size_t i = begin; i < end; ++i) {
+    page.metrics.push_back({key, points[i].value, points[i].timestamp, points[i].step});
   }
+  if (end < points.size()) page.next_page_token = EncodeOffsetToken(static_cast<int64_t>(end));
   return page;
 }
 

@@ -301,6 +301,12 @@ class Replayer:
         if r.status_code != rec["status"]:
             errors.append(f"HTTP status: keel {r.status_code}, recorded {rec['status']}: "
                           f"{r.text[:500]}")
+            if rec["status"] != 200 and r.status_code != 200:
+                try:  # still report whether the error body itself is right
+                    values = [v for vs in (rec.get("query") or {}).values() for v in vs]
+                    self.compare_error(values, rec["resp"], r.json(), errors)
+                except ValueError:
+                    errors.append(f"error body is not JSON: {r.text[:300]!r}")
             return errors
         resp = rec["resp"]
         if isinstance(resp, dict) and "_bytes" in resp:  # artifact download

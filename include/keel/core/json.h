@@ -28,7 +28,7 @@ namespace keel {
 
 class JsonWriter {
  public:
-  JsonWriter() { out_.reserve(256); }
+  explicit JsonWriter(size_t reserve = 256) { out_.reserve(reserve); }
   void BeginObject();
   void EndObject();
   void BeginArray();

@@ -42,8 +42,13 @@
 
 namespace keel::store {
 
+// Bytes bound as a BLOB (not text).
+struct Blob {
+  std::string_view bytes;
+};
+
 // A bound parameter. std::monostate binds SQL NULL.
-using Value = std::variant<std::monostate, int64_t, double, std::string_view, std::string>;
+using Value = std::variant<std::monostate, int64_t, double, std::string_view, std::string, Blob>;
 
 // One result row, valid only during the row callback.
 class RowView {
@@ -54,6 +59,7 @@ class RowView {
   virtual int64_t Int(int col) const = 0;
   virtual double Double(int col) const = 0;
   virtual std::string_view Text(int col) const = 0;
+  virtual std::string_view Bytes(int col) const = 0;
 };
 
 using RowCallback = std::function<Status(const RowView&)>;
@@ -86,6 +92,8 @@ struct Dialect {
   std::string without_rowid;
   // Expansion of {{BLOB}}.
   std::string blob_type;
+  // Expansion of {{AUTO_ID}}: an auto-assigned BIGINT primary key column.
+  std::string auto_id;
 };
 
 enum class SyncMode {

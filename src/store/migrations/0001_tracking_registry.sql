@@ -1,6 +1,7 @@
 -- Tracking and model registry (MLflow REST 2.0 data model).
 -- Portable SQL: BIGINT ids, TEXT strings, DOUBLE PRECISION numbers;
--- {{WITHOUT_ROWID}} marks clustered primary-key tables (SQLite only).
+-- {{WITHOUT_ROWID}} marks clustered primary-key tables (SQLite only);
+-- {{AUTO_ID}} is an auto-assigned BIGINT primary key; {{BLOB}} a byte string.
 
 CREATE TABLE sequences (
   name TEXT PRIMARY KEY,
@@ -37,7 +38,8 @@ CREATE TABLE runs (
   artifact_uri TEXT NOT NULL,
   deleted_time BIGINT
 );
-CREATE INDEX runs_by_experiment ON runs (experiment_id, lifecycle_stage, start_time);
+-- Serves the default search order (start_time DESC, run_uuid) without a sort.
+CREATE INDEX runs_by_experiment ON runs (experiment_id, lifecycle_stage, start_time DESC, run_uuid);
 
 CREATE TABLE params (
   run_key BIGINT NOT NULL,
@@ -53,16 +55,18 @@ CREATE TABLE tags (
   PRIMARY KEY (run_key, key)
 ) {{WITHOUT_ROWID}};
 
--- Every logged point; identical points are stored once (as MLflow does).
-CREATE TABLE metrics (
+-- Every logged point, written in chunks: one row per (run, key) per write
+-- call. points holds n records of 24 bytes, little-endian: step int64,
+-- timestamp int64, value float64 (NaN kept as NaN). Readers merge the chunks,
+-- order by (step, timestamp, value) and drop identical points (as MLflow does).
+CREATE TABLE metric_chunks (
+  chunk_id {{AUTO_ID}},
   run_key BIGINT NOT NULL,
   key TEXT NOT NULL,
-  step BIGINT NOT NULL,
-  timestamp BIGINT NOT NULL,
-  value DOUBLE PRECISION NOT NULL,
-  is_nan SMALLINT NOT NULL,
-  PRIMARY KEY (run_key, key, step, timestamp, value, is_nan)
-) {{WITHOUT_ROWID}};
+  n BIGINT NOT NULL,
+  points {{BLOB}} NOT NULL
+);
+CREATE INDEX metric_chunks_by_key ON metric_chunks (run_key, key, chunk_id);
 
 -- The latest point per key: max by (step, timestamp, value).
 CREATE TABLE latest_metrics (

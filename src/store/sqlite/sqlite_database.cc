@@ -26,6 +26,11 @@ class SqliteRow final : public RowView {
     if (p == nullptr) return {};
     return std::string_view(p, static_cast<size_t>(sqlite3_column_bytes(stmt_, col)));
   }
+  std::string_view Bytes(int col) const override {
+    const auto* p = static_cast<const char*>(sqlite3_column_blob(stmt_, col));
+    if (p == nullptr) return {};
+    return std::string_view(p, static_cast<size_t>(sqlite3_column_bytes(stmt_, col)));
+  }
 
  private:
   sqlite3_stmt* stmt_;
@@ -131,6 +136,9 @@ class SqliteConnection final : public Connection {
       } else if (std::holds_alternative<std::string>(v)) {
         const auto& s = std::get<std::string>(v);
         rc = sqlite3_bind_text64(stmt, i + 1, s.data(), s.size(), SQLITE_STATIC, SQLITE_UTF8);
+      } else if (std::holds_alternative<Blob>(v)) {
+        auto b = std::get<Blob>(v).bytes;
+        rc = sqlite3_bind_blob64(stmt, i + 1, b.data(), b.size(), SQLITE_STATIC);
       } else {
         rc = sqlite3_bind_null(stmt, i + 1);
       }
@@ -266,7 +274,7 @@ Result<std::unique_ptr<Database>> OpenSqlite(std::string_view uri, const OpenOpt
     if (ec) return Unavailable("cannot create directory " + parent.string() + ": " + ec.message());
   }
   auto db = std::make_unique<SqliteDatabase>(std::string(uri),
-                                             Dialect{"sqlite", "WITHOUT ROWID", "BLOB"});
+                                             Dialect{"sqlite", "WITHOUT ROWID", "BLOB", "INTEGER PRIMARY KEY"});
   KEEL_RETURN_IF_ERROR(db->Init(path, options));
   return std::unique_ptr<Database>(std::move(db));
 }

@@ -52,16 +52,14 @@ CREATE TABLE tags (
   PRIMARY KEY (run_key, key)
 ) WITHOUT ROWID;
 INSERT INTO tags VALUES(1,'mlflow.runName','old-run-1');
-CREATE TABLE metrics (
+CREATE TABLE metric_chunks (
+  chunk_id INTEGER PRIMARY KEY,
   run_key BIGINT NOT NULL,
   key TEXT NOT NULL,
-  step BIGINT NOT NULL,
-  timestamp BIGINT NOT NULL,
-  value DOUBLE PRECISION NOT NULL,
-  is_nan SMALLINT NOT NULL,
-  PRIMARY KEY (run_key, key, step, timestamp, value, is_nan)
-) WITHOUT ROWID;
-INSERT INTO metrics VALUES(1,'auc',0,1790000050000,0.93000000000000004884,0);
+  n BIGINT NOT NULL,
+  points BLOB NOT NULL
+);
+INSERT INTO metric_chunks VALUES(1,1,'auc',1,X'0000000000000000502f51c4a0010000c3f5285c8fc2ed3f');
 CREATE TABLE latest_metrics (
   run_key BIGINT NOT NULL,
   key TEXT NOT NULL,
@@ -144,5 +142,6 @@ CREATE TABLE registered_model_aliases (
   PRIMARY KEY (name, alias)
 ) WITHOUT ROWID;
 INSERT INTO registered_model_aliases VALUES('churn','champion',2);
-CREATE INDEX runs_by_experiment ON runs (experiment_id, lifecycle_stage, start_time);
+CREATE INDEX runs_by_experiment ON runs (experiment_id, lifecycle_stage, start_time DESC, run_uuid);
+CREATE INDEX metric_chunks_by_key ON metric_chunks (run_key, key, chunk_id);
 COMMIT;

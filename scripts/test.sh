@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh Debian 12 machine:
+#   1. installs the Debian packages (scripts/install-deps.sh),
+#   2. builds a Release tree (build/) and a Debug tree with ASan+UBSan (build-asan/),
+#   3. runs every unit and end-to-end test against both.
+# Usage: scripts/test.sh [-L unit|e2e]   (extra arguments go to ctest)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+bash scripts/install-deps.sh
+
+jobs=${KEEL_JOBS:-2}
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DKEEL_BUILD_TESTS=ON
+cmake --build build -j"$jobs"
+cmake -S . -B build-asan -G Ninja -DCMAKE_BUILD_TYPE=Debug -DKEEL_BUILD_TESTS=ON \
+  -DKEEL_SANITIZE="address;undefined"
+cmake --build build-asan -j"$jobs"
+
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:detect_stack_use_after_return=0}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+
+status=0
+summary=()
+for tree in build build-asan; do
+  echo "=== tests: $tree ==="
+  log="$root/$tree/ctest-summary.log"
+  if ctest --test-dir "$tree" --output-on-failure -j"$jobs" "$@" | tee "$log"; then :; else status=1; fi
+  summary+=("$tree: $(grep -E 'tests passed|tests failed' "$log" | tail -1)")
+done
+echo "=== summary ==="
+printf '%s\n' "${summary[@]}"
+passed=0
+failed=0
+for tree in build build-asan; do
+  line=$(grep -E '[0-9]+% tests passed' "$root/$tree/ctest-summary.log" | tail -1 || true)
+  total=$(sed -nE 's/.*out of ([0-9]+).*/\1/p' <<<"$line")
+  bad=$(sed -nE 's/.* ([0-9]+) tests failed.*/\1/p' <<<"$line")
+  passed=$((passed + ${total:-0} - ${bad:-0}))
+  failed=$((failed + ${bad:-0}))
+done
+echo "tests: $passed passed, $failed failed"
+exit $status
