@@ -57,8 +57,12 @@ void SplitTarget(std::string_view target, api::Request& req, bool& bad) {
 struct Server::Impl {
   api::App& app;
   ServerOptions options;
-  asio::io_context ioc;
-  tcp::acceptor acceptor{ioc};
+  // One single-threaded io_context per worker thread: a connection lives on one
+  // thread for its whole life, so no handler hops threads (no futex ping-pong).
+  std::vector<std::unique_ptr<asio::io_context>> contexts;
+  std::vector<asio::executor_work_guard<asio::io_context::executor_type>> work;
+  std::unique_ptr<tcp::acceptor> acceptor;  // on contexts[0]
+  size_t next_context = 0;                  // used by the accept loop only
   std::vector<std::thread> threads;
   std::atomic<int> in_flight{0};
   std::atomic<bool> stopping{false};
@@ -243,20 +247,28 @@ struct Server::Impl {
   asio::awaitable<void> Accept() {
     for (;;) {
       beast::error_code ec;
-      tcp::socket socket = co_await acceptor.async_accept(
-          asio::redirect_error(asio::use_awaitable, ec));
+      asio::io_context& target = *contexts[next_context++ % contexts.size()];
+      tcp::socket socket = co_await acceptor->async_accept(
+          target, asio::redirect_error(asio::use_awaitable, ec));
       if (ec) {
-        if (!acceptor.is_open()) co_return;
+        if (!acceptor->is_open()) co_return;
         continue;  // e.g. EMFILE: keep serving the connections we have
       }
       socket.set_option(tcp::no_delay(true), ec);
-      asio::co_spawn(ioc, Session(std::move(socket)), asio::detached);
+      asio::co_spawn(target, Session(std::move(socket)), asio::detached);
     }
   }
 };
 
 Server::Server(api::App& app, ServerOptions options)
-    : impl_(std::make_unique<Impl>(app, std::move(options))) {}
+    : impl_(std::make_unique<Impl>(app, std::move(options))) {
+  int n = std::max(1, impl_->options.threads);
+  for (int i = 0; i < n; ++i) {
+    impl_->contexts.push_back(std::make_unique<asio::io_context>(1));
+    impl_->work.push_back(asio::make_work_guard(*impl_->contexts.back()));
+  }
+  impl_->acceptor = std::make_unique<tcp::acceptor>(*impl_->contexts[0]);
+}
 
 Server::~Server() { Stop(); }
 
@@ -265,7 +277,7 @@ Status Server::Start() {
   auto address = asio::ip::make_address(impl_->options.host, ec);
   if (ec) return InvalidArgument("invalid host '" + impl_->options.host + "': " + ec.message());
   tcp::endpoint endpoint(address, impl_->options.port);
-  auto& acc = impl_->acceptor;
+  auto& acc = *impl_->acceptor;
   acc.open(endpoint.protocol(), ec);
   if (!ec) acc.set_option(asio::socket_base::reuse_address(true), ec);
   if (!ec) acc.bind(endpoint, ec);
@@ -275,10 +287,9 @@ Status Server::Start() {
                        std::to_string(impl_->options.port) + ": " + ec.message());
   }
   impl_->bound_port = acc.local_endpoint().port();
-  asio::co_spawn(impl_->ioc, impl_->Accept(), asio::detached);
-  int n = std::max(1, impl_->options.threads);
-  for (int i = 0; i < n; ++i) {
-    impl_->threads.emplace_back([this] { impl_->ioc.run(); });
+  asio::co_spawn(*impl_->contexts[0], impl_->Accept(), asio::detached);
+  for (auto& ctx : impl_->contexts) {
+    impl_->threads.emplace_back([c = ctx.get()] { c->run(); });
   }
   return OkStatus();
 }
@@ -300,16 +311,16 @@ void Server::Stop() {
   std::lock_guard<std::mutex> lock(impl_->stop_mu);
   if (impl_->stopped.exchange(true)) return;
   impl_->stopping = true;
-  asio::post(impl_->ioc, [this] {
+  asio::post(*impl_->contexts[0], [this] {
     beast::error_code ec;
-    impl_->acceptor.close(ec);
+    impl_->acceptor->close(ec);
   });
   // Let requests in flight finish.
   auto deadline = std::chrono::steady_clock::now() + impl_->options.drain_timeout;
   while (impl_->in_flight.load() > 0 && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
-  impl_->ioc.stop();
+  for (auto& ctx : impl_->contexts) ctx->stop();
   for (auto& t : impl_->threads) {
     if (t.joinable()) t.join();
   }

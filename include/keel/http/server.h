@@ -10,10 +10,12 @@
 //   KEEL_RETURN_IF_ERROR(server.Start());      // binds; server.port() is the real port
 //   server.RunUntilSignal();                    // SIGINT/SIGTERM -> graceful stop
 //
-// Threads: Start() spawns `threads` I/O threads running one io_context;
-// handlers run on them (a handler may block on the store). Stop() may be
-// called from any thread: it closes the listener, lets requests in flight
-// finish (up to drain_timeout) and joins the threads.
+// Threads: Start() spawns `threads` I/O threads, each running its own
+// single-threaded io_context; accepted connections are dealt round-robin and
+// stay on their thread. Handlers run there and may block on the store, which
+// delays only the connections sharing that thread. Stop() may be called from
+// any thread: it closes the listener, lets requests in flight finish (up to
+// drain_timeout) and joins the threads.
 #pragma once
 
 #include <chrono>
