@@ -83,6 +83,42 @@ def raw_search_ms(url, exp_id, repeats=20):
     return statistics.median(out), len(r.content)
 
 
+def client_floors(url, calls=2000, batches=20):
+    """What the client itself costs: the same requests as mlflow_bench.py, sent for
+    an unknown run so the server answers 404 after parsing the body and one
+    lookup. No server can answer the real calls faster than this from this client."""
+    import random
+    s = requests.Session()
+    s.headers["Content-Type"] = "application/json"
+    rnd = random.Random(0)
+    api = url + "/api/2.0/mlflow"
+    t0 = time.perf_counter()
+    for i in range(calls):
+        s.post(api + "/runs/log-metric", data=json.dumps(
+            {"run_id": "0" * 32, "key": "loss", "value": rnd.random(),
+             "timestamp": int(time.time() * 1000), "step": i}))
+    metric_floor = calls / (time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    for j in range(batches):
+        ts = int(time.time() * 1000)
+        metrics = [{"key": f"m{k % 10}", "value": rnd.random(), "timestamp": ts,
+                    "step": j * 100 + k // 10} for k in range(1000)]
+        s.post(api + "/runs/log-batch", data=json.dumps({"run_id": "0" * 32, "metrics": metrics}))
+    batch_floor = batches * 1000 / (time.perf_counter() - t0)
+    return metric_floor, batch_floor
+
+
+def json_decode_ms(url, exp_id, repeats=10):
+    body = requests.post(url + "/api/2.0/mlflow/runs/search",
+                         json={"experiment_ids": [exp_id], "max_results": 1000}).content
+    out = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        json.loads(body)
+        out.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(out)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--binary", default=os.path.join(REPO, "build", "keel"))
@@ -102,6 +138,8 @@ def main():
                                  json={"max_results": 10, "filter": "name LIKE 'bench-search-%'"}).json()
             exp_id = exps["experiments"][0]["experiment_id"]
             raw_ms, size = raw_search_ms(url, exp_id)
+            metric_floor, batch_floor = client_floors(url)
+            decode_ms = json_decode_ms(url, exp_id)
             results.append({
                 "log_metric_calls_per_s": r["log_metric"]["calls_per_s"],
                 "log_batch_metrics_per_s": r["log_batch"]["metrics_per_s"],
@@ -111,6 +149,9 @@ def main():
                 "search_paged_total_ms": r["search"]["paged_100_per_page_total"]["median_ms"],
                 "search_no_filter_bytes_ms": raw_ms,
                 "search_response_bytes": size,
+                "client_floor_log_metric_calls_per_s": metric_floor,
+                "client_floor_log_batch_metrics_per_s": batch_floor,
+                "client_json_decode_search_ms": decode_ms,
             })
         finally:
             proc.terminate()
@@ -125,6 +166,10 @@ def main():
         print(f"{k:40} {kv:12.1f} {mv:12.1f} {ratio:7.1f}x")
     print(f"{'search_no_filter_bytes_ms (no JSON decode)':40} {med['search_no_filter_bytes_ms']:12.1f}"
           f"  ({med['search_response_bytes']} bytes)")
+    print("client ceilings (same requests answered 404 for an unknown run; JSON decode alone):")
+    for k in ("client_floor_log_metric_calls_per_s", "client_floor_log_batch_metrics_per_s",
+              "client_json_decode_search_ms"):
+        print(f"  {k:38} {med[k]:12.1f}")
     if a.json:
         json.dump({"keel_runs": results, "keel_median": med, "mlflow": MLFLOW}, open(a.json, "w"), indent=2)
 

@@ -75,20 +75,8 @@ Result<std::string> SearchModels(App& app, const Request& req) {
   KEEL_ASSIGN_OR_RETURN(Params p, Params::From(req));
   KEEL_ASSIGN_OR_RETURN(auto s, ReadSearch(p, 100));
   KEEL_ASSIGN_OR_RETURN(auto page, app.registry().SearchRegisteredModels(s));
-  JsonWriter w;
-  w.BeginObject();
-  if (!page.models.empty()) {
-    w.Key("registered_models");
-    w.BeginArray();
-    for (const auto& m : page.models) internal::WriteRegisteredModel(w, m);
-    w.EndArray();
-  }
-  if (!page.next_page_token.empty()) {
-    w.Key("next_page_token");
-    w.String(page.next_page_token);
-  }
-  w.EndObject();
-  return std::move(w).Take();
+  return internal::ListResponse("registered_models", page.models, page.next_page_token,
+                                internal::WriteRegisteredModel);
 }
 
 Result<std::string> UpdateModel(App& app, const Request& req) {
@@ -136,16 +124,10 @@ Result<std::string> GetLatestVersions(App& app, const Request& req) {
   KEEL_ASSIGN_OR_RETURN(std::string name, p.RequiredStr("name"));
   KEEL_ASSIGN_OR_RETURN(auto stages, p.StrList("stages"));
   KEEL_ASSIGN_OR_RETURN(auto versions, app.registry().GetLatestVersions(name, stages));
-  JsonWriter w;
-  w.BeginObject();
-  if (!versions.empty()) {
-    w.Key("model_versions");
-    w.BeginArray();
-    for (const auto& v : versions) internal::WriteModelVersion(w, v, false);
-    w.EndArray();
-  }
-  w.EndObject();
-  return std::move(w).Take();
+  return internal::ListResponse("model_versions", versions, "",
+                                [](JsonWriter& w, const ModelVersion& v) {
+                                  internal::WriteModelVersion(w, v, false);
+                                });
 }
 
 Result<std::string> CreateVersion(App& app, const Request& req) {
@@ -216,20 +198,10 @@ Result<std::string> SearchVersions(App& app, const Request& req) {
   KEEL_ASSIGN_OR_RETURN(Params p, Params::From(req));
   KEEL_ASSIGN_OR_RETURN(auto s, ReadSearch(p, 10000));
   KEEL_ASSIGN_OR_RETURN(auto page, app.registry().SearchModelVersions(s));
-  JsonWriter w;
-  w.BeginObject();
-  if (!page.versions.empty()) {
-    w.Key("model_versions");
-    w.BeginArray();
-    for (const auto& v : page.versions) internal::WriteModelVersion(w, v, true);
-    w.EndArray();
-  }
-  if (!page.next_page_token.empty()) {
-    w.Key("next_page_token");
-    w.String(page.next_page_token);
-  }
-  w.EndObject();
-  return std::move(w).Take();
+  return internal::ListResponse("model_versions", page.versions, page.next_page_token,
+                                [](JsonWriter& w, const ModelVersion& v) {
+                                  internal::WriteModelVersion(w, v, true);
+                                });
 }
 
 Result<std::string> GetDownloadUri(App& app, const Request& req) {

@@ -74,20 +74,8 @@ Result<std::string> SearchExperiments(App& app, const Request& req) {
   s.filter = filter.value_or("");
   s.page_token = token.value_or("");
   KEEL_ASSIGN_OR_RETURN(auto page, app.tracking().SearchExperiments(s));
-  JsonWriter w;
-  w.BeginObject();
-  if (!page.experiments.empty()) {
-    w.Key("experiments");
-    w.BeginArray();
-    for (const auto& e : page.experiments) internal::WriteExperiment(w, e);
-    w.EndArray();
-  }
-  if (!page.next_page_token.empty()) {
-    w.Key("next_page_token");
-    w.String(page.next_page_token);
-  }
-  w.EndObject();
-  return std::move(w).Take();
+  return internal::ListResponse("experiments", page.experiments, page.next_page_token,
+                                internal::WriteExperiment);
 }
 
 Result<std::string> UpdateExperiment(App& app, const Request& req) {
@@ -324,20 +312,7 @@ Result<std::string> SearchRuns(App& app, const Request& req) {
   s.max_results = max_results.value_or(1000);
   s.page_token = token.value_or("");
   KEEL_ASSIGN_OR_RETURN(auto page, app.tracking().SearchRuns(s));
-  JsonWriter w(page.runs.size() * 1024 + 64);
-  w.BeginObject();
-  if (!page.runs.empty()) {
-    w.Key("runs");
-    w.BeginArray();
-    for (const auto& r : page.runs) internal::WriteRun(w, r);
-    w.EndArray();
-  }
-  if (!page.next_page_token.empty()) {
-    w.Key("next_page_token");
-    w.String(page.next_page_token);
-  }
-  w.EndObject();
-  return std::move(w).Take();
+  return internal::ListResponse("runs", page.runs, page.next_page_token, internal::WriteRun, 1024);
 }
 
 Result<std::string> GetMetricHistory(App& app, const Request& req) {
@@ -348,20 +323,8 @@ Result<std::string> GetMetricHistory(App& app, const Request& req) {
   KEEL_ASSIGN_OR_RETURN(auto token, p.Str("page_token"));
   KEEL_ASSIGN_OR_RETURN(auto page, app.tracking().GetMetricHistory(id, key, max_results.value_or(0),
                                                                    token.value_or("")));
-  JsonWriter w;
-  w.BeginObject();
-  if (!page.metrics.empty()) {
-    w.Key("metrics");
-    w.BeginArray();
-    for (const auto& m : page.metrics) internal::WriteMetric(w, m);
-    w.EndArray();
-  }
-  if (!page.next_page_token.empty()) {
-    w.Key("next_page_token");
-    w.String(page.next_page_token);
-  }
-  w.EndObject();
-  return std::move(w).Take();
+  return internal::ListResponse("metrics", page.metrics, page.next_page_token,
+                                internal::WriteMetric, 96);
 }
 
 // Points of one metric for several runs within [start_step, end_step], at most

@@ -198,7 +198,7 @@ Result<fs::path> LocalArtifactStore::FileForRead(std::string_view relative) cons
   return path;
 }
 
-Result<std::unique_ptr<ArtifactWriter>> LocalArtifactStore::OpenWriter(std::string_view relative) {
+Result<fs::path> LocalArtifactStore::PrepareDestination(std::string_view relative) {
   KEEL_ASSIGN_OR_RETURN(fs::path path, Resolve(relative));
   if (Normalize(relative).empty()) return InvalidArgument("Artifact path is empty");
   std::error_code ec;
@@ -213,29 +213,21 @@ Result<std::unique_ptr<ArtifactWriter>> LocalArtifactStore::OpenWriter(std::stri
   if (fs::is_directory(path, ec)) {
     return InvalidArgument("Artifact path '" + std::string(relative) + "' is a directory");
   }
-  fs::path temp = parent / (".keel-tmp-" + RandomHex(8));
+  return parent / path.filename();
+}
+
+Result<std::unique_ptr<ArtifactWriter>> LocalArtifactStore::OpenWriter(std::string_view relative) {
+  KEEL_ASSIGN_OR_RETURN(fs::path destination, PrepareDestination(relative));
+  fs::path temp = destination.parent_path() / (".keel-tmp-" + RandomHex(8));
   int fd = ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0644);
   if (fd < 0) return Unavailable("creating " + temp.string() + ": " + std::strerror(errno));
-  return std::unique_ptr<ArtifactWriter>(
-      std::make_unique<LocalWriter>(parent / path.filename(), temp, fd));
+  return std::unique_ptr<ArtifactWriter>(std::make_unique<LocalWriter>(destination, temp, fd));
 }
 
 Status LocalArtifactStore::Adopt(std::string_view relative, const fs::path& finished_file) {
-  KEEL_ASSIGN_OR_RETURN(fs::path path, Resolve(relative));
-  if (Normalize(relative).empty()) return InvalidArgument("Artifact path is empty");
-  std::error_code ec;
-  fs::create_directories(path.parent_path(), ec);
-  if (ec) return Unavailable("creating " + path.parent_path().string() + ": " + ec.message());
-  fs::path parent = fs::canonical(path.parent_path(), ec);
-  if (ec || !IsUnder(parent, root_)) {
-    return InvalidArgument("Invalid artifact path '" + std::string(relative) +
-                           "': it resolves outside the artifact root");
-  }
-  if (fs::is_directory(path, ec)) {
-    return InvalidArgument("Artifact path '" + std::string(relative) + "' is a directory");
-  }
-  if (::rename(finished_file.c_str(), (parent / path.filename()).c_str()) != 0) {
-    return Unavailable("moving upload into " + path.string() + ": " + std::strerror(errno));
+  KEEL_ASSIGN_OR_RETURN(fs::path destination, PrepareDestination(relative));
+  if (::rename(finished_file.c_str(), destination.c_str()) != 0) {
+    return Unavailable("moving upload into " + destination.string() + ": " + std::strerror(errno));
   }
   return OkStatus();
 }

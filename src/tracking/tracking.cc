@@ -58,25 +58,21 @@ Status ValidateKey(std::string_view kind, const std::string& key) {
   return OkStatus();
 }
 
-Status ValidateParam(const Param& p) {
-  KEEL_RETURN_IF_ERROR(ValidateKey("param", p.key));
-  if (p.value.size() > kMaxParamValueLength) {
-    return InvalidArgument("Param value for key '" + p.key + "' had length " +
-                           std::to_string(p.value.size()) + ", which exceeded length limit of " +
-                           std::to_string(kMaxParamValueLength));
+// Key rules plus MLflow's value length limit for the kind ("Param", "Tag").
+Status ValidateKeyValue(std::string_view kind, const Tag& t, size_t max_value) {
+  std::string lower(kind);
+  lower[0] = static_cast<char>(std::tolower(static_cast<unsigned char>(lower[0])));
+  KEEL_RETURN_IF_ERROR(ValidateKey(lower, t.key));
+  if (t.value.size() > max_value) {
+    return InvalidArgument(std::string(kind) + " value for key '" + t.key + "' had length " +
+                           std::to_string(t.value.size()) + ", which exceeded length limit of " +
+                           std::to_string(max_value));
   }
   return OkStatus();
 }
 
-Status ValidateTag(const Tag& t) {
-  KEEL_RETURN_IF_ERROR(ValidateKey("tag", t.key));
-  if (t.value.size() > kMaxTagValueLength) {
-    return InvalidArgument("Tag value for key '" + t.key + "' had length " +
-                           std::to_string(t.value.size()) + ", which exceeded length limit of " +
-                           std::to_string(kMaxTagValueLength));
-  }
-  return OkStatus();
-}
+Status ValidateParam(const Param& p) { return ValidateKeyValue("Param", p, kMaxParamValueLength); }
+Status ValidateTag(const Tag& t) { return ValidateKeyValue("Tag", t, kMaxTagValueLength); }
 
 bool IsTerminal(std::string_view status) {
   return status == "FINISHED" || status == "FAILED" || status == "KILLED";

@@ -65,6 +65,9 @@ class LocalArtifactStore {
   Status Delete(std::string_view relative);
 
  private:
+  // Checks `relative`, creates its parent folders, and returns the final path.
+  Result<std::filesystem::path> PrepareDestination(std::string_view relative);
+
   std::filesystem::path root_;  // canonical, created on construction
 };
 
