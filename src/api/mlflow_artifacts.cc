@@ -45,6 +45,9 @@ Response Download(App& app, const Request& req) {
   Response r;
   r.content_type = ContentTypeFor(*path);
   r.file = *path;
+  // Uploaded content is never run by a browser on keel's origin.
+  r.headers.emplace_back("X-Content-Type-Options", "nosniff");
+  r.headers.emplace_back("Content-Security-Policy", "sandbox");
   return r;
 }
 

@@ -247,14 +247,8 @@ Result<std::string> GetByAlias(App& app, const Request& req) {
   KEEL_ASSIGN_OR_RETURN(Params p, Params::From(req));
   KEEL_ASSIGN_OR_RETURN(std::string name, p.RequiredStr("name"));
   KEEL_ASSIGN_OR_RETURN(std::string alias, p.RequiredStr("alias"));
-  auto v = app.registry().GetVersionByAlias(name, alias);
-  // MLflow answers an unknown alias with 400 INVALID_PARAMETER_VALUE; clients rely on it.
-  if (!v.ok() && v.status().code() == StatusCode::kNotFound &&
-      MlflowErrorCodeOf(v.status()) == "INVALID_PARAMETER_VALUE") {
-    return InvalidArgument(v.status().message());
-  }
-  if (!v.ok()) return v.status();
-  return VersionResponse(*v);
+  KEEL_ASSIGN_OR_RETURN(auto v, app.registry().GetVersionByAlias(name, alias));
+  return VersionResponse(v);
 }
 
 void WriteChange(JsonWriter& w, const registry::AliasChange& c) {

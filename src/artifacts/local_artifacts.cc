@@ -21,7 +21,6 @@ Status CheckDecoded(std::string_view path, std::string_view original) {
   if (path.find('\0') != std::string_view::npos) return refuse("contains a NUL byte");
   if (path.find('\\') != std::string_view::npos) return refuse("contains a backslash");
   if (!path.empty() && path.front() == '/') return refuse("absolute paths are not allowed");
-  if (path.size() >= 2 && path[1] == ':') return refuse("absolute paths are not allowed");
   size_t start = 0;
   while (start <= path.size()) {
     size_t end = path.find('/', start);
@@ -56,6 +55,16 @@ bool IsUnder(const fs::path& path, const fs::path& root) {
   return p == r || (p.size() > r.size() && p.compare(0, r.size(), r) == 0 && p[r.size()] == '/');
 }
 
+// Makes a rename inside `dir` durable.
+Status SyncDirectory(const fs::path& dir) {
+  int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return Unavailable("opening " + dir.string() + ": " + std::strerror(errno));
+  int rc = ::fsync(fd);
+  ::close(fd);
+  if (rc != 0) return Unavailable("fsync " + dir.string() + ": " + std::strerror(errno));
+  return OkStatus();
+}
+
 class LocalWriter final : public ArtifactWriter {
  public:
   LocalWriter(fs::path final_path, fs::path temp_path, int fd)
@@ -85,7 +94,7 @@ class LocalWriter final : public ArtifactWriter {
       return Unavailable("rename to " + final_.string() + ": " + std::strerror(errno));
     }
     committed_ = true;
-    return OkStatus();
+    return SyncDirectory(final_.parent_path());
   }
 
  private:
@@ -203,6 +212,10 @@ Result<fs::path> LocalArtifactStore::PrepareDestination(std::string_view relativ
   if (Normalize(relative).empty()) return InvalidArgument("Artifact path is empty");
   std::error_code ec;
   fs::create_directories(path.parent_path(), ec);
+  if (ec == std::errc::not_a_directory || ec == std::errc::file_exists) {
+    return InvalidArgument("Artifact path '" + std::string(relative) +
+                           "': a parent of it is a file, not a directory");
+  }
   if (ec) return Unavailable("creating " + path.parent_path().string() + ": " + ec.message());
   // Re-check after creating directories: a symlinked parent must not escape.
   fs::path parent = fs::canonical(path.parent_path(), ec);
@@ -229,7 +242,7 @@ Status LocalArtifactStore::Adopt(std::string_view relative, const fs::path& fini
   if (::rename(finished_file.c_str(), destination.c_str()) != 0) {
     return Unavailable("moving upload into " + destination.string() + ": " + std::strerror(errno));
   }
-  return OkStatus();
+  return SyncDirectory(destination.parent_path());
 }
 
 Status LocalArtifactStore::Delete(std::string_view relative) {

@@ -2,7 +2,10 @@
 
 #include <utility>  // before asio: Boost 1.74's awaitable.hpp needs std::exchange
 
+#include <unistd.h>
+
 #include <atomic>
+#include <future>
 #include <limits>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
@@ -34,6 +37,10 @@ void SplitTarget(std::string_view target, api::Request& req, bool& bad) {
     return;
   }
   req.path = std::move(*path);
+  if (!IsValidUtf8(req.path)) {
+    bad = true;
+    return;
+  }
   if (q == std::string_view::npos) return;
   std::string_view query = target.substr(q + 1);
   while (!query.empty()) {
@@ -42,7 +49,7 @@ void SplitTarget(std::string_view target, api::Request& req, bool& bad) {
     size_t eq = pair.find('=');
     auto key = UrlDecode(pair.substr(0, eq), true);
     auto value = UrlDecode(eq == std::string_view::npos ? "" : pair.substr(eq + 1), true);
-    if (!key || !value) {
+    if (!key || !value || !IsValidUtf8(*key) || !IsValidUtf8(*value)) {
       bad = true;
       return;
     }
@@ -72,12 +79,33 @@ struct Server::Impl {
 
   Impl(api::App& a, ServerOptions o) : app(a), options(std::move(o)) {}
 
+  // Writes in pieces; the deadline is re-armed after each piece, so a large
+  // download only fails when it stops making progress.
   template <class Body>
   asio::awaitable<bool> Write(beast::tcp_stream& stream, bhttp::response<Body>& res) {
     beast::error_code ec;
-    stream.expires_after(options.request_timeout);
-    co_await bhttp::async_write(stream, res, asio::redirect_error(asio::use_awaitable, ec));
-    co_return !ec;
+    bhttp::response_serializer<Body> serializer(res);
+    while (!serializer.is_done()) {
+      stream.expires_after(options.request_timeout);
+      co_await bhttp::async_write_some(stream, serializer,
+                                       asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) co_return false;
+    }
+    co_return true;
+  }
+
+  // Reads the rest of a body, re-arming the deadline after each piece.
+  template <class Parser>
+  asio::awaitable<beast::error_code> ReadBody(beast::tcp_stream& stream,
+                                              beast::flat_buffer& buffer, Parser& parser) {
+    beast::error_code ec;
+    while (!parser.is_done()) {
+      stream.expires_after(options.request_timeout);
+      co_await bhttp::async_read_some(stream, buffer, parser,
+                                      asio::redirect_error(asio::use_awaitable, ec));
+      if (ec) break;
+    }
+    co_return ec;
   }
 
   asio::awaitable<bool> Send(beast::tcp_stream& stream, api::Response resp, unsigned version,
@@ -141,9 +169,18 @@ struct Server::Impl {
         }
         break;
       }
+      // Stop() sets `stopping` then waits for in_flight == 0; with both seq_cst,
+      // a request either sees `stopping` here and is not started, or is waited for.
       in_flight.fetch_add(1);
+      if (stopping.load()) {
+        in_flight.fetch_sub(1);
+        break;
+      }
+      struct Done {
+        std::atomic<int>& n;
+        ~Done() { n.fetch_sub(1); }
+      } done{in_flight};
       keep_going = co_await Handle(stream, buffer, header);
-      in_flight.fetch_sub(1);
     }
     beast::error_code ignored;
     stream.socket().shutdown(tcp::socket::shutdown_both, ignored);
@@ -168,7 +205,10 @@ struct Server::Impl {
       co_await Send(stream, api::Response::Error(s), version, keep_alive && !has_body);
       co_return keep_alive && !has_body;
     };
-    if (bad_target) co_return co_await reject(InvalidArgument("malformed percent-encoding in URL"));
+    if (bad_target) {
+      co_return co_await reject(
+          InvalidArgument("malformed URL: bad percent-encoding or invalid UTF-8"));
+    }
 
     api::RouteMatch match = app.Match(req.method, req.path);
     if (match.route == nullptr) {
@@ -205,8 +245,11 @@ struct Server::Impl {
       std::filesystem::path spool = app.spool_dir() / ("upload-" + RandomHex(12));
       parser.get().body().open(spool.c_str(), beast::file_mode::write, ec);
       if (ec) co_return co_await reject(Unavailable("cannot spool upload: " + ec.message()));
-      co_await bhttp::async_read(stream, buffer, parser,
-                                 asio::redirect_error(asio::use_awaitable, ec));
+      ec = co_await ReadBody(stream, buffer, parser);
+      // Durable before it is renamed into place (see LocalArtifactStore::Adopt).
+      if (!ec && ::fsync(parser.get().body().file().native_handle()) != 0) {
+        ec = beast::error_code(errno, boost::system::generic_category());
+      }
       parser.get().body().close();
       if (ec) {
         std::error_code fs_ec;
@@ -227,8 +270,7 @@ struct Server::Impl {
 
     bhttp::request_parser<bhttp::string_body> parser(std::move(header));
     parser.body_limit(options.max_body_bytes);
-    co_await bhttp::async_read(stream, buffer, parser,
-                               asio::redirect_error(asio::use_awaitable, ec));
+    ec = co_await ReadBody(stream, buffer, parser);
     if (ec) {
       if (ec == bhttp::error::body_limit) {
         co_await Send(stream,
@@ -252,7 +294,10 @@ struct Server::Impl {
           target, asio::redirect_error(asio::use_awaitable, ec));
       if (ec) {
         if (!acceptor->is_open()) co_return;
-        continue;  // e.g. EMFILE: keep serving the connections we have
+        // e.g. EMFILE: keep serving the connections we have, retry shortly.
+        asio::steady_timer pause(acceptor->get_executor(), std::chrono::milliseconds(50));
+        co_await pause.async_wait(asio::redirect_error(asio::use_awaitable, ec));
+        continue;
       }
       socket.set_option(tcp::no_delay(true), ec);
       asio::co_spawn(target, Session(std::move(socket)), asio::detached);
@@ -311,10 +356,14 @@ void Server::Stop() {
   std::lock_guard<std::mutex> lock(impl_->stop_mu);
   if (impl_->stopped.exchange(true)) return;
   impl_->stopping = true;
-  asio::post(*impl_->contexts[0], [this] {
+  // Close the listener on its own thread and wait until it is closed.
+  std::promise<void> closed;
+  asio::post(*impl_->contexts[0], [this, &closed] {
     beast::error_code ec;
     impl_->acceptor->close(ec);
+    closed.set_value();
   });
+  if (!impl_->threads.empty()) closed.get_future().wait();
   // Let requests in flight finish.
   auto deadline = std::chrono::steady_clock::now() + impl_->options.drain_timeout;
   while (impl_->in_flight.load() > 0 && std::chrono::steady_clock::now() < deadline) {

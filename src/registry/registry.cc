@@ -17,6 +17,9 @@ namespace filter = tracking::internal;
 
 namespace {
 
+bool IsDigit(char c) { return c >= '0' && c <= '9'; }
+char ToLower(char c) { return static_cast<char>(std::tolower(static_cast<unsigned char>(c))); }
+
 Status RegisteredModelNotFound(const std::string& name) {
   return NotFound("Registered Model with name=" + name + " not found");
 }
@@ -47,9 +50,9 @@ Status ValidateAlias(const std::string& alias) {
   if (alias.empty()) return InvalidArgument("Alias name cannot be empty.");
   if (alias.size() > 255) return InvalidArgument("Alias name exceeds 255 characters.");
   std::string lower = alias;
-  std::transform(lower.begin(), lower.end(), lower.begin(), ::tolower);
+  std::transform(lower.begin(), lower.end(), lower.begin(), ToLower);
   bool version_like = lower.size() > 1 && lower[0] == 'v' &&
-                      std::all_of(lower.begin() + 1, lower.end(), ::isdigit);
+                      std::all_of(lower.begin() + 1, lower.end(), IsDigit);
   if (lower == "latest" || version_like) {
     return InvalidArgument("'" + alias +
                            "' is a reserved alias name: 'latest' and 'v<number>' are reserved.");
@@ -188,16 +191,39 @@ Result<std::optional<int64_t>> CurrentAlias(Connection& c, const std::string& na
   return version;
 }
 
-Status RecordAliasChange(Connection& c, const std::string& name, const std::string& alias,
-                         std::optional<int64_t> from, std::optional<int64_t> to,
-                         const ChangeContext& ctx, int64_t now) {
+// Appends one alias_history row; returns its id.
+Result<int64_t> RecordAliasChange(Connection& c, const std::string& name, const std::string& alias,
+                                  std::optional<int64_t> from, std::optional<int64_t> to,
+                                  const ChangeContext& ctx, int64_t now) {
   KEEL_ASSIGN_OR_RETURN(int64_t id, store::NextSequenceValue(c, "alias_history_id"));
-  return c.Exec(
+  KEEL_RETURN_IF_ERROR(c.Exec(
       "INSERT INTO alias_history(id, name, alias, from_version, to_version, actor, reason, time) "
       "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
       {Value(id), Value(std::string_view(name)), Value(std::string_view(alias)),
        from ? Value(*from) : Value(), to ? Value(*to) : Value(),
-       Value(std::string_view(ctx.actor)), Value(std::string_view(ctx.reason)), Value(now)});
+       Value(std::string_view(ctx.actor)), Value(std::string_view(ctx.reason)), Value(now)}));
+  return id;
+}
+
+// Drops every alias of `name` (recording each in the history).
+Status DropAliases(Connection& c, const std::string& name, std::optional<int64_t> version,
+                   const ChangeContext& ctx, int64_t now) {
+  std::vector<std::pair<std::string, int64_t>> aliases;
+  std::string where = " WHERE name = ?";
+  std::vector<Value> params{Value(std::string_view(name))};
+  if (version) {
+    where += " AND version = ?";
+    params.emplace_back(*version);
+  }
+  KEEL_RETURN_IF_ERROR(c.Query("SELECT alias, version FROM registered_model_aliases" + where,
+                               params, [&](const RowView& r) {
+                                 aliases.emplace_back(std::string(r.Text(0)), r.Int(1));
+                                 return OkStatus();
+                               }));
+  for (const auto& [alias, v] : aliases) {
+    KEEL_RETURN_IF_ERROR(RecordAliasChange(c, name, alias, v, std::nullopt, ctx, now).status());
+  }
+  return c.Exec("DELETE FROM registered_model_aliases" + where, params);
 }
 
 Result<int64_t> DecodeOffset(const std::string& token) {
@@ -241,7 +267,7 @@ Result<std::string> OrderSql(const std::vector<std::string>& order_by,
   for (const std::string& clause : order_by) {
     std::string text = clause;
     std::string lower = text;
-    std::transform(lower.begin(), lower.end(), lower.begin(), ::tolower);
+    std::transform(lower.begin(), lower.end(), lower.begin(), ToLower);
     bool asc = true;
     if (lower.ends_with(" desc")) {
       asc = false;
@@ -270,7 +296,7 @@ Result<std::string> CanonicalStage(std::string_view stage) {
     std::string_view sv(s);
     if (sv.size() == stage.size() &&
         std::equal(sv.begin(), sv.end(), stage.begin(),
-                   [](char a, char b) { return std::tolower(a) == std::tolower(b); })) {
+                   [](char a, char b) { return ToLower(a) == ToLower(b); })) {
       return std::string(sv);
     }
   }
@@ -390,21 +416,30 @@ Result<RegisteredModel> RegistryService::RenameRegisteredModel(const std::string
       KEEL_RETURN_IF_ERROR(
           c.Exec(std::string("UPDATE ") + table + " SET name = ? WHERE name = ?", {to, from}));
     }
-    // Version numbering continues under the new name.
-    KEEL_RETURN_IF_ERROR(c.Exec("DELETE FROM model_version_counters WHERE name = ?", {to}));
-    KEEL_RETURN_IF_ERROR(
-        c.Exec("UPDATE model_version_counters SET name = ? WHERE name = ?", {to, from}));
+    // Numbering continues above both names' numbers, so none is ever reused.
+    int64_t last = 0;
+    KEEL_RETURN_IF_ERROR(c.Query(
+        "SELECT COALESCE(MAX(last_version), 0) FROM model_version_counters WHERE name IN (?, ?)",
+        {from, to}, [&](const RowView& r) {
+          last = r.Int(0);
+          return OkStatus();
+        }));
+    KEEL_RETURN_IF_ERROR(c.Exec("DELETE FROM model_version_counters WHERE name IN (?, ?)", {from, to}));
+    KEEL_RETURN_IF_ERROR(c.Exec(
+        "INSERT INTO model_version_counters(name, last_version) VALUES (?, ?)", {to, Value(last)}));
     return TouchModel(c, new_name, clock_.NowMillis());
   }));
   return GetRegisteredModel(new_name);
 }
 
 Status RegistryService::DeleteRegisteredModel(const std::string& name) {
+  int64_t now = clock_.NowMillis();
   return db_.Write([&](Connection& c) -> Status {
     KEEL_RETURN_IF_ERROR(RequireModel(c, name));
+    KEEL_RETURN_IF_ERROR(DropAliases(c, name, std::nullopt, {"keel", "model deleted"}, now));
     Value n(std::string_view{name});
     for (const char* table : {"registered_models", "registered_model_tags", "model_versions",
-                              "model_version_tags", "registered_model_aliases"}) {
+                              "model_version_tags"}) {
       KEEL_RETURN_IF_ERROR(c.Exec(std::string("DELETE FROM ") + table + " WHERE name = ?", {n}));
     }
     return OkStatus();
@@ -522,20 +557,8 @@ Status RegistryService::DeleteModelVersion(const std::string& name, const std::s
     Value n(std::string_view{name});
     Value num(std::stoll(version));
     // Aliases pointing at the version go with it; the history records that.
-    std::vector<std::string> aliases;
-    KEEL_RETURN_IF_ERROR(c.Query(
-        "SELECT alias FROM registered_model_aliases WHERE name = ? AND version = ?", {n, num},
-        [&](const RowView& r) {
-          aliases.emplace_back(r.Text(0));
-          return OkStatus();
-        }));
-    for (const auto& a : aliases) {
-      KEEL_RETURN_IF_ERROR(RecordAliasChange(c, name, a, std::get<int64_t>(num), std::nullopt,
-                                             {"keel", "model version " + version + " deleted"},
-                                             now));
-    }
-    KEEL_RETURN_IF_ERROR(
-        c.Exec("DELETE FROM registered_model_aliases WHERE name = ? AND version = ?", {n, num}));
+    KEEL_RETURN_IF_ERROR(DropAliases(c, name, std::get<int64_t>(num),
+                                     {"keel", "model version " + version + " deleted"}, now));
     KEEL_RETURN_IF_ERROR(
         c.Exec("DELETE FROM model_version_tags WHERE name = ? AND version = ?", {n, num}));
     KEEL_RETURN_IF_ERROR(c.Exec("DELETE FROM model_versions WHERE name = ? AND version = ?", {n, num}));
@@ -599,8 +622,8 @@ Result<ModelVersionsPage> RegistryService::SearchModelVersions(const SearchReque
       StringPredicate(c.key == "source_path" ? "v.source" : "v." + c.key, c, params, sql);
     }
   }
-  sql += " ORDER BY " + (order.empty() ? std::string("v.name ASC, v.version DESC") : order) +
-         " LIMIT ? OFFSET ?";
+  sql += " ORDER BY " + (order.empty() ? std::string() : order + ", ") +
+         "v.name ASC, v.version DESC LIMIT ? OFFSET ?";
   params.emplace_back(req.max_results + 1);
   params.emplace_back(offset);
   ModelVersionsPage page;
@@ -663,7 +686,7 @@ Status RegistryService::SetAlias(const std::string& name, const std::string& ali
         "INSERT INTO registered_model_aliases(name, alias, version) VALUES (?, ?, ?) ON CONFLICT "
         "(name, alias) DO UPDATE SET version = excluded.version",
         {Value(std::string_view(name)), Value(std::string_view(alias)), Value(num)}));
-    return RecordAliasChange(c, name, alias, current, num, context, now);
+    return RecordAliasChange(c, name, alias, current, num, context, now).status();
   });
 }
 
@@ -677,7 +700,7 @@ Status RegistryService::DeleteAlias(const std::string& name, const std::string& 
     KEEL_RETURN_IF_ERROR(
         c.Exec("DELETE FROM registered_model_aliases WHERE name = ? AND alias = ?",
                {Value(std::string_view(name)), Value(std::string_view(alias))}));
-    return RecordAliasChange(c, name, alias, current, std::nullopt, context, now);
+    return RecordAliasChange(c, name, alias, current, std::nullopt, context, now).status();
   });
 }
 
@@ -688,8 +711,8 @@ Result<ModelVersion> RegistryService::GetVersionByAlias(const std::string& name,
     KEEL_RETURN_IF_ERROR(RequireModel(c, name));
     KEEL_ASSIGN_OR_RETURN(std::optional<int64_t> current, CurrentAlias(c, name, alias));
     if (!current) {
-      return NotFound("Registered model alias " + alias + " not found.")
-          .WithMlflowCode("INVALID_PARAMETER_VALUE");
+      // MLflow answers an unknown alias with 400 INVALID_PARAMETER_VALUE; clients rely on it.
+      return InvalidArgument("Registered model alias " + alias + " not found.");
     }
     KEEL_ASSIGN_OR_RETURN(v, LoadVersion(c, name, std::to_string(*current), true));
     return OkStatus();
@@ -734,18 +757,24 @@ Result<AliasChange> RegistryService::Rollback(const std::string& name, const std
   KEEL_RETURN_IF_ERROR(db_.Write([&](Connection& c) -> Status {
     KEEL_RETURN_IF_ERROR(RequireModel(c, name));
     KEEL_ASSIGN_OR_RETURN(std::optional<int64_t> current, CurrentAlias(c, name, alias));
-    // The last change that moved the alias to its current value tells where it came from.
-    std::optional<int64_t> previous;
+    if (!current) {
+      return FailedPrecondition("Alias " + name + "@" + alias + " does not exist.");
+    }
+    // The last change that moved the alias to its current value tells where it
+    // came from; a history that does not end at the current value (e.g. rows of
+    // a deleted model of the same name) is not trusted.
+    std::optional<int64_t> previous, last_to;
     bool found = false;
     KEEL_RETURN_IF_ERROR(c.Query(
-        "SELECT from_version FROM alias_history WHERE name = ? AND alias = ? ORDER BY id DESC "
-        "LIMIT 1",
+        "SELECT from_version, to_version FROM alias_history WHERE name = ? AND alias = ? ORDER BY "
+        "id DESC LIMIT 1",
         {Value(std::string_view(name)), Value(std::string_view(alias))}, [&](const RowView& r) {
           found = true;
           if (!r.IsNull(0)) previous = r.Int(0);
+          if (!r.IsNull(1)) last_to = r.Int(1);
           return OkStatus();
         }));
-    if (!found || !previous) {
+    if (!found || !previous || last_to != current) {
       return FailedPrecondition("Alias " + name + "@" + alias +
                                 " has no previous version to roll back to.");
     }
@@ -766,7 +795,7 @@ Result<AliasChange> RegistryService::Rollback(const std::string& name, const std
         {Value(std::string_view(name)), Value(std::string_view(alias)), Value(*previous)}));
     ChangeContext ctx = context;
     if (ctx.reason.empty()) ctx.reason = "rollback";
-    KEEL_RETURN_IF_ERROR(RecordAliasChange(c, name, alias, current, previous, ctx, now));
+    KEEL_ASSIGN_OR_RETURN(change.id, RecordAliasChange(c, name, alias, current, previous, ctx, now));
     change.name = name;
     change.alias = alias;
     if (current) change.from_version = std::to_string(*current);
@@ -795,7 +824,7 @@ Result<ModelVersion> RegistryService::ResolveModelUri(const std::string& uri) {
   }
   std::string name(rest.substr(0, slash));
   std::string ref(rest.substr(slash + 1));
-  if (!ref.empty() && std::all_of(ref.begin(), ref.end(), ::isdigit)) {
+  if (!ref.empty() && std::all_of(ref.begin(), ref.end(), IsDigit)) {
     return GetModelVersion(name, ref);
   }
   if (ref == "latest") {

@@ -44,6 +44,14 @@ Status Migrate(Database& db, int target) {
     if (m.version <= current) continue;
     if (target >= 0 && m.version > target) break;
     Status s = db.Write([&](Connection& c) -> Status {
+      // Another process may have applied it since we looked: check under the write lock.
+      bool applied = false;
+      KEEL_RETURN_IF_ERROR(c.Query("SELECT 1 FROM schema_migrations WHERE version = ?",
+                                   {Value(int64_t{m.version})}, [&](const RowView&) {
+                                     applied = true;
+                                     return OkStatus();
+                                   }));
+      if (applied) return OkStatus();
       KEEL_RETURN_IF_ERROR(c.ExecScript(ExpandDialect(std::string(m.sql), db.dialect())));
       return c.Exec(
           "INSERT INTO schema_migrations(version, name, applied_at) VALUES (?, ?, ?)",

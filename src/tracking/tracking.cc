@@ -33,6 +33,30 @@ Result<int64_t> ParseExperimentId(const std::string& id) {
   return v;
 }
 
+// posixpath.normpath for relative and absolute POSIX paths.
+std::string NormPath(const std::string& path) {
+  if (path.empty()) return ".";
+  bool absolute = path.front() == '/';
+  std::vector<std::string_view> parts;
+  size_t start = 0;
+  while (start <= path.size()) {
+    size_t end = path.find('/', start);
+    if (end == std::string::npos) end = path.size();
+    std::string_view seg(path.data() + start, end - start);
+    if (seg.empty() || seg == ".") {
+    } else if (seg == ".." && !parts.empty() && parts.back() != "..") {
+      parts.pop_back();
+    } else if (!(seg == ".." && absolute)) {
+      parts.push_back(seg);
+    }
+    start = end + 1;
+  }
+  std::string out = absolute ? "/" : "";
+  for (size_t i = 0; i < parts.size(); ++i) out += (i ? "/" : "") + std::string(parts[i]);
+  return out.empty() ? "." : out;
+}
+
+// MLflow 2.x's rules for metric, param and tag names.
 Status ValidateKey(std::string_view kind, const std::string& key) {
   if (key.empty()) {
     return InvalidArgument("Invalid " + std::string(kind) + " name: ''. Names may not be empty.");
@@ -45,15 +69,17 @@ Status ValidateKey(std::string_view kind, const std::string& key) {
   for (char c : key) {
     unsigned char u = static_cast<unsigned char>(c);
     if (!(std::isalnum(u) || c == '_' || c == '-' || c == '.' || c == ' ' || c == '/' ||
-          u >= 0x80)) {
+          c == ':' || u >= 0x80)) {
       return InvalidArgument("Invalid " + std::string(kind) + " name: '" + key +
                              "'. Names may only contain alphanumerics, underscores (_), dashes "
-                             "(-), periods (.), spaces ( ), and slashes (/).");
+                             "(-), periods (.), spaces ( ), colon(:) and slashes (/).");
     }
   }
-  if (key.front() == '/' || key.find("..") != std::string::npos) {
+  std::string norm = NormPath(key);
+  if (norm != key || norm == "." || norm.starts_with("..") || norm.starts_with("/")) {
     return InvalidArgument("Invalid " + std::string(kind) + " name: '" + key +
-                           "'. Names cannot be absolute paths or contain '..'.");
+                           "'. Names cannot resolve to a different path when normalized, or be "
+                           "absolute or outside the run (e.g. 'a//b', './a', '../a', '/a').");
   }
   return OkStatus();
 }

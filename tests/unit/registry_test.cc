@@ -72,8 +72,8 @@ TEST_F(RegistryTest, AliasChangesAreRecordedAndRollBack) {
   NewVersion();
   EXPECT_EQ(registry_.GetVersionByAlias("churn", "champion").status().message(),
             "Registered model alias champion not found.");
-  EXPECT_EQ(MlflowErrorCodeOf(registry_.GetVersionByAlias("churn", "champion").status()),
-            "INVALID_PARAMETER_VALUE");
+  EXPECT_EQ(registry_.GetVersionByAlias("churn", "champion").status().code(),
+            StatusCode::kInvalidArgument);
   ASSERT_OK(registry_.SetAlias("churn", "champion", "1", {"alice", "first"}));
   clock_.Advance(10);
   ASSERT_OK(registry_.SetAlias("churn", "champion", "3", {"bob", "better auc"}));
@@ -92,6 +92,7 @@ TEST_F(RegistryTest, AliasChangesAreRecordedAndRollBack) {
   EXPECT_EQ(*change->to_version, "1");
   EXPECT_EQ(registry_.GetVersionByAlias("churn", "champion")->version, "1");
   EXPECT_EQ(registry_.AliasHistory("churn", "champion")->size(), 3u);
+  EXPECT_GT(change->id, 0);
   // Rolling back again undoes the rollback.
   EXPECT_EQ(*registry_.Rollback("churn", "champion", {"carol", ""})->to_version, "3");
 }
@@ -115,6 +116,29 @@ TEST_F(RegistryTest, DeletingAVersionDropsItsAliasesWithAHistoryEntry) {
   auto history = *registry_.AliasHistory("churn", "champion");
   ASSERT_EQ(history.size(), 2u);
   EXPECT_FALSE(history[0].to_version.has_value());
+}
+
+TEST_F(RegistryTest, HistoryOfADeletedModelIsNotUsedForRollback) {
+  NewVersion();
+  NewVersion();
+  ASSERT_OK(registry_.SetAlias("churn", "champion", "1", {}));
+  ASSERT_OK(registry_.SetAlias("churn", "champion", "2", {}));
+  ASSERT_OK(registry_.DeleteRegisteredModel("churn"));
+  auto history = *registry_.AliasHistory("churn", "champion");
+  ASSERT_EQ(history.size(), 3u);
+  EXPECT_FALSE(history[0].to_version.has_value());  // the delete is recorded
+  // Another model renamed onto the old name does not inherit a rollback target.
+  ASSERT_TRUE(registry_.CreateRegisteredModel("other", {}, "").ok());
+  for (int i = 0; i < 3; ++i) {
+    ASSERT_TRUE(registry_.CreateModelVersion({"other", "s", "", "", "", "", {}}).ok());
+  }
+  ASSERT_OK(registry_.SetAlias("other", "champion", "3", {}));
+  ASSERT_TRUE(registry_.RenameRegisteredModel("other", "churn").ok());
+  EXPECT_EQ(registry_.Rollback("churn", "champion", {}).status().code(),
+            StatusCode::kFailedPrecondition);
+  EXPECT_EQ(registry_.GetVersionByAlias("churn", "champion")->version, "3");
+  // Numbering continues above both names' numbers (old churn reached 2, other 3).
+  EXPECT_EQ(registry_.CreateModelVersion({"churn", "s", "", "", "", "", {}})->version, "4");
 }
 
 TEST_F(RegistryTest, AliasNamesAreValidated) {

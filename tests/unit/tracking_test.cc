@@ -131,7 +131,13 @@ TEST_F(TrackingTest, BatchLimitsMatchMlflow) {
   EXPECT_FALSE(tracking_.LogParam(run.info.run_id, {"k", std::string(6001, 'v')}).ok());
   EXPECT_TRUE(tracking_.LogParam(run.info.run_id, {"k", std::string(6000, 'v')}).ok());
   EXPECT_FALSE(tracking_.SetTag(run.info.run_id, {"t", std::string(8001, 'v')}).ok());
-  EXPECT_FALSE(tracking_.LogParam(run.info.run_id, {"../evil", "v"}).ok());
+  // MLflow 2.x name rules: ':' allowed, paths must be normalized and relative.
+  for (std::string bad : {"../evil", "a//b", "./a", "a/", "/a", "a/../b", "bad*char"}) {
+    EXPECT_FALSE(tracking_.LogParam(run.info.run_id, {bad, "v"}).ok()) << bad;
+  }
+  for (std::string good : {"val:loss", "a..b", "dir/sub/name", "with space"}) {
+    EXPECT_TRUE(tracking_.LogParam(run.info.run_id, {good, "v"}).ok()) << good;
+  }
 }
 
 TEST_F(TrackingTest, DeletedRunsRejectWritesAndFollowViewType) {

@@ -146,12 +146,14 @@ class RegistryService {
                   const ChangeContext& context);
   Status DeleteAlias(const std::string& name, const std::string& alias,
                      const ChangeContext& context);
-  // NotFound carries MLflow's INVALID_PARAMETER_VALUE for an unknown alias.
+  // An unknown alias is InvalidArgument (MLflow's 400 INVALID_PARAMETER_VALUE).
   Result<ModelVersion> GetVersionByAlias(const std::string& name, const std::string& alias);
   // Newest first; `alias` empty = all aliases of the model.
   Result<std::vector<AliasChange>> AliasHistory(const std::string& name, const std::string& alias);
   // Points `alias` back to the version it had before its last change.
-  // FailedPrecondition when there is no earlier version (or it was deleted).
+  // FailedPrecondition when the alias does not exist, has no earlier version,
+  // the earlier version was deleted, or the history does not end at the
+  // alias's current version (rows left by a deleted model of the same name).
   Result<AliasChange> Rollback(const std::string& name, const std::string& alias,
                                const ChangeContext& context);
   // "models:/name@alias", "models:/name/3", "models:/name/Production".

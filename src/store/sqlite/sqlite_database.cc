@@ -188,6 +188,8 @@ class SqliteDatabase final : public Database {
       s = fn(*writer_);
     } catch (const std::exception& e) {
       s = Internal(std::string("exception in write transaction: ") + e.what());
+    } catch (...) {
+      s = Internal("exception in write transaction");
     }
     if (!s.ok()) {
       writer_->Exec("ROLLBACK", {}).IgnoreError();
@@ -206,20 +208,29 @@ class SqliteDatabase final : public Database {
       conn = idle_readers_.back();
       idle_readers_.pop_back();
     }
+    // Returns the connection to the pool however this function is left.
+    struct Return {
+      SqliteDatabase* db;
+      SqliteConnection* conn;
+      ~Return() {
+        {
+          std::lock_guard<std::mutex> lock(db->read_mu_);
+          db->idle_readers_.push_back(conn);
+        }
+        db->read_cv_.notify_one();
+      }
+    } give_back{this, conn};
     Status s = conn->Exec("BEGIN", {});
     if (s.ok()) {
       try {
         s = fn(*conn);
       } catch (const std::exception& e) {
         s = Internal(std::string("exception in read transaction: ") + e.what());
+      } catch (...) {
+        s = Internal("exception in read transaction");
       }
       conn->Exec("COMMIT", {}).IgnoreError();
     }
-    {
-      std::lock_guard<std::mutex> lock(read_mu_);
-      idle_readers_.push_back(conn);
-    }
-    read_cv_.notify_one();
     return s;
   }
 
