@@ -226,40 +226,6 @@ Status DropAliases(Connection& c, const std::string& name, std::optional<int64_t
   return c.Exec("DELETE FROM registered_model_aliases" + where, params);
 }
 
-Result<int64_t> DecodeOffset(const std::string& token) {
-  if (token.empty()) return int64_t{0};
-  auto decoded = Base64Decode(token);
-  if (!decoded) return InvalidArgument("Invalid page token");
-  auto doc = ParseJsonObject(*decoded);
-  if (!doc.ok()) return InvalidArgument("Invalid page token");
-  auto off = JsonInt64(doc->root(), "offset");
-  if (!off.ok() || !off->has_value() || **off < 0) return InvalidArgument("Invalid page token");
-  return **off;
-}
-
-std::string EncodeOffset(int64_t offset) {
-  return Base64Encode("{\"offset\": " + std::to_string(offset) + "}");
-}
-
-void StringPredicate(const std::string& column, const filter::Comparison& c,
-                     std::vector<Value>& params, std::string& sql) {
-  if (c.op == filter::Op::kIn || c.op == filter::Op::kNotIn) {
-    const auto& list = std::get<std::vector<std::string>>(c.value);
-    sql += column + (c.op == filter::Op::kIn ? " IN (" : " NOT IN (");
-    for (size_t i = 0; i < list.size(); ++i) {
-      sql += i ? ",?" : "?";
-      params.emplace_back(list[i]);
-    }
-    sql += ")";
-  } else if (c.op == filter::Op::kILike) {
-    sql += "LOWER(" + column + ") LIKE LOWER(?)";
-    params.emplace_back(std::get<std::string>(c.value));
-  } else {
-    sql += column + " " + std::string(filter::OpSql(c.op)) + " ?";
-    params.emplace_back(std::get<std::string>(c.value));
-  }
-}
-
 Result<std::string> OrderSql(const std::vector<std::string>& order_by,
                              const std::vector<std::string_view>& allowed,
                              const std::string& prefix) {
@@ -348,7 +314,7 @@ Result<RegisteredModelsPage> RegistryService::SearchRegisteredModels(const Searc
   }
   KEEL_ASSIGN_OR_RETURN(auto comparisons,
                         filter::ParseFilter(req.filter, filter::RegisteredModelFilterSchema()));
-  KEEL_ASSIGN_OR_RETURN(int64_t offset, DecodeOffset(req.page_token));
+  KEEL_ASSIGN_OR_RETURN(int64_t offset, filter::DecodeOffsetToken(req.page_token));
   KEEL_ASSIGN_OR_RETURN(std::string order,
                         OrderSql(req.order_by, {"name", "creation_time", "last_updated_time"},
                                  "m."));
@@ -360,10 +326,10 @@ Result<RegisteredModelsPage> RegistryService::SearchRegisteredModels(const Searc
       sql += "EXISTS (SELECT 1 FROM registered_model_tags t WHERE t.name = m.name AND t.key = ? "
              "AND ";
       params.emplace_back(c.key);
-      StringPredicate("t.value", c, params, sql);
+      filter::AppendStringPredicate("t.value", c, params, sql);
       sql += ")";
     } else {
-      StringPredicate("m.name", c, params, sql);
+      filter::AppendStringPredicate("m.name", c, params, sql);
     }
   }
   sql += " ORDER BY " + (order.empty() ? std::string("m.name ASC") : order + ", m.name ASC") +
@@ -379,7 +345,7 @@ Result<RegisteredModelsPage> RegistryService::SearchRegisteredModels(const Searc
     }));
     if (static_cast<int64_t>(names.size()) > req.max_results) {
       names.pop_back();
-      page.next_page_token = EncodeOffset(offset + req.max_results);
+      page.next_page_token = filter::EncodeOffsetToken(offset + req.max_results);
     }
     for (const auto& n : names) {
       KEEL_ASSIGN_OR_RETURN(RegisteredModel m, LoadModel(c, n));
@@ -601,7 +567,7 @@ Result<ModelVersionsPage> RegistryService::SearchModelVersions(const SearchReque
   }
   KEEL_ASSIGN_OR_RETURN(auto comparisons,
                         filter::ParseFilter(req.filter, filter::ModelVersionFilterSchema()));
-  KEEL_ASSIGN_OR_RETURN(int64_t offset, DecodeOffset(req.page_token));
+  KEEL_ASSIGN_OR_RETURN(int64_t offset, filter::DecodeOffsetToken(req.page_token));
   KEEL_ASSIGN_OR_RETURN(
       std::string order,
       OrderSql(req.order_by, {"name", "version", "creation_time", "last_updated_time"}, "v."));
@@ -613,13 +579,13 @@ Result<ModelVersionsPage> RegistryService::SearchModelVersions(const SearchReque
       sql += "EXISTS (SELECT 1 FROM model_version_tags t WHERE t.name = v.name AND t.version = "
              "v.version AND t.key = ? AND ";
       params.emplace_back(c.key);
-      StringPredicate("t.value", c, params, sql);
+      filter::AppendStringPredicate("t.value", c, params, sql);
       sql += ")";
     } else if (c.key == "version_number") {
       sql += "v.version " + std::string(filter::OpSql(c.op)) + " ?";
       params.emplace_back(std::get<double>(c.value));
     } else {
-      StringPredicate(c.key == "source_path" ? "v.source" : "v." + c.key, c, params, sql);
+      filter::AppendStringPredicate(c.key == "source_path" ? "v.source" : "v." + c.key, c, params, sql);
     }
   }
   sql += " ORDER BY " + (order.empty() ? std::string() : order + ", ") +
@@ -634,7 +600,7 @@ Result<ModelVersionsPage> RegistryService::SearchModelVersions(const SearchReque
     }));
     if (static_cast<int64_t>(page.versions.size()) > req.max_results) {
       page.versions.pop_back();
-      page.next_page_token = EncodeOffset(offset + req.max_results);
+      page.next_page_token = filter::EncodeOffsetToken(offset + req.max_results);
     }
     for (auto& v : page.versions) KEEL_RETURN_IF_ERROR(FillVersion(c, v));
     return OkStatus();

@@ -5,6 +5,9 @@
 #include <charconv>
 #include <cmath>
 
+#include "keel/core/json.h"
+#include "keel/core/util.h"
+
 namespace keel::tracking::internal {
 namespace {
 
@@ -426,6 +429,23 @@ Result<OrderBy> ParseOrderBy(std::string_view clause, const FilterSchema& schema
   }
   if (toks[i].kind != TokKind::kEnd) return lex.Error("unexpected token", toks[i].pos);
   return ob;
+}
+
+Result<int64_t> DecodeOffsetToken(const std::string& token) {
+  if (token.empty()) return int64_t{0};
+  auto decoded = Base64Decode(token);
+  if (!decoded) return InvalidArgument("Invalid page token, could not base64-decode");
+  auto doc = ParseJsonObject(*decoded);
+  if (!doc.ok()) return InvalidArgument("Invalid page token, decoded value=" + *decoded);
+  auto offset = JsonInt64(doc->root(), "offset");
+  if (!offset.ok() || !offset->has_value() || **offset < 0) {
+    return InvalidArgument("Invalid page token, parsed value=" + *decoded);
+  }
+  return **offset;
+}
+
+std::string EncodeOffsetToken(int64_t offset) {
+  return Base64Encode("{\"offset\": " + std::to_string(offset) + "}");
 }
 
 std::string_view OpSql(Op op) {

@@ -58,4 +58,30 @@ Result<OrderBy> ParseRunOrderBy(std::string_view clause);
 
 std::string_view OpSql(Op op);
 
+// Appends SQL comparing `column` with a string comparison (=, !=, LIKE, ILIKE,
+// IN, NOT IN), binding its values into `params` (store::Value).
+template <typename ValueVector>
+void AppendStringPredicate(const std::string& column, const Comparison& c, ValueVector& params,
+                           std::string& sql) {
+  if (c.op == Op::kIn || c.op == Op::kNotIn) {
+    const auto& list = std::get<std::vector<std::string>>(c.value);
+    sql += column + (c.op == Op::kIn ? " IN (" : " NOT IN (");
+    for (size_t i = 0; i < list.size(); ++i) {
+      sql += i ? ",?" : "?";
+      params.emplace_back(list[i]);
+    }
+    sql += ")";
+  } else if (c.op == Op::kILike) {
+    sql += "LOWER(" + column + ") LIKE LOWER(?)";
+    params.emplace_back(std::get<std::string>(c.value));
+  } else {
+    sql += column + " " + std::string(OpSql(c.op)) + " ?";
+    params.emplace_back(std::get<std::string>(c.value));
+  }
+}
+
+// MLflow's page tokens: base64 of {"offset": N}.
+Result<int64_t> DecodeOffsetToken(const std::string& token);
+std::string EncodeOffsetToken(int64_t offset);
+
 }  // namespace keel::tracking::internal

@@ -346,23 +346,6 @@ Status LoadRunData(Connection& c, const std::vector<int64_t>& keys, std::vector<
   return OkStatus();
 }
 
-Result<int64_t> DecodeOffsetToken(const std::string& token) {
-  if (token.empty()) return int64_t{0};
-  auto decoded = Base64Decode(token);
-  if (!decoded) return InvalidArgument("Invalid page token, could not base64-decode");
-  auto doc = ParseJsonObject(*decoded);
-  if (!doc.ok()) return InvalidArgument("Invalid page token, decoded value=" + *decoded);
-  auto offset = JsonInt64(doc->root(), "offset");
-  if (!offset.ok() || !offset->has_value() || **offset < 0) {
-    return InvalidArgument("Invalid page token, parsed value=" + *decoded);
-  }
-  return **offset;
-}
-
-std::string EncodeOffsetToken(int64_t offset) {
-  return Base64Encode("{\"offset\": " + std::to_string(offset) + "}");
-}
-
 Status ValidateMaxResults(int64_t max_results) {
   if (max_results <= 0 || max_results > kMaxSearchResults) {
     return InvalidArgument("Invalid value " + std::to_string(max_results) +
@@ -377,27 +360,6 @@ void AppendLifecycleFilter(ViewType view, const char* column, std::string& where
     where += std::string(" AND ") + column + " = 'active'";
   } else if (view == ViewType::kDeletedOnly) {
     where += std::string(" AND ") + column + " = 'deleted'";
-  }
-}
-
-// SQL for one string comparison against `column`, binding into params.
-void StringPredicate(const std::string& column, const internal::Comparison& c,
-                     std::vector<Value>& params, std::string& sql) {
-  using internal::Op;
-  if (c.op == Op::kIn || c.op == Op::kNotIn) {
-    const auto& list = std::get<std::vector<std::string>>(c.value);
-    sql += column + (c.op == Op::kIn ? " IN (" : " NOT IN (");
-    for (size_t i = 0; i < list.size(); ++i) {
-      sql += i ? ",?" : "?";
-      params.emplace_back(list[i]);
-    }
-    sql += ")";
-  } else if (c.op == Op::kILike) {
-    sql += "LOWER(" + column + ") LIKE LOWER(?)";
-    params.emplace_back(std::get<std::string>(c.value));
-  } else {
-    sql += column + " " + std::string(internal::OpSql(c.op)) + " ?";
-    params.emplace_back(std::get<std::string>(c.value));
   }
 }
 
@@ -497,7 +459,7 @@ Result<Experiment> TrackingService::GetExperimentByName(const std::string& name)
 Result<ExperimentsPage> TrackingService::SearchExperiments(const SearchExperimentsRequest& req) {
   KEEL_RETURN_IF_ERROR(ValidateMaxResults(req.max_results));
   KEEL_ASSIGN_OR_RETURN(auto comparisons, internal::ParseFilter(req.filter, internal::ExperimentFilterSchema()));
-  KEEL_ASSIGN_OR_RETURN(int64_t offset, DecodeOffsetToken(req.page_token));
+  KEEL_ASSIGN_OR_RETURN(int64_t offset, internal::DecodeOffsetToken(req.page_token));
   std::string where = "WHERE 1=1";
   std::vector<Value> params;
   AppendLifecycleFilter(req.view, "e.lifecycle_stage", where);
@@ -507,13 +469,13 @@ Result<ExperimentsPage> TrackingService::SearchExperiments(const SearchExperimen
       where += "EXISTS (SELECT 1 FROM experiment_tags t WHERE t.experiment_id = e.experiment_id "
                "AND t.key = ? AND ";
       params.emplace_back(c.key);
-      StringPredicate("t.value", c, params, where);
+      internal::AppendStringPredicate("t.value", c, params, where);
       where += ")";
     } else if (internal::ExperimentFilterSchema().IsNumeric(c.key)) {
       where += "e." + c.key + " " + std::string(internal::OpSql(c.op)) + " ?";
       params.emplace_back(std::get<double>(c.value));
     } else {
-      StringPredicate("e.name", c, params, where);
+      internal::AppendStringPredicate("e.name", c, params, where);
     }
   }
   std::string order;
@@ -553,7 +515,7 @@ Result<ExperimentsPage> TrackingService::SearchExperiments(const SearchExperimen
                                  }));
     if (static_cast<int64_t>(page.experiments.size()) > req.max_results) {
       page.experiments.pop_back();
-      page.next_page_token = EncodeOffsetToken(offset + req.max_results);
+      page.next_page_token = internal::EncodeOffsetToken(offset + req.max_results);
     }
     for (auto& e : page.experiments) KEEL_RETURN_IF_ERROR(LoadExperimentTags(c, e));
     return OkStatus();
@@ -945,7 +907,7 @@ Result<MetricHistoryPage> TrackingService::GetMetricHistory(const std::string& r
                                                             int64_t max_results,
                                                             const std::string& page_token) {
   if (max_results <= 0) max_results = 25000;
-  KEEL_ASSIGN_OR_RETURN(int64_t offset, DecodeOffsetToken(page_token));
+  KEEL_ASSIGN_OR_RETURN(int64_t offset, internal::DecodeOffsetToken(page_token));
   std::vector<internal::Point> points;
   KEEL_RETURN_IF_ERROR(db_.Read([&](Connection& c) -> Status {
     KEEL_ASSIGN_OR_RETURN(RunRef ref, FindRun(c, run_id));
@@ -979,14 +941,14 @@ Result<MetricHistoryPage> TrackingService::GetMetricHistory(const std::string& r
   for (size_t i = begin; i < end; ++i) {
     page.metrics.push_back({key, points[i].value, points[i].timestamp, points[i].step});
   }
-  if (end < points.size()) page.next_page_token = EncodeOffsetToken(static_cast<int64_t>(end));
+  if (end < points.size()) page.next_page_token = internal::EncodeOffsetToken(static_cast<int64_t>(end));
   return page;
 }
 
 Result<SearchRunsPage> TrackingService::SearchRuns(const SearchRunsRequest& req) {
   KEEL_RETURN_IF_ERROR(ValidateMaxResults(req.max_results));
   KEEL_ASSIGN_OR_RETURN(auto comparisons, internal::ParseRunFilter(req.filter));
-  KEEL_ASSIGN_OR_RETURN(int64_t offset, DecodeOffsetToken(req.page_token));
+  KEEL_ASSIGN_OR_RETURN(int64_t offset, internal::DecodeOffsetToken(req.page_token));
   std::vector<internal::OrderBy> orders;
   for (const auto& clause : req.order_by) {
     KEEL_ASSIGN_OR_RETURN(internal::OrderBy ob, internal::ParseRunOrderBy(clause));
@@ -1057,7 +1019,7 @@ Result<SearchRunsPage> TrackingService::SearchRuns(const SearchRunsRequest& req)
         where += "EXISTS (SELECT 1 FROM " + table + " p WHERE p.run_key = r.run_key AND p.key = ? "
                  "AND ";
         params.emplace_back(c.key);
-        StringPredicate("p.value", c, params, where);
+        internal::AppendStringPredicate("p.value", c, params, where);
         where += ")";
         break;
       }
@@ -1068,10 +1030,10 @@ Result<SearchRunsPage> TrackingService::SearchRuns(const SearchRunsRequest& req)
           where += "JOIN run_input_tags t ON t.run_key = i.run_key AND t.dataset_uuid = "
                    "i.dataset_uuid AND t.key = 'mlflow.data.context' WHERE i.run_key = r.run_key "
                    "AND ";
-          StringPredicate("t.value", c, params, where);
+          internal::AppendStringPredicate("t.value", c, params, where);
         } else {
           where += "WHERE i.run_key = r.run_key AND ";
-          StringPredicate("d." + c.key, c, params, where);
+          internal::AppendStringPredicate("d." + c.key, c, params, where);
         }
         where += ")";
         break;
@@ -1082,7 +1044,7 @@ Result<SearchRunsPage> TrackingService::SearchRuns(const SearchRunsRequest& req)
           params.emplace_back(std::get<double>(c.value));
         } else {
           std::string col = c.key == "run_id" ? "run_uuid" : c.key == "run_name" ? "name" : c.key;
-          StringPredicate("r." + col, c, params, where);
+          internal::AppendStringPredicate("r." + col, c, params, where);
         }
         break;
       }
@@ -1104,7 +1066,7 @@ Result<SearchRunsPage> TrackingService::SearchRuns(const SearchRunsRequest& req)
     if (static_cast<int64_t>(page.runs.size()) > req.max_results) {
       page.runs.pop_back();
       keys.pop_back();
-      page.next_page_token = EncodeOffsetToken(offset + req.max_results);
+      page.next_page_token = internal::EncodeOffsetToken(offset + req.max_results);
     }
     return LoadRunData(c, keys, page.runs);
   }));
