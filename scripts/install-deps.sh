@@ -4,8 +4,8 @@
 set -euo pipefail
 
 PACKAGES=(
-  # toolchain
-  build-essential cmake ninja-build pkg-config git
+  # toolchain (clang and its runtime for the libFuzzer targets)
+  build-essential cmake ninja-build pkg-config git clang libclang-rt-14-dev
   # libraries
   libboost-dev libboost-system-dev libsimdjson-dev nlohmann-json3-dev libsqlite3-dev sqlite3
   libpq-dev libcli11-dev libfmt-dev libspdlog-dev libyaml-cpp-dev libzstd-dev libssl-dev zlib1g-dev
@@ -13,6 +13,7 @@ PACKAGES=(
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-requests wrk curl nats-server postgresql
+  python3-numpy python3-pandas python3-sklearn python3-xgboost python3-yaml
 )
 
 missing=()

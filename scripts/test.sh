@@ -2,7 +2,9 @@
 # The whole test suite, from a fresh Debian 12 machine:
 #   1. installs the Debian packages (scripts/install-deps.sh),
 #   2. builds a Release tree (build/) and a Debug tree with ASan+UBSan (build-asan/),
-#   3. runs every unit and end-to-end test against both.
+#   3. runs every unit and end-to-end test against both,
+#   4. runs each libFuzzer target briefly (KEEL_FUZZ_SECONDS, default 15;
+#      scripts/fuzz.sh runs them longer on demand).
 # Usage: scripts/test.sh [-L unit|e2e]   (extra arguments go to ctest)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,6 +31,10 @@ for tree in build build-asan; do
   if ctest --test-dir "$tree" --output-on-failure -j"$jobs" "$@" | tee "$log"; then :; else status=1; fi
   summary+=("$tree: $(grep -E 'tests passed|tests failed' "$log" | tail -1)")
 done
+echo "=== fuzz ==="
+fuzz_line="fuzz: passed"
+if bash scripts/fuzz.sh "${KEEL_FUZZ_SECONDS:-15}"; then :; else status=1; fuzz_line="fuzz: FAILED"; fi
+summary+=("$fuzz_line")
 echo "=== summary ==="
 printf '%s\n' "${summary[@]}"
 passed=0

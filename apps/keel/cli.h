@@ -5,6 +5,7 @@
 
 #include <CLI/CLI.hpp>
 
+#include <filesystem>
 #include <map>
 #include <memory>
 #include <string>
@@ -29,10 +30,19 @@ class Transport {
   Result<JsonDoc> Call(const std::string& method, const std::string& path,
                        const std::multimap<std::string, std::string>& query,
                        const std::string& body);
+  // PUTs a local file's bytes to `path` (an mlflow-artifacts upload).
+  Result<JsonDoc> Upload(const std::string& path, const std::filesystem::path& file);
+  // GETs `path` into a local file; NotFound on 404.
+  Status Download(const std::string& path, const std::filesystem::path& dest);
 
  protected:
   virtual Result<api::Response> Send(api::Request request) = 0;
+  // Sends a request whose body is the file (embedded: spooled; remote: read).
+  virtual Result<api::Response> SendFile(api::Request request, const std::filesystem::path& file) = 0;
 };
+
+// Turns a non-2xx answer into a Status carrying the server's message.
+Status StatusOfResponse(const api::Response& resp);
 
 // Registers the subcommands; each sets `run` to its action when chosen.
 using Action = std::function<Status()>;
@@ -40,6 +50,14 @@ void AddServerCommand(CLI::App& app, GlobalOptions& global, Action& run);
 void AddExperimentCommands(CLI::App& app, GlobalOptions& global, Action& run);
 void AddRunCommands(CLI::App& app, GlobalOptions& global, Action& run);
 void AddModelCommands(CLI::App& app, GlobalOptions& global, Action& run);
+void AddTrainCommand(CLI::App& app, GlobalOptions& global, Action& run);
+
+// JSON string literal for `s`.
+std::string JsonQuote(std::string_view s);
+// Registers a local model directory or bare model file: validates it, uploads
+// it under registered-models/<name>/<id>/model and creates the version.
+Status RegisterLocalModel(Transport& t, const std::string& name, const std::filesystem::path& path,
+                          const std::string& description, const std::string& output_name);
 
 // Output helpers.
 std::string FormatTime(int64_t millis);

@@ -105,6 +105,8 @@ Status ShowModel(const GlobalOptions& g, const std::string& name) {
 
 struct RegisterOptions {
   std::string name;
+  std::string local_path;
+  std::string output_name;
   std::string source;
   std::string run_id;
   std::string path = "model";
@@ -113,9 +115,15 @@ struct RegisterOptions {
 
 Status Register(const GlobalOptions& g, const RegisterOptions& o) {
   KEEL_ASSIGN_OR_RETURN(auto t, Transport::Make(g));
+  if (!o.local_path.empty()) {
+    if (!o.source.empty() || !o.run_id.empty()) {
+      return InvalidArgument("give a local PATH, --source URI or --run RUN_ID, not several");
+    }
+    return RegisterLocalModel(*t, o.name, o.local_path, o.description, o.output_name);
+  }
   std::string source = o.source;
   if (source.empty()) {
-    if (o.run_id.empty()) return InvalidArgument("give --source URI or --run RUN_ID");
+    if (o.run_id.empty()) return InvalidArgument("give a local PATH, --source URI or --run RUN_ID");
     KEEL_ASSIGN_OR_RETURN(auto run, t->Call("GET", "/api/2.0/mlflow/runs/get",
                                             {{"run_id", o.run_id}}, ""));
     source = Str(run.root()["run"]["info"], "artifact_uri") + "/" + o.path;
@@ -128,8 +136,12 @@ Status Register(const GlobalOptions& g, const RegisterOptions& o) {
   std::string body = "{\"name\": " + J(o.name) + ", \"source\": " + J(source) +
                      ", \"run_id\": " + J(o.run_id) + ", \"description\": " + J(o.description) + "}";
   KEEL_ASSIGN_OR_RETURN(auto v, t->Call("POST", "/api/2.0/mlflow/model-versions/create", {}, body));
-  std::cout << "registered " << o.name << " version " << Str(v.root()["model_version"], "version")
-            << " (" << source << ")\n";
+  auto mv = v.root()["model_version"];
+  std::cout << "registered " << o.name << " version " << Str(mv, "version") << " ("
+            << Str(mv, "status") << ", " << source << ")\n";
+  if (Str(mv, "status") == "FAILED_REGISTRATION") {
+    return FailedPrecondition("registration failed: " + Str(mv, "status_message"));
+  }
   return OkStatus();
 }
 
@@ -174,6 +186,9 @@ void AddModelCommands(CLI::App& app, GlobalOptions& global, Action& run) {
   auto* reg = models->add_subcommand("register", "Register a new version of a model");
   auto ro = std::make_shared<RegisterOptions>();
   reg->add_option("name", ro->name, "registered model name")->required();
+  reg->add_option("path", ro->local_path,
+                  "local MLflow model directory or model file (XGBoost .json/.ubj, LightGBM .txt)");
+  reg->add_option("--output-name", ro->output_name, "prediction field name for a bare model file");
   reg->add_option("--source", ro->source, "model URI, e.g. mlflow-artifacts:/1/<run>/artifacts/model");
   reg->add_option("--run", ro->run_id, "run whose artifacts hold the model");
   reg->add_option("--path", ro->path, "model folder inside the run's artifacts")->capture_default_str();

@@ -1,5 +1,7 @@
 // keel: one binary for the life of a model. Thin main: parse flags, call the library.
 #include <csignal>
+#include <fstream>
+#include <sstream>
 #include <cstdlib>
 #include <ctime>
 #include <iostream>
@@ -21,6 +23,17 @@ class EmbeddedTransport final : public Transport {
  protected:
   Result<api::Response> Send(api::Request request) override {
     return app_->Dispatch(std::move(request));
+  }
+  Result<api::Response> SendFile(api::Request request, const std::filesystem::path& file) override {
+    // The upload route adopts a spooled file, as the server's does.
+    const std::filesystem::path spooled = app_->spool_dir() / ("cli-" + RandomHex(8));
+    std::error_code ec;
+    std::filesystem::copy_file(file, spooled, ec);
+    if (ec) return Internal("cannot spool " + file.string() + ": " + ec.message());
+    request.body_file = spooled;
+    api::Response resp = app_->Dispatch(std::move(request));
+    std::filesystem::remove(spooled, ec);
+    return resp;
   }
 
  private:
@@ -44,6 +57,14 @@ class RemoteTransport final : public Transport {
   Result<api::Response> Send(api::Request request) override {
     request.authorization = authorization_;
     return client_.Send(request);
+  }
+  Result<api::Response> SendFile(api::Request request, const std::filesystem::path& file) override {
+    std::ifstream in(file, std::ios::binary);
+    if (!in) return NotFound(file.string() + ": cannot open");
+    std::ostringstream buf;
+    buf << in.rdbuf();
+    request.body = buf.str();
+    return Send(std::move(request));
   }
 
  private:
@@ -77,22 +98,61 @@ Result<JsonDoc> Transport::Call(const std::string& method, const std::string& pa
   req.body = body;
   req.content_type = "application/json";
   KEEL_ASSIGN_OR_RETURN(api::Response resp, Send(std::move(req)));
+  KEEL_RETURN_IF_ERROR(StatusOfResponse(resp));
   auto doc = ParseJson(resp.body.empty() ? std::string("{}") : resp.body);
-  if (resp.status / 100 != 2) {
-    std::string message = resp.body;
-    if (doc.ok()) {
-      auto m = JsonString(doc->root(), "message");
-      if (m.ok() && m->has_value()) message = **m;
-    }
-    StatusCode code = resp.status == 404   ? StatusCode::kNotFound
-                      : resp.status == 401 ? StatusCode::kUnauthenticated
-                      : resp.status == 403 ? StatusCode::kPermissionDenied
-                      : resp.status / 100 == 4 ? StatusCode::kInvalidArgument
-                                               : StatusCode::kUnavailable;
-    return Status(code, message);
-  }
   if (!doc.ok()) return Internal("server answered with non-JSON body: " + resp.body.substr(0, 200));
   return doc;
+}
+
+Status StatusOfResponse(const api::Response& resp) {
+  if (resp.status / 100 == 2) return OkStatus();
+  std::string message = resp.body;
+  auto doc = ParseJson(resp.body.empty() ? std::string("{}") : resp.body);
+  if (doc.ok()) {
+    auto m = JsonString(doc->root(), "message");
+    if (m.ok() && m->has_value()) message = **m;
+  }
+  StatusCode code = resp.status == 404       ? StatusCode::kNotFound
+                    : resp.status == 401     ? StatusCode::kUnauthenticated
+                    : resp.status == 403     ? StatusCode::kPermissionDenied
+                    : resp.status / 100 == 4 ? StatusCode::kInvalidArgument
+                                             : StatusCode::kUnavailable;
+  return Status(code, message);
+}
+
+Result<JsonDoc> Transport::Upload(const std::string& path, const std::filesystem::path& file) {
+  api::Request req;
+  req.method = "PUT";
+  req.path = path;
+  req.content_type = "application/octet-stream";
+  KEEL_ASSIGN_OR_RETURN(api::Response resp, SendFile(std::move(req), file));
+  KEEL_RETURN_IF_ERROR(StatusOfResponse(resp));
+  return ParseJson(resp.body.empty() ? std::string("{}") : resp.body);
+}
+
+Status Transport::Download(const std::string& path, const std::filesystem::path& dest) {
+  api::Request req;
+  req.method = "GET";
+  req.path = path;
+  KEEL_ASSIGN_OR_RETURN(api::Response resp, Send(std::move(req)));
+  KEEL_RETURN_IF_ERROR(StatusOfResponse(resp));
+  std::error_code ec;
+  if (!resp.file.empty()) {
+    std::filesystem::copy_file(resp.file, dest, std::filesystem::copy_options::overwrite_existing,
+                               ec);
+    if (ec) return Internal(dest.string() + ": " + ec.message());
+    return OkStatus();
+  }
+  std::ofstream out(dest, std::ios::binary | std::ios::trunc);
+  out.write(resp.body.data(), static_cast<std::streamsize>(resp.body.size()));
+  if (!out) return Internal(dest.string() + ": write failed");
+  return OkStatus();
+}
+
+std::string JsonQuote(std::string_view s) {
+  JsonWriter w;
+  w.String(s);
+  return std::move(w).Take();
 }
 
 std::string FormatTime(int64_t millis) {
@@ -173,6 +233,7 @@ int main(int argc, char** argv) {
   AddExperimentCommands(app, global, run);
   AddRunCommands(app, global, run);
   AddModelCommands(app, global, run);
+  AddTrainCommand(app, global, run);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

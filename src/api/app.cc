@@ -1,4 +1,5 @@
 #include "keel/api/app.h"
+#include "src/api/model_checks.h"
 
 #include <array>
 #include <unordered_map>
@@ -105,6 +106,7 @@ Result<std::unique_ptr<App>> App::Open(const AppOptions& options) {
   app->tracking_ =
       std::make_unique<tracking::TrackingService>(*app->db_, *app->clock_, tracking_options);
   app->registry_ = std::make_unique<registry::RegistryService>(*app->db_, *app->clock_);
+  app->registry_->SetVersionValidator(MakeModelValidator(*app));
   if (options.auth.enabled) KEEL_RETURN_IF_ERROR(LoadCredentials(*app));
   return app;
 }

@@ -1,5 +1,7 @@
 #include "keel/core/util.h"
 
+#include <simdjson.h>
+
 #include <array>
 #include <cctype>
 #include <random>
@@ -130,18 +132,9 @@ std::string UrlEncode(std::string_view text) {
 }
 
 bool IsValidUtf8(std::string_view text) {
-  size_t i = 0;
-  while (i < text.size()) {
-    unsigned char c = static_cast<unsigned char>(text[i]);
-    int n = c < 0x80 ? 0 : (c >> 5) == 6 ? 1 : (c >> 4) == 14 ? 2 : (c >> 3) == 30 ? 3 : -1;
-    if (n < 0) return false;
-    for (int k = 1; k <= n; ++k) {
-      if (i + k >= text.size()) return false;
-      if ((static_cast<unsigned char>(text[i + k]) >> 6) != 2) return false;
-    }
-    i += static_cast<size_t>(n) + 1;
-  }
-  return true;
+  // simdjson's validator rejects overlong forms, surrogates and code points
+  // above U+10FFFF, as RFC 3629 requires.
+  return simdjson::validate_utf8(text.data(), text.size());
 }
 
 }  // namespace keel

@@ -477,10 +477,11 @@ Result<ModelVersion> RegistryService::CreateModelVersion(const CreateVersionRequ
     KEEL_RETURN_IF_ERROR(c.Exec(
         "INSERT INTO model_versions(name, version, creation_time, last_updated_time, "
         "description, user_id, current_stage, source, run_id, run_link, status, status_message) "
-        "VALUES (?, ?, ?, ?, ?, ?, 'None', ?, ?, ?, 'READY', '')",
+        "VALUES (?, ?, ?, ?, ?, ?, 'None', ?, ?, ?, ?, '')",
         {n, Value(version), Value(now), Value(now), Value(std::string_view(req.description)),
          Value(std::string_view(req.user_id)), Value(std::string_view(req.source)),
-         Value(std::string_view(req.run_id)), Value(std::string_view(req.run_link))}));
+         Value(std::string_view(req.run_id)), Value(std::string_view(req.run_link)),
+         Value(std::string_view(validator_ ? "PENDING_REGISTRATION" : "READY"))}));
     for (const Tag& t : req.tags) {
       KEEL_RETURN_IF_ERROR(c.Exec(
           "INSERT INTO model_version_tags(name, version, key, value) VALUES (?, ?, ?, ?) ON "
@@ -489,7 +490,26 @@ Result<ModelVersion> RegistryService::CreateModelVersion(const CreateVersionRequ
     }
     return TouchModel(c, req.name, now);
   }));
+  if (validator_) {
+    KEEL_ASSIGN_OR_RETURN(ModelVersion pending, GetModelVersion(req.name, std::to_string(version)));
+    Status valid = validator_(pending);
+    KEEL_RETURN_IF_ERROR(SetVersionStatus(req.name, version,
+                                          valid.ok() ? "READY" : "FAILED_REGISTRATION",
+                                          valid.ok() ? "" : valid.message()));
+  }
   return GetModelVersion(req.name, std::to_string(version));
+}
+
+Status RegistryService::SetVersionStatus(const std::string& name, int64_t version,
+                                         const std::string& status, const std::string& message) {
+  // Part of creating the version: last_updated_time stays the creation time,
+  // as MLflow reports it for a new version.
+  return db_.Write([&](Connection& c) -> Status {
+    return c.Exec("UPDATE model_versions SET status = ?, status_message = ? WHERE name = ? AND "
+                  "version = ?",
+                  {Value(std::string_view(status)), Value(std::string_view(message)),
+                   Value(std::string_view(name)), Value(version)});
+  });
 }
 
 Result<ModelVersion> RegistryService::GetModelVersion(const std::string& name,

@@ -274,12 +274,12 @@ class CliMixin:
         alpha, beta = self.runs["alpha"], self.runs["beta"]
         out = self.ok("models", "register", m, "--run", alpha["id"])
         self.assertEqual(out.strip(),
-                         f"registered {m} version 1 ({alpha['artifact_uri']}/model)")
+                         f"registered {m} version 1 (READY, {alpha['artifact_uri']}/model)")
         out = self.ok("models", "register", m, "--run", beta["id"], "--path", "weights")
         self.assertEqual(out.strip(),
-                         f"registered {m} version 2 ({beta['artifact_uri']}/weights)")
+                         f"registered {m} version 2 (READY, {beta['artifact_uri']}/weights)")
         out = self.ok("models", "register", m, "--source", "mlflow-artifacts:/custom/model")
-        self.assertEqual(out.strip(), f"registered {m} version 3 (mlflow-artifacts:/custom/model)")
+        self.assertEqual(out.strip(), f"registered {m} version 3 (READY, mlflow-artifacts:/custom/model)")
 
         _, rows = table(self.ok("models", "list"))
         self.assertIn([m, "3", ""], [r[:3] for r in rows])

@@ -68,8 +68,31 @@ def media_type(content_type):
     return (content_type or "").split(";")[0].strip().lower()
 
 
+# What the recorded client uploaded as MLmodel (an sklearn model): the traffic
+# keeps only sizes, and keel reads MLmodel files at registration.
+SKLEARN_MLMODEL = (
+    "artifact_path: model\n"
+    "flavors:\n"
+    "  python_function:\n"
+    "    env: {conda: conda.yaml, virtualenv: python_env.yaml}\n"
+    "    loader_module: mlflow.sklearn\n"
+    "    model_path: model.pkl\n"
+    "    predict_fn: predict\n"
+    "    python_version: 3.11.2\n"
+    "  sklearn:\n"
+    "    code: null\n"
+    "    pickled_model: model.pkl\n"
+    "    serialization_format: cloudpickle\n"
+    "    sklearn_version: 1.2.1\n"
+    "mlflow_version: 2.17.2\n")
+
+
 def artifact_bytes(seed, size, content_type):
-    """Deterministic content of `size` bytes; printable text for text/* types."""
+    """Deterministic content of `size` bytes; printable text for text/* types;
+    a valid sklearn MLmodel (padded with a YAML comment) for MLmodel files."""
+    if seed.endswith("/MLmodel") and size > len(SKLEARN_MLMODEL) + 2:
+        pad = size - len(SKLEARN_MLMODEL) - 2
+        return (SKLEARN_MLMODEL + "#" + "x" * pad + "\n").encode()
     rng = random.Random(hashlib.sha256(seed.encode()).digest())
     if content_type.startswith("text/"):
         alphabet = b"abcdefghijklmnopqrstuvwxyz0123456789 =:-_.\n"

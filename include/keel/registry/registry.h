@@ -18,6 +18,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -42,7 +43,7 @@ struct ModelVersion {
   std::string source;
   std::string run_id;
   std::string run_link;
-  std::string status;  // READY (PENDING_REGISTRATION, FAILED_REGISTRATION later)
+  std::string status;  // PENDING_REGISTRATION, READY or FAILED_REGISTRATION
   std::string status_message;
   std::vector<Tag> tags;
   std::vector<std::string> aliases;
@@ -110,9 +111,18 @@ struct ModelVersionsPage {
 // Canonical stage name for case-insensitive input ("production" -> "Production").
 Result<std::string> CanonicalStage(std::string_view stage);
 
+// Checks a new version before it becomes READY (for example: the model loads
+// and scores its input example). OK -> READY; an error -> FAILED_REGISTRATION
+// with the error's message as status_message. Runs outside any transaction.
+using VersionValidator = std::function<Status(const ModelVersion&)>;
+
 class RegistryService {
  public:
   RegistryService(store::Database& db, const Clock& clock);
+
+  // Installs the validator CreateModelVersion runs. Call before serving
+  // requests (not synchronized with concurrent CreateModelVersion calls).
+  void SetVersionValidator(VersionValidator validator) { validator_ = std::move(validator); }
 
   Result<RegisteredModel> CreateRegisteredModel(const std::string& name,
                                                 const std::vector<Tag>& tags,
@@ -129,6 +139,8 @@ class RegistryService {
   Result<std::vector<ModelVersion>> GetLatestVersions(const std::string& name,
                                                       const std::vector<std::string>& stages);
 
+  // Creates the version as PENDING_REGISTRATION, runs the validator (if any)
+  // and returns the version as READY or FAILED_REGISTRATION.
   Result<ModelVersion> CreateModelVersion(const CreateVersionRequest& request);
   Result<ModelVersion> GetModelVersion(const std::string& name, const std::string& version);
   Result<ModelVersion> UpdateModelVersion(const std::string& name, const std::string& version,
@@ -160,8 +172,12 @@ class RegistryService {
   Result<ModelVersion> ResolveModelUri(const std::string& uri);
 
  private:
+  Status SetVersionStatus(const std::string& name, int64_t version, const std::string& status,
+                          const std::string& message);
+
   store::Database& db_;
   const Clock& clock_;
+  VersionValidator validator_;
 };
 
 }  // namespace keel::registry

@@ -1,0 +1,437 @@
+// keel train: train a model from CSV, record it as a run and register it.
+// The run is recorded through the REST API (embedded or remote), so a
+// remote server sees exactly what the stock mlflow client would send.
+#include <unistd.h>
+
+#include <chrono>
+#include <csignal>
+#include <iostream>
+
+#include "apps/keel/cli.h"
+#include "keel/core/clock.h"
+#include "keel/core/util.h"
+#include "keel/model/formats.h"
+#include "keel/model/package.h"
+#include "keel/train/train.h"
+
+namespace keel::cli {
+namespace fs = std::filesystem;
+namespace {
+
+constexpr const char* kArtifactsApi = "/api/2.0/mlflow-artifacts/artifacts/";
+constexpr std::string_view kArtifactScheme = "mlflow-artifacts:";
+
+// The path below the artifact root of an mlflow-artifacts: URI.
+Result<std::string> ArtifactRelative(const std::string& uri) {
+  if (uri.rfind(kArtifactScheme, 0) != 0) {
+    return InvalidArgument("artifact URI '" + uri + "' is not an mlflow-artifacts: URI");
+  }
+  std::string rel = uri.substr(kArtifactScheme.size());
+  while (!rel.empty() && rel.front() == '/') rel.erase(0, 1);
+  return rel;
+}
+
+int64_t NowMillis() { return SystemClock::Default().NowMillis(); }
+
+std::string KeyValueArray(const train::KeyValues& kv) {
+  std::string out = "[";
+  for (size_t i = 0; i < kv.size(); ++i) {
+    out += (i ? ", " : "");
+    out += "{\"key\": " + JsonQuote(kv[i].first) + ", \"value\": " + JsonQuote(kv[i].second) + "}";
+  }
+  return out + "]";
+}
+
+class ApiRecorder final : public train::RunRecorder {
+ public:
+  explicit ApiRecorder(Transport& t) : t_(t) {}
+
+  Result<std::string> StartRun(const std::string& experiment, const std::string& experiment_id,
+                               const std::string& run_name, const train::KeyValues& tags) override {
+    std::string id = experiment_id;
+    if (id.empty()) {
+      auto got = t_.Call("GET", "/api/2.0/mlflow/experiments/get-by-name",
+                         {{"experiment_name", experiment}}, "");
+      if (got.ok()) {
+        id = Str(got->root()["experiment"], "experiment_id");
+      } else if (got.status().code() == StatusCode::kNotFound) {
+        KEEL_ASSIGN_OR_RETURN(auto created,
+                              t_.Call("POST", "/api/2.0/mlflow/experiments/create", {},
+                                      "{\"name\": " + JsonQuote(experiment) + "}"));
+        id = Str(created.root(), "experiment_id");
+      } else {
+        return got.status();
+      }
+    }
+    train::KeyValues all = tags;
+    all.emplace_back("mlflow.user", CurrentUser());
+    std::string body = "{\"experiment_id\": " + JsonQuote(id) +
+                       ", \"start_time\": " + std::to_string(NowMillis()) +
+                       ", \"user_id\": " + JsonQuote(CurrentUser()) +
+                       ", \"tags\": " + KeyValueArray(all);
+    if (!run_name.empty()) body += ", \"run_name\": " + JsonQuote(run_name);
+    KEEL_ASSIGN_OR_RETURN(auto run, t_.Call("POST", "/api/2.0/mlflow/runs/create", {}, body + "}"));
+    return Str(run.root()["run"]["info"], "run_id");
+  }
+
+  Status LogParams(const std::string& run_id, const train::KeyValues& params) override {
+    for (size_t i = 0; i < params.size(); i += 100) {
+      train::KeyValues chunk(
+          params.begin() + static_cast<std::ptrdiff_t>(i),
+          params.begin() + static_cast<std::ptrdiff_t>(std::min(params.size(), i + 100)));
+      KEEL_RETURN_IF_ERROR(t_.Call("POST", "/api/2.0/mlflow/runs/log-batch", {},
+                                   "{\"run_id\": " + JsonQuote(run_id) +
+                                       ", \"params\": " + KeyValueArray(chunk) + "}")
+                               .status());
+    }
+    return OkStatus();
+  }
+
+  Status LogMetrics(const std::string& run_id, const std::vector<train::Metric>& metrics) override {
+    const int64_t now = NowMillis();
+    std::string list = "[";
+    for (size_t i = 0; i < metrics.size(); ++i) {
+      list += (i ? ", " : "");
+      list += "{\"key\": " + JsonQuote(metrics[i].name) +
+              ", \"value\": " + FormatDouble(metrics[i].value) +
+              ", \"timestamp\": " + std::to_string(now) + ", \"step\": 0}";
+    }
+    list += "]";
+    return t_
+        .Call("POST", "/api/2.0/mlflow/runs/log-batch", {},
+              "{\"run_id\": " + JsonQuote(run_id) + ", \"metrics\": " + list + "}")
+        .status();
+  }
+
+  Status SetTags(const std::string& run_id, const train::KeyValues& tags) override {
+    if (tags.empty()) return OkStatus();
+    return t_
+        .Call("POST", "/api/2.0/mlflow/runs/log-batch", {},
+              "{\"run_id\": " + JsonQuote(run_id) + ", \"tags\": " + KeyValueArray(tags) + "}")
+        .status();
+  }
+
+  Status LogDatasets(const std::string& run_id, const std::vector<train::DataVersion>& data,
+                     const std::string& schema_json) override {
+    std::string list = "[";
+    for (size_t i = 0; i < data.size(); ++i) {
+      const auto& d = data[i];
+      const std::string source = "{\"uri\": " + JsonQuote(d.path) + "}";
+      const std::string schema = "{\"mlflow_colspec\": " + schema_json + "}";
+      const std::string profile = "{\"num_rows\": " + std::to_string(d.rows) +
+                                  ", \"num_elements\": " + std::to_string(d.rows * d.columns) + "}";
+      list += (i ? ", " : "");
+      list += "{\"tags\": [{\"key\": \"mlflow.data.context\", \"value\": " + JsonQuote(d.role) +
+              "}], \"dataset\": {\"name\": " + JsonQuote(fs::path(d.path).filename().string()) +
+              ", \"digest\": " + JsonQuote(d.sha256.substr(0, 8)) +
+              ", \"source_type\": \"local\", \"source\": " + JsonQuote(source) +
+              ", \"schema\": " + JsonQuote(schema) + ", \"profile\": " + JsonQuote(profile) + "}}";
+    }
+    list += "]";
+    return t_
+        .Call("POST", "/api/2.0/mlflow/runs/log-inputs", {},
+              "{\"run_id\": " + JsonQuote(run_id) + ", \"datasets\": " + list + "}")
+        .status();
+  }
+
+  Result<std::string> UploadDirectory(const std::string& run_id, const fs::path& dir,
+                                      const std::string& artifact_path) override {
+    KEEL_ASSIGN_OR_RETURN(auto run,
+                          t_.Call("GET", "/api/2.0/mlflow/runs/get", {{"run_id", run_id}}, ""));
+    const std::string root = Str(run.root()["run"]["info"], "artifact_uri");
+    KEEL_ASSIGN_OR_RETURN(std::string rel, ArtifactRelative(root));
+    KEEL_RETURN_IF_ERROR(UploadTree(dir, rel + "/" + artifact_path));
+    return root + "/" + artifact_path;
+  }
+
+  Status UploadTree(const fs::path& dir, const std::string& rel) {
+    std::error_code ec;
+    for (auto it = fs::recursive_directory_iterator(dir, ec); !ec && it != fs::end(it);
+         it.increment(ec)) {
+      if (!it->is_regular_file()) continue;
+      const std::string sub = fs::relative(it->path(), dir).generic_string();
+      KEEL_RETURN_IF_ERROR(t_.Upload(kArtifactsApi + rel + "/" + sub, it->path()).status());
+    }
+    if (ec) return Internal(dir.string() + ": " + ec.message());
+    return OkStatus();
+  }
+
+  Status EndRun(const std::string& run_id, const std::string& status) override {
+    return t_
+        .Call("POST", "/api/2.0/mlflow/runs/update", {},
+              "{\"run_id\": " + JsonQuote(run_id) + ", \"status\": " + JsonQuote(status) +
+                  ", \"end_time\": " + std::to_string(NowMillis()) + "}")
+        .status();
+  }
+
+  Result<RunInfo> GetRun(const std::string& run_id) override {
+    KEEL_ASSIGN_OR_RETURN(auto run,
+                          t_.Call("GET", "/api/2.0/mlflow/runs/get", {{"run_id", run_id}}, ""));
+    RunInfo info;
+    info.experiment_id = Str(run.root()["run"]["info"], "experiment_id");
+    auto read = [&](const char* field, train::KeyValues& out) {
+      simdjson::dom::array items;
+      if (run.root()["run"]["data"][field].get(items)) return;
+      for (auto item : items) out.emplace_back(Str(item, "key"), Str(item, "value"));
+    };
+    read("params", info.params);
+    read("tags", info.tags);
+    return info;
+  }
+
+  Result<std::string> PutSharedFile(const std::string& relative, const fs::path& file) override {
+    const size_t slash = relative.rfind('/');
+    const std::string dir = slash == std::string::npos ? "" : relative.substr(0, slash);
+    auto listed = t_.Call("GET", "/api/2.0/mlflow-artifacts/artifacts", {{"path", dir}}, "");
+    bool present = false;
+    if (listed.ok()) {
+      simdjson::dom::array files;
+      if (!listed->root()["files"].get(files)) {
+        for (auto f : files) present = present || Str(f, "path") == relative.substr(slash + 1);
+      }
+    }
+    if (!present) KEEL_RETURN_IF_ERROR(t_.Upload(kArtifactsApi + relative, file).status());
+    return std::string(kArtifactScheme) + "/" + relative;
+  }
+
+  Status DownloadFile(const std::string& uri, const fs::path& dest) override {
+    KEEL_ASSIGN_OR_RETURN(std::string rel, ArtifactRelative(uri));
+    return t_.Download(kArtifactsApi + rel, dest);
+  }
+
+  Result<std::pair<std::string, std::string>> RegisterModel(const std::string& name,
+                                                            const std::string& source,
+                                                            const std::string& run_id) override {
+    auto created = t_.Call("POST", "/api/2.0/mlflow/registered-models/create", {},
+                           "{\"name\": " + JsonQuote(name) + "}");
+    if (!created.ok() && created.status().message().find("already exists") == std::string::npos) {
+      return created.status();
+    }
+    KEEL_ASSIGN_OR_RETURN(
+        auto v, t_.Call("POST", "/api/2.0/mlflow/model-versions/create", {},
+                        "{\"name\": " + JsonQuote(name) + ", \"source\": " + JsonQuote(source) +
+                            ", \"run_id\": " + JsonQuote(run_id) + "}"));
+    auto mv = v.root()["model_version"];
+    if (Str(mv, "status") == "FAILED_REGISTRATION") {
+      return FailedPrecondition("version " + Str(mv, "version") + " of " + name +
+                                " failed registration: " + Str(mv, "status_message"));
+    }
+    return std::make_pair(Str(mv, "version"), Str(mv, "status"));
+  }
+
+ private:
+  Transport& t_;
+};
+
+std::atomic<bool> g_cancel{false};
+
+void OnInterrupt(int) {
+  g_cancel.store(true);
+  std::signal(SIGINT, SIG_DFL);  // a second Ctrl-C ends the process at once
+}
+
+// Status lines: rewritten in place on a terminal, throttled otherwise.
+class StatusPrinter {
+ public:
+  StatusPrinter() : tty_(::isatty(STDERR_FILENO) != 0) {}
+  ~StatusPrinter() { Done(); }
+  void operator()(const std::string& line) {
+    const auto now = std::chrono::steady_clock::now();
+    const bool same_kind = line.substr(0, 6) == last_.substr(0, 6);
+    if (same_kind && now - last_time_ < std::chrono::milliseconds(tty_ ? 100 : 5000)) return;
+    last_ = line;
+    last_time_ = now;
+    if (tty_) {
+      std::cerr << "\r\033[K" << line << std::flush;
+      open_ = true;
+    } else {
+      std::cerr << line << "\n";
+    }
+  }
+  void Done() {
+    if (open_) std::cerr << "\r\033[K" << std::flush;
+    open_ = false;
+  }
+
+ private:
+  bool tty_;
+  bool open_ = false;
+  std::string last_;
+  std::chrono::steady_clock::time_point last_time_{};
+};
+
+struct TrainCliOptions {
+  train::TrainSpec spec;
+  std::vector<std::string> params;
+  std::vector<std::string> column_types;
+  std::string experiment = "Default";
+  std::string run_name;
+  std::string register_name;
+  std::string rerun;
+};
+
+Result<train::KeyValues> ParseKeyValues(const std::vector<std::string>& items, const char* flag) {
+  train::KeyValues out;
+  for (const auto& item : items) {
+    const size_t eq = item.find('=');
+    if (eq == std::string::npos || eq == 0) {
+      return InvalidArgument(std::string(flag) + " " + item + ": expected KEY=VALUE");
+    }
+    out.emplace_back(item.substr(0, eq), item.substr(eq + 1));
+  }
+  return out;
+}
+
+Status RunTrain(const GlobalOptions& g, TrainCliOptions o) {
+  KEEL_ASSIGN_OR_RETURN(o.spec.params, ParseKeyValues(o.params, "--param"));
+  KEEL_ASSIGN_OR_RETURN(o.spec.column_types, ParseKeyValues(o.column_types, "--column-type"));
+  KEEL_ASSIGN_OR_RETURN(auto t, Transport::Make(g));
+  ApiRecorder recorder(*t);
+  StatusPrinter printer;
+  train::TrainProgress progress;
+  progress.on_status = [&](const std::string& line) { printer(line); };
+  progress.cancel = &g_cancel;
+  std::signal(SIGINT, OnInterrupt);
+  train::RecordOptions ro;
+  ro.experiment = o.experiment;
+  ro.run_name = o.run_name;
+  ro.register_name = o.register_name;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto result = o.rerun.empty() ? train::TrainAndRecord(o.spec, progress, recorder, ro)
+                                : train::Rerun(o.rerun, progress, recorder, ro);
+  std::signal(SIGINT, SIG_DFL);
+  printer.Done();
+  if (!result.ok()) {
+    if (g_cancel.load()) return Unavailable("training interrupted; the run is marked KILLED");
+    return result.status();
+  }
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  KEEL_ASSIGN_OR_RETURN(
+      auto run, t->Call("GET", "/api/2.0/mlflow/runs/get", {{"run_id", result->run_id}}, ""));
+  std::cout << "run      " << result->run_id << " (experiment "
+            << Str(run.root()["run"]["info"], "experiment_id") << ", " << FormatDouble(secs)
+            << " s)\n";
+  simdjson::dom::array metrics;
+  if (!run.root()["run"]["data"]["metrics"].get(metrics)) {
+    std::string line;
+    for (auto m : metrics) {
+      const std::string key = Str(m, "key");
+      if (key.rfind("valid_", 0) != 0) continue;
+      line += (line.empty() ? "" : "  ") + key + " " + Str(m, "value");
+    }
+    if (!line.empty()) std::cout << "metrics  " << line << "\n";
+  }
+  std::cout << "model    " << result->model_uri << "\n";
+  if (!result->version.empty()) {
+    std::cout << "version  " << o.register_name << " " << result->version << " ("
+              << result->version_status << ")\n";
+  }
+  return OkStatus();
+}
+
+}  // namespace
+
+Status RegisterLocalModel(Transport& t, const std::string& name, const fs::path& path,
+                          const std::string& description, const std::string& output_name) {
+  std::error_code ec;
+  fs::path dir = path;
+  fs::path staged;
+  auto cleanup = [&] {
+    if (!staged.empty()) fs::remove_all(staged, ec);
+  };
+  if (fs::is_regular_file(path, ec)) {
+    // A bare model file becomes a package with the keel flavor.
+    KEEL_ASSIGN_OR_RETURN(model::Model m, model::LoadModelFile(path.string()));
+    model::PackageContents c;
+    std::ifstream in(path, std::ios::binary);
+    std::ostringstream buf;
+    buf << in.rdbuf();
+    c.model_bytes = buf.str();
+    c.info.format = m.source_format;
+    c.info.task = model::TaskName(m.task);
+    c.info.output_name = output_name.empty() ? "prediction" : output_name;
+    staged = fs::temp_directory_path() / ("keel-register-" + RandomHex(8));
+    dir = staged / "model";
+    Status s = model::WriteModelPackage(dir, c);
+    if (!s.ok()) {
+      cleanup();
+      return s;
+    }
+  }
+  auto loaded = model::LoadModelPackage(dir);
+  Status s = loaded.ok() ? model::CheckLoadedModel(**loaded) : loaded.status();
+  if (s.ok()) {
+    ApiRecorder recorder(t);
+    const std::string rel = "registered-models/" + name + "/" + RandomHex(8) + "/model";
+    s = recorder.UploadTree(dir, rel);
+    if (s.ok()) {
+      auto created = t.Call("POST", "/api/2.0/mlflow/registered-models/create", {},
+                            "{\"name\": " + JsonQuote(name) + "}");
+      if (!created.ok() && created.status().message().find("already exists") == std::string::npos) {
+        s = created.status();
+      }
+    }
+    if (s.ok()) {
+      const std::string source = std::string(kArtifactScheme) + "/" + rel;
+      auto v = t.Call("POST", "/api/2.0/mlflow/model-versions/create", {},
+                      "{\"name\": " + JsonQuote(name) + ", \"source\": " + JsonQuote(source) +
+                          ", \"description\": " + JsonQuote(description) + "}");
+      if (!v.ok()) {
+        s = v.status();
+      } else {
+        auto mv = v->root()["model_version"];
+        std::cout << "registered " << name << " version " << Str(mv, "version") << " ("
+                  << Str(mv, "status") << ", " << loaded.value()->info.format << ", " << source
+                  << ")\n";
+        if (Str(mv, "status") == "FAILED_REGISTRATION") {
+          s = FailedPrecondition("registration failed: " + Str(mv, "status_message"));
+        }
+      }
+    }
+  }
+  cleanup();
+  return s;
+}
+
+void AddTrainCommand(CLI::App& app, GlobalOptions& global, Action& run) {
+  auto* cmd = app.add_subcommand("train",
+                                 "Train a model from CSV, log it as a run, optionally register it");
+  auto o = std::make_shared<TrainCliOptions>();
+  train::TrainSpec& s = o->spec;
+  cmd->add_option("--data", s.data_path, "training CSV (header row)");
+  cmd->add_option("--target", s.target, "target column");
+  cmd->add_option("--model", s.model, "xgboost | xgboost-linear | linear | logistic")
+      ->capture_default_str();
+  cmd->add_option("--param", o->params, "model parameter KEY=VALUE (repeatable)");
+  cmd->add_option("--validation", s.validation_path, "validation CSV (default: split --data)");
+  cmd->add_option("--validation-fraction", s.validation_fraction, "share held out")
+      ->capture_default_str();
+  cmd->add_option("--seed", s.seed, "split and training seed")->capture_default_str();
+  cmd->add_option("--task", s.task, "auto | binary | multiclass | regression")
+      ->capture_default_str();
+  cmd->add_option("--positive-class", s.positive_class, "binary: the target value that is 1");
+  cmd->add_option("--categorical", s.categorical, "onehot | native")->capture_default_str();
+  cmd->add_option("--column-type", o->column_types,
+                  "override inference COLUMN=numeric|categorical|boolean (repeatable)");
+  cmd->add_option("--drop", s.drop_columns, "columns to leave out (repeatable)");
+  cmd->add_option("--early-stopping-rounds", s.early_stopping_rounds,
+                  "stop after N rounds without validation improvement");
+  cmd->add_option("--output-name", s.output_name,
+                  "prediction field name (default <target>_probability or <target>)");
+  cmd->add_flag("--snapshot-data", s.snapshot_data,
+                "store a content-addressed copy of the data with the run");
+  cmd->add_option("--experiment", o->experiment, "experiment name")->capture_default_str();
+  cmd->add_option("--run-name", o->run_name, "run name");
+  cmd->add_option("--register", o->register_name, "register the model under this name");
+  cmd->add_option("--rerun", o->rerun, "train again exactly as RUN_ID did");
+  cmd->callback([&run, &global, o] {
+    run = [&global, o]() -> Status {
+      if (o->rerun.empty() && (o->spec.data_path.empty() || o->spec.target.empty())) {
+        return InvalidArgument("train needs --data and --target (or --rerun RUN_ID)");
+      }
+      return RunTrain(global, *o);
+    };
+  });
+}
+
+}  // namespace keel::cli

@@ -1,0 +1,109 @@
+// Text rules shared by the CSV reader, type inference and the feature
+// pipeline, so that a value is read the same way at training and at serving
+// time. Private to the data module.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace keel::data::internal {
+
+// Strips ASCII spaces and tabs from both ends.
+std::string_view TrimSpaces(std::string_view text);
+
+inline constexpr double kExactPowersOf10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,  1e6,  1e7,
+                                              1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
+                                              1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
+
+// Plain decimals ("-123.45", no blanks, no '+', no exponent): at most 19
+// digits whose value fits in 53 bits and at most 22 fraction digits. Both the
+// integer and the power of ten are exact doubles, so one IEEE division gives
+// the correctly rounded result, the same double std::from_chars returns.
+// False means "not handled here", not "not a number".
+inline bool ParseSimpleDecimal(std::string_view text, double* value) {
+  const char* p = text.data();
+  const char* const end = p + text.size();
+  bool negative = false;
+  if (p < end && *p == '-') {
+    negative = true;
+    ++p;
+  }
+  uint64_t mantissa = 0;
+  int digits = 0;
+  int fraction = 0;
+  while (p < end && static_cast<unsigned>(*p - '0') < 10) {
+    mantissa = mantissa * 10 + static_cast<unsigned>(*p - '0');
+    ++p;
+    ++digits;
+  }
+  if (p < end && *p == '.') {
+    ++p;
+    while (p < end && static_cast<unsigned>(*p - '0') < 10) {
+      mantissa = mantissa * 10 + static_cast<unsigned>(*p - '0');
+      ++p;
+      ++digits;
+      ++fraction;
+    }
+  }
+  if (p != end || digits == 0 || digits > 19) return false;
+  if (mantissa > (uint64_t{1} << 53) || fraction > 22) return false;
+  double d = static_cast<double>(mantissa);
+  if (fraction > 0) d /= kExactPowersOf10[fraction];
+  *value = negative ? -d : d;
+  return true;
+}
+
+// The general case of ParseNumber (blanks, '+', exponents, inf/nan, long
+// mantissas), via std::from_chars.
+bool ParseNumberSlow(std::string_view text, double* value);
+
+// Parses the whole of `text` (after TrimSpaces) as a decimal number: an
+// optional '+' or '-', digits with an optional fraction and exponent, or
+// inf/infinity (any case). "nan" parses to NaN. Hex and thousands separators
+// are rejected. Returns false when the text is not entirely a number.
+inline bool ParseNumber(std::string_view text, double* value) {
+  return ParseSimpleDecimal(text, value) || ParseNumberSlow(text, value);
+}
+
+// "true"/"false", any case, after TrimSpaces: the only texts inference reads
+// as booleans.
+bool ParseStrictBool(std::string_view text, bool* value);
+// ParseStrictBool plus "yes"/"no" and "1"/"0" (any case): what a column that
+// is boolean by schema or by pipeline accepts.
+bool ParseLooseBool(std::string_view text, bool* value);
+
+// Matches missing-value markers (compared after TrimSpaces, case-sensitive).
+// Cheap rejection by first byte and length before any comparison.
+class MissingMatcher {
+ public:
+  MissingMatcher() = default;
+  explicit MissingMatcher(const std::vector<std::string>& markers);
+
+  bool Matches(std::string_view text) const {
+    if (text.empty()) return empty_;
+    const auto first = static_cast<unsigned char>(text[0]);
+    const char last = text.back();
+    // Fast rejection for the common case: no surrounding blanks and a first
+    // byte no marker starts with (digits, usually).
+    if (!first_[first] && first != ' ' && first != '\t' && last != ' ' && last != '\t') {
+      return false;
+    }
+    text = TrimSpaces(text);
+    if (text.empty()) return empty_;
+    if (!first_[static_cast<unsigned char>(text[0])]) return false;
+    for (const std::string& m : markers_) {
+      if (m == text) return true;
+    }
+    return false;
+  }
+
+ private:
+  std::vector<std::string> markers_;  // trimmed, non-empty
+  std::array<bool, 256> first_{};
+  bool empty_ = false;
+};
+
+}  // namespace keel::data::internal

@@ -1,0 +1,132 @@
+#include "keel/train/linear_trainer.h"
+
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+namespace keel::train {
+namespace {
+
+// Solves A x = b for symmetric positive definite A (n x n, row-major) in place.
+Status CholeskySolve(std::vector<double>& a, std::vector<double>& b, size_t n) {
+  for (size_t j = 0; j < n; ++j) {
+    double d = a[j * n + j];
+    for (size_t k = 0; k < j; ++k) d -= a[j * n + k] * a[j * n + k];
+    if (!(d > 0)) return InvalidArgument("the normal equations are singular; increase l2");
+    d = std::sqrt(d);
+    a[j * n + j] = d;
+    for (size_t i = j + 1; i < n; ++i) {
+      double s = a[i * n + j];
+      for (size_t k = 0; k < j; ++k) s -= a[i * n + k] * a[j * n + k];
+      a[i * n + j] = s / d;
+    }
+  }
+  for (size_t i = 0; i < n; ++i) {
+    double s = b[i];
+    for (size_t k = 0; k < i; ++k) s -= a[i * n + k] * b[k];
+    b[i] = s / a[i * n + i];
+  }
+  for (size_t i = n; i-- > 0;) {
+    double s = b[i];
+    for (size_t k = i + 1; k < n; ++k) s -= a[k * n + i] * b[k];
+    b[i] = s / a[i * n + i];
+  }
+  return OkStatus();
+}
+
+}  // namespace
+
+Result<std::string> TrainLinear(const float* x, const float* y, size_t rows, size_t cols,
+                                const std::vector<std::string>& feature_names,
+                                const LinearOptions& o) {
+  if (rows < 2 || cols == 0) return InvalidArgument("need at least 2 rows and 1 feature");
+  if (cols > 4096) return InvalidArgument("keel linear models take at most 4096 features");
+  if (!(o.l2 >= 0) || o.max_iter <= 0) return InvalidArgument("l2 must be >= 0, max_iter > 0");
+  // Standardise (NaN counts as 0).
+  std::vector<double> mean(cols, 0.0), sd(cols, 0.0);
+  auto at = [&](size_t r, size_t c) {
+    const float v = x[r * cols + c];
+    return std::isnan(v) ? 0.0 : static_cast<double>(v);
+  };
+  for (size_t r = 0; r < rows; ++r) {
+    for (size_t c = 0; c < cols; ++c) mean[c] += at(r, c);
+  }
+  for (double& m : mean) m /= static_cast<double>(rows);
+  for (size_t r = 0; r < rows; ++r) {
+    for (size_t c = 0; c < cols; ++c) sd[c] += (at(r, c) - mean[c]) * (at(r, c) - mean[c]);
+  }
+  for (double& s : sd) s = std::sqrt(s / static_cast<double>(rows));
+  const size_t n = cols + 1;  // last coefficient: intercept
+  std::vector<double> z(n);
+  auto row_z = [&](size_t r) {
+    for (size_t c = 0; c < cols; ++c) z[c] = sd[c] > 0 ? (at(r, c) - mean[c]) / sd[c] : 0.0;
+    z[cols] = 1.0;
+  };
+  const double penalty = o.l2 * static_cast<double>(rows);
+  std::vector<double> w(n, 0.0);
+  if (!o.logistic) {
+    std::vector<double> a(n * n, 0.0), b(n, 0.0);
+    for (size_t r = 0; r < rows; ++r) {
+      row_z(r);
+      for (size_t i = 0; i < n; ++i) {
+        b[i] += z[i] * y[r];
+        for (size_t j = 0; j <= i; ++j) a[i * n + j] += z[i] * z[j];
+      }
+    }
+    for (size_t i = 0; i < n; ++i) {
+      for (size_t j = 0; j < i; ++j) a[j * n + i] = a[i * n + j];
+      if (i < cols) a[i * n + i] += penalty + (sd[i] > 0 ? 0.0 : 1.0);
+    }
+    KEEL_RETURN_IF_ERROR(CholeskySolve(a, b, n));
+    w = b;
+  } else {
+    for (size_t r = 0; r < rows; ++r) {
+      if (y[r] != 0.0f && y[r] != 1.0f) return InvalidArgument("logistic labels must be 0 or 1");
+    }
+    for (int it = 0; it < o.max_iter; ++it) {
+      std::vector<double> h(n * n, 0.0), g(n, 0.0);
+      for (size_t r = 0; r < rows; ++r) {
+        row_z(r);
+        double m = 0;
+        for (size_t i = 0; i < n; ++i) m += w[i] * z[i];
+        const double p = 1.0 / (1.0 + std::exp(-m));
+        const double wt = std::max(p * (1 - p), 1e-12);
+        for (size_t i = 0; i < n; ++i) {
+          g[i] += (p - y[r]) * z[i];
+          for (size_t j = 0; j <= i; ++j) h[i * n + j] += wt * z[i] * z[j];
+        }
+      }
+      for (size_t i = 0; i < n; ++i) {
+        for (size_t j = 0; j < i; ++j) h[j * n + i] = h[i * n + j];
+        if (i < cols) {
+          h[i * n + i] += penalty + (sd[i] > 0 ? 0.0 : 1.0);
+          g[i] += penalty * w[i];
+        }
+      }
+      KEEL_RETURN_IF_ERROR(CholeskySolve(h, g, n));
+      double step = 0;
+      for (size_t i = 0; i < n; ++i) {
+        w[i] -= g[i];
+        step = std::max(step, std::fabs(g[i]));
+      }
+      if (step < o.tolerance) break;
+    }
+  }
+  // Fold the standardisation into raw-feature weights.
+  std::vector<double> weights(cols, 0.0);
+  double bias = w[cols];
+  for (size_t c = 0; c < cols; ++c) {
+    if (sd[c] > 0) {
+      weights[c] = w[c] / sd[c];
+      bias -= w[c] * mean[c] / sd[c];
+    }
+  }
+  nlohmann::json doc = {{"keel_linear", 1},
+                        {"task", o.logistic ? "binary" : "regression"},
+                        {"num_features", cols},
+                        {"weights", weights},
+                        {"bias", {bias}}};
+  if (feature_names.size() == cols) doc["feature_names"] = feature_names;
+  return doc.dump();
+}
+
+}  // namespace keel::train
