@@ -1,12 +1,32 @@
 #!/usr/bin/env bash
 # Installs, builds and starts keel on its embedded default (a SQLite file and a
-# local artifact folder under ./keel-data), then prints the URLs to open.
-# Environment: KEEL_PORT (default 5000), KEEL_HOST (default 127.0.0.1).
+# local artifact folder under ./keel-data), with the sample churn project
+# trained and registered (churn@champion), then prints the URLs to open.
+# Environment: KEEL_PORT (default 5000), KEEL_HOST (default 127.0.0.1),
+# KEEL_SAMPLE_DATA (default ../shared/data/mlc_churn.csv).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
 cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DKEEL_BUILD_TESTS=ON >/dev/null
 cmake --build build -j"${KEEL_JOBS:-2}" --target keel_cli
 mkdir -p keel-data
-exec build/keel server --host "${KEEL_HOST:-127.0.0.1}" --port "${KEEL_PORT:-5000}" \
-  --store-uri sqlite://keel-data/keel.db --artifact-root keel-data/artifacts
+store=(--store-uri sqlite://keel-data/keel.db --artifact-root keel-data/artifacts)
+
+# The sample project, once: train the churn model, register it, make it champion.
+data="${KEEL_SAMPLE_DATA:-../shared/data/mlc_churn.csv}"
+if [ -f "$data" ] && ! build/keel "${store[@]}" models show churn >/dev/null 2>&1; then
+  echo "run: training the sample churn model on $data"
+  build/keel "${store[@]}" train --data "$data" --target churn --experiment churn \
+    --param n_estimators=400 --param learning_rate=0.05 --param max_depth=6 --register churn
+  version=$(build/keel "${store[@]}" models show churn | awk '$1 ~ /^[0-9]+$/ {v=$1} END {print v}')
+  build/keel "${store[@]}" models alias churn@champion "$version" --reason "sample project"
+fi
+
+host="${KEEL_HOST:-127.0.0.1}"
+port="${KEEL_PORT:-5000}"
+echo "run: keel on http://$host:$port"
+echo "  tracking API   http://$host:$port/api/2.0/mlflow/  (mlflow.set_tracking_uri(\"http://$host:$port\"))"
+echo "  artifacts      http://$host:$port/api/2.0/mlflow-artifacts/artifacts"
+echo "  health         http://$host:$port/health"
+echo "  sample model   churn@champion  (build/keel ${store[*]} models show churn)"
+exec build/keel server --host "$host" --port "$port" "${store[@]}"

@@ -13,6 +13,7 @@
 #include "keel/model/formats.h"
 #include "keel/model/package.h"
 #include "keel/train/train.h"
+#include "keel/train/xgboost_trainer.h"
 
 namespace keel::cli {
 namespace fs = std::filesystem;
@@ -350,6 +351,8 @@ Status RegisterLocalModel(Transport& t, const std::string& name, const fs::path&
     c.info.format = m.source_format;
     c.info.task = model::TaskName(m.task);
     c.info.output_name = output_name.empty() ? "prediction" : output_name;
+    // The libxgboost keel checks XGBoost models against (adds the xgboost flavor).
+    if (c.info.format.rfind("xgboost", 0) == 0) c.xgboost_version = train::XgboostVersion();
     staged = fs::temp_directory_path() / ("keel-register-" + RandomHex(8));
     dir = staged / "model";
     Status s = model::WriteModelPackage(dir, c);

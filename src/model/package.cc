@@ -316,6 +316,14 @@ Status WriteModelPackage(const fs::path& dir, const PackageContents& c) {
     y << YAML::Key << "xgb_version" << YAML::Value << c.xgboost_version;
     y << YAML::EndMap;
   }
+  if (info.format == "lightgbm-text") {
+    // What mlflow.lightgbm.load_model reads: lightgbm.Booster(model_file=data).
+    y << YAML::Key << "lightgbm" << YAML::Value << YAML::BeginMap;
+    y << YAML::Key << "code" << YAML::Value << YAML::Null;
+    y << YAML::Key << "data" << YAML::Value << model_file;
+    y << YAML::Key << "model_class" << YAML::Value << "lightgbm.basic.Booster";
+    y << YAML::EndMap;
+  }
   y << YAML::EndMap;
   y << YAML::Key << "model_uuid" << YAML::Value << RandomHex(16);
   if (!info.run_id.empty()) y << YAML::Key << "run_id" << YAML::Value << info.run_id;

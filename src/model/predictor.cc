@@ -14,11 +14,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
 #include <limits>
 #include <type_traits>
 
 #include "keel/core/thread_pool.h"
+
 
 namespace keel::model {
 namespace {
@@ -80,6 +82,8 @@ struct Predictor::Compiled {
 
   template <typename Acc>
   void MarginRow(const float* x, Acc* acc) const;
+  template <typename Acc, bool kMayHaveNan, typename Leaves>
+  void TreesRow(const float* x, Acc* acc, const Leaves& lv) const;
   template <typename Acc, bool kGeneral>
   void MarginBlock(const float* x, size_t rows, Acc* acc) const;
   template <typename Acc>
@@ -89,12 +93,39 @@ struct Predictor::Compiled {
 
 namespace {
 
+// kMayHaveNan = false is for inputs known to hold no NaN: then `x >= t` is
+// the whole decision (a leaf's NaN threshold keeps it in place).
+template <bool kMayHaveNan>
 inline bool GoRightFast(const CNode& n, float x) {
-  // NaN compares false both ways: with default-left, `x >= t` sends NaN left;
-  // otherwise `!(x < t)` sends it right.
   const bool ge = x >= n.threshold;
-  const bool nlt = !(x < n.threshold);
-  return (n.flags & kDefaultLeft) ? ge : nlt;
+  if constexpr (!kMayHaveNan) {
+    return ge;
+  } else {
+    // NaN compares false both ways: with default-left, `x >= t` sends NaN
+    // left; otherwise `!(x < t)` sends it right.
+    const bool nlt = !(x < n.threshold);
+    return (n.flags & kDefaultLeft) ? ge : nlt;
+  }
+}
+
+bool AnyNan(const float* x, size_t n) {
+  bool nan = false;
+  for (size_t i = 0; i < n; ++i) nan |= x[i] != x[i];  // vectorizes; no early exit
+  return nan;
+}
+
+// Leaf slots for `rows` rows (row r at x + r * nf) of one numeric-only tree:
+// `steps` level-synchronous steps from `root`.
+template <bool kMayHaveNan>
+void Leaves(const CNode* nodes, const float* x, size_t nf, int32_t root, int32_t steps,
+            size_t rows, int32_t* idx) {
+  for (size_t r = 0; r < rows; ++r) idx[r] = root;
+  for (int32_t d = 0; d < steps; ++d) {
+    for (size_t r = 0; r < rows; ++r) {
+      const CNode& nd = nodes[idx[r]];
+      idx[r] = nd.left + static_cast<int32_t>(GoRightFast<kMayHaveNan>(nd, x[r * nf + nd.feature]));
+    }
+  }
 }
 
 }  // namespace
@@ -148,9 +179,40 @@ inline int32_t Predictor::Compiled::Leaf(int32_t i, const float* x, int32_t step
   } else {
     for (int32_t d = 0; d < steps; ++d) {
       const CNode& n = nodes[static_cast<size_t>(i)];
-      i = n.left + static_cast<int32_t>(GoRightFast(n, x[n.feature]));
+      i = n.left + static_cast<int32_t>(GoRightFast<true>(n, x[n.feature]));
     }
     return i;
+  }
+}
+
+template <typename Acc, bool kMayHaveNan, typename Leaves>
+void Predictor::Compiled::TreesRow(const float* x, Acc* acc, const Leaves& lv) const {
+  // Advance kTreesPerStep trees together: independent chains overlap.
+  const int32_t trees = static_cast<int32_t>(root.size());
+  int32_t idx[kTreesPerStep];
+  for (int32_t t0 = 0; t0 < trees; t0 += kTreesPerStep) {
+    const int32_t n = std::min(kTreesPerStep, trees - t0);
+    for (int32_t k = 0; k < n; ++k) idx[k] = root[static_cast<size_t>(t0 + k)];
+    const int32_t steps = chunk_depth[static_cast<size_t>(t0 / kTreesPerStep)];
+    if (n == kTreesPerStep) {
+      for (int32_t d = 0; d < steps; ++d) {
+        for (int32_t k = 0; k < kTreesPerStep; ++k) {
+          const CNode& nd = nodes[static_cast<size_t>(idx[k])];
+          idx[k] = nd.left + static_cast<int32_t>(GoRightFast<kMayHaveNan>(nd, x[nd.feature]));
+        }
+      }
+    } else {
+      for (int32_t d = 0; d < steps; ++d) {
+        for (int32_t k = 0; k < n; ++k) {
+          const CNode& nd = nodes[static_cast<size_t>(idx[k])];
+          idx[k] = nd.left + static_cast<int32_t>(GoRightFast<kMayHaveNan>(nd, x[nd.feature]));
+        }
+      }
+    }
+    // Sum in tree order, as the reference implementations do.
+    for (int32_t k = 0; k < n; ++k) {
+      acc[group[static_cast<size_t>(t0 + k)]] += lv[static_cast<size_t>(idx[k])];
+    }
   }
 }
 
@@ -171,31 +233,10 @@ void Predictor::Compiled::MarginRow(const float* x, Acc* acc) const {
           lv[static_cast<size_t>(Leaf<true>(root[static_cast<size_t>(t)], x, 0))];
     }
   } else {
-    // Advance kTreesPerStep trees together: independent chains overlap.
-    int32_t idx[kTreesPerStep];
-    for (int32_t t0 = 0; t0 < trees; t0 += kTreesPerStep) {
-      const int32_t n = std::min(kTreesPerStep, trees - t0);
-      for (int32_t k = 0; k < n; ++k) idx[k] = root[static_cast<size_t>(t0 + k)];
-      const int32_t steps = chunk_depth[static_cast<size_t>(t0 / kTreesPerStep)];
-      if (n == kTreesPerStep) {
-        for (int32_t d = 0; d < steps; ++d) {
-          for (int32_t k = 0; k < kTreesPerStep; ++k) {
-            const CNode& nd = nodes[static_cast<size_t>(idx[k])];
-            idx[k] = nd.left + static_cast<int32_t>(GoRightFast(nd, x[nd.feature]));
-          }
-        }
-      } else {
-        for (int32_t d = 0; d < steps; ++d) {
-          for (int32_t k = 0; k < n; ++k) {
-            const CNode& nd = nodes[static_cast<size_t>(idx[k])];
-            idx[k] = nd.left + static_cast<int32_t>(GoRightFast(nd, x[nd.feature]));
-          }
-        }
-      }
-      // Sum in tree order, as the reference implementations do.
-      for (int32_t k = 0; k < n; ++k) {
-        acc[group[static_cast<size_t>(t0 + k)]] += lv[static_cast<size_t>(idx[k])];
-      }
+    if (AnyNan(x, static_cast<size_t>(num_features))) {
+      TreesRow<Acc, true>(x, acc, lv);
+    } else {
+      TreesRow<Acc, false>(x, acc, lv);
     }
   }
   if (has_linear) {
@@ -231,6 +272,7 @@ void Predictor::Compiled::MarginBlock(const float* x, size_t rows, Acc* acc) con
   }
   ();
   int32_t idx[kRowBlock];
+  const bool block_has_nan = !kGeneral && AnyNan(x, rows * nf);
   const size_t trees = root.size();
   for (size_t t = 0; t < trees; ++t) {
     const size_t g = static_cast<size_t>(group[t]);
@@ -239,15 +281,11 @@ void Predictor::Compiled::MarginBlock(const float* x, size_t rows, Acc* acc) con
         acc[r * groups + g] += lv[static_cast<size_t>(Leaf<true>(root[t], x + r * nf, 0))];
       }
     } else {
-      const int32_t r0 = root[t];
-      for (size_t r = 0; r < rows; ++r) idx[r] = r0;
-      const int32_t steps = depth[t];
       // Level by level over the block: each row's step is independent.
-      for (int32_t d = 0; d < steps; ++d) {
-        for (size_t r = 0; r < rows; ++r) {
-          const CNode& nd = nodes[static_cast<size_t>(idx[r])];
-          idx[r] = nd.left + static_cast<int32_t>(GoRightFast(nd, x[r * nf + nd.feature]));
-        }
+      if (block_has_nan) {
+        Leaves<true>(nodes.data(), x, nf, root[t], depth[t], rows, idx);
+      } else {
+        Leaves<false>(nodes.data(), x, nf, root[t], depth[t], rows, idx);
       }
       for (size_t r = 0; r < rows; ++r) acc[r * groups + g] += lv[static_cast<size_t>(idx[r])];
     }
