@@ -57,26 +57,24 @@ Status ModelBuilder::SetBaseMargin(std::vector<double> margin) {
   return OkStatus();
 }
 
-Status ModelBuilder::SetFeatureNames(std::vector<std::string> names) {
+Status ModelBuilder::SetPerFeature(std::vector<std::string> values, const char* what,
+                                   std::vector<std::string>& field) {
   KEEL_RETURN_IF_ERROR(error_);
-  if (!names.empty() && names.size() != static_cast<size_t>(model_.num_features)) {
-    return error_ = InvalidArgument("feature_names has " + std::to_string(names.size()) +
+  if (!values.empty() && values.size() != static_cast<size_t>(model_.num_features)) {
+    return error_ = InvalidArgument(std::string(what) + " has " + std::to_string(values.size()) +
                                     " entries, the model has " +
                                     std::to_string(model_.num_features) + " features");
   }
-  model_.feature_names = std::move(names);
+  field = std::move(values);
   return OkStatus();
 }
 
+Status ModelBuilder::SetFeatureNames(std::vector<std::string> names) {
+  return SetPerFeature(std::move(names), "feature_names", model_.feature_names);
+}
+
 Status ModelBuilder::SetFeatureTypes(std::vector<std::string> types) {
-  KEEL_RETURN_IF_ERROR(error_);
-  if (!types.empty() && types.size() != static_cast<size_t>(model_.num_features)) {
-    return error_ = InvalidArgument("feature_types has " + std::to_string(types.size()) +
-                                    " entries, the model has " +
-                                    std::to_string(model_.num_features) + " features");
-  }
-  model_.feature_types = std::move(types);
-  return OkStatus();
+  return SetPerFeature(std::move(types), "feature_types", model_.feature_types);
 }
 
 Status ModelBuilder::BeginTree(int32_t group, double weight) {
@@ -152,7 +150,9 @@ Status ModelBuilder::AddNumericalSplit(int32_t node, const NumericalSplit& s) {
                                     " out of range (the model has " +
                                     std::to_string(model_.num_features) + " features)");
   }
-  if (std::isnan(s.threshold)) return error_ = InvalidArgument(ctx + ": threshold is NaN");
+  if (!std::isfinite(s.threshold)) {
+    return error_ = InvalidArgument(ctx + ": threshold is not finite");
+  }
   Node n;
   n.kind = Node::Kind::kNumerical;
   n.left = s.left;

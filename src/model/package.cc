@@ -17,7 +17,10 @@ namespace keel::model {
 namespace fs = std::filesystem;
 namespace {
 
-constexpr size_t kMaxSideFile = size_t{256} << 20;  // pipeline/profile/example/MLmodel
+constexpr size_t kMaxMlmodel = size_t{1} << 20;    // MLmodel
+constexpr size_t kMaxExample = size_t{1} << 20;    // input example
+constexpr size_t kMaxSideFile = size_t{64} << 20;  // pipeline, profile
+constexpr int kMaxExampleDepth = 16;               // JSON nesting in an input example
 
 Result<std::string> ReadFile(const fs::path& path, size_t max_bytes) {
   std::error_code ec;
@@ -46,7 +49,8 @@ Status WriteFile(const fs::path& path, std::string_view bytes) {
   return OkStatus();
 }
 
-// A relative path inside the package: no absolute paths, no "..".
+// A relative path inside the package: no absolute paths, no "..", and no
+// symlink that resolves outside the package directory.
 Result<fs::path> InsidePackage(const fs::path& dir, const std::string& relative,
                                const std::string& field) {
   fs::path rel(relative);
@@ -60,7 +64,37 @@ Result<fs::path> InsidePackage(const fs::path& dir, const std::string& relative,
                              "'");
     }
   }
+  std::error_code ec;
+  const fs::path root = fs::weakly_canonical(dir, ec);
+  const fs::path full = fs::weakly_canonical(dir / rel, ec);
+  if (ec || full.string().rfind(root.string() + "/", 0) != 0) {
+    return InvalidArgument("MLmodel: " + field + " resolves outside the model directory: '" +
+                           relative + "'");
+  }
   return dir / rel;
+}
+
+// Deepest nesting of [ and { outside strings.
+int JsonDepth(std::string_view text) {
+  int depth = 0, deepest = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    if (in_string) {
+      if (c == '\\') {
+        ++i;
+      } else if (c == '"') {
+        in_string = false;
+      }
+    } else if (c == '"') {
+      in_string = true;
+    } else if (c == '[' || c == '{') {
+      deepest = std::max(deepest, ++depth);
+    } else if (c == ']' || c == '}') {
+      --depth;
+    }
+  }
+  return deepest;
 }
 
 std::string YamlString(const YAML::Node& node, const char* key, const std::string& fallback = "") {
@@ -98,14 +132,33 @@ std::string NowUtc() {
   return out;
 }
 
+Result<std::vector<std::string>> ExampleRecordsUnchecked(const std::string& text);
+
 // The rows of an input example ("split" or "records" orient) as JSON objects.
 Result<std::vector<std::string>> ExampleRecords(const std::string& text) {
+  if (JsonDepth(text) > kMaxExampleDepth) {
+    return InvalidArgument("input example nests deeper than " + std::to_string(kMaxExampleDepth));
+  }
+  try {
+    return ExampleRecordsUnchecked(text);
+  } catch (const nlohmann::json::exception& e) {
+    return InvalidArgument(std::string("input example: ") + e.what());
+  }
+}
+
+Result<std::vector<std::string>> ExampleRecordsUnchecked(const std::string& text) {
   nlohmann::json doc = nlohmann::json::parse(text, nullptr, false);
   if (doc.is_discarded()) return InvalidArgument("input example is not valid JSON");
   std::vector<std::string> rows;
   if (doc.is_object() && doc.contains("dataframe_split")) doc = doc["dataframe_split"];
   if (doc.is_object() && doc.contains("columns") && doc.contains("data")) {
     const auto& cols = doc["columns"];
+    if (!cols.is_array() || !doc["data"].is_array()) {
+      return InvalidArgument("input example: columns and data must be arrays");
+    }
+    for (const auto& c : cols) {
+      if (!c.is_string()) return InvalidArgument("input example: column names must be strings");
+    }
     for (const auto& row : doc["data"]) {
       if (!row.is_array() || row.size() != cols.size()) {
         return InvalidArgument("input example: a row has " + std::to_string(row.size()) +
@@ -140,9 +193,19 @@ Result<data::FeaturePipeline> IdentityPipeline(const Model& m) {
 
 bool IsKeelLoadable(const fs::path& path) {
   std::error_code ec;
-  if (fs::is_regular_file(path, ec)) return true;
+  if (fs::is_regular_file(path, ec)) {
+    // A bare file is keel's when one of its formats recognises the head.
+    std::ifstream in(path, std::ios::binary);
+    std::string head(4096, '\0');
+    in.read(head.data(), static_cast<std::streamsize>(head.size()));
+    head.resize(static_cast<size_t>(in.gcount()));
+    for (const auto& f : ModelFormats()) {
+      if (f.sniff(head, path.filename().string())) return true;
+    }
+    return false;
+  }
   if (!fs::is_regular_file(path / "MLmodel", ec)) return false;
-  auto text = ReadFile(path / "MLmodel", kMaxSideFile);
+  auto text = ReadFile(path / "MLmodel", kMaxMlmodel);
   if (!text.ok()) return false;
   try {
     YAML::Node root = YAML::Load(*text);
@@ -167,7 +230,7 @@ Result<std::shared_ptr<const LoadedModel>> LoadModelPackage(const fs::path& path
     if (!fs::is_regular_file(mlmodel_path, ec)) {
       return InvalidArgument(path.string() + ": a model directory needs an MLmodel file");
     }
-    KEEL_ASSIGN_OR_RETURN(std::string mlmodel_text, ReadFile(mlmodel_path, kMaxSideFile));
+    KEEL_ASSIGN_OR_RETURN(std::string mlmodel_text, ReadFile(mlmodel_path, kMaxMlmodel));
     YAML::Node root;
     try {
       root = YAML::Load(mlmodel_text);
@@ -251,7 +314,7 @@ Status CheckLoadedModel(const LoadedModel& m) {
   if (m.info.input_example_file.empty()) return OkStatus();
   KEEL_ASSIGN_OR_RETURN(fs::path p,
                         InsidePackage(m.path, m.info.input_example_file, "input example"));
-  KEEL_ASSIGN_OR_RETURN(std::string text, ReadFile(p, kMaxSideFile));
+  KEEL_ASSIGN_OR_RETURN(std::string text, ReadFile(p, kMaxExample));
   KEEL_ASSIGN_OR_RETURN(std::vector<std::string> rows, ExampleRecords(text));
   std::vector<float> x(static_cast<size_t>(m.pipeline.num_features()));
   std::vector<float> out(static_cast<size_t>(m.predictor.num_outputs()));

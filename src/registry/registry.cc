@@ -51,8 +51,8 @@ Status ValidateAlias(const std::string& alias) {
   if (alias.size() > 255) return InvalidArgument("Alias name exceeds 255 characters.");
   std::string lower = alias;
   std::transform(lower.begin(), lower.end(), lower.begin(), ToLower);
-  bool version_like = lower.size() > 1 && lower[0] == 'v' &&
-                      std::all_of(lower.begin() + 1, lower.end(), IsDigit);
+  bool version_like =
+      lower.size() > 1 && lower[0] == 'v' && std::all_of(lower.begin() + 1, lower.end(), IsDigit);
   if (lower == "latest" || version_like) {
     return InvalidArgument("'" + alias +
                            "' is a reserved alias name: 'latest' and 'v<number>' are reserved.");
@@ -159,18 +159,18 @@ Result<RegisteredModel> LoadModel(Connection& c, const std::string& name) {
     return std::stoll(a.version) < std::stoll(b.version);
   });
   m->latest_versions = std::move(versions);
-  KEEL_RETURN_IF_ERROR(c.Query(
-      "SELECT key, value FROM registered_model_tags WHERE name = ? ORDER BY key",
-      {Value(std::string_view(name))}, [&](const RowView& r) {
-        m->tags.push_back({std::string(r.Text(0)), std::string(r.Text(1))});
-        return OkStatus();
-      }));
-  KEEL_RETURN_IF_ERROR(c.Query(
-      "SELECT alias, version FROM registered_model_aliases WHERE name = ? ORDER BY alias",
-      {Value(std::string_view(name))}, [&](const RowView& r) {
-        m->aliases.push_back({std::string(r.Text(0)), std::to_string(r.Int(1))});
-        return OkStatus();
-      }));
+  KEEL_RETURN_IF_ERROR(
+      c.Query("SELECT key, value FROM registered_model_tags WHERE name = ? ORDER BY key",
+              {Value(std::string_view(name))}, [&](const RowView& r) {
+                m->tags.push_back({std::string(r.Text(0)), std::string(r.Text(1))});
+                return OkStatus();
+              }));
+  KEEL_RETURN_IF_ERROR(
+      c.Query("SELECT alias, version FROM registered_model_aliases WHERE name = ? ORDER BY alias",
+              {Value(std::string_view(name))}, [&](const RowView& r) {
+                m->aliases.push_back({std::string(r.Text(0)), std::to_string(r.Int(1))});
+                return OkStatus();
+              }));
   return *m;
 }
 
@@ -200,8 +200,8 @@ Result<int64_t> RecordAliasChange(Connection& c, const std::string& name, const 
       "INSERT INTO alias_history(id, name, alias, from_version, to_version, actor, reason, time) "
       "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
       {Value(id), Value(std::string_view(name)), Value(std::string_view(alias)),
-       from ? Value(*from) : Value(), to ? Value(*to) : Value(),
-       Value(std::string_view(ctx.actor)), Value(std::string_view(ctx.reason)), Value(now)}));
+       from ? Value(*from) : Value(), to ? Value(*to) : Value(), Value(std::string_view(ctx.actor)),
+       Value(std::string_view(ctx.reason)), Value(now)}));
   return id;
 }
 
@@ -243,9 +243,9 @@ Result<std::string> OrderSql(const std::vector<std::string>& order_by,
     }
     while (!text.empty() && text.back() == ' ') text.pop_back();
     std::string column = text == "timestamp" || text == "creation_timestamp" ? "creation_time"
-                         : text == "last_updated_timestamp"                 ? "last_updated_time"
-                         : text == "version_number"                         ? "version"
-                                                                            : text;
+                         : text == "last_updated_timestamp"                  ? "last_updated_time"
+                         : text == "version_number"                          ? "version"
+                                                                             : text;
     if (std::find(allowed.begin(), allowed.end(), column) == allowed.end()) {
       return InvalidArgument("Invalid order_by clause '" + clause + "'");
     }
@@ -270,7 +270,8 @@ Result<std::string> CanonicalStage(std::string_view stage) {
                          ". Value must be one of None, Staging, Production, Archived.");
 }
 
-RegistryService::RegistryService(store::Database& db, const Clock& clock) : db_(db), clock_(clock) {}
+RegistryService::RegistryService(store::Database& db, const Clock& clock)
+    : db_(db), clock_(clock) {}
 
 Result<RegisteredModel> RegistryService::CreateRegisteredModel(const std::string& name,
                                                                const std::vector<Tag>& tags,
@@ -280,17 +281,17 @@ Result<RegisteredModel> RegistryService::CreateRegisteredModel(const std::string
   Status s = db_.Write([&](Connection& c) -> Status {
     Status exists = RequireModel(c, name);
     if (exists.ok()) return AlreadyExists("Registered Model (name=" + name + ") already exists.");
-    KEEL_RETURN_IF_ERROR(c.Exec(
-        "INSERT INTO registered_models(name, creation_time, last_updated_time, description) "
-        "VALUES (?, ?, ?, ?)",
-        {Value(std::string_view(name)), Value(now), Value(now),
-         Value(std::string_view(description))}));
+    KEEL_RETURN_IF_ERROR(
+        c.Exec("INSERT INTO registered_models(name, creation_time, last_updated_time, description) "
+               "VALUES (?, ?, ?, ?)",
+               {Value(std::string_view(name)), Value(now), Value(now),
+                Value(std::string_view(description))}));
     for (const Tag& t : tags) {
-      KEEL_RETURN_IF_ERROR(c.Exec(
-          "INSERT INTO registered_model_tags(name, key, value) VALUES (?, ?, ?) ON CONFLICT "
-          "(name, key) DO UPDATE SET value = excluded.value",
-          {Value(std::string_view(name)), Value(std::string_view(t.key)),
-           Value(std::string_view(t.value))}));
+      KEEL_RETURN_IF_ERROR(
+          c.Exec("INSERT INTO registered_model_tags(name, key, value) VALUES (?, ?, ?) ON CONFLICT "
+                 "(name, key) DO UPDATE SET value = excluded.value",
+                 {Value(std::string_view(name)), Value(std::string_view(t.key)),
+                  Value(std::string_view(t.value))}));
     }
     return OkStatus();
   });
@@ -315,16 +316,17 @@ Result<RegisteredModelsPage> RegistryService::SearchRegisteredModels(const Searc
   KEEL_ASSIGN_OR_RETURN(auto comparisons,
                         filter::ParseFilter(req.filter, filter::RegisteredModelFilterSchema()));
   KEEL_ASSIGN_OR_RETURN(int64_t offset, filter::DecodeOffsetToken(req.page_token));
-  KEEL_ASSIGN_OR_RETURN(std::string order,
-                        OrderSql(req.order_by, {"name", "creation_time", "last_updated_time"},
-                                 "m."));
+  KEEL_ASSIGN_OR_RETURN(
+      std::string order,
+      OrderSql(req.order_by, {"name", "creation_time", "last_updated_time"}, "m."));
   std::string sql = "SELECT m.name FROM registered_models m WHERE 1=1";
   std::vector<Value> params;
   for (const auto& c : comparisons) {
     sql += " AND ";
     if (c.entity == filter::Entity::kTag) {
-      sql += "EXISTS (SELECT 1 FROM registered_model_tags t WHERE t.name = m.name AND t.key = ? "
-             "AND ";
+      sql +=
+          "EXISTS (SELECT 1 FROM registered_model_tags t WHERE t.name = m.name AND t.key = ? "
+          "AND ";
       params.emplace_back(c.key);
       filter::AppendStringPredicate("t.value", c, params, sql);
       sql += ")";
@@ -390,7 +392,8 @@ Result<RegisteredModel> RegistryService::RenameRegisteredModel(const std::string
           last = r.Int(0);
           return OkStatus();
         }));
-    KEEL_RETURN_IF_ERROR(c.Exec("DELETE FROM model_version_counters WHERE name IN (?, ?)", {from, to}));
+    KEEL_RETURN_IF_ERROR(
+        c.Exec("DELETE FROM model_version_counters WHERE name IN (?, ?)", {from, to}));
     KEEL_RETURN_IF_ERROR(c.Exec(
         "INSERT INTO model_version_counters(name, last_version) VALUES (?, ?)", {to, Value(last)}));
     return TouchModel(c, new_name, clock_.NowMillis());
@@ -404,8 +407,8 @@ Status RegistryService::DeleteRegisteredModel(const std::string& name) {
     KEEL_RETURN_IF_ERROR(RequireModel(c, name));
     KEEL_RETURN_IF_ERROR(DropAliases(c, name, std::nullopt, {"keel", "model deleted"}, now));
     Value n(std::string_view{name});
-    for (const char* table : {"registered_models", "registered_model_tags", "model_versions",
-                              "model_version_tags"}) {
+    for (const char* table :
+         {"registered_models", "registered_model_tags", "model_versions", "model_version_tags"}) {
       KEEL_RETURN_IF_ERROR(c.Exec(std::string("DELETE FROM ") + table + " WHERE name = ?", {n}));
     }
     return OkStatus();
@@ -467,13 +470,13 @@ Result<ModelVersion> RegistryService::CreateModelVersion(const CreateVersionRequ
         "INSERT INTO model_version_counters(name, last_version) VALUES (?, 0) ON CONFLICT (name) "
         "DO NOTHING",
         {n}));
-    KEEL_RETURN_IF_ERROR(c.Query(
-        "UPDATE model_version_counters SET last_version = last_version + 1 WHERE name = ? "
-        "RETURNING last_version",
-        {n}, [&](const RowView& r) {
-          version = r.Int(0);
-          return OkStatus();
-        }));
+    KEEL_RETURN_IF_ERROR(
+        c.Query("UPDATE model_version_counters SET last_version = last_version + 1 WHERE name = ? "
+                "RETURNING last_version",
+                {n}, [&](const RowView& r) {
+                  version = r.Int(0);
+                  return OkStatus();
+                }));
     KEEL_RETURN_IF_ERROR(c.Exec(
         "INSERT INTO model_versions(name, version, creation_time, last_updated_time, "
         "description, user_id, current_stage, source, run_id, run_link, status, status_message) "
@@ -492,7 +495,12 @@ Result<ModelVersion> RegistryService::CreateModelVersion(const CreateVersionRequ
   }));
   if (validator_) {
     KEEL_ASSIGN_OR_RETURN(ModelVersion pending, GetModelVersion(req.name, std::to_string(version)));
-    Status valid = validator_(pending);
+    Status valid;
+    try {
+      valid = validator_(pending);
+    } catch (const std::exception& e) {
+      valid = Internal(std::string("model check failed: ") + e.what());
+    }
     KEEL_RETURN_IF_ERROR(SetVersionStatus(req.name, version,
                                           valid.ok() ? "READY" : "FAILED_REGISTRATION",
                                           valid.ok() ? "" : valid.message()));
@@ -505,10 +513,11 @@ Status RegistryService::SetVersionStatus(const std::string& name, int64_t versio
   // Part of creating the version: last_updated_time stays the creation time,
   // as MLflow reports it for a new version.
   return db_.Write([&](Connection& c) -> Status {
-    return c.Exec("UPDATE model_versions SET status = ?, status_message = ? WHERE name = ? AND "
-                  "version = ?",
-                  {Value(std::string_view(status)), Value(std::string_view(message)),
-                   Value(std::string_view(name)), Value(version)});
+    return c.Exec(
+        "UPDATE model_versions SET status = ?, status_message = ? WHERE name = ? AND "
+        "version = ?",
+        {Value(std::string_view(status)), Value(std::string_view(message)),
+         Value(std::string_view(name)), Value(version)});
   });
 }
 
@@ -547,7 +556,8 @@ Status RegistryService::DeleteModelVersion(const std::string& name, const std::s
                                      {"keel", "model version " + version + " deleted"}, now));
     KEEL_RETURN_IF_ERROR(
         c.Exec("DELETE FROM model_version_tags WHERE name = ? AND version = ?", {n, num}));
-    KEEL_RETURN_IF_ERROR(c.Exec("DELETE FROM model_versions WHERE name = ? AND version = ?", {n, num}));
+    KEEL_RETURN_IF_ERROR(
+        c.Exec("DELETE FROM model_versions WHERE name = ? AND version = ?", {n, num}));
     return TouchModel(c, name, now);
   });
 }
@@ -596,8 +606,9 @@ Result<ModelVersionsPage> RegistryService::SearchModelVersions(const SearchReque
   for (const auto& c : comparisons) {
     sql += " AND ";
     if (c.entity == filter::Entity::kTag) {
-      sql += "EXISTS (SELECT 1 FROM model_version_tags t WHERE t.name = v.name AND t.version = "
-             "v.version AND t.key = ? AND ";
+      sql +=
+          "EXISTS (SELECT 1 FROM model_version_tags t WHERE t.name = v.name AND t.version = "
+          "v.version AND t.key = ? AND ";
       params.emplace_back(c.key);
       filter::AppendStringPredicate("t.value", c, params, sql);
       sql += ")";
@@ -605,7 +616,8 @@ Result<ModelVersionsPage> RegistryService::SearchModelVersions(const SearchReque
       sql += "v.version " + std::string(filter::OpSql(c.op)) + " ?";
       params.emplace_back(std::get<double>(c.value));
     } else {
-      filter::AppendStringPredicate(c.key == "source_path" ? "v.source" : "v." + c.key, c, params, sql);
+      filter::AppendStringPredicate(c.key == "source_path" ? "v.source" : "v." + c.key, c, params,
+                                    sql);
     }
   }
   sql += " ORDER BY " + (order.empty() ? std::string() : order + ", ") +
@@ -683,9 +695,8 @@ Status RegistryService::DeleteAlias(const std::string& name, const std::string& 
     KEEL_RETURN_IF_ERROR(RequireModel(c, name));
     KEEL_ASSIGN_OR_RETURN(std::optional<int64_t> current, CurrentAlias(c, name, alias));
     if (!current) return OkStatus();  // MLflow: deleting a missing alias succeeds
-    KEEL_RETURN_IF_ERROR(
-        c.Exec("DELETE FROM registered_model_aliases WHERE name = ? AND alias = ?",
-               {Value(std::string_view(name)), Value(std::string_view(alias))}));
+    KEEL_RETURN_IF_ERROR(c.Exec("DELETE FROM registered_model_aliases WHERE name = ? AND alias = ?",
+                                {Value(std::string_view(name)), Value(std::string_view(alias))}));
     return RecordAliasChange(c, name, alias, current, std::nullopt, context, now).status();
   });
 }
@@ -781,7 +792,8 @@ Result<AliasChange> RegistryService::Rollback(const std::string& name, const std
         {Value(std::string_view(name)), Value(std::string_view(alias)), Value(*previous)}));
     ChangeContext ctx = context;
     if (ctx.reason.empty()) ctx.reason = "rollback";
-    KEEL_ASSIGN_OR_RETURN(change.id, RecordAliasChange(c, name, alias, current, previous, ctx, now));
+    KEEL_ASSIGN_OR_RETURN(change.id,
+                          RecordAliasChange(c, name, alias, current, previous, ctx, now));
     change.name = name;
     change.alias = alias;
     if (current) change.from_version = std::to_string(*current);
@@ -816,9 +828,11 @@ Result<ModelVersion> RegistryService::ResolveModelUri(const std::string& uri) {
   if (ref == "latest") {
     std::string quoted;
     for (char c : name) quoted += c == '\'' ? std::string("''") : std::string(1, c);
-    KEEL_ASSIGN_OR_RETURN(auto page, SearchModelVersions({"name = '" + quoted + "'", 1,
-                                                          {"version_number DESC"}, ""}));
-    if (page.versions.empty()) return NotFound("Registered Model with name=" + name + " has no versions");
+    KEEL_ASSIGN_OR_RETURN(
+        auto page,
+        SearchModelVersions({"name = '" + quoted + "'", 1, {"version_number DESC"}, ""}));
+    if (page.versions.empty())
+      return NotFound("Registered Model with name=" + name + " has no versions");
     return page.versions.front();
   }
   KEEL_ASSIGN_OR_RETURN(std::string stage, CanonicalStage(ref));

@@ -122,6 +122,11 @@ Result<Labels> MakeLabels(const data::Column& col, const TrainSpec& spec) {
       return InvalidArgument("target column '" + col.name() + "' has more than 1000 classes");
     }
   }
+  for (const auto& c : out.classes) {
+    if (!IsValidUtf8(c)) {
+      return InvalidArgument("target column '" + col.name() + "': a value is not valid UTF-8 text");
+    }
+  }
   std::map<std::string, float> index;
   for (size_t i = 0; i < out.classes.size(); ++i) index[out.classes[i]] = static_cast<float>(i);
   for (size_t i = 0; i < n; ++i) {
@@ -166,6 +171,16 @@ Result<XgbParams> MakeXgbParams(const TrainSpec& spec, TaskKind task, size_t cla
   } else {
     set_default("objective", "reg:squarederror");
     set_default("eval_metric", "rmse");
+  }
+  // Metrics and serving read probabilities for classification.
+  const std::string& objective = kv["objective"];
+  if (task == TaskKind::kBinary && objective != "binary:logistic" && objective != "reg:logistic") {
+    return InvalidArgument("objective " + objective +
+                           " does not give probabilities; binary targets take binary:logistic");
+  }
+  if (task == TaskKind::kMulticlass && objective != "multi:softprob") {
+    return InvalidArgument("objective " + objective +
+                           " does not give probabilities; multiclass targets take multi:softprob");
   }
   if (linear) {
     kv["booster"] = "gblinear";
@@ -276,7 +291,21 @@ Result<std::string> Sha256File(const fs::path& path) {
   return hex;
 }
 
+static Result<TrainedModel> TrainModelUnchecked(const TrainSpec& spec,
+                                                const TrainProgress& progress);
+
 Result<TrainedModel> TrainModel(const TrainSpec& spec, const TrainProgress& progress) {
+  // Third-party code (JSON, YAML, libxgboost wrappers) may throw: a training
+  // job ends with a Status, never with an exception.
+  try {
+    return TrainModelUnchecked(spec, progress);
+  } catch (const std::exception& e) {
+    return Internal(std::string("training failed: ") + e.what());
+  }
+}
+
+static Result<TrainedModel> TrainModelUnchecked(const TrainSpec& spec,
+                                                const TrainProgress& progress) {
   const auto start = Clock::now();
   auto status = [&](const std::string& s) {
     if (progress.on_status) progress.on_status(s);
@@ -284,6 +313,7 @@ Result<TrainedModel> TrainModel(const TrainSpec& spec, const TrainProgress& prog
   auto cancelled = [&] { return progress.cancel != nullptr && progress.cancel->load(); };
   if (spec.data_path.empty()) return InvalidArgument("--data is required");
   if (spec.target.empty()) return InvalidArgument("--target is required");
+  if (!IsValidUtf8(spec.target)) return InvalidArgument("--target is not valid UTF-8 text");
   const bool xgb = spec.model == "xgboost" || spec.model == "xgboost-linear";
   if (!xgb && spec.model != "linear" && spec.model != "logistic") {
     return InvalidArgument("--model must be xgboost, xgboost-linear, linear or logistic, not '" +

@@ -26,8 +26,9 @@ void OnXgboostLog(const char* message) {
   if (g_log_sink != nullptr) g_log_sink->append(message).append("\n");
 }
 
+// libxgboost keeps the callback per thread: install it on each training thread.
 void InstallLogCallback() {
-  static const int installed = XGBRegisterLogCallback(&OnXgboostLog);
+  thread_local const int installed = XGBRegisterLogCallback(&OnXgboostLog);
   (void)installed;
 }
 
@@ -154,7 +155,8 @@ Result<XgbResult> TrainXgboost(const XgbMatrix& train, const XgbMatrix* valid,
       line = out;
       double value = 0;
       std::string name;
-      if (ParseEval(line, &name, &value)) {
+      // A metric that is not finite (AUC on one class) never counts as best.
+      if (ParseEval(line, &name, &value) && std::isfinite(value)) {
         result.history.emplace_back(round, value);
         result.eval_metric = name;
         if (maximize < 0) maximize = MetricMaximizes(name) ? 1 : 0;

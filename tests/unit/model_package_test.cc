@@ -2,8 +2,8 @@
 // registration check, on real files in a temporary directory.
 #include <gtest/gtest.h>
 
-#include <fstream>
 #include <yaml-cpp/yaml.h>
+#include <fstream>
 
 #include "keel/model/package.h"
 #include "test_util.h"
@@ -85,8 +85,8 @@ TEST(ModelPackage, ForeignFlavorsAndBrokenPackages) {
   EXPECT_FALSE(LoadModelPackage(dir.path() / "sk").ok());
   EXPECT_FALSE(IsKeelLoadable(dir.path() / "missing"));
   // An mlflow.lightgbm directory: loaded through its flavor, identity pipeline.
-  const std::string lgb = Read(std::string(KEEL_SOURCE_DIR) +
-                               "/tests/data/lightgbm/lgb_binary_numerical.txt");
+  const std::string lgb =
+      Read(std::string(KEEL_SOURCE_DIR) + "/tests/data/lightgbm/lgb_binary_numerical.txt");
   ASSERT_FALSE(lgb.empty());
   Write(dir.path() / "lgb/MLmodel", "flavors:\n  lightgbm: {data: model.lgb}\n");
   Write(dir.path() / "lgb/model.lgb", lgb);
@@ -114,6 +114,38 @@ TEST(ModelPackage, ForeignFlavorsAndBrokenPackages) {
   Write(dir.path() / "cut/MLmodel", "flavors:\n  keel: {format: keel-linear, model: m.json}\n");
   Write(dir.path() / "cut/m.json", std::string(kLinear).substr(0, 40));
   EXPECT_FALSE(LoadModelPackage(dir.path() / "cut").ok());
+}
+
+TEST(ModelPackage, HostileExamplesAndLinks) {
+  testing::TempDir dir;
+  // An input example nested 200,000 deep is refused, not recursed into.
+  PackageContents deep = LinearPackage();
+  deep.input_example_json =
+      "[{\"age\": " + std::string(200000, '[') + std::string(200000, ']') + "}]";
+  ASSERT_OK(WriteModelPackage(dir.path() / "deep", deep));
+  ASSERT_OK_AND_ASSIGN(auto d, LoadModelPackage(dir.path() / "deep"));
+  Status s = CheckLoadedModel(*d);
+  EXPECT_FALSE(s.ok());
+  EXPECT_NE(s.message().find("nests deeper"), std::string::npos) << s.ToString();
+  // Column names that are not strings are an error, not an exception.
+  PackageContents cols = LinearPackage();
+  cols.input_example_json = R"({"columns": [1, 2], "data": [[1, 2]]})";
+  ASSERT_OK(WriteModelPackage(dir.path() / "cols", cols));
+  ASSERT_OK_AND_ASSIGN(auto c, LoadModelPackage(dir.path() / "cols"));
+  EXPECT_FALSE(CheckLoadedModel(*c).ok());
+  // A symlink inside the package that leads outside it is not followed.
+  Write(dir.path() / "outside/model.json", kLinear);
+  Write(dir.path() / "link/MLmodel", "flavors:\n  keel: {format: keel-linear, model: m.json}\n");
+  fs::create_symlink(dir.path() / "outside/model.json", dir.path() / "link/m.json");
+  auto linked = LoadModelPackage(dir.path() / "link");
+  ASSERT_FALSE(linked.ok());
+  EXPECT_NE(linked.status().message().find("outside the model directory"), std::string::npos)
+      << linked.status().ToString();
+  // A bare file no format recognises is not keel's to check.
+  Write(dir.path() / "model.pkl", std::string("\x80\x04\x95", 3) + "pickle bytes");
+  EXPECT_FALSE(IsKeelLoadable(dir.path() / "model.pkl"));
+  Write(dir.path() / "bare.json", kLinear);
+  EXPECT_TRUE(IsKeelLoadable(dir.path() / "bare.json"));
 }
 
 }  // namespace

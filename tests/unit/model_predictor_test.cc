@@ -237,6 +237,16 @@ TEST(ModelBuilder, RejectsMalformedTrees) {
     ASSERT_OK(b.BeginTree(0));
     EXPECT_FALSE(b.AddLeaf(0, std::numeric_limits<double>::infinity()).ok());
   }
+  {  // an infinite threshold (x <= +inf cannot be a float x < t split)
+    ModelBuilder b(Header(2));
+    ASSERT_OK(b.BeginTree(0));
+    EXPECT_FALSE(b.AddNumericalSplit(0, {.feature = 0,
+                                         .threshold = std::numeric_limits<double>::infinity(),
+                                         .cmp = Comparison::kLessEqual,
+                                         .left = 1,
+                                         .right = 2})
+                     .ok());
+  }
   {
     ModelBuilder b(Header(2, 3, Transform::kSoftmax));
     EXPECT_FALSE(b.BeginTree(3).ok());

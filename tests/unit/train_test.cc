@@ -43,8 +43,13 @@ TEST(XgboostTrainer, EarlyStoppingKeepsTheBestRounds) {
   XgbMatrix mv{valid.x.data(), valid.rows, valid.cols, valid.y.data(), {}, {}};
   XgbOptions o;
   // Deep trees and a high learning rate overfit the noisy labels quickly.
-  o.params = {{"objective", "binary:logistic"}, {"eval_metric", "logloss"}, {"max_depth", "8"},
-              {"eta", "0.5"}, {"nthread", "1"}, {"verbosity", "1"}, {"validate_parameters", "1"}};
+  o.params = {{"objective", "binary:logistic"},
+              {"eval_metric", "logloss"},
+              {"max_depth", "8"},
+              {"eta", "0.5"},
+              {"nthread", "1"},
+              {"verbosity", "1"},
+              {"validate_parameters", "1"}};
   o.num_boost_round = 300;
   o.early_stopping_rounds = 5;
   int reported = 0;
@@ -56,9 +61,9 @@ TEST(XgboostTrainer, EarlyStoppingKeepsTheBestRounds) {
   ASSERT_OK_AND_ASSIGN(XgbResult r, TrainXgboost(mt, &mv, o));
   EXPECT_EQ(r.eval_metric, "logloss");
   ASSERT_GE(r.best_round, 0);
-  EXPECT_LT(reported, 300);                     // it stopped early
-  EXPECT_EQ(reported, r.best_round + 1 + 5);    // 5 rounds past the best
-  EXPECT_EQ(r.rounds, r.best_round + 1);        // and kept only the best ones
+  EXPECT_LT(reported, 300);                   // it stopped early
+  EXPECT_EQ(reported, r.best_round + 1 + 5);  // 5 rounds past the best
+  EXPECT_EQ(r.rounds, r.best_round + 1);      // and kept only the best ones
   for (const auto& [round, value] : r.history) {
     EXPECT_GE(value, r.best_score) << "round " << round;  // logloss: lower is better
   }
@@ -75,8 +80,11 @@ TEST(XgboostTrainer, UnknownParameterIsAnError) {
   Data train = Synthetic(50, 3, 0.5);
   XgbMatrix mt{train.x.data(), train.rows, train.cols, train.y.data(), {}, {}};
   XgbOptions o;
-  o.params = {{"objective", "binary:logistic"}, {"max_dept", "2"}, {"nthread", "1"},
-              {"verbosity", "1"}, {"validate_parameters", "1"}};
+  o.params = {{"objective", "binary:logistic"},
+              {"max_dept", "2"},
+              {"nthread", "1"},
+              {"verbosity", "1"},
+              {"validate_parameters", "1"}};
   o.num_boost_round = 3;
   auto r = TrainXgboost(mt, nullptr, o);
   ASSERT_FALSE(r.ok());
@@ -151,15 +159,14 @@ TEST(Train, SpecRoundTripsThroughRunParams) {
   spec.early_stopping_rounds = 4;
   spec.output_name = "p";
   TrainProgress progress;
-  ASSERT_OK_AND_ASSIGN(
-      TrainedModel m,
-      TrainModel(
-          [&] {
-            TrainSpec s = spec;
-            s.data_path = std::string(KEEL_SOURCE_DIR) + "/../shared/data/mlc_churn.csv";
-            return s;
-          }(),
-          progress));
+  ASSERT_OK_AND_ASSIGN(TrainedModel m, TrainModel(
+                                           [&] {
+                                             TrainSpec s = spec;
+                                             s.data_path = std::string(KEEL_SOURCE_DIR) +
+                                                           "/../shared/data/mlc_churn.csv";
+                                             return s;
+                                           }(),
+                                           progress));
   KeyValues params = m.params;
   for (auto& [k, v] : params) {
     if (k == "keel.data") v = spec.data_path;

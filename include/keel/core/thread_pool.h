@@ -8,7 +8,9 @@
 // Threads: the pool owns its workers; mu_ guards the job queue. ParallelFor
 // may be called from several threads at once; each call blocks until all of
 // its ranges ran. The calling thread runs ranges too, so a pool of size 1 has
-// no worker threads at all.
+// no worker threads at all. Called from inside a range (on a worker thread) it
+// runs inline. An exception thrown by a range is rethrown by ParallelFor once
+// every range has stopped.
 #pragma once
 
 #include <condition_variable>

@@ -104,6 +104,8 @@ class ModelBuilder {
   Result<Model> Finish() &&;
 
  private:
+  Status SetPerFeature(std::vector<std::string> values, const char* what,
+                       std::vector<std::string>& field);
   Status CheckNodeId(int32_t node) const;
   Status CheckChildren(int32_t node, int32_t left, int32_t right) const;
 
