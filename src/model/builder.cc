@@ -140,16 +140,21 @@ void Place(Tree& tree, std::vector<uint8_t>& defined, int32_t id, Node node) {
 }
 }  // namespace
 
-Status ModelBuilder::AddNumericalSplit(int32_t node, const NumericalSplit& s) {
+Status ModelBuilder::CheckSplit(int32_t node, uint32_t feature, int32_t left, int32_t right) {
   KEEL_RETURN_IF_ERROR(error_);
   if (Status st = CheckNodeId(node); !st.ok()) return error_ = st;
-  if (Status st = CheckChildren(node, s.left, s.right); !st.ok()) return error_ = st;
-  const std::string ctx = TreeCtx(model_.trees.size() - 1, node);
-  if (s.feature >= static_cast<uint32_t>(model_.num_features)) {
-    return error_ = InvalidArgument(ctx + ": split feature " + std::to_string(s.feature) +
-                                    " out of range (the model has " +
+  if (Status st = CheckChildren(node, left, right); !st.ok()) return error_ = st;
+  if (feature >= static_cast<uint32_t>(model_.num_features)) {
+    return error_ = InvalidArgument(TreeCtx(model_.trees.size() - 1, node) + ": split feature " +
+                                    std::to_string(feature) + " out of range (the model has " +
                                     std::to_string(model_.num_features) + " features)");
   }
+  return OkStatus();
+}
+
+Status ModelBuilder::AddNumericalSplit(int32_t node, const NumericalSplit& s) {
+  KEEL_RETURN_IF_ERROR(CheckSplit(node, s.feature, s.left, s.right));
+  const std::string ctx = TreeCtx(model_.trees.size() - 1, node);
   if (!std::isfinite(s.threshold)) {
     return error_ = InvalidArgument(ctx + ": threshold is not finite");
   }
@@ -177,15 +182,8 @@ Status ModelBuilder::AddNumericalSplit(int32_t node, const NumericalSplit& s) {
 }
 
 Status ModelBuilder::AddCategoricalSplit(int32_t node, CategoricalSplit s) {
-  KEEL_RETURN_IF_ERROR(error_);
-  if (Status st = CheckNodeId(node); !st.ok()) return error_ = st;
-  if (Status st = CheckChildren(node, s.left, s.right); !st.ok()) return error_ = st;
+  KEEL_RETURN_IF_ERROR(CheckSplit(node, s.feature, s.left, s.right));
   const std::string ctx = TreeCtx(model_.trees.size() - 1, node);
-  if (s.feature >= static_cast<uint32_t>(model_.num_features)) {
-    return error_ = InvalidArgument(ctx + ": split feature " + std::to_string(s.feature) +
-                                    " out of range (the model has " +
-                                    std::to_string(model_.num_features) + " features)");
-  }
   std::sort(s.categories.begin(), s.categories.end());
   s.categories.erase(std::unique(s.categories.begin(), s.categories.end()), s.categories.end());
   if (!s.categories.empty() && s.categories.back() > limits_.max_category) {

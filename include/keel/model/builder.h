@@ -107,6 +107,8 @@ class ModelBuilder {
   Status SetPerFeature(std::vector<std::string> values, const char* what,
                        std::vector<std::string>& field);
   Status CheckNodeId(int32_t node) const;
+  // The checks every split shares: sticky error, node id, children, feature.
+  Status CheckSplit(int32_t node, uint32_t feature, int32_t left, int32_t right);
   Status CheckChildren(int32_t node, int32_t left, int32_t right) const;
 
   Model model_;
