@@ -15,7 +15,7 @@ JOBS="${KEEL_JOBS:-2}"
 CC=clang CXX=clang++ cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Debug \
   -DKEEL_BUILD_TESTS=OFF -DKEEL_BUILD_FUZZ=ON -DKEEL_SANITIZE="address;undefined" >/dev/null
 TARGETS="keel_fuzz_xgboost_json keel_fuzz_xgboost_ubj keel_fuzz_lightgbm_text keel_fuzz_keel_linear
-keel_fuzz_csv keel_fuzz_pipeline_json"
+keel_fuzz_csv keel_fuzz_pipeline_json keel_fuzz_serve_request"
 # shellcheck disable=SC2086
 ninja -C "$BUILD" -j"$JOBS" $TARGETS
 
@@ -45,6 +45,26 @@ seeds() {  # seeds DIR PATTERN: a corpus folder with the matching fixtures
   for f in "$@"; do [ -f "$f" ] && cp "$f" "$dir/"; done
   echo "$dir"
 }
+# Request bodies for keel_fuzz_serve_request: each file prefixed with the
+# byte that picks its decoder (see fuzz/serve_request_fuzz.cc).
+request_seeds() {
+  dir="$BUILD/seeds/sr"
+  rm -rf "$dir"; mkdir -p "$dir"
+  for f in "$ROOT"/tests/data/serve/requests/*; do
+    [ -f "$f" ] || continue
+    name="$(basename "$f")"
+    case "$name" in
+      predict_*) sel=p ;;
+      invocations_*.csv) sel=c ;;
+      invocations_*) sel=i ;;
+      v2_*) sel=v ;;
+      content_type_*) sel=t ;;
+      *) continue ;;
+    esac
+    { printf '%s' "$sel"; cat "$f"; } >"$dir/$name"
+  done
+  echo "$dir"
+}
 status=0
 run keel_fuzz_xgboost_json "$(seeds xj "$ROOT"/tests/data/xgboost/*.json)" || status=1
 run keel_fuzz_xgboost_ubj "$(seeds xu "$ROOT"/tests/data/xgboost/*.ubj)" || status=1
@@ -52,4 +72,5 @@ run keel_fuzz_lightgbm_text "$(seeds lg "$ROOT"/tests/data/lightgbm/*.txt "$ROOT
 run keel_fuzz_keel_linear || status=1
 run keel_fuzz_csv "$ROOT/tests/data/csv" || status=1
 run keel_fuzz_pipeline_json || status=1
+run keel_fuzz_serve_request "$(request_seeds)" || status=1
 exit $status

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs, builds and starts keel on its embedded default (a SQLite file and a
 # local artifact folder under ./keel-data), with the sample churn project
-# trained and registered (churn@champion), then prints the URLs to open.
+# trained, registered (churn@champion) and served (every prediction logged),
+# then prints the URLs to open.
 # Environment: KEEL_PORT (default 5000), KEEL_HOST (default 127.0.0.1),
 # KEEL_SAMPLE_DATA (default ../shared/data/mlc_churn.csv).
 set -euo pipefail
@@ -17,7 +18,8 @@ data="${KEEL_SAMPLE_DATA:-../shared/data/mlc_churn.csv}"
 if [ -f "$data" ] && ! build/keel "${store[@]}" models show churn >/dev/null 2>&1; then
   echo "run: training the sample churn model on $data"
   build/keel "${store[@]}" train --data "$data" --target churn --experiment churn \
-    --param n_estimators=400 --param learning_rate=0.05 --param max_depth=6 --register churn
+    --param n_estimators=400 --param learning_rate=0.05 --param max_depth=6 --register churn \
+    --output-name churn_probability
   version=$(build/keel "${store[@]}" models show churn | awk '$1 ~ /^[0-9]+$/ {v=$1} END {print v}')
   build/keel "${store[@]}" models alias churn@champion "$version" --reason "sample project"
 fi
@@ -28,5 +30,13 @@ echo "run: keel on http://$host:$port"
 echo "  tracking API   http://$host:$port/api/2.0/mlflow/  (mlflow.set_tracking_uri(\"http://$host:$port\"))"
 echo "  artifacts      http://$host:$port/api/2.0/mlflow-artifacts/artifacts"
 echo "  health         http://$host:$port/health"
-echo "  sample model   churn@champion  (build/keel ${store[*]} models show churn)"
-exec build/keel server --host "$host" --port "$port" "${store[@]}"
+serve=()
+if build/keel "${store[@]}" models show churn >/dev/null 2>&1; then
+  serve=(--serve churn@champion)
+  echo "  sample model   churn@champion  (build/keel ${store[*]} models show churn)"
+  echo "  predict        curl -d '{\"state\":\"KS\",\"account_length\":128,\"international_plan\":\"no\"}' http://$host:$port/predict/churn"
+  echo "  MLflow scoring http://$host:$port/invocations/churn   OIP V2: http://$host:$port/v2/models/churn"
+fi
+echo "  metrics        http://$host:$port/metrics"
+echo "  serving status http://$host:$port/api/2.0/keel/serving"
+exec build/keel server --host "$host" --port "$port" "${store[@]}" "${serve[@]}"

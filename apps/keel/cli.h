@@ -51,6 +51,7 @@ void AddExperimentCommands(CLI::App& app, GlobalOptions& global, Action& run);
 void AddRunCommands(CLI::App& app, GlobalOptions& global, Action& run);
 void AddModelCommands(CLI::App& app, GlobalOptions& global, Action& run);
 void AddTrainCommand(CLI::App& app, GlobalOptions& global, Action& run);
+void AddLabelCommands(CLI::App& app, GlobalOptions& global, Action& run);
 
 // JSON string literal for `s`.
 std::string JsonQuote(std::string_view s);

@@ -1,4 +1,6 @@
-// keel server: the tracking, registry and artifact server.
+// keel server (tracking, registry, artifacts and serving) and keel serve (a
+// serving-only replica): one App behind the HTTP transport, differing in the
+// routes they expose and the models they load at start.
 #include <csignal>
 #include <iostream>
 
@@ -6,67 +8,160 @@
 #include "keel/http/server.h"
 
 namespace keel::cli {
+namespace {
 
-void AddServerCommand(CLI::App& app, GlobalOptions& global, Action& run) {
-  auto* cmd = app.add_subcommand("server", "Run the MLflow-compatible tracking and registry server");
-  struct Options {
-    std::string host = "127.0.0.1";
-    int port = 5000;
-    int workers = 4;
-    std::string auth_tokens;
-    std::string sync = "normal";
-    size_t max_body_mb = 64;
-  };
-  auto opts = std::make_shared<Options>();
-  cmd->add_option("--host", opts->host, "address to listen on")->capture_default_str();
-  cmd->add_option("--port", opts->port, "port (0 = any free port)")->capture_default_str();
-  cmd->add_option("--workers", opts->workers, "I/O worker threads")->capture_default_str();
-  cmd->add_option("--auth-tokens", opts->auth_tokens,
+struct ServerFlags {
+  std::string host = "127.0.0.1";
+  int port = 5000;
+  int workers = 2;
+  std::string auth_tokens;
+  std::string sync = "normal";
+  size_t max_body_mb = 64;
+  std::vector<std::string> models;
+  std::string default_alias = "champion";
+  int poll_ms = 500;
+  bool no_log = false;
+  std::string log_durability = "interval";
+  double log_sample_rate = 1.0;
+  int log_flush_ms = 200;
+  size_t log_queue = 200000;
+  std::string log_when_full = "drop";
+};
+
+void AddCommonFlags(CLI::App* cmd, ServerFlags& f, int default_port) {
+  f.port = default_port;
+  cmd->add_option("--host", f.host, "address to listen on")->capture_default_str();
+  cmd->add_option("--port", f.port, "port (0 = any free port)")->capture_default_str();
+  cmd->add_option("--workers", f.workers, "I/O worker threads")->capture_default_str();
+  cmd->add_option("--auth-tokens", f.auth_tokens,
                   "enable auth with this credentials file (lines: name read|write secret)");
-  cmd->add_option("--sync", opts->sync,
-                  "durability: normal (survives a process crash) or full (also power loss)")
+  cmd->add_option("--sync", f.sync,
+                  "store durability: normal (survives a process crash) or full (also power loss)")
       ->check(CLI::IsMember({"normal", "full"}))
       ->capture_default_str();
-  cmd->add_option("--max-body-mb", opts->max_body_mb, "largest JSON request body")
+  cmd->add_option("--max-body-mb", f.max_body_mb, "largest JSON request body")
       ->capture_default_str();
-  cmd->callback([&run, &global, opts] {
-    run = [&global, opts]() -> Status {
-      // Block the stop signals in every thread; RunUntilSignal waits for them.
-      sigset_t set;
-      sigemptyset(&set);
-      sigaddset(&set, SIGINT);
-      sigaddset(&set, SIGTERM);
-      pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  cmd->add_option("--default-alias", f.default_alias,
+                  "alias a bare model name means (churn = churn@<alias>)")
+      ->capture_default_str();
+  cmd->add_option("--poll-ms", f.poll_ms, "how often served aliases are re-read")
+      ->check(CLI::Range(10, 3600000))
+      ->capture_default_str();
+  cmd->add_flag("--no-prediction-log", f.no_log, "do not log predictions");
+  cmd->add_option("--log-durability", f.log_durability,
+                  "interval: a crash loses at most the last flush interval of predictions; "
+                  "strict: a prediction is answered only once its log record is committed")
+      ->check(CLI::IsMember({"interval", "strict"}))
+      ->capture_default_str();
+  cmd->add_option("--log-sample-rate", f.log_sample_rate, "share of requests logged, 0..1")
+      ->check(CLI::Range(0.0, 1.0))
+      ->capture_default_str();
+  cmd->add_option("--log-flush-ms", f.log_flush_ms, "prediction log flush interval")
+      ->check(CLI::Range(1, 60000))
+      ->capture_default_str();
+  cmd->add_option("--log-queue", f.log_queue, "prediction log queue capacity (records)")
+      ->check(CLI::Range(size_t{1}, size_t{100000000}))
+      ->capture_default_str();
+  cmd->add_option("--log-when-full", f.log_when_full,
+                  "when the log queue is full: drop (and count) or block the request")
+      ->check(CLI::IsMember({"drop", "block"}))
+      ->capture_default_str();
+}
 
-      api::AppOptions app_options;
-      app_options.store_uri = global.store_uri;
-      app_options.artifact_root = global.artifact_root;
-      app_options.sync = opts->sync == "full" ? store::SyncMode::kFull : store::SyncMode::kNormal;
-      app_options.read_connections = std::max(2, opts->workers);
-      if (!opts->auth_tokens.empty()) {
-        app_options.auth.enabled = true;
-        app_options.auth.tokens_file = opts->auth_tokens;
-      }
-      KEEL_ASSIGN_OR_RETURN(auto app, api::App::Open(app_options));
-      http::ServerOptions server_options;
-      server_options.host = opts->host;
-      server_options.port = static_cast<uint16_t>(opts->port);
-      server_options.threads = opts->workers;
-      server_options.max_body_bytes = opts->max_body_mb << 20;
-      http::Server server(*app, server_options);
-      KEEL_RETURN_IF_ERROR(server.Start());
-      std::string base = "http://" + opts->host + ":" + std::to_string(server.port());
-      std::cout << "keel server listening on " << base << "\n"
-                << "  store:      " << global.store_uri << "\n"
-                << "  artifacts:  " << app->artifacts().root().string() << "\n"
-                << "  MLflow API: " << base << "/api/2.0/mlflow/  (MLFLOW_TRACKING_URI=" << base
-                << ")\n"
-                << "  health:     " << base << "/health\n"
-                << "  auth:       " << (app_options.auth.enabled ? "on" : "off") << std::endl;
-      server.RunUntilSignal();
-      std::cout << "keel server stopped" << std::endl;
-      return OkStatus();
-    };
+Status RunServer(const GlobalOptions& global, const ServerFlags& f, bool serving_only) {
+  // Block the stop signals in every thread; RunUntilSignal waits for them.
+  sigset_t set;
+  sigemptyset(&set);
+  sigaddset(&set, SIGINT);
+  sigaddset(&set, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+
+  api::AppOptions app_options;
+  app_options.store_uri = global.store_uri;
+  app_options.artifact_root = global.artifact_root;
+  app_options.sync = f.sync == "full" ? store::SyncMode::kFull : store::SyncMode::kNormal;
+  app_options.read_connections = std::max(2, f.workers);
+  if (!f.auth_tokens.empty()) {
+    app_options.auth.enabled = true;
+    app_options.auth.tokens_file = f.auth_tokens;
+  }
+  api::ServingOptions& serving = app_options.serving;
+  serving.models = f.models;
+  serving.serving_only = serving_only;
+  serving.engine.default_alias = f.default_alias;
+  serving.engine.poll_interval = std::chrono::milliseconds(f.poll_ms);
+  serving.engine.load_on_demand = !serving_only;
+  serving.log_predictions = !f.no_log;
+  serving.log.durability =
+      f.log_durability == "strict" ? serve::Durability::kStrict : serve::Durability::kInterval;
+  serving.log.sample_rate = f.log_sample_rate;
+  serving.log.flush_interval = std::chrono::milliseconds(f.log_flush_ms);
+  serving.log.queue_capacity = f.log_queue;
+  serving.log.when_full =
+      f.log_when_full == "block" ? serve::WhenFull::kBlock : serve::WhenFull::kDrop;
+
+  KEEL_ASSIGN_OR_RETURN(auto app, api::App::Open(app_options));
+  http::ServerOptions server_options;
+  server_options.host = f.host;
+  server_options.port = static_cast<uint16_t>(f.port);
+  server_options.threads = f.workers;
+  server_options.max_body_bytes = f.max_body_mb << 20;
+  http::Server server(*app, server_options);
+  KEEL_RETURN_IF_ERROR(server.Start());
+  std::string base = "http://" + f.host + ":" + std::to_string(server.port());
+  std::cout << (serving_only ? "keel serve" : "keel server") << " listening on " << base << "\n"
+            << "  store:      " << global.store_uri << "\n"
+            << "  artifacts:  " << app->artifacts().root().string() << "\n";
+  if (!serving_only) {
+    std::cout << "  MLflow API: " << base << "/api/2.0/mlflow/  (MLFLOW_TRACKING_URI=" << base
+              << ")\n";
+  }
+  for (const auto& st : app->engine().Served()) {
+    std::string name = st.ref.substr(0, st.ref.find_first_of("@/"));
+    std::cout << "  serving:    " << st.ref << " (version " << st.version << ")  POST " << base
+              << "/predict/" << name << "\n";
+  }
+  if (!serving_only) {
+    std::cout << "  predict:    POST " << base
+              << "/predict/<model>[@alias|/version]  (registered models load on first use)\n";
+  }
+  std::cout << "  metrics:    " << base << "/metrics\n"
+            << "  health:     " << base << "/health\n"
+            << "  predictions log: "
+            << (f.no_log ? std::string("off")
+                         : f.log_durability + ", sample rate " + FormatDouble(f.log_sample_rate))
+            << "\n"
+            << "  auth:       " << (app_options.auth.enabled ? "on" : "off") << std::endl;
+  server.RunUntilSignal();
+  app->Shutdown();  // flushes the prediction log
+  std::cout << (serving_only ? "keel serve" : "keel server") << " stopped" << std::endl;
+  return OkStatus();
+}
+
+}  // namespace
+
+void AddServerCommand(CLI::App& app, GlobalOptions& global, Action& run) {
+  auto* cmd = app.add_subcommand(
+      "server", "Run the MLflow-compatible tracking and registry server, which also serves models");
+  auto flags = std::make_shared<ServerFlags>();
+  AddCommonFlags(cmd, *flags, 5000);
+  cmd->add_option("--serve", flags->models,
+                  "models to load at start (name@alias, name/version or name); others load on "
+                  "first request");
+  cmd->callback([&run, &global, flags] {
+    run = [&global, flags]() -> Status { return RunServer(global, *flags, false); };
+  });
+
+  auto* serve = app.add_subcommand("serve", "Serve registered models (a serving-only replica)");
+  auto serve_flags = std::make_shared<ServerFlags>();
+  serve
+      ->add_option("models", serve_flags->models,
+                   "models to serve: name@alias (follows the alias), name/version or name "
+                   "(its default alias)")
+      ->required();
+  AddCommonFlags(serve, *serve_flags, 8080);
+  serve->callback([&run, &global, serve_flags] {
+    run = [&global, serve_flags]() -> Status { return RunServer(global, *serve_flags, true); };
   });
 }
 

@@ -234,6 +234,7 @@ int main(int argc, char** argv) {
   AddRunCommands(app, global, run);
   AddModelCommands(app, global, run);
   AddTrainCommand(app, global, run);
+  AddLabelCommands(app, global, run);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

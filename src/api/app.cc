@@ -2,9 +2,13 @@
 #include "src/api/model_checks.h"
 
 #include <array>
+#include <charconv>
+#include <chrono>
+#include <iostream>
 #include <unordered_map>
 
 #include "keel/core/json.h"
+#include "keel/core/util.h"
 
 namespace keel::api {
 
@@ -32,13 +36,6 @@ Response Response::Error(const Status& status) {
 
 namespace {
 
-Response Health(App&, const Request&) {
-  Response r;
-  r.content_type = "text/plain";
-  r.body = "OK";
-  return r;
-}
-
 Response Version(App&, const Request&) {
   Response r;
   r.content_type = "text/plain";
@@ -47,29 +44,38 @@ Response Version(App&, const Request&) {
 }
 
 const std::array kServiceRoutes = {
-    Route{"GET", "/health", &Health, Access::kOpen},
     Route{"GET", "/version", &Version, Access::kOpen},
 };
 
+struct RouteTable {
+  std::span<const Route> (*routes)();
+  bool serving_only;  // also served by a serving-only App (keel serve)
+};
+
 // All route tables, in match order. A new family of endpoints is one line here.
-const std::array<std::span<const Route> (*)(), 4> kRouteTables = {
-    &ServiceRoutes, &TrackingRoutes, &RegistryRoutes, &ArtifactRoutes};
+const std::array<RouteTable, 5> kRouteTables = {{{&ServiceRoutes, true},
+                                                 {&ServingRoutes, true},
+                                                 {&TrackingRoutes, false},
+                                                 {&RegistryRoutes, false},
+                                                 {&ArtifactRoutes, false}}};
 
 struct RouteIndex {
   std::unordered_map<std::string, const Route*> exact;  // "METHOD path"
   std::unordered_map<std::string, bool> known_paths;    // path -> exists for some method
   std::vector<const Route*> prefixed;                   // patterns ending in {path}
+  std::unordered_map<const Route*, bool> in_serving_only;
 
   RouteIndex() {
-    for (auto table : kRouteTables) {
-      for (const Route& r : table()) {
+    for (const RouteTable& table : kRouteTables) {
+      for (const Route& r : table.routes()) {
+        in_serving_only[&r] = table.serving_only;
         std::string_view pattern = r.pattern;
         if (pattern.ends_with("{path}")) {
           prefixed.push_back(&r);
-          known_paths[std::string(pattern.substr(0, pattern.size() - 6))] = true;
+          known_paths[std::string(pattern.substr(0, pattern.size() - 6))] |= table.serving_only;
         } else {
           exact.emplace(std::string(r.method) + " " + std::string(pattern), &r);
-          known_paths[std::string(pattern)] = true;
+          known_paths[std::string(pattern)] |= table.serving_only;
         }
       }
     }
@@ -108,7 +114,94 @@ Result<std::unique_ptr<App>> App::Open(const AppOptions& options) {
   app->registry_ = std::make_unique<registry::RegistryService>(*app->db_, *app->clock_);
   app->registry_->SetVersionValidator(MakeModelValidator(*app));
   if (options.auth.enabled) KEEL_RETURN_IF_ERROR(LoadCredentials(*app));
+
+  // Metrics and serving.
+  app->metrics_ = std::make_unique<metrics::Registry>();
+  metrics::Registry& m = *app->metrics_;
+  app->requests_total_ = &m.AddCounter("keel_http_requests_total",
+                                       "HTTP requests answered, by endpoint (route pattern), "
+                                       "model, model version and status code.",
+                                       {"endpoint", "model", "version", "code"});
+  app->request_seconds_ = &m.AddHistogram(
+      "keel_http_request_duration_seconds",
+      "Time from a request's body being read to its response being ready, in seconds.",
+      {"endpoint", "model"}, metrics::LatencyBuckets());
+  app->in_flight_ = &m.AddGauge("keel_http_requests_in_flight", "Requests being handled now.")
+                         .WithLabels(std::vector<std::string>{});
+  app->request_id_prefix_ = RandomHex(6) + "-";
+  app->engine_ = std::make_unique<serve::ServingEngine>(*app->registry_, MakeSourceResolver(*app),
+                                                        *app->clock_, app->metrics_.get(),
+                                                        options.serving.engine);
+  for (const std::string& ref : options.serving.models) {
+    KEEL_RETURN_IF_ERROR(app->engine_->Add(ref));
+  }
+  serve::ServingEngine* engine = app->engine_.get();
+  // An alias moved through this server is published before the call answers.
+  app->registry_->SetAliasObserver(
+      [engine](const std::string& name, const std::string&) { engine->Refresh(false, name); });
+  KEEL_RETURN_IF_ERROR(app->engine_->Start());
+  if (options.serving.log_predictions) {
+    app->log_ =
+        std::make_unique<serve::PredictionLog>(*app->db_, *app->clock_, options.serving.log);
+    KEEL_RETURN_IF_ERROR(app->log_->Start());
+    serve::PredictionLog* log = app->log_.get();
+    m.AddGaugeCallback("keel_prediction_log_queue_depth",
+                       "Prediction records waiting to be written.",
+                       [log] { return static_cast<double>(log->queued()); });
+    m.AddGaugeCallback("keel_prediction_log_written_total",
+                       "Prediction records committed to the store.",
+                       [log] { return static_cast<double>(log->written()); });
+    m.AddGaugeCallback("keel_prediction_log_dropped_total",
+                       "Prediction records dropped because the queue was full.",
+                       [log] { return static_cast<double>(log->dropped()); });
+    m.AddGaugeCallback("keel_prediction_log_failed_total",
+                       "Prediction records lost to failed store writes.",
+                       [log] { return static_cast<double>(log->failed()); });
+    m.AddGaugeCallback("keel_prediction_log_sampled_out_total",
+                       "Predictions not logged because of the sampling rate.",
+                       [log] { return static_cast<double>(log->sampled_out()); });
+  }
+  m.AddGaugeCallback("keel_models_served", "References the serving engine follows.",
+                     [engine] { return static_cast<double>(engine->size()); });
   return app;
+}
+
+App::~App() { Shutdown(); }
+
+void App::Shutdown() {
+  if (engine_) engine_->Stop();
+  if (log_) log_->Stop();
+}
+
+std::string App::NewRequestId() {
+  uint64_t n = request_counter_.fetch_add(1, std::memory_order_relaxed) + 1;
+  // Fixed width, so ids of one process sort in the order they were made
+  // (the prediction log's primary key then grows at its end).
+  char buf[10];
+  for (int i = 9; i >= 0; --i, n >>= 4) buf[i] = "0123456789abcdef"[n & 15];
+  std::string id;
+  id.reserve(request_id_prefix_.size() + sizeof(buf));
+  id.append(request_id_prefix_).append(buf, sizeof(buf));
+  return id;
+}
+
+void App::Observe(std::string_view endpoint, const Response& response, double seconds) {
+  char code[8];
+  auto [end, ec] = std::to_chars(code, code + sizeof(code), response.status);
+  (void)ec;
+  const std::string_view model = response.model;
+  const std::string_view version = response.model_version;
+  requests_total_
+      ->WithLabels(
+          {endpoint, model, version, std::string_view(code, static_cast<size_t>(end - code))})
+      .Inc();
+  request_seconds_->WithLabels({endpoint, model}).Observe(seconds);
+}
+
+void App::CountRejected(std::string_view endpoint, int http_status) {
+  Response r;
+  r.status = http_status;
+  Observe(endpoint, r, 0.0);
 }
 
 RouteMatch App::Match(std::string_view method, std::string_view path) const {
@@ -117,17 +210,21 @@ RouteMatch App::Match(std::string_view method, std::string_view path) const {
   constexpr std::string_view kAjax = "/ajax-api/2.0/";
   if (p.starts_with(kAjax)) p = "/api/2.0/" + p.substr(kAjax.size());
   const RouteIndex& index = Index();
+  const bool serving_only = options_.serving.serving_only;
+  auto enabled = [&](const Route* r) { return !serving_only || index.in_serving_only.at(r); };
   std::string key;
   key.reserve(method.size() + 1 + p.size());
   key.append(method).append(" ").append(p);
-  if (auto it = index.exact.find(key); it != index.exact.end()) {
+  if (auto it = index.exact.find(key); it != index.exact.end() && enabled(it->second)) {
     m.route = it->second;
     return m;
   }
-  m.path_known = index.known_paths.count(p) > 0;
+  if (auto known = index.known_paths.find(p); known != index.known_paths.end()) {
+    m.path_known = !serving_only || known->second;
+  }
   for (const Route* r : index.prefixed) {
     std::string_view prefix = r->pattern.substr(0, r->pattern.size() - 6);
-    if (p.size() > prefix.size() && std::string_view(p).starts_with(prefix)) {
+    if (enabled(r) && p.size() > prefix.size() && std::string_view(p).starts_with(prefix)) {
       m.path_known = true;
       if (r->method == method) {
         m.route = r;
@@ -141,13 +238,20 @@ RouteMatch App::Match(std::string_view method, std::string_view path) const {
 
 Response App::Run(const RouteMatch& match, Request& request) {
   request.tail = match.tail;
+  const auto start = std::chrono::steady_clock::now();
+  in_flight_->Inc();
+  Response response;
   try {
-    return match.route->handler(*this, request);
+    response = match.route->handler(*this, request);
   } catch (const std::exception& e) {
-    return Response::Error(Internal(std::string("unexpected error: ") + e.what()));
+    response = Response::Error(Internal(std::string("unexpected error: ") + e.what()));
   } catch (...) {
-    return Response::Error(Internal("unexpected error"));
+    response = Response::Error(Internal("unexpected error"));
   }
+  in_flight_->Dec();
+  Observe(match.route->pattern, response,
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+  return response;
 }
 
 Response App::Dispatch(Request request) {
@@ -155,8 +259,8 @@ Response App::Dispatch(Request request) {
   if (match.route == nullptr) {
     std::string message = "No API endpoint at " + request.method + " " + request.path;
     if (match.path_known) {
-      Response r = Response::Error(InvalidArgument(message + " (method not allowed)")
-                                       .WithMlflowCode("ENDPOINT_NOT_FOUND"));
+      Response r = Response::Error(
+          InvalidArgument(message + " (method not allowed)").WithMlflowCode("ENDPOINT_NOT_FOUND"));
       r.status = 405;
       return r;
     }

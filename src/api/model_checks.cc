@@ -52,6 +52,24 @@ Status WithoutRoot(const Status& s, const std::filesystem::path& root) {
 
 }  // namespace
 
+serve::SourceResolver MakeSourceResolver(App& app) {
+  return [&app](const registry::ModelVersion& v) -> Result<std::filesystem::path> {
+    auto path = LocalPath(app, v.source);
+    if (!path.ok()) return path.status().WithContext("source " + v.source);
+    if (!path->has_value()) {
+      return FailedPrecondition("source " + v.source +
+                                " is not in this server's artifact store; keel serves models "
+                                "logged to its own artifact root");
+    }
+    if (!model::IsKeelLoadable(**path)) {
+      return FailedPrecondition("source " + v.source +
+                                " is not a model keel can load (keel, xgboost or lightgbm "
+                                "flavor, or a model file)");
+    }
+    return **path;
+  };
+}
+
 registry::VersionValidator MakeModelValidator(App& app) {
   return [&app](const registry::ModelVersion& v) -> Status {
     auto path = LocalPath(app, v.source);

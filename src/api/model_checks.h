@@ -3,6 +3,7 @@
 #pragma once
 
 #include "keel/registry/registry.h"
+#include "keel/serve/engine.h"
 
 namespace keel::api {
 
@@ -14,5 +15,9 @@ class App;
 // flavors, other stores, paths that do not exist) are accepted unchecked, as
 // MLflow accepts them. Sources that try to leave the artifact root fail.
 registry::VersionValidator MakeModelValidator(App& app);
+
+// Where the serving engine finds a version's files: the same sources,
+// required to be inside the artifact root and loadable by keel.
+serve::SourceResolver MakeSourceResolver(App& app);
 
 }  // namespace keel::api

@@ -22,10 +22,15 @@ std::string_view EncodingName(CategoricalEncoding e) {
   return e == CategoricalEncoding::kNative ? "native" : "one_hot";
 }
 
-// The value as shown in an error message: quoted, at most 64 bytes.
+// The value as shown in an error message: quoted, at most 64 bytes, not
+// splitting a UTF-8 sequence.
 std::string Shown(std::string_view text) {
   std::string s = "\"";
-  s.append(text.substr(0, 64));
+  size_t n = std::min<size_t>(text.size(), 64);
+  if (n < text.size()) {
+    while (n > 0 && (static_cast<unsigned char>(text[n]) & 0xC0) == 0x80) --n;
+  }
+  s.append(text.substr(0, n));
   if (text.size() > 64) s += "...";
   s += '"';
   return s;
@@ -610,27 +615,9 @@ Status FeaturePipeline::EncodeJsonObject(simdjson::dom::object object, float* ou
     if (c < 0) continue;
     expected = static_cast<size_t>(c) + 1;
     Value v;
-    switch (kv.value.type()) {
-      case simdjson::dom::element_type::INT64:
-      case simdjson::dom::element_type::UINT64:
-      case simdjson::dom::element_type::DOUBLE:
-        v.kind = Value::kNumber;
-        v.number = kv.value.get_double().value_unsafe();
-        break;
-      case simdjson::dom::element_type::STRING:
-        v.kind = Value::kString;
-        v.text = kv.value.get_string().value_unsafe();
-        break;
-      case simdjson::dom::element_type::BOOL:
-        v.kind = Value::kBool;
-        v.flag = kv.value.get_bool().value_unsafe();
-        break;
-      case simdjson::dom::element_type::NULL_VALUE:
-        v.kind = Value::kNull;
-        break;
-      default:
-        return InvalidArgument("field '" + columns_[static_cast<size_t>(c)].name +
-                               "': expected a number, string, boolean or null");
+    if (!ValueOfElement(kv.value, &v)) {
+      return InvalidArgument("field '" + columns_[static_cast<size_t>(c)].name +
+                             "': expected a number, string, boolean or null");
     }
     bool is_present;
     KEEL_RETURN_IF_ERROR(EncodeValue(static_cast<size_t>(c), v, out, &is_present, stats));
@@ -639,6 +626,66 @@ Status FeaturePipeline::EncodeJsonObject(simdjson::dom::object object, float* ou
   if (stats != nullptr) {
     for (size_t c = 0; c < columns_.size(); ++c) stats->missing += !present[c];
   }
+  return OkStatus();
+}
+
+bool FeaturePipeline::ValueOfElement(simdjson::dom::element e, Value* v) {
+  switch (e.type()) {
+    case simdjson::dom::element_type::INT64:
+    case simdjson::dom::element_type::UINT64:
+    case simdjson::dom::element_type::DOUBLE:
+      v->kind = Value::kNumber;
+      v->number = e.get_double().value_unsafe();
+      return true;
+    case simdjson::dom::element_type::STRING:
+      v->kind = Value::kString;
+      v->text = e.get_string().value_unsafe();
+      return true;
+    case simdjson::dom::element_type::BOOL:
+      v->kind = Value::kBool;
+      v->flag = e.get_bool().value_unsafe();
+      return true;
+    case simdjson::dom::element_type::NULL_VALUE:
+      v->kind = Value::kNull;
+      return true;
+    default:
+      return false;
+  }
+}
+
+void FeaturePipeline::InitRow(float* out) const {
+  std::memcpy(out, missing_row_.data(), missing_row_.size() * sizeof(float));
+}
+
+Status FeaturePipeline::EncodeJsonValue(size_t column, simdjson::dom::element value, float* row,
+                                        EncodeStats* stats) const {
+  if (column >= columns_.size()) {
+    return InvalidArgument("input column " + std::to_string(column) +
+                           " out of range: " + std::to_string(columns_.size()) + " input columns");
+  }
+  Value v;
+  if (!ValueOfElement(value, &v)) {
+    return InvalidArgument("field '" + columns_[column].name +
+                           "': expected a number, string, boolean or null");
+  }
+  bool present;
+  KEEL_RETURN_IF_ERROR(EncodeValue(column, v, row, &present, stats));
+  if (stats != nullptr) stats->missing += !present;
+  return OkStatus();
+}
+
+Status FeaturePipeline::EncodeTextValue(size_t column, std::string_view text, float* row,
+                                        EncodeStats* stats) const {
+  if (column >= columns_.size()) {
+    return InvalidArgument("input column " + std::to_string(column) +
+                           " out of range: " + std::to_string(columns_.size()) + " input columns");
+  }
+  Value v;
+  v.kind = Value::kString;
+  v.text = text;
+  bool present;
+  KEEL_RETURN_IF_ERROR(EncodeValue(column, v, row, &present, stats));
+  if (stats != nullptr) stats->missing += !present;
   return OkStatus();
 }
 

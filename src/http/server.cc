@@ -5,14 +5,14 @@
 #include <unistd.h>
 
 #include <atomic>
-#include <future>
-#include <limits>
 #include <boost/asio.hpp>
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 #include <condition_variable>
 #include <csignal>
+#include <future>
 #include <iostream>
+#include <limits>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -96,8 +96,8 @@ struct Server::Impl {
 
   // Reads the rest of a body, re-arming the deadline after each piece.
   template <class Parser>
-  asio::awaitable<beast::error_code> ReadBody(beast::tcp_stream& stream,
-                                              beast::flat_buffer& buffer, Parser& parser) {
+  asio::awaitable<beast::error_code> ReadBody(beast::tcp_stream& stream, beast::flat_buffer& buffer,
+                                              Parser& parser) {
     beast::error_code ec;
     while (!parser.is_done()) {
       stream.expires_after(options.request_timeout);
@@ -126,7 +126,7 @@ struct Server::Impl {
       res.keep_alive(keep_alive);
       res.prepare_payload();
       bool ok = co_await Write(stream, res);
-      co_return ok && keep_alive;
+      co_return ok&& keep_alive;
     }
     bhttp::response<bhttp::string_body> res;
     res.version(version);
@@ -137,7 +137,7 @@ struct Server::Impl {
     res.body() = std::move(resp.body);
     res.prepare_payload();
     bool ok = co_await Write(stream, res);
-    co_return ok && keep_alive;
+    co_return ok&& keep_alive;
   }
 
   // One connection: read requests until the peer closes, a timeout, or an error.
@@ -162,10 +162,10 @@ struct Server::Impl {
         } else if (ec != bhttp::error::end_of_stream && ec != asio::error::eof &&
                    ec != beast::error::timeout && ec != asio::error::operation_aborted &&
                    ec != asio::error::connection_reset) {
-          co_await Send(stream,
-                        api::Response::Error(InvalidArgument("malformed HTTP request: " +
-                                                             ec.message())),
-                        11, false);
+          co_await Send(
+              stream,
+              api::Response::Error(InvalidArgument("malformed HTTP request: " + ec.message())), 11,
+              false);
         }
         break;
       }
@@ -201,7 +201,9 @@ struct Server::Impl {
     req.authorization.assign(authorization.data(), authorization.size());
     bool has_body = header.content_length().value_or(0) > 0 || header.chunked();
     // Anything answered before reading the body closes the connection when a body is pending.
+    std::string_view endpoint = "unmatched";
     auto reject = [&](const Status& s) -> asio::awaitable<bool> {
+      app.CountRejected(endpoint, HttpStatusOf(s));
       co_await Send(stream, api::Response::Error(s), version, keep_alive && !has_body);
       co_return keep_alive && !has_body;
     };
@@ -214,9 +216,11 @@ struct Server::Impl {
     if (match.route == nullptr) {
       // Unknown endpoint: answered without reading a pending body, then closed.
       api::Response r = app.Dispatch(req);
+      app.CountRejected(endpoint, r.status);
       co_await Send(stream, std::move(r), version, keep_alive && !has_body);
       co_return keep_alive && !has_body;
     }
+    endpoint = match.route->pattern;
     Status auth = app.Authorize(*match.route, req);
     if (!auth.ok()) co_return co_await reject(auth);
     if (match.route->precheck) {
@@ -229,6 +233,7 @@ struct Server::Impl {
     uint64_t limit = match.route->body_mode == api::BodyMode::kToFile ? options.max_upload_bytes
                                                                       : options.max_body_bytes;
     if (header.content_length() && *header.content_length() > limit) {
+      app.CountRejected(endpoint, 413);
       co_await Send(stream,
                     api::Response::Error(ResourceExhausted(
                         "request body of " + std::to_string(*header.content_length()) +
@@ -273,10 +278,11 @@ struct Server::Impl {
     ec = co_await ReadBody(stream, buffer, parser);
     if (ec) {
       if (ec == bhttp::error::body_limit) {
+        app.CountRejected(endpoint, 413);
         co_await Send(stream,
-                      api::Response::Error(ResourceExhausted(
-                          "request body exceeds the limit of " +
-                          std::to_string(options.max_body_bytes) + " bytes")),
+                      api::Response::Error(
+                          ResourceExhausted("request body exceeds the limit of " +
+                                            std::to_string(options.max_body_bytes) + " bytes")),
                       version, false);
       }
       co_return false;
@@ -290,8 +296,8 @@ struct Server::Impl {
     for (;;) {
       beast::error_code ec;
       asio::io_context& target = *contexts[next_context++ % contexts.size()];
-      tcp::socket socket = co_await acceptor->async_accept(
-          target, asio::redirect_error(asio::use_awaitable, ec));
+      tcp::socket socket =
+          co_await acceptor->async_accept(target, asio::redirect_error(asio::use_awaitable, ec));
       if (ec) {
         if (!acceptor->is_open()) co_return;
         // e.g. EMFILE: keep serving the connections we have, retry shortly.

@@ -674,7 +674,7 @@ Status RegistryService::SetAlias(const std::string& name, const std::string& ali
                                  const std::string& version, const ChangeContext& context) {
   KEEL_RETURN_IF_ERROR(ValidateAlias(alias));
   int64_t now = clock_.NowMillis();
-  return db_.Write([&](Connection& c) -> Status {
+  KEEL_RETURN_IF_ERROR(db_.Write([&](Connection& c) -> Status {
     KEEL_RETURN_IF_ERROR(RequireModel(c, name));
     KEEL_ASSIGN_OR_RETURN(ModelVersion v, LoadVersion(c, name, version, false));
     int64_t num = std::stoll(version);
@@ -685,20 +685,24 @@ Status RegistryService::SetAlias(const std::string& name, const std::string& ali
         "(name, alias) DO UPDATE SET version = excluded.version",
         {Value(std::string_view(name)), Value(std::string_view(alias)), Value(num)}));
     return RecordAliasChange(c, name, alias, current, num, context, now).status();
-  });
+  }));
+  NotifyAlias(name, alias);
+  return OkStatus();
 }
 
 Status RegistryService::DeleteAlias(const std::string& name, const std::string& alias,
                                     const ChangeContext& context) {
   int64_t now = clock_.NowMillis();
-  return db_.Write([&](Connection& c) -> Status {
+  KEEL_RETURN_IF_ERROR(db_.Write([&](Connection& c) -> Status {
     KEEL_RETURN_IF_ERROR(RequireModel(c, name));
     KEEL_ASSIGN_OR_RETURN(std::optional<int64_t> current, CurrentAlias(c, name, alias));
     if (!current) return OkStatus();  // MLflow: deleting a missing alias succeeds
     KEEL_RETURN_IF_ERROR(c.Exec("DELETE FROM registered_model_aliases WHERE name = ? AND alias = ?",
                                 {Value(std::string_view(name)), Value(std::string_view(alias))}));
     return RecordAliasChange(c, name, alias, current, std::nullopt, context, now).status();
-  });
+  }));
+  NotifyAlias(name, alias);
+  return OkStatus();
 }
 
 Result<ModelVersion> RegistryService::GetVersionByAlias(const std::string& name,
@@ -803,7 +807,12 @@ Result<AliasChange> RegistryService::Rollback(const std::string& name, const std
     change.time = now;
     return OkStatus();
   }));
+  NotifyAlias(name, alias);
   return change;
+}
+
+void RegistryService::NotifyAlias(const std::string& name, const std::string& alias) {
+  if (alias_observer_) alias_observer_(name, alias);
 }
 
 Result<ModelVersion> RegistryService::ResolveModelUri(const std::string& uri) {

@@ -491,6 +491,103 @@ TEST(PipelineTest, IdentityAndFitErrors) {
   EXPECT_FALSE(FeaturePipeline::Fit(t, {}).ok());
 }
 
+// InitRow + EncodeJsonValue per field gives exactly what EncodeJsonObject
+// gives for the whole record; EncodeTextValue what EncodeCsvFields gives.
+TEST(PipelineTest, PerValueEncodingMatchesRecordEncoding) {
+  Table t = SmallTable();
+  for (CategoricalEncoding enc : {CategoricalEncoding::kOneHot, CategoricalEncoding::kNative}) {
+    PipelineOptions options;
+    options.encoding = enc;
+    ASSERT_OK_AND_ASSIGN(FeaturePipeline p,
+                         FeaturePipeline::Fit(t, {"x", "color", "flag", "code"}, options));
+    const size_t w = p.num_features();
+    std::vector<float> missing(w, -7.0f), all_missing(w, -7.0f);
+    p.InitRow(missing.data());
+    ASSERT_OK(p.EncodeJsonObject("{}", all_missing.data()));
+    EXPECT_TRUE(SameFloats(missing, all_missing));
+
+    const std::vector<std::string> records = {
+        R"({"x":1.5,"color":"red","flag":true,"code":415})",
+        R"({"x":"2","color":"green","flag":"no","code":"510"})",
+        R"({"x":null,"color":"NA","flag":null,"code":1})",
+        R"({"x":" 1e3 ","color":null,"flag":0,"code":"NA"})", R"({"color":"blue"})"};
+    simdjson::dom::parser dom;
+    for (const std::string& json : records) {
+      std::vector<float> expected(w, -7.0f);
+      EncodeStats expected_stats;
+      ASSERT_OK(p.EncodeJsonObject(json, expected.data(), &expected_stats));
+
+      std::vector<float> got(w, -7.0f);
+      p.InitRow(got.data());
+      EncodeStats stats;
+      simdjson::dom::object obj = dom.parse(json).get_object().value();
+      size_t seen = 0;
+      for (simdjson::dom::key_value_pair kv : obj) {
+        const int c = p.InputColumnIndex(kv.key);
+        ASSERT_GE(c, 0);
+        ASSERT_OK(p.EncodeJsonValue(static_cast<size_t>(c), kv.value, got.data(), &stats));
+        ++seen;
+      }
+      stats.missing += p.input_columns().size() - seen;  // absent columns
+      EXPECT_TRUE(SameFloats(got, expected)) << json;
+      EXPECT_EQ(stats.missing, expected_stats.missing) << json;
+      EXPECT_EQ(stats.unknown, expected_stats.unknown) << json;
+    }
+
+    // Text values: as CSV fields.
+    ASSERT_OK_AND_ASSIGN(ColumnMap map, p.MapCsvHeader({"x", "color", "flag", "code"}));
+    const std::vector<std::vector<std::string_view>> rows = {
+        {"1.5", "red", "TRUE", "415"}, {"", "zzz", "no", "1.0"}, {"NA", " red", "0", "415.0"}};
+    for (const auto& fields : rows) {
+      std::vector<float> expected(w, -7.0f), got(w, -7.0f);
+      EncodeStats expected_stats, stats;
+      ASSERT_OK(p.EncodeCsvFields(fields, map, expected.data(), &expected_stats));
+      p.InitRow(got.data());
+      for (size_t c = 0; c < fields.size(); ++c) {
+        ASSERT_OK(p.EncodeTextValue(c, fields[c], got.data(), &stats));
+      }
+      EXPECT_TRUE(SameFloats(got, expected)) << fields[0];
+      EXPECT_EQ(stats.missing, expected_stats.missing);
+      EXPECT_EQ(stats.unknown, expected_stats.unknown);
+    }
+  }
+}
+
+TEST(PipelineTest, PerValueEncodingTouchesOnlyItsColumnAndNamesTheField) {
+  Table t = SmallTable();
+  ASSERT_OK_AND_ASSIGN(FeaturePipeline p, FeaturePipeline::Fit(t, {"x", "color", "flag"}));
+  // x, color=blue, color=red, flag
+  std::vector<float> row(4, -7.0f);
+  simdjson::dom::parser dom;
+  simdjson::dom::element red = dom.parse(std::string(R"("red")")).value();
+  EncodeStats stats;
+  ASSERT_OK(p.EncodeJsonValue(1, red, row.data(), &stats));
+  EXPECT_EQ(row, (std::vector<float>{-7, 0, 1, -7}));
+  EXPECT_EQ(stats.missing, 0u);
+  ASSERT_OK(p.EncodeTextValue(0, "NA", row.data(), &stats));
+  EXPECT_TRUE(std::isnan(row[0]));
+  EXPECT_EQ(stats.missing, 1u);
+  ASSERT_OK(p.EncodeTextValue(1, "purple", row.data(), &stats));
+  EXPECT_EQ(stats.unknown, 1u);
+  EXPECT_EQ(row[1], 0.0f);
+  EXPECT_EQ(row[2], 0.0f);
+
+  simdjson::dom::parser dom2;
+  simdjson::dom::element arr = dom2.parse(std::string("[1]")).value();
+  EXPECT_EQ(p.EncodeJsonValue(0, arr, row.data()).message(),
+            "field 'x': expected a number, string, boolean or null");
+  simdjson::dom::parser dom3;
+  simdjson::dom::element yes = dom3.parse(std::string("true")).value();
+  EXPECT_EQ(p.EncodeJsonValue(0, yes, row.data()).message(),
+            "field 'x': expected a number, got a boolean");
+  EXPECT_EQ(p.EncodeTextValue(2, "maybe", row.data()).message(),
+            "field 'flag': \"maybe\" is not a boolean");
+  EXPECT_EQ(p.EncodeTextValue(0, "12x", row.data()).message(),
+            "field 'x': \"12x\" is not a number");
+  EXPECT_EQ(p.EncodeTextValue(3, "1", row.data()).code(), StatusCode::kInvalidArgument);
+  EXPECT_EQ(p.EncodeJsonValue(99, yes, row.data()).code(), StatusCode::kInvalidArgument);
+}
+
 TEST(PipelineTest, FitUsesOnlyCategoriesPresentInRows) {
   Table t = SmallTable();
   std::vector<uint32_t> rows = {0};

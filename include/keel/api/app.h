@@ -17,6 +17,7 @@
 // Threads: Dispatch is thread-safe; the App owns the services and the store.
 #pragma once
 
+#include <atomic>
 #include <filesystem>
 #include <map>
 #include <memory>
@@ -25,8 +26,11 @@
 
 #include "keel/artifacts/artifacts.h"
 #include "keel/core/clock.h"
+#include "keel/core/metrics.h"
 #include "keel/core/result.h"
 #include "keel/registry/registry.h"
+#include "keel/serve/engine.h"
+#include "keel/serve/prediction_log.h"
 #include "keel/store/store.h"
 #include "keel/tracking/tracking.h"
 
@@ -40,8 +44,8 @@ struct Principal {
 };
 
 struct Request {
-  std::string method;  // upper case
-  std::string path;    // percent-decoded, without the query
+  std::string method;                             // upper case
+  std::string path;                               // percent-decoded, without the query
   std::multimap<std::string, std::string> query;  // decoded
   std::string content_type;
   std::string authorization;  // raw Authorization header
@@ -60,6 +64,9 @@ struct Response {
   // When set, the body is this file, streamed by the transport.
   std::filesystem::path file;
   std::vector<std::pair<std::string, std::string>> headers;
+  // The model and version that answered (serving routes), for /metrics labels.
+  std::string model;
+  std::string model_version;
 
   static Response Json(std::string body, int status = 200);
   // {"error_code": ..., "message": ...} with the status from the one code table.
@@ -74,6 +81,19 @@ struct AuthOptions {
   std::filesystem::path tokens_file;
 };
 
+// Real-time serving (src/api/serving_routes.cc over serve::ServingEngine).
+struct ServingOptions {
+  // References served from the start ("churn@champion", "churn/3", "churn");
+  // App::Open fails when one cannot be loaded.
+  std::vector<std::string> models;
+  serve::EngineOptions engine;  // default alias, poll interval, load_on_demand
+  // Only the serving, health and metrics routes (keel serve); otherwise the
+  // MLflow tracking, registry and artifact APIs too (keel server).
+  bool serving_only = false;
+  bool log_predictions = true;
+  serve::PredictionLogOptions log;
+};
+
 struct AppOptions {
   std::string store_uri = "sqlite://keel-data/keel.db";
   std::filesystem::path artifact_root = "keel-data/artifacts";
@@ -83,6 +103,7 @@ struct AppOptions {
   // The principal's name when auth is off (recorded as the actor of alias changes).
   std::string anonymous_name = "anonymous";
   const Clock* clock = nullptr;  // defaults to the system clock
+  ServingOptions serving;
 };
 
 class App;
@@ -106,7 +127,7 @@ struct Route {
 
 struct RouteMatch {
   const Route* route = nullptr;
-  std::string tail;  // the {path} part, percent-decoded
+  std::string tail;         // the {path} part, percent-decoded
   bool path_known = false;  // the path exists for some other method
 };
 
@@ -131,9 +152,24 @@ class App {
   // Where streamed uploads are spooled (same filesystem as the artifacts).
   const std::filesystem::path& spool_dir() const { return spool_dir_; }
   const AppOptions& options() const { return options_; }
+  serve::ServingEngine& engine() { return *engine_; }
+  // Null when prediction logging is off.
+  serve::PredictionLog* prediction_log() { return log_.get(); }
+  metrics::Registry& metrics() { return *metrics_; }
+  // A new request id: unique in this process, unlikely to repeat across processes.
+  std::string NewRequestId();
+  // Counts a request answered outside Run (rejected by the transport before
+  // routing: bad URL, auth, body too large); `endpoint` is the route pattern
+  // or "unmatched".
+  void CountRejected(std::string_view endpoint, int http_status);
+  // Stops the serving engine's follower and flushes the prediction log
+  // (graceful shutdown; also done by the destructor).
+  void Shutdown();
+  ~App();
 
  private:
   App() = default;
+  void Observe(std::string_view endpoint, const Response& response, double seconds);
   AppOptions options_;
   const Clock* clock_ = nullptr;
   std::unique_ptr<store::Database> db_;
@@ -148,6 +184,15 @@ class App {
   };
   std::vector<Credential> credentials_;  // immutable after Open
   friend Status LoadCredentials(App& app);
+
+  std::unique_ptr<metrics::Registry> metrics_;
+  metrics::CounterFamily* requests_total_ = nullptr;     // {endpoint, model, version, code}
+  metrics::HistogramFamily* request_seconds_ = nullptr;  // {endpoint, model}
+  metrics::Gauge* in_flight_ = nullptr;
+  std::unique_ptr<serve::PredictionLog> log_;  // stopped before engine_ and db_ go
+  std::unique_ptr<serve::ServingEngine> engine_;
+  std::string request_id_prefix_;
+  std::atomic<uint64_t> request_counter_{0};
 };
 
 // The route tables, one per API family (src/api/mlflow_*.cc); App matches
@@ -156,5 +201,7 @@ std::span<const Route> TrackingRoutes();
 std::span<const Route> RegistryRoutes();
 std::span<const Route> ArtifactRoutes();
 std::span<const Route> ServiceRoutes();
+// /predict, /invocations, /ping, /v2/..., /metrics, /labels.
+std::span<const Route> ServingRoutes();
 
 }  // namespace keel::api

@@ -156,6 +156,23 @@ class FeaturePipeline {
   Status EncodeJsonObject(simdjson::ondemand::object& object, float* out,
                           EncodeStats* stats = nullptr) const;
 
+  // Copies the all-missing row -- what a record without any input column
+  // encodes to -- into out[0, num_features()).
+  void InitRow(float* out) const;
+  // Encodes one value of input column `column` (an index into
+  // input_columns()) into that column's features inside `row`, which points
+  // at feature 0 of the row; other features are left alone. The rules are
+  // EncodeJsonObject's for the value of that field: null and missing-marker
+  // strings are missing, objects and arrays are InvalidArgument naming the
+  // field. Adds 1 to stats->missing for a missing value and to
+  // stats->unknown for an unknown category. A column index out of range is
+  // InvalidArgument. On error the column's features hold partial values.
+  Status EncodeJsonValue(size_t column, simdjson::dom::element value, float* row,
+                         EncodeStats* stats = nullptr) const;
+  // The same for a text value, read as EncodeCsvFields reads a CSV field.
+  Status EncodeTextValue(size_t column, std::string_view text, float* row,
+                         EncodeStats* stats = nullptr) const;
+
   // Finds the input columns in a CSV header. Without allow_missing_columns an
   // input column the header lacks is InvalidArgument; with it the column is
   // encoded as missing in every record.
@@ -187,6 +204,8 @@ class FeaturePipeline {
   // Fills the derived members from encoding_, missing_markers_ and columns_.
   Status Build();
   int FindColumn(std::string_view key, size_t expected) const;
+  // Reads a scalar JSON value; false for an object or array.
+  static bool ValueOfElement(simdjson::dom::element e, Value* v);
   // Writes column `c`'s encoding of `v` at out; sets *present.
   Status EncodeValue(size_t c, const Value& v, float* out, bool* present, EncodeStats* stats) const;
   int CategoryOfText(size_t c, std::string_view text) const;

@@ -116,6 +116,11 @@ Result<std::string> CanonicalStage(std::string_view stage);
 // with the error's message as status_message. Runs outside any transaction.
 using VersionValidator = std::function<Status(const ModelVersion&)>;
 
+// Told after an alias change has committed (SetAlias, DeleteAlias, Rollback),
+// on the thread that made it; e.g. a serving engine in the same process
+// re-reads the alias at once instead of at its next poll. Must not throw.
+using AliasObserver = std::function<void(const std::string& name, const std::string& alias)>;
+
 class RegistryService {
  public:
   RegistryService(store::Database& db, const Clock& clock);
@@ -123,6 +128,8 @@ class RegistryService {
   // Installs the validator CreateModelVersion runs. Call before serving
   // requests (not synchronized with concurrent CreateModelVersion calls).
   void SetVersionValidator(VersionValidator validator) { validator_ = std::move(validator); }
+  // Installs the alias-change observer; same rule as SetVersionValidator.
+  void SetAliasObserver(AliasObserver observer) { alias_observer_ = std::move(observer); }
 
   Result<RegisteredModel> CreateRegisteredModel(const std::string& name,
                                                 const std::vector<Tag>& tags,
@@ -175,9 +182,12 @@ class RegistryService {
   Status SetVersionStatus(const std::string& name, int64_t version, const std::string& status,
                           const std::string& message);
 
+  void NotifyAlias(const std::string& name, const std::string& alias);
+
   store::Database& db_;
   const Clock& clock_;
   VersionValidator validator_;
+  AliasObserver alias_observer_;
 };
 
 }  // namespace keel::registry

@@ -250,7 +250,8 @@ class SqliteDatabase final : public Database {
     auto conn = std::make_unique<SqliteConnection>(db);
     // LIKE is case-sensitive as in PostgreSQL; ILIKE is spelled LOWER(x) LIKE LOWER(y).
     KEEL_RETURN_IF_ERROR(conn->ExecScript(
-        "PRAGMA case_sensitive_like=ON; PRAGMA foreign_keys=OFF; PRAGMA mmap_size=268435456;"));
+        "PRAGMA case_sensitive_like=ON; PRAGMA foreign_keys=OFF; PRAGMA mmap_size=268435456; "
+        "PRAGMA temp_store=MEMORY;"));
     return conn;
   }
 
