@@ -8,7 +8,7 @@
 2. keel trains the same model shape on the same data (XGBoost, 400 trees, depth
    6, learning rate 0.05, hist) with `keel train`, registers it as churn with
    output name churn_probability and points churn@champion at it.
-3. `keel serve churn@champion` (2 I/O threads) is loaded with wrk through the
+3. `keel serve churn@champion` (2 I/O threads, and 1) is loaded with wrk through the
    peers' own harness (bench_serving.measure: same wrk script, same body,
    keep-alive, -t1 -c1 / -t2 -cC, CPU accounting), with the prediction log off
    and on (default interval durability), at concurrency 1, 16 and 64; and GET /ping
@@ -47,7 +47,7 @@ def keel(binary, data_dir, *args, **kw):
 def start_serve(binary, data_dir, port, extra):
     store = "sqlite:///" + str(data_dir / "keel.db").lstrip("/")
     cmd = [binary, "--store-uri", store, "--artifact-root", str(data_dir / "artifacts"), "serve",
-           "churn@champion", "--port", str(port), "--workers", "2", *extra]
+           "churn@champion", "--port", str(port), *extra]
     log = open(data_dir / f"serve-{port}.log", "w")
     srv = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     for _ in range(300):
@@ -101,7 +101,11 @@ def main():
              "--register", "churn", "--output-name", "churn_probability", cwd=data_dir)
         keel(a.binary, data_dir, "models", "alias", "churn@champion", "1")
         port = 18300
-        for label, extra in (("keel", ["--no-prediction-log"]), ("keel+log", [])):
+        configs = (("keel", ["--workers", "2", "--no-prediction-log"]),
+                   ("keel+log", ["--workers", "2"]),
+                   ("keel-w1", ["--workers", "1", "--no-prediction-log"]),
+                   ("keel+log-w1", ["--workers", "1"]))
+        for label, extra in configs:
             port += 1
             srv, resp = start_serve(a.binary, data_dir, port, extra)
             print(f"== {label}: {resp}  (peers' xgboost model: {expected['xgboost']:.4f})",
@@ -110,7 +114,7 @@ def main():
                 for c in (1, 16, 64):
                     th = 1 if c == 1 else 2
                     peer.run_wrk(port, th, c, 3)  # warm-up
-                    r = peer.measure(srv, port, label, 2, th, c, a.duration)
+                    r = peer.measure(srv, port, label, int(extra[1]), th, c, a.duration)
                     results["keel"].append(r)
                 if label == "keel":
                     # The HTTP floor: GET /ping through the same server (no body, no model),
@@ -158,10 +162,12 @@ def main():
     for r in results["peers"] or []:
         print(f"| {r['name']} w{r['workers']} | {r['conns']} | {r['rps']:.0f} | "
               f"{r['p50_us'] / 1e3:.3f} | {r['p99_us'] / 1e3:.3f} | | |")
-    off = {r["conns"]: r["rps"] for r in results["keel"] if r["name"] == "keel"}
-    on = {r["conns"]: r["rps"] for r in results["keel"] if r["name"] == "keel+log"}
-    for c in sorted(off):
-        print(f"prediction log cost at c={c}: {100 * (1 - on[c] / off[c]):.1f}% fewer req/s")
+    for off_name, on_name in (("keel", "keel+log"), ("keel-w1", "keel+log-w1")):
+        off = {r["conns"]: r["rps"] for r in results["keel"] if r["name"] == off_name}
+        on = {r["conns"]: r["rps"] for r in results["keel"] if r["name"] == on_name}
+        for c in sorted(off):
+            print(f"prediction log cost ({off_name}) at c={c}: "
+                  f"{100 * (1 - on[c] / off[c]):.1f}% fewer req/s")
 
 
 if __name__ == "__main__":

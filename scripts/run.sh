@@ -34,7 +34,15 @@ serve=()
 if build/keel "${store[@]}" models show churn >/dev/null 2>&1; then
   serve=(--serve churn@champion)
   echo "  sample model   churn@champion  (build/keel ${store[*]} models show churn)"
-  echo "  predict        curl -d '{\"state\":\"KS\",\"account_length\":128,\"international_plan\":\"no\"}' http://$host:$port/predict/churn"
+  cat > keel-data/customer.json <<'JSON'
+{"state": "KS", "account_length": 128, "area_code": "area_code_415", "international_plan": "no",
+ "voice_mail_plan": "yes", "number_vmail_messages": 25, "total_day_minutes": 265.1,
+ "total_day_calls": 110, "total_day_charge": 45.07, "total_eve_minutes": 197.4,
+ "total_eve_calls": 99, "total_eve_charge": 16.78, "total_night_minutes": 244.7,
+ "total_night_calls": 91, "total_night_charge": 11.01, "total_intl_minutes": 10.0,
+ "total_intl_calls": 3, "total_intl_charge": 2.7, "number_customer_service_calls": 1}
+JSON
+  echo "  predict        curl -d @keel-data/customer.json http://$host:$port/predict/churn"
   echo "  MLflow scoring http://$host:$port/invocations/churn   OIP V2: http://$host:$port/v2/models/churn"
 fi
 echo "  metrics        http://$host:$port/metrics"

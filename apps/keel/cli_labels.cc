@@ -1,7 +1,5 @@
 // keel labels import: ground truth for logged predictions, from a CSV file,
 // sent to /labels in chunks (embedded store or a remote server).
-#include <charconv>
-#include <cmath>
 #include <iostream>
 
 #include "apps/keel/cli.h"
@@ -10,14 +8,36 @@
 namespace keel::cli {
 namespace {
 
-// A CSV label as a JSON scalar: numbers and true/false as such, anything else a string.
-std::string LabelJson(std::string_view text) {
-  double v = 0;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), v);
-  if (!text.empty() && ec == std::errc() && end == text.data() + text.size() && std::isfinite(v)) {
-    return std::string(text);
+// True when `t` is a number by JSON's grammar (no leading zeros, no "1." or ".5").
+bool IsJsonNumber(std::string_view t) {
+  size_t i = 0;
+  auto digits = [&] {
+    const size_t start = i;
+    while (i < t.size() && t[i] >= '0' && t[i] <= '9') ++i;
+    return i > start;
+  };
+  if (i < t.size() && t[i] == '-') ++i;
+  if (i < t.size() && t[i] == '0') {
+    ++i;
+  } else if (!digits()) {
+    return false;
   }
-  if (text == "true" || text == "false") return std::string(text);
+  if (i < t.size() && t[i] == '.') {
+    ++i;
+    if (!digits()) return false;
+  }
+  if (i < t.size() && (t[i] == 'e' || t[i] == 'E')) {
+    ++i;
+    if (i < t.size() && (t[i] == '+' || t[i] == '-')) ++i;
+    if (!digits()) return false;
+  }
+  return i == t.size();
+}
+
+// A CSV label as a JSON scalar: JSON numbers and true/false as such, anything
+// else (including "007" or "1.") a string.
+std::string LabelJson(std::string_view text) {
+  if (IsJsonNumber(text) || text == "true" || text == "false") return std::string(text);
   return JsonQuote(text);
 }
 
@@ -101,21 +121,19 @@ Status ImportLabels(const GlobalOptions& global, const ImportFlags& f) {
 void AddLabelCommands(CLI::App& app, GlobalOptions& global, Action& run) {
   auto* labels = app.add_subcommand("labels", "Ground-truth labels for logged predictions");
   labels->require_subcommand(1);
-  auto* import = labels->add_subcommand("import", "Import labels from a CSV file");
+  auto* import_cmd = labels->add_subcommand("import", "Import labels from a CSV file");
   auto flags = std::make_shared<ImportFlags>();
-  import->add_option("file", flags->file, "CSV file with a header row")->required();
-  import->add_option("--id-column", flags->id_column, "column holding the request id")
+  import_cmd->add_option("file", flags->file, "CSV file with a header row")->required();
+  import_cmd->add_option("--id-column", flags->id_column, "column holding the request id")
       ->capture_default_str();
-  import->add_option("--label-column", flags->label_column, "column holding the label")
+  import_cmd->add_option("--label-column", flags->label_column, "column holding the label")
       ->capture_default_str();
-  import->add_option("--chunk", flags->chunk, "labels per request")
+  import_cmd->add_option("--chunk", flags->chunk, "labels per request")
       ->check(CLI::Range(size_t{1}, size_t{100000}))
       ->capture_default_str();
-  import->callback([&run, &global, flags] {
-    run = [&global, flags]() -> Status { return ImportLabels(global, *flags);
-};
-}  // namespace keel::cli
-);
+  import_cmd->callback([&run, &global, flags] {
+    run = [&global, flags]() -> Status { return ImportLabels(global, *flags); };
+  });
 }
 
 }  // namespace keel::cli

@@ -21,6 +21,7 @@ struct ServerFlags {
   std::string default_alias = "champion";
   int poll_ms = 500;
   bool no_log = false;
+  bool lenient_inputs = false;
   std::string log_durability = "interval";
   double log_sample_rate = 1.0;
   int log_flush_ms = 200;
@@ -47,6 +48,9 @@ void AddCommonFlags(CLI::App* cmd, ServerFlags& f, int default_port) {
   cmd->add_option("--poll-ms", f.poll_ms, "how often served aliases are re-read")
       ->check(CLI::Range(10, 3600000))
       ->capture_default_str();
+  cmd->add_flag("--lenient-inputs", f.lenient_inputs,
+                "accept records with absent input fields (as missing values) and extra fields "
+                "(ignored); by default both are 400 naming the field");
   cmd->add_flag("--no-prediction-log", f.no_log, "do not log predictions");
   cmd->add_option("--log-durability", f.log_durability,
                   "interval: a crash loses at most the last flush interval of predictions; "
@@ -92,6 +96,7 @@ Status RunServer(const GlobalOptions& global, const ServerFlags& f, bool serving
   serving.engine.poll_interval = std::chrono::milliseconds(f.poll_ms);
   serving.engine.load_on_demand = !serving_only;
   serving.log_predictions = !f.no_log;
+  serving.lenient_inputs = f.lenient_inputs;
   serving.log.durability =
       f.log_durability == "strict" ? serve::Durability::kStrict : serve::Durability::kInterval;
   serving.log.sample_rate = f.log_sample_rate;

@@ -1,12 +1,12 @@
 // keel: one binary for the life of a model. Thin main: parse flags, call the library.
-#include <csignal>
-#include <fstream>
-#include <sstream>
-#include <cstdlib>
-#include <ctime>
-#include <iostream>
 #include <pwd.h>
 #include <unistd.h>
+#include <csignal>
+#include <cstdlib>
+#include <ctime>
+#include <fstream>
+#include <iostream>
+#include <sstream>
 
 #include "apps/keel/cli.h"
 #include "keel/core/util.h"
@@ -84,6 +84,7 @@ Result<std::unique_ptr<Transport>> Transport::Make(const GlobalOptions& options)
   app_options.artifact_root = options.artifact_root;
   app_options.read_connections = 1;
   app_options.anonymous_name = CurrentUser();
+  app_options.serving.log_predictions = false;  // the CLI answers no predictions
   KEEL_ASSIGN_OR_RETURN(auto app, api::App::Open(app_options));
   return std::unique_ptr<Transport>(std::make_unique<EmbeddedTransport>(std::move(app)));
 }

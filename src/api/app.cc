@@ -137,8 +137,14 @@ Result<std::unique_ptr<App>> App::Open(const AppOptions& options) {
   }
   serve::ServingEngine* engine = app->engine_.get();
   // An alias moved through this server is published before the call answers.
-  app->registry_->SetAliasObserver(
-      [engine](const std::string& name, const std::string&) { engine->Refresh(false, name); });
+  app->registry_->SetAliasObserver([engine](const std::string& name, const std::string&) {
+    try {
+      engine->Refresh(false, name);
+    } catch (const std::exception& e) {
+      // The alias change has committed; the follower's next poll publishes it.
+      std::cerr << "keel serve: refresh after alias change failed: " << e.what() << std::endl;
+    }
+  });
   KEEL_RETURN_IF_ERROR(app->engine_->Start());
   if (options.serving.log_predictions) {
     app->log_ =
@@ -148,18 +154,18 @@ Result<std::unique_ptr<App>> App::Open(const AppOptions& options) {
     m.AddGaugeCallback("keel_prediction_log_queue_depth",
                        "Prediction records waiting to be written.",
                        [log] { return static_cast<double>(log->queued()); });
-    m.AddGaugeCallback("keel_prediction_log_written_total",
-                       "Prediction records committed to the store.",
-                       [log] { return static_cast<double>(log->written()); });
-    m.AddGaugeCallback("keel_prediction_log_dropped_total",
-                       "Prediction records dropped because the queue was full.",
-                       [log] { return static_cast<double>(log->dropped()); });
-    m.AddGaugeCallback("keel_prediction_log_failed_total",
-                       "Prediction records lost to failed store writes.",
-                       [log] { return static_cast<double>(log->failed()); });
-    m.AddGaugeCallback("keel_prediction_log_sampled_out_total",
-                       "Predictions not logged because of the sampling rate.",
-                       [log] { return static_cast<double>(log->sampled_out()); });
+    m.AddCounterCallback("keel_prediction_log_written_total",
+                         "Prediction records committed to the store.",
+                         [log] { return static_cast<double>(log->written()); });
+    m.AddCounterCallback("keel_prediction_log_dropped_total",
+                         "Prediction records dropped because the queue was full.",
+                         [log] { return static_cast<double>(log->dropped()); });
+    m.AddCounterCallback("keel_prediction_log_failed_total",
+                         "Prediction records lost to failed store writes.",
+                         [log] { return static_cast<double>(log->failed()); });
+    m.AddCounterCallback("keel_prediction_log_sampled_out_total",
+                         "Predictions not logged because of the sampling rate.",
+                         [log] { return static_cast<double>(log->sampled_out()); });
   }
   m.AddGaugeCallback("keel_models_served", "References the serving engine follows.",
                      [engine] { return static_cast<double>(engine->size()); });

@@ -55,7 +55,9 @@ Status WithoutRoot(const Status& s, const std::filesystem::path& root) {
 serve::SourceResolver MakeSourceResolver(App& app) {
   return [&app](const registry::ModelVersion& v) -> Result<std::filesystem::path> {
     auto path = LocalPath(app, v.source);
-    if (!path.ok()) return path.status().WithContext("source " + v.source);
+    if (!path.ok()) {
+      return WithoutRoot(path.status().WithContext("source " + v.source), app.artifacts().root());
+    }
     if (!path->has_value()) {
       return FailedPrecondition("source " + v.source +
                                 " is not in this server's artifact store; keel serves models "

@@ -96,7 +96,7 @@ Status LogRows(App& app, const Deployment& d, std::string_view endpoint,
   std::vector<serve::PredictionRecord> records(batch.rows);
   for (size_t i = 0; i < batch.rows; ++i) {
     serve::PredictionRecord& r = records[i];
-    r.request_id = batch.rows == 1 ? request_id : request_id + "-" + std::to_string(i);
+    r.request_id = batch.single_record ? request_id : request_id + "-" + std::to_string(i);
     r.time_ms = time_ms;
     r.model = d.name;
     r.version = d.version;
@@ -113,17 +113,57 @@ bool WantRaw(App& app) {
   return log != nullptr && log->Sample();
 }
 
-// The decoded batch and outputs of the current request, reused per thread.
+// The decoded batch and outputs of the current request, reused per thread
+// (steady-state requests allocate nothing for them). A request that grew them
+// beyond kKeepBytes gives the memory back when it is done.
 struct Scratch {
   DecodedBatch batch;
   std::vector<float> out;
 };
-Scratch& ThreadScratch() {
-  thread_local Scratch scratch;
-  return scratch;
+constexpr size_t kKeepBytes = 16u << 20;
+
+class ScratchLease {
+ public:
+  ScratchLease() : s_(ThreadScratch()) {}
+  ~ScratchLease() {
+    if ((s_.batch.features.capacity() + s_.out.capacity()) * sizeof(float) > kKeepBytes ||
+        s_.batch.raw_rows.capacity() > (kKeepBytes >> 8)) {
+      s_ = Scratch();
+    }
+  }
+  ScratchLease(const ScratchLease&) = delete;
+  ScratchLease& operator=(const ScratchLease&) = delete;
+  Scratch& get() { return s_; }
+
+ private:
+  static Scratch& ThreadScratch() {
+    thread_local Scratch scratch;
+    return scratch;
+  }
+  Scratch& s_;
+};
+
+// Decode options for a request. Strict inputs (the default): every input
+// column must be given; /predict and V2 also refuse fields the model does
+// not have (MLflow's /invocations ignores extra columns, as MLflow does).
+serve::DecodeOptions OptionsFor(App& app, bool refuse_extra) {
+  serve::DecodeOptions options;
+  const bool strict = !app.options().serving.lenient_inputs;
+  options.require_all_columns = strict;
+  options.reject_unknown_columns = strict && refuse_extra;
+  options.want_raw = WantRaw(app);
+  return options;
 }
 
 // ---- keel /predict ----------------------------------------------------------
+
+// `body` without JSON whitespace at either end.
+std::string_view TrimJson(std::string_view body) {
+  auto space = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r'; };
+  while (!body.empty() && space(body.front())) body.remove_prefix(1);
+  while (!body.empty() && space(body.back())) body.remove_suffix(1);
+  return body;
+}
 
 Response Predict(App& app, const Request& req) {
   const auto start = Clock::now();
@@ -131,13 +171,19 @@ Response Predict(App& app, const Request& req) {
   auto d = ModelFor(app, req.tail);
   if (!d.ok()) return Response::Error(d.status());
   const Deployment& dep = **d;
-  Scratch& s = ThreadScratch();
-  serve::DecodeOptions options;
-  options.want_raw = WantRaw(app);
+  ScratchLease lease;
+  Scratch& s = lease.get();
+  serve::DecodeOptions options = OptionsFor(app, true);
+  // One record: the logged input is the body itself (valid once decoded), not
+  // a re-serialisation.
+  const std::string_view trimmed = TrimJson(req.body);
+  const bool log_body = options.want_raw && trimmed.starts_with('{');
+  if (log_body) options.want_raw = false;
   if (Status st = serve::DecodePredictBody(req.body, dep.model->pipeline, options, &s.batch);
       !st.ok()) {
     return WithModel(Response::Error(st), &dep);
   }
+  if (log_body) s.batch.raw_rows.assign(1, std::string(trimmed));
   Score(dep, s.batch, s.out);
   const std::string rid = app.NewRequestId();
   const std::string& output_name = dep.model->info.output_name;
@@ -196,9 +242,9 @@ Response Invocations(App& app, const Request& req) {
   auto d = ModelFor(app, req.tail);
   if (!d.ok()) return Response::Error(d.status());
   const Deployment& dep = **d;
-  Scratch& s = ThreadScratch();
-  serve::DecodeOptions options;
-  options.want_raw = WantRaw(app);
+  ScratchLease lease;
+  Scratch& s = lease.get();
+  const serve::DecodeOptions options = OptionsFor(app, false);
   if (Status st =
           serve::DecodeInvocations(*format, req.body, dep.model->pipeline, options, &s.batch);
       !st.ok()) {
@@ -237,11 +283,19 @@ Response Ping(App& app, const Request&) {
   return Response::Json("\n");
 }
 
+// 200 while every served reference answers; references whose alias points
+// at a version that failed to load are listed (they answer with the
+// previous version), so a probe reading the body sees the degradation.
 Response Health(App& app, const Request&) {
   if (!app.engine().Ready()) return Response::Error(Unavailable(NotReadyMessage(app)));
   Response r;
   r.content_type = "text/plain";
   r.body = "OK";
+  for (const auto& st : app.engine().Served()) {
+    if (st.failed_version.empty()) continue;
+    r.body += "\n" + st.ref + ": version " + st.failed_version + " failed to load (serving " +
+              st.version + "): " + st.last_error;
+  }
   return r;
 }
 
@@ -387,9 +441,9 @@ Response V2Infer(App& app, const Request& req) {
   auto d = V2Model(app, *path);
   if (!d.ok()) return V2ErrorOf(d.status());
   const Deployment& dep = **d;
-  Scratch& s = ThreadScratch();
-  serve::DecodeOptions options;
-  options.want_raw = WantRaw(app);
+  ScratchLease lease;
+  Scratch& s = lease.get();
+  const serve::DecodeOptions options = OptionsFor(app, true);
   serve::V2Request meta;
   if (Status st = serve::DecodeV2Infer(req.body, dep.model->pipeline,
                                        static_cast<size_t>(dep.model->predictor.num_features()),

@@ -422,6 +422,8 @@ struct Registry::Impl {
     std::variant<std::unique_ptr<CounterFamily>, std::unique_ptr<GaugeFamily>,
                  std::unique_ptr<HistogramFamily>, std::function<double()>>
         metric;
+    // For callbacks: the TYPE rendered ("gauge" or "counter").
+    const char* callback_type = "gauge";
   };
 
   std::mutex mu;
@@ -514,9 +516,18 @@ HistogramFamily& Registry::AddHistogram(std::string name, std::string help,
 void Registry::AddGaugeCallback(std::string name, std::string help, std::function<double()> read) {
   ValidateMetricName(name);
   if (!read) Fail("gauge callback \"" + name + "\": empty function");
-  impl_->Add(
-      std::make_unique<Impl::Entry>(Impl::Entry{std::move(name), std::move(help), std::move(read)}),
-      false);
+  impl_->Add(std::make_unique<Impl::Entry>(
+                 Impl::Entry{std::move(name), std::move(help), std::move(read), "gauge"}),
+             false);
+}
+
+void Registry::AddCounterCallback(std::string name, std::string help,
+                                  std::function<double()> read) {
+  ValidateMetricName(name);
+  if (!read) Fail("counter callback \"" + name + "\": empty function");
+  impl_->Add(std::make_unique<Impl::Entry>(
+                 Impl::Entry{std::move(name), std::move(help), std::move(read), "counter"}),
+             false);
 }
 
 // The registry's mutex is held only to snapshot the entry list (entries are
@@ -544,7 +555,7 @@ std::string Registry::Render() const {
     } else {
       const auto& read = std::get<std::function<double()>>(e->metric);
       double v = read();
-      AppendHeader(out, e->name, e->help, "gauge");
+      AppendHeader(out, e->name, e->help, e->callback_type);
       out += e->name;
       out += ' ';
       AppendValue(out, v);

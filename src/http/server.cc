@@ -2,6 +2,7 @@
 
 #include <utility>  // before asio: Boost 1.74's awaitable.hpp needs std::exchange
 
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -324,6 +325,12 @@ Server::Server(api::App& app, ServerOptions options)
 Server::~Server() { Stop(); }
 
 Status Server::Start() {
+  // Every connection is a descriptor: allow as many as the hard limit lets
+  // (the usual soft limit of 1024 is too few for thousands of keep-alive clients).
+  if (rlimit lim{}; ::getrlimit(RLIMIT_NOFILE, &lim) == 0 && lim.rlim_cur < lim.rlim_max) {
+    lim.rlim_cur = lim.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &lim);
+  }
   beast::error_code ec;
   auto address = asio::ip::make_address(impl_->options.host, ec);
   if (ec) return InvalidArgument("invalid host '" + impl_->options.host + "': " + ec.message());

@@ -6,6 +6,23 @@
 namespace keel::serve {
 namespace {
 
+// Messages name the version's source, never the server's own paths.
+Status WithSource(const Status& s, const std::filesystem::path& dir, const std::string& source) {
+  if (s.ok()) return s;
+  std::string message = s.message();
+  const std::string dir_text = dir.string();
+  if (dir_text.empty()) return s;
+  for (size_t at = 0; (at = message.find(dir_text, at)) != std::string::npos;) {
+    message.replace(at, dir_text.size(), source);
+    at += source.size();
+  }
+  return Status(s.code(), message);
+}
+
+// How long an on-demand load that failed is answered from memory before it
+// is tried again.
+constexpr int64_t kFailedAddRetryMs = 5000;
+
 bool AllDigits(std::string_view s) {
   return !s.empty() && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
 }
@@ -72,6 +89,11 @@ ServingEngine::ServingEngine(registry::RegistryService& registry, SourceResolver
     swaps_ = &metrics->AddCounter(
         "keel_model_swaps_total",
         "Times a served reference switched to another model version (hot swaps).", {"model"});
+    failed_ = &metrics->AddGauge(
+        "keel_model_load_failed",
+        "1 while a served reference points at a version that failed to load (the previous "
+        "version keeps answering).",
+        {"model", "ref"});
     info_ = &metrics->AddGauge("keel_model_info",
                                "1 for each served reference and the version it serves.",
                                {"model", "ref", "version"});
@@ -99,6 +121,7 @@ Status ServingEngine::LoadInto(Entry& entry, const registry::ModelVersion& versi
     entry.last_error = s.message();
     entry.last_error_ms = clock_.NowMillis();
     if (loads_) loads_->WithLabels({entry.ref.name, "failure"}).Inc();
+    if (failed_) failed_->WithLabels({entry.ref.name, entry.key}).Set(1);
     std::cerr << "keel serve: " << entry.key << ": version " << version.version
               << " not loaded: " << s.message() << std::endl;
     return s;
@@ -111,11 +134,13 @@ Status ServingEngine::LoadInto(Entry& entry, const registry::ModelVersion& versi
   auto path = resolve_(version);
   if (!path.ok()) return fail(path.status());
   auto loaded = model::LoadModelPackage(*path);
-  if (!loaded.ok()) return fail(loaded.status());
+  if (!loaded.ok()) return fail(WithSource(loaded.status(), *path, version.source));
   const model::LoadedModel& m = **loaded;
   // Warm-up: the registration check (input example scored, output finite),
   // then a few predictions so first requests meet warm caches.
-  if (Status s = model::CheckLoadedModel(m); !s.ok()) return fail(s);
+  if (Status s = model::CheckLoadedModel(m); !s.ok()) {
+    return fail(WithSource(s, *path, version.source));
+  }
   const size_t nf = static_cast<size_t>(m.predictor.num_features());
   const size_t no = static_cast<size_t>(m.predictor.num_outputs());
   if (m.pipeline.num_features() != nf) {
@@ -137,6 +162,7 @@ Status ServingEngine::LoadInto(Entry& entry, const registry::ModelVersion& versi
   d->outputs_per_row = no;
   std::shared_ptr<const Deployment> previous = entry.current.exchange(std::move(d));
   entry.failed_version.clear();
+  if (failed_) failed_->WithLabels({entry.ref.name, entry.key}).Set(0);
   if (loads_) loads_->WithLabels({entry.ref.name, "success"}).Inc();
   if (info_) {
     if (previous) info_->Remove({entry.ref.name, entry.key, previous->version});
@@ -159,17 +185,33 @@ Status ServingEngine::Add(std::string_view ref_text) {
     std::shared_lock<std::shared_mutex> lock(mu_);
     if (by_ref_.count(key)) return OkStatus();
     if (entries_.size() >= options_.max_models) {
-      return ResourceExhausted("already serving " + std::to_string(entries_.size()) +
-                               " models (the limit); cannot add " + key);
+      return Unavailable("already serving " + std::to_string(entries_.size()) +
+                         " models (the limit); cannot add " + key);
     }
+  }
+  const int64_t now = clock_.NowMillis();
+  if (auto it = failed_adds_.find(key); it != failed_adds_.end()) {
+    if (now - it->second.first < kFailedAddRetryMs) return it->second.second;
+    failed_adds_.erase(it);
   }
   auto entry = std::make_unique<Entry>();
   entry->ref = ref;
   entry->key = key;
-  KEEL_ASSIGN_OR_RETURN(registry::ModelVersion version, Lookup(ref));
-  KEEL_RETURN_IF_ERROR(
-      LoadInto(*entry, version)
-          .WithContext("cannot serve " + key + " (version " + version.version + ")"));
+  auto version = Lookup(ref);
+  // A version that exists but cannot be loaded is the server's problem, not
+  // the caller's: Unavailable (503), whatever the loader's code was.
+  Status loaded = version.status();
+  if (version.ok()) {
+    if (Status s = LoadInto(*entry, *version); !s.ok()) {
+      loaded = Unavailable("cannot serve " + key + " (version " + version->version +
+                           "): " + s.message());
+    }
+  }
+  if (!loaded.ok()) {
+    if (failed_adds_.size() > 1024) failed_adds_.clear();
+    failed_adds_[key] = {now, loaded};
+    return loaded;
+  }
   std::unique_lock<std::shared_mutex> lock(mu_);
   Entry* e = entry.get();
   entries_.push_back(std::move(entry));
@@ -190,7 +232,9 @@ ServingEngine::Entry* ServingEngine::Find(std::string_view ref_text) const {
     for (Entry* e : byname->second) {
       if (e->key == def) return e;
     }
-    if (byname->second.size() == 1) return byname->second.front();
+    // A replica started with one reference of this name answers the bare
+    // name with it; a server loading on demand means name@default_alias.
+    if (!options_.load_on_demand && byname->second.size() == 1) return byname->second.front();
     return nullptr;
   }
   auto parsed = ModelRef::Parse(ref_text, options_.default_alias);
@@ -236,7 +280,14 @@ void ServingEngine::Refresh(bool force, std::string_view only_name) {
     auto version = Lookup(e->ref);
     if (!version.ok()) continue;  // alias deleted or store busy: keep serving what we have
     std::shared_ptr<const Deployment> current = e->current.load();
-    if (current && current->version == version->version) continue;
+    if (current && current->version == version->version) {
+      // The alias came back to what is served: a failed version is no longer pending.
+      if (!e->failed_version.empty()) {
+        e->failed_version.clear();
+        if (failed_) failed_->WithLabels({e->ref.name, e->key}).Set(0);
+      }
+      continue;
+    }
     if (!force && e->failed_version == version->version) continue;
     LoadInto(*e, *version).IgnoreError();  // counted and logged; the old version keeps serving
   }
@@ -275,7 +326,12 @@ void ServingEngine::FollowLoop() {
     if (follow_stop_) break;
     follow_notified_ = false;
     lock.unlock();
-    Refresh(false);
+    try {
+      Refresh(false);
+    } catch (const std::exception& e) {
+      // A store or allocation failure must not take the server down; the next poll retries.
+      std::cerr << "keel serve: alias check failed: " << e.what() << std::endl;
+    }
     lock.lock();
   }
 }

@@ -426,6 +426,21 @@ class Encoder {
     if (named_once) return InvalidArgument("field " + Quoted(name) + reason);
     return InvalidArgument(Where{row, name}.ToString() + reason);
   }
+  // With require_all_columns: every input column must be among the `named`
+  // ones (a request's column names, a CSV header, V2 tensor names).
+  Status RequireAll(ColumnFlags& named) {
+    if (!o_.require_all_columns) return OkStatus();
+    for (size_t c = 0; c < cols_.size(); ++c) {
+      if (!named[c]) return AbsentError(cols_[c].name, nullptr);
+    }
+    return OkStatus();
+  }
+  Status AbsentError(std::string_view name, const size_t* row) const {
+    std::string where = row ? "row " + std::to_string(*row) + ", field " : "field ";
+    return InvalidArgument(where + Quoted(name) +
+                           " is missing: every input of the model must be given "
+                           "(null for a missing value)");
+  }
   // ColumnOf and Unknown.
   Result<int> Column(std::string_view name, size_t expected, size_t row, bool named_once) {
     const int c = ColumnOf(name, expected);
@@ -457,10 +472,13 @@ class Encoder {
       EncodeStats one;
       KEEL_RETURN_IF_ERROR(Value(col, kv.value, row, &one, Where{r, cols_[col].name}));
       out_->stats.unknown += one.unknown;
-      present[col] = one.missing == 0;
+      present[col] = one.missing == 0 ? 3 : 1;  // bit 0: given; bit 1: not missing
     }
     if (raw != nullptr) *raw += '}';
-    for (size_t c = 0; c < n; ++c) out_->stats.missing += !present[c];
+    for (size_t c = 0; c < n; ++c) {
+      if (o_.require_all_columns && !(present[c] & 1)) return AbsentError(cols_[c].name, &r);
+      out_->stats.missing += !(present[c] & 2);
+    }
     return OkStatus();
   }
 
@@ -680,6 +698,7 @@ Status DecodeDataframeSplit(element split, Encoder& enc) {
     s.column_of_field.push_back(c);
     s.names.push_back(name);
   }
+  KEEL_RETURN_IF_ERROR(enc.RequireAll(named));
   const size_t width = s.names.size();
   const size_t absent = cols.size() - given;
   KEEL_RETURN_IF_ERROR(enc.SetRows(data.size()));
@@ -797,6 +816,7 @@ Status DecodeColumnar(object columns, Encoder& enc) {
     s.column_of_field.push_back(c);
     s.names.push_back(kv.key);
   }
+  KEEL_RETURN_IF_ERROR(enc.RequireAll(named));
   KEEL_RETURN_IF_ERROR(enc.SetRows(rows));
   enc.BeginColumns();
   size_t f = 0;
@@ -917,6 +937,7 @@ Status DecodeCsv(std::string_view body, Encoder& enc) {
     }
     s.column_of_field.push_back(c);
   }
+  KEEL_RETURN_IF_ERROR(enc.RequireAll(named));
   KEEL_RETURN_IF_ERROR(enc.SetRows(0));
   DecodedBatch* out = enc.out();
   for (size_t r = 0;; ++r) {
@@ -1329,6 +1350,7 @@ Status DecodeV2(std::string_view body, size_t num_model_features, Encoder& enc, 
     }
     ++index;
   }
+  KEEL_RETURN_IF_ERROR(enc.RequireAll(named));
   KEEL_RETURN_IF_ERROR(enc.SetRows(rows));
   enc.BeginColumns();
   for (element e : inputs) {

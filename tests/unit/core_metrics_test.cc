@@ -342,6 +342,22 @@ TEST(Render, FamiliesInRegistrationOrder) {
                                              "# TYPE mid gauge"}));
 }
 
+TEST(Render, CounterCallbackRendersAsCounter) {
+  Registry r;
+  uint64_t written = 41;
+  r.AddCounterCallback("keel_prediction_log_written_total", "Records committed.",
+                       [&] { return static_cast<double>(written); });
+  written = 42;
+  EXPECT_EQ(r.Render(),
+            "# HELP keel_prediction_log_written_total Records committed.\n"
+            "# TYPE keel_prediction_log_written_total counter\n"
+            "keel_prediction_log_written_total 42\n");
+  EXPECT_THROW(
+      r.AddCounterCallback("keel_prediction_log_written_total", "again", [] { return 0.0; }),
+      std::invalid_argument);
+  EXPECT_THROW(r.AddCounterCallback("ok_total", "empty", nullptr), std::invalid_argument);
+}
+
 TEST(Render, GaugeCallbackIsReadAtEachRender) {
   Registry r;
   int depth = 3;

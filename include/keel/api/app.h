@@ -90,6 +90,9 @@ struct ServingOptions {
   // Only the serving, health and metrics routes (keel serve); otherwise the
   // MLflow tracking, registry and artifact APIs too (keel server).
   bool serving_only = false;
+  // Accept records with absent input fields (encoded as missing) and extra
+  // fields (ignored). Off: such requests are 400 naming the field.
+  bool lenient_inputs = false;
   bool log_predictions = true;
   serve::PredictionLogOptions log;
 };

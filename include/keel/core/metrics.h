@@ -102,6 +102,9 @@ class Registry {
                                 std::vector<std::string> label_names, std::vector<double> bounds);
   // A label-less gauge read at Render time.
   void AddGaugeCallback(std::string name, std::string help, std::function<double()> read);
+  // A label-less counter read at Render time: `read` must never decrease
+  // (e.g. a count kept by another component).
+  void AddCounterCallback(std::string name, std::string help, std::function<double()> read);
 
   // Families in registration order; within a family, series in order of
   // first use. Label values are escaped (\\, \", \n); values print as

@@ -13,9 +13,11 @@
 //   d->model->predictor.PredictBatch(x, n, out);          // d stays valid while held
 //
 // Model references: "name@alias" follows the alias; "name/3" pins version 3;
-// "name" means "name@<default_alias>". Get() accepts all three forms and
-// also a bare name when exactly one served reference has that name (so
-// `keel serve churn@staging` answers /predict/churn).
+// "name" means "name@<default_alias>". Get() accepts all three forms;
+// without load_on_demand it also takes a bare name when exactly one served
+// reference has that name (so `keel serve churn@staging` answers
+// /predict/churn). With load_on_demand, a reference that failed to load is
+// answered with the same error for 5 s before it is tried again.
 //
 // Hot swap: a served alias is checked every poll_interval, at once after
 // Notify(), and synchronously by Refresh() (keel server calls it after each
@@ -26,8 +28,9 @@
 // hold the previous Deployment finish on it; the old model is freed when the
 // last holder drops it. A version that fails to load or warm up is never
 // published: the previous deployment keeps serving, the failure is counted
-// (keel_model_loads_total{result="failure"}) and reported in Served(); that
-// version is not retried until the alias moves again or Refresh(force).
+// (keel_model_loads_total{result="failure"}, keel_model_load_failed = 1)
+// and reported in Served(); that version is not retried until the alias
+// moves away and back, or Refresh(force).
 //
 // Threads: Get, Add, Served and Notify are thread-safe. `mu_` (shared)
 // guards the entry table; each entry's deployment is a
@@ -166,6 +169,9 @@ class ServingEngine {
   metrics::CounterFamily* loads_ = nullptr;  // {model, result}
   metrics::CounterFamily* swaps_ = nullptr;  // {model}
   metrics::GaugeFamily* info_ = nullptr;     // {model, ref, version} = 1
+  metrics::GaugeFamily* failed_ = nullptr;   // {model, ref} = 1 while a load is failing
+  // On-demand Adds that failed: key -> (when, why); guarded by load_mu_.
+  std::unordered_map<std::string, std::pair<int64_t, keel::Status>> failed_adds_;
 };
 
 }  // namespace keel::serve

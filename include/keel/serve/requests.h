@@ -17,7 +17,8 @@
 // Column matching (all formats that name columns): by exact name against
 // pipeline.input_columns(); unknown names are ignored (counted in
 // DecodedBatch::ignored_columns) unless DecodeOptions::reject_unknown_columns;
-// absent columns are missing values (data::EncodeStats::missing). Positional
+// absent columns are missing values (data::EncodeStats::missing) unless
+// DecodeOptions::require_all_columns. Positional
 // rows (JSON arrays without column names, CSV without ...) must have exactly
 // one value per input column, in input_columns() order. Value rules are the
 // pipeline's (pipeline.h): NaN/Infinity are not JSON and are refused as
@@ -45,6 +46,9 @@ namespace keel::serve {
 struct DecodeOptions {
   bool want_raw = false;                // fill DecodedBatch::raw_rows
   bool reject_unknown_columns = false;  // unknown column names are InvalidArgument
+  // Every input column must be given (an absent field or column is
+  // InvalidArgument naming it; JSON null still means a missing value).
+  bool require_all_columns = false;
   size_t max_rows = 1u << 20;
 };
 

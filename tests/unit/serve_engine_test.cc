@@ -1,0 +1,221 @@
+// ServingEngine: references, hot swap by alias, failed loads, on-demand
+// loading, concurrent readers during swaps; on a real SQLite registry and
+// real keel-linear packages in a temporary directory.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <fstream>
+#include <thread>
+
+#include "keel/registry/registry.h"
+#include "keel/serve/engine.h"
+#include "test_util.h"
+
+namespace keel::serve {
+namespace {
+namespace fs = std::filesystem;
+using testing::TempDir;
+
+// A binary keel-linear model over one feature x: p = sigmoid(w * x).
+model::PackageContents Linear(double w) {
+  model::PackageContents c;
+  c.model_bytes = R"({"keel_linear": 1, "task": "binary", "num_features": 1, "weights": [)" +
+                  std::to_string(w) + R"(], "bias": [0], "feature_names": ["x"]})";
+  c.info.format = "keel-linear";
+  c.info.task = "binary";
+  c.info.output_name = "p";
+  c.input_example_json = R"({"columns": ["x"], "data": [[1.0]]})";
+  return c;
+}
+
+class EngineTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    db_ = testing::OpenTestDb(dir_);
+    ASSERT_NE(db_, nullptr);
+    registry_ = std::make_unique<registry::RegistryService>(*db_, clock_);
+    ASSERT_TRUE(registry_->CreateRegisteredModel("m", {}, "").ok());
+  }
+
+  // Registers a package as source "test:/pkgN" (the resolver maps it into
+  // the temporary directory) and returns the version.
+  std::string AddVersion(double w) {
+    const std::string name = "pkg" + std::to_string(++packages_);
+    fs::path dir = dir_.path() / name;
+    EXPECT_TRUE(model::WriteModelPackage(dir, Linear(w)).ok());
+    auto v = registry_->CreateModelVersion({.name = "m", .source = "test:/" + name});
+    EXPECT_TRUE(v.ok()) << v.status().ToString();
+    return v->version;
+  }
+  // A version whose source directory holds a corrupt model file.
+  std::string AddBrokenVersion() {
+    const std::string name = "pkg" + std::to_string(++packages_);
+    fs::path dir = dir_.path() / name;
+    EXPECT_TRUE(model::WriteModelPackage(dir, Linear(1)).ok());
+    auto v = registry_->CreateModelVersion({.name = "m", .source = "test:/" + name});
+    for (const auto& f : fs::directory_iterator(dir)) {
+      if (f.path().extension() == ".json" && f.path().filename() != "input_example.json") {
+        std::ofstream(f.path()) << "{broken";
+      }
+    }
+    return v->version;
+  }
+  void Alias(const std::string& version) {
+    ASSERT_TRUE(registry_->SetAlias("m", "champion", version, {}).ok());
+  }
+  // One engine per metrics registry (names register once): later engines in
+  // a test pass nullptr.
+  std::unique_ptr<ServingEngine> Engine(EngineOptions options = {},
+                                        metrics::Registry* metrics = nullptr,
+                                        bool own_metrics = true) {
+    if (own_metrics && metrics == nullptr) metrics = &metrics_;
+    SourceResolver resolve = [this](const registry::ModelVersion& v) -> Result<fs::path> {
+      return dir_.path() / v.source.substr(6);  // "test:/pkgN"
+    };
+    return std::make_unique<ServingEngine>(*registry_, resolve, clock_, metrics, options);
+  }
+  float Predict(ServingEngine& e, std::string_view ref, float x) {
+    auto d = e.Get(ref);
+    EXPECT_TRUE(d.ok()) << d.status().ToString();
+    float out = 0;
+    (*d)->model->predictor.PredictRow(&x, &out);
+    return out;
+  }
+
+  TempDir dir_;
+  ManualClock clock_{1700000000000};
+  std::unique_ptr<store::Database> db_;
+  std::unique_ptr<registry::RegistryService> registry_;
+  metrics::Registry metrics_;
+  int packages_ = 0;
+};
+
+TEST(ModelRefTest, Parse) {
+  auto r = ModelRef::Parse("churn@champion", "x");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->ToString(), "churn@champion");
+  r = ModelRef::Parse("churn/007", "x");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->version, "7");
+  EXPECT_EQ(r->ToString(), "churn/7");
+  r = ModelRef::Parse("churn", "champion");
+  ASSERT_TRUE(r.ok());
+  EXPECT_EQ(r->ToString(), "churn@champion");
+  for (const char* bad : {"", "@a", "m@", "m/", "m/x", "m/-1", "m@a/1", "/3"}) {
+    EXPECT_FALSE(ModelRef::Parse(bad, "champion").ok()) << bad;
+  }
+}
+
+TEST_F(EngineTest, FollowsTheAliasAndSwaps) {
+  const std::string v1 = AddVersion(1.0), v2 = AddVersion(-1.0);
+  Alias(v1);
+  auto e = Engine();
+  ASSERT_OK(e->Add("m@champion"));
+  EXPECT_GT(Predict(*e, "m", 2.0f), 0.5f);
+  EXPECT_GT(Predict(*e, "m@champion", 2.0f), 0.5f);
+  auto held = e->Get("m");  // a request in flight keeps its version
+  Alias(v2);
+  e->Refresh();
+  EXPECT_LT(Predict(*e, "m", 2.0f), 0.5f);
+  EXPECT_EQ((*e->Get("m"))->version, v2);
+  EXPECT_EQ((*held)->version, v1);
+  float out = 0, x = 2.0f;
+  (*held)->model->predictor.PredictRow(&x, &out);
+  EXPECT_GT(out, 0.5f);
+  auto served = e->Served();
+  ASSERT_EQ(served.size(), 1u);
+  EXPECT_EQ(served[0].swaps, 1u);
+  EXPECT_EQ(served[0].loads, 2u);
+  // Not served, not loadable on demand.
+  EXPECT_EQ(e->Get("m/1").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(e->Get("other").status().code(), StatusCode::kNotFound);
+}
+
+TEST_F(EngineTest, FailedVersionNeverReplacesAWorkingOne) {
+  const std::string good = AddVersion(1.0), broken = AddBrokenVersion();
+  Alias(good);
+  auto e = Engine();
+  ASSERT_OK(e->Add("m@champion"));
+  Alias(broken);
+  e->Refresh();
+  EXPECT_EQ((*e->Get("m"))->version, good);
+  auto served = e->Served();
+  EXPECT_EQ(served[0].failed_version, broken);
+  EXPECT_EQ(served[0].failures, 1u);
+  EXPECT_EQ(served[0].last_error.find(dir_.path().string()), std::string::npos)
+      << "server paths leak: " << served[0].last_error;
+  EXPECT_TRUE(e->Ready());
+  e->Refresh();  // not retried while the alias stays
+  EXPECT_EQ(e->Served()[0].failures, 1u);
+  // Away and back: the version is tried again.
+  Alias(good);
+  e->Refresh();
+  EXPECT_TRUE(e->Served()[0].failed_version.empty());
+  Alias(broken);
+  e->Refresh();
+  EXPECT_EQ(e->Served()[0].failures, 2u);
+  const std::string text = metrics_.Render();
+  EXPECT_NE(text.find("keel_model_load_failed{model=\"m\",ref=\"m@champion\"} 1"),
+            std::string::npos)
+      << text;
+  // A first load that fails is an error; nothing is added.
+  auto e2 = Engine({}, nullptr, false);
+  EXPECT_FALSE(e2->Add("m@champion").ok());
+  EXPECT_EQ(e2->size(), 0u);
+}
+
+TEST_F(EngineTest, OnDemandLoadingAndBareNames) {
+  const std::string v1 = AddVersion(1.0), v2 = AddVersion(-1.0);
+  Alias(v2);
+  EngineOptions options;
+  options.load_on_demand = true;
+  auto e = Engine(options);
+  // A pinned version first: a bare name still means name@champion.
+  EXPECT_EQ((*e->Get("m/" + v1))->version, v1);
+  EXPECT_EQ((*e->Get("m"))->version, v2);
+  EXPECT_EQ(e->size(), 2u);
+  EXPECT_EQ(e->Get("nosuch").status().code(), StatusCode::kNotFound);
+  EXPECT_EQ(e->Get("m@nosuch").status().code(), StatusCode::kNotFound);
+  // Without on-demand loading, one served reference answers its bare name.
+  auto replica = Engine({}, nullptr, false);
+  ASSERT_OK(replica->Add("m/" + v1));
+  EXPECT_EQ((*replica->Get("m"))->version, v1);
+}
+
+TEST_F(EngineTest, ReadersDuringSwapsAlwaysSeeAWholeModel) {
+  const std::string v1 = AddVersion(1.0), v2 = AddVersion(-1.0);
+  Alias(v1);
+  auto e = Engine();
+  ASSERT_OK(e->Add("m@champion"));
+  std::atomic<bool> stop{false};
+  std::atomic<int> bad{0}, reads{0};
+  std::vector<std::thread> readers;
+  for (int t = 0; t < 3; ++t) {
+    readers.emplace_back([&] {
+      while (!stop) {
+        auto d = e->Get("m");
+        if (!d.ok()) {
+          ++bad;
+          continue;
+        }
+        float x = 2.0f, out = 0;
+        (*d)->model->predictor.PredictRow(&x, &out);
+        const bool positive = out > 0.5f;
+        if (positive != ((*d)->version == v1)) ++bad;
+        ++reads;
+      }
+    });
+  }
+  for (int i = 0; i < 50; ++i) {
+    Alias(i % 2 ? v1 : v2);
+    e->Refresh();
+  }
+  stop = true;
+  for (auto& t : readers) t.join();
+  EXPECT_EQ(bad.load(), 0);
+  EXPECT_GT(reads.load(), 0);
+  EXPECT_EQ(e->Served()[0].swaps, 50u);
+}
+
+}  // namespace
+}  // namespace keel::serve
