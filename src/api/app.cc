@@ -34,6 +34,20 @@ Response Response::Error(const Status& status) {
   return r;
 }
 
+Response Response::ErrorFor(std::string_view path, const Status& status) {
+  if (path != "/v2" && !path.starts_with("/v2/")) return Error(status);
+  JsonWriter w;
+  w.BeginObject();
+  w.Key("error");
+  w.String(status.message());
+  w.EndObject();
+  Response r = Json(std::move(w).Take(), HttpStatusOf(status));
+  if (status.code() == StatusCode::kUnauthenticated) {
+    r.headers.emplace_back("WWW-Authenticate", "Basic realm=\"keel\", Bearer");
+  }
+  return r;
+}
+
 namespace {
 
 Response Version(App&, const Request&) {
@@ -265,19 +279,20 @@ Response App::Dispatch(Request request) {
   if (match.route == nullptr) {
     std::string message = "No API endpoint at " + request.method + " " + request.path;
     if (match.path_known) {
-      Response r = Response::Error(
+      Response r = Response::ErrorFor(
+          request.path,
           InvalidArgument(message + " (method not allowed)").WithMlflowCode("ENDPOINT_NOT_FOUND"));
       r.status = 405;
       return r;
     }
-    return Response::Error(NotFound(message).WithMlflowCode("ENDPOINT_NOT_FOUND"));
+    return Response::ErrorFor(request.path, NotFound(message).WithMlflowCode("ENDPOINT_NOT_FOUND"));
   }
   Status auth = Authorize(*match.route, request);
-  if (!auth.ok()) return Response::Error(auth);
+  if (!auth.ok()) return Response::ErrorFor(request.path, auth);
   if (match.route->precheck) {
     request.tail = match.tail;
     Status pre = match.route->precheck(*this, request);
-    if (!pre.ok()) return Response::Error(pre);
+    if (!pre.ok()) return Response::ErrorFor(request.path, pre);
   }
   return Run(match, request);
 }

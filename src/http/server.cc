@@ -205,7 +205,7 @@ struct Server::Impl {
     std::string_view endpoint = "unmatched";
     auto reject = [&](const Status& s) -> asio::awaitable<bool> {
       app.CountRejected(endpoint, HttpStatusOf(s));
-      co_await Send(stream, api::Response::Error(s), version, keep_alive && !has_body);
+      co_await Send(stream, api::Response::ErrorFor(req.path, s), version, keep_alive && !has_body);
       co_return keep_alive && !has_body;
     };
     if (bad_target) {
@@ -235,11 +235,13 @@ struct Server::Impl {
                                                                       : options.max_body_bytes;
     if (header.content_length() && *header.content_length() > limit) {
       app.CountRejected(endpoint, 413);
-      co_await Send(stream,
-                    api::Response::Error(ResourceExhausted(
-                        "request body of " + std::to_string(*header.content_length()) +
-                        " bytes exceeds the limit of " + std::to_string(limit) + " bytes")),
-                    version, false);
+      co_await Send(
+          stream,
+          api::Response::ErrorFor(
+              req.path,
+              ResourceExhausted("request body of " + std::to_string(*header.content_length()) +
+                                " bytes exceeds the limit of " + std::to_string(limit) + " bytes")),
+          version, false);
       co_return false;
     }
 
@@ -280,11 +282,12 @@ struct Server::Impl {
     if (ec) {
       if (ec == bhttp::error::body_limit) {
         app.CountRejected(endpoint, 413);
-        co_await Send(stream,
-                      api::Response::Error(
-                          ResourceExhausted("request body exceeds the limit of " +
+        co_await Send(
+            stream,
+            api::Response::ErrorFor(
+                req.path, ResourceExhausted("request body exceeds the limit of " +
                                             std::to_string(options.max_body_bytes) + " bytes")),
-                      version, false);
+            version, false);
       }
       co_return false;
     }

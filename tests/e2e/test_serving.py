@@ -102,6 +102,49 @@ def download_package(k, name, version, dest):
     return Reference(os.path.join(dest, "model.json"), os.path.join(dest, "keel", "pipeline.json"))
 
 
+class Load:
+    """Clients posting one record to /predict/churn in a loop, until stop().
+
+    answered: (request_id, sent at, answered at, body) per 200 answer;
+    errors: bodies of other answers; exceptions: a client's transport error
+    (that client then stops: the server was killed or is shutting down).
+    """
+
+    def __init__(self, url, rec, clients=4):
+        self.url, self.body = url + "/predict/churn", json.dumps(rec)
+        self.answered, self.errors, self.exceptions = [], [], []
+        self.lock = threading.Lock()
+        self.done = threading.Event()
+        self.threads = [threading.Thread(target=self.client) for _ in range(clients)]
+        for t in self.threads:
+            t.start()
+
+    def client(self):
+        with requests.Session() as s:
+            while not self.done.is_set():
+                t0 = time.monotonic()
+                try:
+                    r = s.post(self.url, data=self.body,
+                               headers={"Content-Type": "application/json"}, timeout=30)
+                except requests.RequestException as e:
+                    with self.lock:
+                        self.exceptions.append(repr(e))
+                    return
+                t1 = time.monotonic()
+                with self.lock:
+                    if r.status_code == 200:
+                        b = r.json()
+                        self.answered.append((b["request_id"], t0, t1, b))
+                    else:
+                        self.errors.append(r.text)
+
+    def stop(self):
+        self.done.set()
+        for t in self.threads:
+            t.join()
+        return self
+
+
 class ServingCase(unittest.TestCase):
     """One keel server with churn versions 1 (20 trees) and 2 (40 trees); champion -> 1."""
 
@@ -513,32 +556,10 @@ class HotSwapTest(ServingCase):
     def test_alias_moves_under_load(self):
         rec = records(1, 11)[0]
         want = {str(v): self.ref[v].predict([rec])[0] for v in (1, 2)}
-        stop = threading.Event()
-        results, failures = [], []
         # Alias timeline: (call started, call returned, version); the server
         # publishes the new version before the alias call answers.
         timeline = [(0.0, 0.0, "1")]
-
-        def client():
-            s = requests.Session()
-            while not stop.is_set():
-                t0 = time.monotonic()
-                try:
-                    r = s.post(self.url("/predict/churn"), data=json.dumps(rec),
-                               headers={"Content-Type": "application/json"}, timeout=30)
-                except requests.RequestException as e:
-                    failures.append(repr(e))
-                    continue
-                t1 = time.monotonic()
-                if r.status_code != 200:
-                    failures.append(r.text)
-                    continue
-                b = r.json()
-                results.append((t0, t1, b["model_version"], b["churn_probability"]))
-
-        threads = [threading.Thread(target=client) for _ in range(4)]
-        for t in threads:
-            t.start()
+        load = Load(self.k.url, rec)
         time.sleep(0.3)
         for i in range(100):
             v = "2" if i % 2 == 0 else "1"
@@ -549,23 +570,24 @@ class HotSwapTest(ServingCase):
         set_alias(self.k, "churn", "champion", 1)
         timeline.append((time.monotonic(), time.monotonic(), "1"))
         time.sleep(0.2)
-        stop.set()
-        for t in threads:
-            t.join()
-        self.assertEqual(failures, [])
-        self.assertGreater(len(results), 200)
+        load.stop()
+        self.assertEqual(load.exceptions, [])
+        self.assertEqual(load.errors, [])
+        self.assertGreater(len(load.answered), 200)
         # v was possibly current from its call's start to the next call's return.
         spans = [(timeline[i][0], timeline[i + 1][1] if i + 1 < len(timeline) else math.inf,
                   timeline[i][2]) for i in range(len(timeline))]
         stale = []
-        for t0, t1, v, p in results:
+        for _, t0, t1, b in load.answered:
+            v, p = b["model_version"], b["churn_probability"]
             self.assertLess(abs(p - want[v]), 1e-6, (v, p))
             if not any(s <= t1 and t0 <= e and sv == v for s, e, sv in spans):
                 stale.append((t0, t1, v))
         self.assertEqual(stale, [])
-        self.assertEqual({v for _, _, v, _ in results}, {"1", "2"})
+        self.assertEqual({b["model_version"] for *_, b in load.answered}, {"1", "2"})
         metrics = self.s.get(self.url("/metrics")).text
-        swaps = [l for l in metrics.splitlines() if l.startswith('keel_model_swaps_total{model="churn"}')]
+        swaps = [line for line in metrics.splitlines()
+                 if line.startswith('keel_model_swaps_total{model="churn"}')]
         self.assertTrue(swaps and float(swaps[0].split()[-1]) >= 100, swaps)
 
     def test_failed_version_never_replaces_a_working_one(self):
@@ -684,39 +706,18 @@ class DurabilityTest(ServingCase):
     server_args = ["--log-durability", "strict", "--poll-ms", "50"]
 
     def test_strict_log_survives_sigkill(self):
-        rec = records(1, 31)[0]
-        answered = []
-        lock = threading.Lock()
-        stop = threading.Event()
-
-        def client():
-            s = requests.Session()
-            while not stop.is_set():
-                try:
-                    r = s.post(self.url("/predict/churn"), data=json.dumps(rec),
-                               headers={"Content-Type": "application/json"}, timeout=10)
-                except requests.RequestException:
-                    return
-                if r.status_code == 200:
-                    with lock:
-                        answered.append(r.json()["request_id"])
-
-        threads = [threading.Thread(target=client) for _ in range(4)]
-        for t in threads:
-            t.start()
+        load = Load(self.k.url, records(1, 31)[0])
         time.sleep(1.5)
         self.k.kill()
-        stop.set()
-        for t in threads:
-            t.join()
+        load.stop()
+        answered = [a[0] for a in load.answered]
         self.assertGreater(len(answered), 50)
         with self.db() as db:
             logged = {row[0] for row in db.execute("SELECT request_id FROM predictions")}
-        missing = [a for a in answered if a not in logged]
-        self.assertEqual(missing, [])
+        self.assertEqual([a for a in answered if a not in logged], [])
         # The server restarts on the same data and serves again.
         self.k.start()
-        self.assertEqual(self.post_json("/predict/churn", rec).status_code, 200)
+        self.assertEqual(self.post_json("/predict/churn", records(1, 31)[0]).status_code, 200)
 
 
 class GracefulShutdownTest(ServingCase):
@@ -725,36 +726,13 @@ class GracefulShutdownTest(ServingCase):
     server_args = ["--log-flush-ms", "60000", "--poll-ms", "50"]
 
     def test_sigterm_drains_and_flushes_the_log(self):
-        rec = records(1, 41)[0]
-        answered, errors = [], []
-        lock = threading.Lock()
-        stop = threading.Event()
-
-        def client():
-            s = requests.Session()
-            while not stop.is_set():
-                try:
-                    r = s.post(self.url("/predict/churn"), data=json.dumps(rec),
-                               headers={"Content-Type": "application/json"}, timeout=10)
-                except requests.ConnectionError:
-                    return  # the listener closed: expected once stopping
-                with lock:
-                    if r.status_code == 200:
-                        answered.append(r.json()["request_id"])
-                    else:
-                        errors.append(r.text)
-            s.close()
-
-        threads = [threading.Thread(target=client) for _ in range(4)]
-        for t in threads:
-            t.start()
+        load = Load(self.k.url, records(1, 41)[0])
         time.sleep(1.0)
         # Nothing has been flushed yet (60 s interval); SIGTERM must drain and flush.
         self.assertEqual(self.k.stop(), 0)
-        stop.set()
-        for t in threads:
-            t.join()
-        self.assertEqual(errors, [])
+        load.stop()
+        self.assertEqual(load.errors, [])
+        answered = [a[0] for a in load.answered]
         self.assertGreater(len(answered), 50)
         with self.db() as db:
             logged = {row[0] for row in db.execute("SELECT request_id FROM predictions")}
@@ -787,41 +765,19 @@ class IntervalDurabilityTest(ServingCase):
     server_args = ["--log-flush-ms", "200", "--poll-ms", "50"]
 
     def test_sigkill_loses_at_most_the_last_interval(self):
-        rec = records(1, 51)[0]
-        answered = []  # (request_id, time the answer arrived)
-        lock = threading.Lock()
-        stop = threading.Event()
-
-        def client():
-            s = requests.Session()
-            while not stop.is_set():
-                try:
-                    r = s.post(self.url("/predict/churn"), data=json.dumps(rec),
-                               headers={"Content-Type": "application/json"}, timeout=10)
-                except requests.RequestException:
-                    return
-                if r.status_code == 200:
-                    with lock:
-                        answered.append((r.json()["request_id"], time.monotonic()))
-            s.close()
-
-        threads = [threading.Thread(target=client) for _ in range(4)]
-        for t in threads:
-            t.start()
+        load = Load(self.k.url, records(1, 51)[0])
         time.sleep(2.0)
         killed_at = time.monotonic()
         self.k.kill()
-        stop.set()
-        for t in threads:
-            t.join()
+        load.stop()
         with self.db() as db:
             logged = {row[0] for row in db.execute("SELECT request_id FROM predictions")}
-        missing = [(rid, at) for rid, at in answered if rid not in logged]
+        missing = [(rid, at) for rid, _, at, _ in load.answered if rid not in logged]
         # Lost records were answered within the last flush interval (200 ms), plus
         # the commit in progress and scheduling slack on a shared machine.
         old = [(rid, round(killed_at - at, 3)) for rid, at in missing if killed_at - at > 1.0]
         self.assertEqual(old, [])
-        self.assertGreater(len(answered) - len(missing), 100)
+        self.assertGreater(len(load.answered) - len(missing), 100)
         self.k.start()
 
 
@@ -872,7 +828,12 @@ class AuthTest(ServingCase):
         self.assertEqual(r.json(), {"matched": 1, "unknown_request_ids": []})
         for path in ("/health", "/ping", "/metrics", "/v2/health/ready"):
             self.assertEqual(self.s.get(self.url(path)).status_code, 200, path)
-        self.assertEqual(self.s.get(self.url("/v2/models/churn")).status_code, 401)
+        r = self.s.get(self.url("/v2/models/churn"))
+        self.assertEqual(r.status_code, 401)
+        self.assertEqual(set(r.json()), {"error"})  # the V2 error shape, even from auth
+        r = self.s.get(self.url("/v2/nosuch"), headers={"Authorization": "Bearer s3cret-r"})
+        self.assertEqual(r.status_code, 404)
+        self.assertEqual(set(r.json()), {"error"})
 
 
 if __name__ == "__main__":

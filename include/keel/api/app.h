@@ -71,6 +71,9 @@ struct Response {
   static Response Json(std::string body, int status = 200);
   // {"error_code": ..., "message": ...} with the status from the one code table.
   static Response Error(const Status& status);
+  // The error for a request to `path`: under /v2/ the Open Inference
+  // Protocol's {"error": "..."}, elsewhere Error(status). Same HTTP status.
+  static Response ErrorFor(std::string_view path, const Status& status);
 };
 
 struct AuthOptions {
