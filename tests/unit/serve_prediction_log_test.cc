@@ -23,6 +23,7 @@ namespace keel::serve {
 namespace {
 
 using keel::testing::OpenTestDb;
+using keel::testing::CountRows;
 using keel::testing::TempDir;
 using store::Connection;
 using store::RowView;
@@ -50,17 +51,6 @@ std::vector<PredictionRecord> Recs(const std::string& prefix, int n, int64_t tim
   return out;
 }
 
-int64_t CountRows(store::Database& db, const std::string& table = "predictions") {
-  int64_t n = -1;
-  Status s = db.Read([&](Connection& c) {
-    return c.Query("SELECT COUNT(*) FROM " + table, {}, [&](const RowView& r) {
-      n = r.Int(0);
-      return OkStatus();
-    });
-  });
-  EXPECT_TRUE(s.ok()) << s.ToString();
-  return n;
-}
 
 bool HasPrediction(store::Database& db, const std::string& id) {
   bool found = false;
@@ -146,7 +136,7 @@ TEST(PredictionLogTest, IntervalModeWritesEverythingOnStop) {
   ASSERT_OK(log.Start());
   for (int i = 0; i < 100; ++i) ASSERT_OK(log.Append(Recs("r" + std::to_string(i) + "-", 10)));
   log.Stop();
-  EXPECT_EQ(CountRows(*db), 1000);
+  EXPECT_EQ(CountRows(*db, "predictions"), 1000);
   EXPECT_EQ(log.written(), 1000u);
   EXPECT_EQ(log.queued(), 0u);
   EXPECT_EQ(log.dropped(), 0u);
@@ -164,7 +154,7 @@ TEST(PredictionLogTest, DestructorFlushes) {
     ASSERT_OK(log.Start());
     ASSERT_OK(log.Append(Recs("d", 7)));
   }
-  EXPECT_EQ(CountRows(*db), 7);
+  EXPECT_EQ(CountRows(*db, "predictions"), 7);
 }
 
 // With a flush interval of an hour, Flush returning at all shows it wakes
@@ -179,11 +169,11 @@ TEST(PredictionLogTest, FlushMakesRecordsVisible) {
   ASSERT_OK(log.Flush());  // nothing queued
   ASSERT_OK(log.Append(Recs("a", 5)));
   ASSERT_OK(log.Flush());
-  EXPECT_EQ(CountRows(*db), 5);
+  EXPECT_EQ(CountRows(*db, "predictions"), 5);
   EXPECT_EQ(log.queued(), 0u);
   ASSERT_OK(log.Append(Recs("b", 3)));
   ASSERT_OK(log.Flush());
-  EXPECT_EQ(CountRows(*db), 8);
+  EXPECT_EQ(CountRows(*db, "predictions"), 8);
   EXPECT_EQ(log.written(), 8u);
 }
 
@@ -198,7 +188,7 @@ TEST(PredictionLogTest, MaxBatchCommitsWithoutWaitingForTheInterval) {
   ASSERT_OK(log.Append(Recs("a", 25)));
   // Two full batches are due at once; Flush then takes the remaining five.
   ASSERT_OK(log.Flush());
-  EXPECT_EQ(CountRows(*db), 25);
+  EXPECT_EQ(CountRows(*db, "predictions"), 25);
   EXPECT_GE(log.commits(), 3u);
 }
 
@@ -216,7 +206,7 @@ TEST(PredictionLogTest, StrictAppendIsReadableFromAnotherDatabase) {
   }
   // Several records in one Append, more than one INSERT chunk.
   ASSERT_OK(log.Append(Recs("m", 150)));
-  EXPECT_EQ(CountRows(*other), 200);
+  EXPECT_EQ(CountRows(*other, "predictions"), 200);
   EXPECT_EQ(log.written(), 200u);
 }
 
@@ -241,7 +231,7 @@ TEST(PredictionLogTest, StrictConcurrentAppendsAreAllDurable) {
   for (auto& th : threads) th.join();
   EXPECT_EQ(errors.load(), 0);
   EXPECT_EQ(missing.load(), 0);
-  EXPECT_EQ(CountRows(*other), kThreads * kPerThread);
+  EXPECT_EQ(CountRows(*other, "predictions"), kThreads * kPerThread);
   EXPECT_LE(log.commits(), static_cast<uint64_t>(kThreads * kPerThread));
 }
 
@@ -276,7 +266,7 @@ TEST(PredictionLogTest, ConcurrentAppendsLoseNothing) {
     log.Stop();
     EXPECT_EQ(errors.load(), 0);
     EXPECT_EQ(log.dropped(), 0u);
-    EXPECT_EQ(CountRows(*db), total.load());
+    EXPECT_EQ(CountRows(*db, "predictions"), total.load());
     EXPECT_EQ(log.written(), static_cast<uint64_t>(total.load()));
   }
 }
@@ -293,7 +283,7 @@ TEST(PredictionLogTest, BlockedAppendTakesMoreThanTheCapacityOnceEmpty) {
   ASSERT_OK(log.Append(Recs("a", 3)));
   ASSERT_OK(log.Append(Recs("b", 10)));
   ASSERT_OK(log.Flush());
-  EXPECT_EQ(CountRows(*db), 13);
+  EXPECT_EQ(CountRows(*db, "predictions"), 13);
   EXPECT_EQ(log.dropped(), 0u);
 }
 
@@ -313,7 +303,7 @@ TEST(PredictionLogTest, DropWhenFullDropsAndCounts) {
   ASSERT_OK(log.Append(Recs("b", 7)));  // 4 + 7 > 10
   EXPECT_EQ(log.dropped(), 18u);
   log.Stop();
-  EXPECT_EQ(CountRows(*db), 4);
+  EXPECT_EQ(CountRows(*db, "predictions"), 4);
   EXPECT_EQ(log.written(), 4u);
 }
 
@@ -338,7 +328,7 @@ TEST(PredictionLogTest, DropUnderLoadAccountsForEveryRecord) {
   for (auto& th : threads) th.join();
   log.Stop();
   EXPECT_EQ(log.written() + log.dropped(), static_cast<uint64_t>(kThreads * kAppends * 3));
-  EXPECT_EQ(CountRows(*db), static_cast<int64_t>(log.written()));
+  EXPECT_EQ(CountRows(*db, "predictions"), static_cast<int64_t>(log.written()));
 }
 
 TEST(PredictionLogTest, StrictDropIsResourceExhausted) {
@@ -351,7 +341,7 @@ TEST(PredictionLogTest, StrictDropIsResourceExhausted) {
   EXPECT_EQ(log.Append(Recs("a", 3)).code(), StatusCode::kResourceExhausted);
   EXPECT_EQ(log.dropped(), 3u);
   ASSERT_OK(log.Append(Recs("b", 2)));
-  EXPECT_EQ(CountRows(*db), 2);
+  EXPECT_EQ(CountRows(*db, "predictions"), 2);
 }
 
 TEST(PredictionLogTest, DuplicatesAreSkippedAndTheFirstWins) {
@@ -378,7 +368,7 @@ TEST(PredictionLogTest, DuplicatesAreSkippedAndTheFirstWins) {
   ASSERT_OK(log.Flush());
   EXPECT_EQ(log.written(), 153u);
   EXPECT_EQ(log.duplicates(), 52u);
-  EXPECT_EQ(CountRows(*db), 153);
+  EXPECT_EQ(CountRows(*db, "predictions"), 153);
 }
 
 TEST(PredictionLogTest, SampleRates) {

@@ -14,19 +14,9 @@
 namespace keel::store {
 namespace {
 
+using keel::testing::CountRows;
 using keel::testing::TempDir;
 
-int64_t CountRows(Database& db, const std::string& table) {
-  int64_t n = -1;
-  Status s = db.Read([&](Connection& c) {
-    return c.Query("SELECT COUNT(*) FROM " + table, {}, [&](const RowView& r) {
-      n = r.Int(0);
-      return OkStatus();
-    });
-  });
-  EXPECT_TRUE(s.ok()) << s.ToString();
-  return n;
-}
 
 TEST(StoreTest, FreshDatabaseIsAtLatestVersionWithDefaultExperiment) {
   TempDir dir;

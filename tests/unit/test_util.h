@@ -39,6 +39,19 @@ inline std::unique_ptr<store::Database> OpenTestDb(const TempDir& dir,
   return db.ok() ? std::move(*db) : nullptr;
 }
 
+// Rows in `table` (-1 and a test failure when the query fails).
+inline int64_t CountRows(store::Database& db, const std::string& table) {
+  int64_t n = -1;
+  Status s = db.Read([&](store::Connection& c) {
+    return c.Query("SELECT COUNT(*) FROM " + table, {}, [&](const store::RowView& r) {
+      n = r.Int(0);
+      return OkStatus();
+    });
+  });
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  return n;
+}
+
 #define ASSERT_OK(expr)                                  \
   do {                                                   \
     auto&& keel_s_ = (expr);                             \
