@@ -52,6 +52,7 @@ void AddRunCommands(CLI::App& app, GlobalOptions& global, Action& run);
 void AddModelCommands(CLI::App& app, GlobalOptions& global, Action& run);
 void AddTrainCommand(CLI::App& app, GlobalOptions& global, Action& run);
 void AddLabelCommands(CLI::App& app, GlobalOptions& global, Action& run);
+void AddBatchCommand(CLI::App& app, GlobalOptions& global, Action& run);
 
 // JSON string literal for `s`.
 std::string JsonQuote(std::string_view s);

@@ -236,6 +236,7 @@ int main(int argc, char** argv) {
   AddModelCommands(app, global, run);
   AddTrainCommand(app, global, run);
   AddLabelCommands(app, global, run);
+  AddBatchCommand(app, global, run);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -226,7 +226,7 @@ Result<bool> CsvReader::Next() {
     }
     if (expected_fields_ == 0) {
       expected_fields_ = fields_.size();
-    } else if (fields_.size() != expected_fields_) {
+    } else if (fields_.size() != expected_fields_ && !options_.allow_ragged) {
       return Error(record_line_, std::to_string(fields_.size()) + " fields, " +
                                      (options_.has_header ? "header has " : "first record has ") +
                                      std::to_string(expected_fields_));

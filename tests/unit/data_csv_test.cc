@@ -107,6 +107,17 @@ TEST(CsvReaderTest, RaggedRowNamesFileAndLine) {
   EXPECT_EQ(r.records.size(), 2u);
 }
 
+TEST(CsvReaderTest, AllowRaggedReturnsTheRecordAsItIs) {
+  CsvReaderOptions options;
+  options.allow_ragged = true;
+  ReadResult r = ReadString("a,b\n1,2\n3\n4,5,6\n7,8\n", options);
+  ASSERT_TRUE(r.status.ok()) << r.status.ToString();
+  ASSERT_EQ(r.records.size(), 4u);
+  EXPECT_EQ(r.records[1], (std::vector<std::string>{"3"}));
+  EXPECT_EQ(r.records[2], (std::vector<std::string>{"4", "5", "6"}));
+  EXPECT_EQ(r.lines, (std::vector<uint64_t>{2, 3, 4, 5}));
+}
+
 TEST(CsvReaderTest, RaggedWithoutHeaderComparesWithFirstRecord) {
   CsvReaderOptions options;
   options.has_header = false;

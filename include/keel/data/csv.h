@@ -89,6 +89,10 @@ struct CsvReaderOptions {
   size_t block_size = size_t{1} << 20;
   // Longest record accepted (usually reached by an unterminated quote).
   size_t max_record_bytes = size_t{64} << 20;
+  // Return records whose field count differs from the header's as they are
+  // (the caller checks fields().size(), e.g. to reject that row and go on);
+  // otherwise such a record is an error naming its line.
+  bool allow_ragged = false;
   // Called after each block is read with the bytes consumed so far and the
   // source size (0 when unknown). Runs on the reading thread.
   std::function<void(uint64_t bytes_read, uint64_t total_bytes)> progress;

@@ -1,0 +1,75 @@
+// File: keel/batch/batch.h
+//
+// Batch scoring: a CSV file (or stdin) scored by a loaded model in chunks,
+// written as CSV in input order. Memory stays bounded by the chunk size, not
+// the input size.
+//
+//   keel::batch::BatchOptions opts;
+//   opts.input = "customers.csv";
+//   opts.output = "scores.csv";             // written as scores.csv.tmp-*, renamed when complete
+//   opts.id_column = "customer_id";
+//   KEEL_ASSIGN_OR_RETURN(keel::batch::BatchSummary s, keel::batch::ScoreCsv(model, opts));
+//
+// Output: a header row, then per input row the id column (when set), the
+// kept columns (as given), and the model's output: one column named after
+// the package's output name, or for multiclass models one column
+// "<output_name>_<class>" per class.
+//
+// Rows that cannot be scored (wrong field count, a value the pipeline
+// refuses) are written to the reject file as "line,reason" with the input's
+// 1-based line number, counted, and skipped; when more than max_rejects rows
+// are rejected the job fails. A failed job leaves no output file (and removes
+// its temporary file); an output "-" (stdout) is streamed as it goes.
+//
+// Threads: ScoreCsv runs on the calling thread, which reads and encodes;
+// prediction runs on `pool` (ThreadPool::Default() when null).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "keel/core/result.h"
+#include "keel/core/thread_pool.h"
+#include "keel/model/package.h"
+
+namespace keel::batch {
+
+struct BatchProgress {
+  uint64_t rows = 0;         // rows read so far
+  uint64_t rejected = 0;     // rows rejected so far
+  uint64_t bytes_read = 0;   // input bytes consumed
+  uint64_t total_bytes = 0;  // input size; 0 when unknown (stdin)
+};
+
+struct BatchOptions {
+  std::string input;                      // a path, or "-" for stdin
+  std::string output;                     // a path, or "-" for stdout
+  std::string id_column;                  // copied first when set
+  std::vector<std::string> keep_columns;  // copied after the id
+  // Rejected rows go here ("line,reason" CSV); default "<output>.rejects.csv",
+  // or stderr lines when the output is stdout.
+  std::string reject_file;
+  uint64_t max_rejects = 0;  // more rejected rows than this fail the job
+  size_t chunk_rows = 65536;
+  ThreadPool* pool = nullptr;
+  // Called after each chunk, on the calling thread.
+  std::function<void(const BatchProgress&)> progress;
+};
+
+struct BatchSummary {
+  uint64_t rows_in = 0;
+  uint64_t rows_out = 0;
+  uint64_t rejected = 0;
+  double seconds = 0;
+  std::string reject_file;  // where rejects went (empty when none)
+};
+
+// Scores `options.input` with `model`. InvalidArgument for a header that
+// lacks an input column, the id or a kept column, and when rejects exceed
+// max_rejects (the message names the first rejected line and reason).
+Result<BatchSummary> ScoreCsv(const model::LoadedModel& model, const BatchOptions& options);
+
+}  // namespace keel::batch

@@ -1,0 +1,155 @@
+"""End-to-end tests of `keel batch`: CSV scoring in chunks, in input order.
+
+Trains a churn model with `keel train` into a real store, scores CSV files with
+the real binary, and checks the scores against python3-xgboost on the package's
+model.json with the one-hot pipeline rebuilt in Python (test_serving.Reference).
+
+Run: KEEL_SHARED_DIR=../shared /usr/bin/python3 tests/e2e/test_batch.py
+"""
+import os
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import csv  # noqa: E402
+import io  # noqa: E402
+import shutil  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import tempfile  # noqa: E402
+import unittest  # noqa: E402
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from keel_harness import KeelServer, keel_binary  # noqa: E402
+from test_serving import CHURN, download_package, set_alias, train  # noqa: E402
+
+
+def read_csv(text):
+    return list(csv.DictReader(io.StringIO(text)))
+
+
+class BatchTest(unittest.TestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="keel-batch-")
+        cls.k = KeelServer().start()
+        train(cls.k, cls.tmp, 30)
+        set_alias(cls.k, "churn", "champion", 1)
+        cls.ref = download_package(cls.k, "churn", 1, os.path.join(cls.tmp, "v1"))
+        cls.k.stop()  # keel batch works on the store and artifact root directly
+        with open(CHURN) as f:
+            lines = f.read().splitlines()
+        cls.header = lines[0]
+        cls.good = lines[1:301]
+        # Rows 2 and 5 of the data (lines 3 and 6 of the file) are bad.
+        bad_value = cls.good[1].split(",")
+        bad_value[1] = "abc"
+        body = [cls.good[0], ",".join(bad_value), *cls.good[2:4], '"KS",1,2', *cls.good[4:]]
+        cls.input = os.path.join(cls.tmp, "in.csv")
+        with open(cls.input, "w") as f:
+            f.write(cls.header + "\n" + "\n".join(body) + "\n")
+        cls.want_rows = [cls.good[0], *cls.good[2:4], *cls.good[4:]]
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.k.data_dir, ignore_errors=True)
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def batch(self, *args, stdin=None):
+        cmd = [keel_binary(), "--store-uri", self.k.store_uri, "--artifact-root",
+               self.k.artifact_root, "batch", *args]
+        return subprocess.run(cmd, capture_output=True, text=True, input=stdin, timeout=120)
+
+    def expected(self):
+        recs = read_csv(self.header + "\n" + "\n".join(self.want_rows) + "\n")
+        for r in recs:
+            r.pop("churn")
+            for k, v in r.items():
+                try:
+                    r[k] = float(v)
+                except ValueError:
+                    pass
+        return self.ref.predict(recs)
+
+    def assertScores(self, rows, want):
+        self.assertEqual(len(rows), len(want))
+        for row, w in zip(rows, want):
+            self.assertLess(abs(float(row["churn_probability"]) - w), 1e-6, row)
+
+    def test_scores_in_order_with_rejects(self):
+        out = os.path.join(self.tmp, "scores.csv")
+        p = self.batch("churn@champion", "--input", self.input, "--output", out,
+                       "--id-column", "state", "--keep-columns", "account_length,churn",
+                       "--max-rejects", "2", "--chunk-rows", "7")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertRegex(p.stderr.strip(), r"^batch: 301 rows in, 299 scored, 2 rejected "
+                         r"\(.*scores\.csv\.rejects\.csv\), [0-9.e-]+ s, churn@champion version 1$")
+        with open(out) as f:
+            rows = read_csv(f.read())
+        self.assertEqual(list(rows[0]), ["state", "account_length", "churn", "churn_probability"])
+        self.assertScores(rows, self.expected())
+        want_ids = [r["state"] for r in read_csv(self.header + "\n" + "\n".join(self.want_rows))]
+        self.assertEqual([r["state"] for r in rows], want_ids)
+        with open(out + ".rejects.csv") as f:
+            rejects = read_csv(f.read())
+        self.assertEqual([r["line"] for r in rejects], ["3", "6"])
+        self.assertIn("account_length", rejects[0]["reason"])
+        self.assertIn("3 fields", rejects[1]["reason"])
+        # The same scores whatever the chunk size.
+        out2 = os.path.join(self.tmp, "scores2.csv")
+        p = self.batch("churn", "--input", self.input, "--output", out2, "--id-column", "state",
+                       "--keep-columns", "account_length,churn", "--max-rejects", "2")
+        self.assertEqual(p.returncode, 0, p.stderr)
+        with open(out) as a, open(out2) as b:
+            self.assertEqual(a.read(), b.read())
+
+    def test_too_many_rejects_leaves_no_output(self):
+        out = os.path.join(self.tmp, "failed.csv")
+        p = self.batch("churn@champion", "--input", self.input, "--output", out,
+                       "--max-rejects", "1")
+        self.assertNotEqual(p.returncode, 0)
+        self.assertEqual(len(p.stderr.strip().splitlines()), 1, p.stderr)
+        self.assertIn("2 rows rejected (more than --max-rejects 1); first: line 3", p.stderr)
+        self.assertFalse(os.path.exists(out))
+        self.assertEqual([f for f in os.listdir(self.tmp) if f.startswith("failed.csv.tmp")], [])
+
+    def test_pipes_and_local_package(self):
+        with open(self.input) as f:
+            text = f.read()
+        p = self.batch(os.path.join(self.k.artifact_root,
+                                    self.source_rel()), "--input", "-", "--output", "-",
+                       "--max-rejects", "2", stdin=text)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        self.assertScores(read_csv(p.stdout), self.expected())
+        # Rejects go to stderr when the scores go to stdout.
+        self.assertIn("rejected line 3:", p.stderr)
+
+    def source_rel(self):
+        import sqlite3
+        with sqlite3.connect(os.path.join(self.k.data_dir, "keel.db")) as db:
+            source = db.execute("SELECT source FROM model_versions WHERE name = 'churn' AND "
+                                "version = 1").fetchone()[0]
+        return source.split("mlflow-artifacts:/", 1)[1]
+
+    def test_bad_invocations(self):
+        out = os.path.join(self.tmp, "x.csv")
+        missing = os.path.join(self.tmp, "missing-col.csv")
+        with open(missing, "w") as f:
+            f.write("state,account_length\nKS,1\n")
+        for args, part in (
+                (["churn@champion", "--input", missing, "--output", out],
+                 "missing-col.csv: CSV header lacks input column 'area_code'"),
+                (["churn@champion", "--input", self.input, "--output", out,
+                  "--id-column", "nope"], "'nope'"),
+                (["nosuch@champion", "--input", self.input, "--output", out], "nosuch"),
+                (["churn@champion", "--input", os.path.join(self.tmp, "none.csv"),
+                  "--output", out], "none.csv")):
+            p = self.batch(*args)
+            self.assertNotEqual(p.returncode, 0, args)
+            self.assertEqual(len(p.stderr.strip().splitlines()), 1, p.stderr)
+            self.assertIn(part, p.stderr)
+            self.assertFalse(os.path.exists(out))
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)
