@@ -14,6 +14,7 @@ namespace {
 
 struct BatchFlags {
   std::string model;
+  std::string format = "auto";
   batch::BatchOptions options;
 };
 
@@ -42,6 +43,9 @@ Result<std::shared_ptr<const model::LoadedModel>> LoadModel(const GlobalOptions&
 }
 
 Status RunBatch(const GlobalOptions& global, BatchFlags& f) {
+  f.options.format = f.format == "csv"     ? batch::InputFormat::kCsv
+                     : f.format == "jsonl" ? batch::InputFormat::kJsonLines
+                                           : batch::InputFormat::kByExtension;
   std::string version;
   KEEL_ASSIGN_OR_RETURN(auto model, LoadModel(global, f.model, &version));
   const bool tty = ::isatty(STDERR_FILENO) == 1;
@@ -60,7 +64,7 @@ Status RunBatch(const GlobalOptions& global, BatchFlags& f) {
       std::fflush(stderr);
     };
   }
-  KEEL_ASSIGN_OR_RETURN(batch::BatchSummary s, batch::ScoreCsv(*model, f.options));
+  KEEL_ASSIGN_OR_RETURN(batch::BatchSummary s, batch::ScoreFile(*model, f.options));
   if (tty) std::fprintf(stderr, "\n");
   std::cerr << "batch: " << s.rows_in << " rows in, " << s.rows_out << " scored, " << s.rejected
             << " rejected" << (s.reject_file.empty() ? "" : " (" + s.reject_file + ")") << ", "
@@ -77,8 +81,15 @@ void AddBatchCommand(CLI::App& app, GlobalOptions& global, Action& run) {
   cmd->add_option("model", f->model,
                   "name@alias, name/version or name (registered), or a local model path")
       ->required();
-  cmd->add_option("--input", f->options.input, "CSV with a header row; - for stdin")->required();
-  cmd->add_option("--output", f->options.output, "CSV to write; - for stdout")->required();
+  cmd->add_option("--input", f->options.input,
+                  "CSV with a header row, or JSON Lines (.jsonl); .gz/.zst decompressed; - for "
+                  "stdin")
+      ->required();
+  cmd->add_option("--output", f->options.output, "CSV to write (.gz/.zst compressed); - for stdout")
+      ->required();
+  cmd->add_option("--format", f->format, "input format: auto (by extension), csv or jsonl")
+      ->check(CLI::IsMember({"auto", "csv", "jsonl"}))
+      ->capture_default_str();
   cmd->add_option("--id-column", f->options.id_column, "column copied first into the output");
   cmd->add_option("--keep-columns", f->options.keep_columns, "columns copied into the output")
       ->delimiter(',');

@@ -11,7 +11,9 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import csv  # noqa: E402
+import gzip  # noqa: E402
 import io  # noqa: E402
+import json  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -130,6 +132,75 @@ class BatchTest(unittest.TestCase):
             source = db.execute("SELECT source FROM model_versions WHERE name = 'churn' AND "
                                 "version = 1").fetchone()[0]
         return source.split("mlflow-artifacts:/", 1)[1]
+
+    def run_ok(self, *args, stdin=None):
+        p = self.batch(*args, stdin=stdin)
+        self.assertEqual(p.returncode, 0, p.stderr)
+        return p
+
+    def test_compressed_input_and_output(self):
+        plain = os.path.join(self.tmp, "plain.csv")
+        self.run_ok("churn", "--input", self.input, "--output", plain, "--max-rejects", "2")
+        with open(plain, "rb") as f:
+            want = f.read()
+        gz_in = os.path.join(self.tmp, "in.csv.gz")
+        with open(self.input, "rb") as f, gzip.open(gz_in, "wb") as g:
+            g.write(f.read())
+        zst_in = os.path.join(self.tmp, "in.csv.zst")
+        subprocess.run(["zstd", "-q", "-f", self.input, "-o", zst_in], check=True)
+        for src in (gz_in, zst_in):
+            for ext in (".gz", ".zst"):
+                out = os.path.join(self.tmp, "out" + os.path.basename(src) + ext)
+                self.run_ok("churn", "--input", src, "--output", out, "--max-rejects", "2")
+                if ext == ".gz":
+                    with gzip.open(out, "rb") as g:
+                        got = g.read()
+                else:
+                    got = subprocess.run(["zstd", "-q", "-d", "-c", out], check=True,
+                                         capture_output=True).stdout
+                self.assertEqual(got, want, (src, ext))
+        # Corrupt compressed input fails and writes nothing.
+        with open(gz_in, "rb") as f:
+            data = f.read()
+        for name, body in (("cut.csv.gz", data[:len(data) // 2]),
+                           ("bad.csv.zst", b"\x28\xb5\x2f\xfd" + b"\x00" * 40)):
+            path = os.path.join(self.tmp, name)
+            with open(path, "wb") as f:
+                f.write(body)
+            out = os.path.join(self.tmp, name + ".out.csv")
+            p = self.batch("churn", "--input", path, "--output", out, "--max-rejects", "1000")
+            self.assertNotEqual(p.returncode, 0, name)
+            self.assertIn(name, p.stderr)
+            self.assertFalse(os.path.exists(out))
+
+    def test_json_lines(self):
+        recs = read_csv(self.header + "\n" + "\n".join(self.good[:40]) + "\n")
+        for r in recs:
+            r.pop("churn")
+            for k, v in r.items():
+                try:
+                    r[k] = float(v)
+                except ValueError:
+                    pass
+        recs[3]["total_day_minutes"] = None   # a missing value
+        del recs[4]["total_eve_minutes"]      # absent: missing too
+        lines = [json.dumps(r) for r in recs]
+        lines.insert(10, '{"state": "KS", "account_length": "abc"}')  # line 11: rejected
+        lines.insert(20, "")                                            # blank: skipped
+        path = os.path.join(self.tmp, "in.jsonl.gz")
+        with gzip.open(path, "wt") as g:
+            g.write("\n".join(lines) + "\n")
+        out = os.path.join(self.tmp, "jsonl.csv")
+        p = self.run_ok("churn", "--input", path, "--output", out, "--id-column", "state",
+                        "--keep-columns", "account_length", "--max-rejects", "1")
+        self.assertIn("41 rows in, 40 scored, 1 rejected", p.stderr)
+        with open(out) as f:
+            rows = read_csv(f.read())
+        self.assertScores(rows, self.ref.predict(recs))
+        self.assertEqual([r["state"] for r in rows], [r["state"] for r in recs])
+        self.assertEqual(rows[0]["account_length"], "128.0")  # the JSON text as given
+        with open(out + ".rejects.csv") as f:
+            self.assertEqual([r["line"] for r in read_csv(f.read())], ["11"])
 
     def test_bad_invocations(self):
         out = os.path.join(self.tmp, "x.csv")

@@ -1,14 +1,14 @@
 // File: keel/batch/batch.h
 //
-// Batch scoring: a CSV file (or stdin) scored by a loaded model in chunks,
-// written as CSV in input order. Memory stays bounded by the chunk size, not
-// the input size.
+// Batch scoring: a CSV or JSON Lines file (or stdin), plain, gzip or zstd,
+// scored by a loaded model in chunks, written as CSV in input order. Memory stays bounded by the
+// chunk size, not the input size.
 //
 //   keel::batch::BatchOptions opts;
 //   opts.input = "customers.csv";
 //   opts.output = "scores.csv";             // written as scores.csv.tmp-*, renamed when complete
 //   opts.id_column = "customer_id";
-//   KEEL_ASSIGN_OR_RETURN(keel::batch::BatchSummary s, keel::batch::ScoreCsv(model, opts));
+//   KEEL_ASSIGN_OR_RETURN(keel::batch::BatchSummary s, keel::batch::ScoreFile(model, opts));
 //
 // Output: a header row, then per input row the id column (when set), the
 // kept columns (as given), and the model's output: one column named after
@@ -21,7 +21,7 @@
 // are rejected the job fails. A failed job leaves no output file (and removes
 // its temporary file); an output "-" (stdout) is streamed as it goes.
 //
-// Threads: ScoreCsv runs on the calling thread, which reads and encodes;
+// Threads: ScoreFile runs on the calling thread, which reads and encodes;
 // prediction runs on `pool` (ThreadPool::Default() when null).
 #pragma once
 
@@ -44,9 +44,16 @@ struct BatchProgress {
   uint64_t total_bytes = 0;  // input size; 0 when unknown (stdin)
 };
 
+enum class InputFormat { kByExtension, kCsv, kJsonLines };
+
 struct BatchOptions {
-  std::string input;                      // a path, or "-" for stdin
-  std::string output;                     // a path, or "-" for stdout
+  // A path, or "-" for stdin. Paths ending in .gz or .zst(d) are decompressed;
+  // output paths ending so are compressed the same way.
+  std::string input;
+  std::string output;  // a path, or "-" for stdout
+  // By extension: .jsonl / .ndjson (before any compression extension) are
+  // JSON Lines; anything else (and stdin) is CSV.
+  InputFormat format = InputFormat::kByExtension;
   std::string id_column;                  // copied first when set
   std::vector<std::string> keep_columns;  // copied after the id
   // Rejected rows go here ("line,reason" CSV); default "<output>.rejects.csv",
@@ -67,9 +74,11 @@ struct BatchSummary {
   std::string reject_file;  // where rejects went (empty when none)
 };
 
-// Scores `options.input` with `model`. InvalidArgument for a header that
-// lacks an input column, the id or a kept column, and when rejects exceed
-// max_rejects (the message names the first rejected line and reason).
-Result<BatchSummary> ScoreCsv(const model::LoadedModel& model, const BatchOptions& options);
+// Scores `options.input` with `model`. InvalidArgument for a CSV header that
+// lacks an input column, the id or a kept column, for corrupt compressed
+// input, and when rejects exceed max_rejects (the message names the first
+// rejected line and reason). JSON Lines records may leave fields out
+// (missing values); their copied columns are written as text.
+Result<BatchSummary> ScoreFile(const model::LoadedModel& model, const BatchOptions& options);
 
 }  // namespace keel::batch
