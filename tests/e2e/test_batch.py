@@ -29,6 +29,19 @@ def read_csv(text):
     return list(csv.DictReader(io.StringIO(text)))
 
 
+def typed_records(header, lines):
+    """Data lines of the churn CSV as records without the target, numbers as floats."""
+    recs = read_csv(header + "\n" + "\n".join(lines) + "\n")
+    for r in recs:
+        r.pop("churn")
+        for k, v in r.items():
+            try:
+                r[k] = float(v)
+            except ValueError:
+                pass
+    return recs
+
+
 class BatchTest(unittest.TestCase):
 
     @classmethod
@@ -63,15 +76,7 @@ class BatchTest(unittest.TestCase):
         return subprocess.run(cmd, capture_output=True, text=True, input=stdin, timeout=120)
 
     def expected(self):
-        recs = read_csv(self.header + "\n" + "\n".join(self.want_rows) + "\n")
-        for r in recs:
-            r.pop("churn")
-            for k, v in r.items():
-                try:
-                    r[k] = float(v)
-                except ValueError:
-                    pass
-        return self.ref.predict(recs)
+        return self.ref.predict(typed_records(self.header, self.want_rows))
 
     def assertScores(self, rows, want):
         self.assertEqual(len(rows), len(want))
@@ -174,14 +179,7 @@ class BatchTest(unittest.TestCase):
             self.assertFalse(os.path.exists(out))
 
     def test_json_lines(self):
-        recs = read_csv(self.header + "\n" + "\n".join(self.good[:40]) + "\n")
-        for r in recs:
-            r.pop("churn")
-            for k, v in r.items():
-                try:
-                    r[k] = float(v)
-                except ValueError:
-                    pass
+        recs = typed_records(self.header, self.good[:40])
         recs[3]["total_day_minutes"] = None   # a missing value
         del recs[4]["total_eve_minutes"]      # absent: missing too
         lines = [json.dumps(r) for r in recs]
