@@ -35,17 +35,20 @@ Response Response::Error(const Status& status) {
 }
 
 Response Response::ErrorFor(std::string_view path, const Status& status) {
-  if (path != "/v2" && !path.starts_with("/v2/")) return Error(status);
+  Response r = Error(status);
+  if (path == "/v2" || path.starts_with("/v2/")) {
+    r.body = V2Error(r.status, status.message()).body;
+  }
+  return r;
+}
+
+Response Response::V2Error(int status, std::string_view message) {
   JsonWriter w;
   w.BeginObject();
   w.Key("error");
-  w.String(status.message());
+  w.String(message);
   w.EndObject();
-  Response r = Json(std::move(w).Take(), HttpStatusOf(status));
-  if (status.code() == StatusCode::kUnauthenticated) {
-    r.headers.emplace_back("WWW-Authenticate", "Basic realm=\"keel\", Bearer");
-  }
-  return r;
+  return Json(std::move(w).Take(), status);
 }
 
 namespace {

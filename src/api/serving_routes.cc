@@ -302,12 +302,7 @@ Response Health(App& app, const Request&) {
 // ---- Open Inference Protocol V2 -----------------------------------------------
 
 Response V2Error(int status, std::string_view message, const Deployment* d = nullptr) {
-  JsonWriter w;
-  w.BeginObject();
-  w.Key("error");
-  w.String(message);
-  w.EndObject();
-  return WithModel(Response::Json(std::move(w).Take(), status), d);
+  return WithModel(Response::V2Error(status, message), d);
 }
 
 Response V2ErrorOf(const Status& s, const Deployment* d = nullptr) {

@@ -235,35 +235,6 @@ void AppendJsonValue(std::string& s, element e) {
   }
 }
 
-bool IsDigit(char c) { return c >= '0' && c <= '9'; }
-
-// True when `t` is a JSON number token (RFC 8259 grammar).
-bool IsJsonNumber(std::string_view t) {
-  size_t i = 0;
-  const size_t n = t.size();
-  if (i < n && t[i] == '-') ++i;
-  if (i == n) return false;
-  if (t[i] == '0') {
-    ++i;
-  } else if (IsDigit(t[i])) {
-    while (i < n && IsDigit(t[i])) ++i;
-  } else {
-    return false;
-  }
-  if (i < n && t[i] == '.') {
-    ++i;
-    if (i == n || !IsDigit(t[i])) return false;
-    while (i < n && IsDigit(t[i])) ++i;
-  }
-  if (i < n && (t[i] == 'e' || t[i] == 'E')) {
-    ++i;
-    if (i < n && (t[i] == '+' || t[i] == '-')) ++i;
-    if (i == n || !IsDigit(t[i])) return false;
-    while (i < n && IsDigit(t[i])) ++i;
-  }
-  return i == n;
-}
-
 // ---- per-thread parse state ------------------------------------------------------
 
 struct Scratch {

@@ -89,3 +89,19 @@ TEST(UtilTest, RandomHexIsHexOfRightLength) {
 
 }  // namespace
 }  // namespace keel
+
+namespace keel {
+namespace {
+
+TEST(IsJsonNumberTest, FollowsTheJsonGrammar) {
+  for (const char* ok : {"0", "-0", "7", "128", "-3.25", "1e5", "1E-5", "2.5e+10", "0.0"}) {
+    EXPECT_TRUE(IsJsonNumber(ok)) << ok;
+  }
+  for (const char* bad : {"", "-", "007", "01", "1.", ".5", "+1", "1e", "1e+", "NaN",
+                          "Infinity", "0x10", "1 ", " 1", "1,5"}) {
+    EXPECT_FALSE(IsJsonNumber(bad)) << bad;
+  }
+}
+
+}  // namespace
+}  // namespace keel

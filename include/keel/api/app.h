@@ -74,6 +74,8 @@ struct Response {
   // The error for a request to `path`: under /v2/ the Open Inference
   // Protocol's {"error": "..."}, elsewhere Error(status). Same HTTP status.
   static Response ErrorFor(std::string_view path, const Status& status);
+  // The Open Inference Protocol's error: {"error": message} with `status`.
+  static Response V2Error(int status, std::string_view message);
 };
 
 struct AuthOptions {

@@ -54,6 +54,9 @@ class JsonWriter {
 void AppendJsonEscaped(std::string& out, std::string_view value);
 // Shortest round-trip decimal text for a finite double.
 std::string FormatDouble(double value);
+// True when `text` is a JSON number token by RFC 8259's grammar (no leading
+// zeros, no "1." or ".5", no NaN/Infinity).
+bool IsJsonNumber(std::string_view text);
 
 // A parsed document; keeps its parser alive.
 class JsonDoc {
