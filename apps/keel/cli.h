@@ -12,6 +12,7 @@
 
 #include "keel/api/app.h"
 #include "keel/core/json.h"
+#include "keel/train/train.h"
 
 namespace keel::cli {
 
@@ -60,6 +61,26 @@ std::string JsonQuote(std::string_view s);
 // it under registered-models/<name>/<id>/model and creates the version.
 Status RegisterLocalModel(Transport& t, const std::string& name, const std::filesystem::path& path,
                           const std::string& description, const std::string& output_name);
+
+// Records runs through the REST API the transport talks to.
+std::unique_ptr<train::RunRecorder> MakeApiRecorder(Transport& t);
+// Uploads the files under `dir` to mlflow-artifacts path `rel`/<relative path>.
+Status UploadTree(Transport& t, const std::filesystem::path& dir, const std::string& rel);
+
+// A model for offline use (keel batch, keel export): a local package
+// directory or model file, or a registered reference (name@alias,
+// name/version, name) resolved in the embedded store. Registered references
+// need the embedded store: with --tracking-uri, InvalidArgument.
+struct CliModel {
+  std::shared_ptr<const model::LoadedModel> model;
+  std::string name;     // registered model name; empty for a local path
+  std::string version;  // registered version; empty for a local path
+  // The embedded App that resolved a registered reference (null for a local
+  // path). Its prediction log runs when LoadModelForCli was given `log`.
+  std::unique_ptr<api::App> app;
+};
+Result<CliModel> LoadModelForCli(const GlobalOptions& global, const std::string& ref,
+                                 const serve::PredictionLogOptions* log = nullptr);
 
 // Output helpers.
 std::string FormatTime(int64_t millis);

@@ -2,12 +2,17 @@
 // package) into a CSV file (or stdout), in chunks, in input order.
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <optional>
 
 #include "apps/keel/cli.h"
 #include "keel/batch/batch.h"
+#include "keel/core/clock.h"
+#include "keel/core/util.h"
+#include "keel/serve/prediction_log.h"
 
 namespace keel::cli {
 namespace {
@@ -16,60 +21,181 @@ struct BatchFlags {
   std::string model;
   std::string format = "auto";
   batch::BatchOptions options;
+  // Tracking and monitoring.
+  bool track = true;
+  std::string experiment = "batch-scoring";
+  std::string run_name;
+  double monitor_sample = 0.1;
 };
 
-// The model: a local package directory or model file, or a registered
-// reference (name@alias, name/version, name) in the embedded store.
-Result<std::shared_ptr<const model::LoadedModel>> LoadModel(const GlobalOptions& global,
-                                                            const std::string& ref,
-                                                            std::string* version) {
-  std::error_code ec;
-  if (std::filesystem::exists(ref, ec)) return model::LoadModelPackage(ref);
-  if (!global.tracking_uri.empty()) {
-    return InvalidArgument(
-        "keel batch reads registered models from the store and artifact root "
-        "(--store-uri, --artifact-root), not from a remote server; or give a local model path");
-  }
-  api::AppOptions app_options;
-  app_options.store_uri = global.store_uri;
-  app_options.artifact_root = global.artifact_root;
-  app_options.read_connections = 1;
-  app_options.serving.log_predictions = false;
-  KEEL_ASSIGN_OR_RETURN(auto app, api::App::Open(app_options));
-  KEEL_RETURN_IF_ERROR(app->engine().Add(ref));
-  KEEL_ASSIGN_OR_RETURN(auto deployment, app->engine().Get(ref));
-  *version = deployment->version;
-  return deployment->model;
+int64_t NowMillis() { return SystemClock::Default().NowMillis(); }
+
+// The progress line on a terminal: rows, rows/s, rejects, and with a known
+// input size the share done and an ETA.
+std::function<void(const batch::BatchProgress&)> ProgressPrinter() {
+  const auto start = std::chrono::steady_clock::now();
+  return [start](const batch::BatchProgress& p) {
+    double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    double rate = s > 0 ? static_cast<double>(p.rows) / s : 0;
+    std::fprintf(stderr, "\r%llu rows  %.0f rows/s  %llu rejected",
+                 static_cast<unsigned long long>(p.rows), rate,
+                 static_cast<unsigned long long>(p.rejected));
+    if (p.total_bytes > 0 && p.bytes_read > 0) {
+      double done =
+          std::min(1.0, static_cast<double>(p.bytes_read) / static_cast<double>(p.total_bytes));
+      std::fprintf(stderr, "  %3.0f%%  ETA %.0f s", 100 * done, s * (1 - done) / done);
+    }
+    std::fflush(stderr);
+  };
 }
+
+// The job's run: started before scoring, ended FINISHED with the counts and
+// the input's digest, or FAILED with the error.
+class BatchRun {
+ public:
+  static Result<BatchRun> Start(Transport& t, const BatchFlags& f, const CliModel& m) {
+    BatchRun run(MakeApiRecorder(t));
+    const std::string run_name = !f.run_name.empty() ? f.run_name
+                                 : m.name.empty()
+                                     ? "batch-" + std::filesystem::path(f.model).filename().string()
+                                     : "batch-" + m.name + "-v" + m.version;
+    train::KeyValues tags = {
+        {"mlflow.source.name", "keel batch"}, {"mlflow.source.type", "JOB"}, {"keel.job", "batch"}};
+    if (!m.name.empty()) {
+      tags.emplace_back("keel.model.name", m.name);
+      tags.emplace_back("keel.model.version", m.version);
+    }
+    KEEL_ASSIGN_OR_RETURN(run.id_, run.recorder_->StartRun(f.experiment, "", run_name, tags));
+    const batch::BatchOptions& o = f.options;
+    std::string keep;
+    for (const std::string& k : o.keep_columns) keep += (keep.empty() ? "" : ",") + k;
+    train::KeyValues params = {{"model", f.model},
+                               {"input", o.input},
+                               {"output", o.output},
+                               {"format", f.format},
+                               {"chunk_rows", std::to_string(o.chunk_rows)},
+                               {"max_rejects", std::to_string(o.max_rejects)},
+                               {"monitor_sample", FormatDouble(f.monitor_sample)}};
+    if (!o.id_column.empty()) params.emplace_back("id_column", o.id_column);
+    if (!keep.empty()) params.emplace_back("keep_columns", keep);
+    if (Status st = run.recorder_->LogParams(run.id_, params); !st.ok()) {
+      (void)run.recorder_->EndRun(run.id_, "FAILED");
+      return st;
+    }
+    return run;
+  }
+
+  const std::string& id() const { return id_; }
+
+  Status Finish(const batch::BatchSummary& s, const BatchFlags& f, uint64_t monitored) {
+    const double rate = s.seconds > 0 ? static_cast<double>(s.rows_out) / s.seconds : 0;
+    KEEL_RETURN_IF_ERROR(
+        recorder_->LogMetrics(id_, {{"rows_in", static_cast<double>(s.rows_in)},
+                                    {"rows_out", static_cast<double>(s.rows_out)},
+                                    {"rows_rejected", static_cast<double>(s.rejected)},
+                                    {"rows_monitored", static_cast<double>(monitored)},
+                                    {"duration_s", s.seconds},
+                                    {"rows_per_s", rate}}));
+    train::KeyValues tags = {{"keel.batch.input_sha256", s.input_sha256},
+                             {"keel.batch.input_bytes", std::to_string(s.input_bytes)}};
+    if (!s.reject_file.empty()) tags.emplace_back("keel.batch.reject_file", s.reject_file);
+    if (monitored > 0) tags.emplace_back("keel.batch.window", WindowPrefix());
+    KEEL_RETURN_IF_ERROR(recorder_->SetTags(id_, tags));
+    if (f.options.input != "-") {
+      train::DataVersion input{.role = "batch_input",
+                               .path = f.options.input,
+                               .sha256 = s.input_sha256,
+                               .bytes = s.input_bytes,
+                               .rows = s.rows_in,
+                               .columns = 0};
+      KEEL_RETURN_IF_ERROR(recorder_->LogDatasets(id_, {input}, "[]"));
+    }
+    ended_ = true;
+    return recorder_->EndRun(id_, "FINISHED");
+  }
+
+  void Fail(const Status& error) {
+    if (ended_) return;
+    ended_ = true;
+    (void)recorder_->SetTags(id_, {{"keel.batch.error", error.message()}});
+    (void)recorder_->EndRun(id_, "FAILED");
+  }
+
+  // Request ids of the job's monitored rows: "<prefix><input line>".
+  std::string WindowPrefix() const { return "batch-" + id_ + "-"; }
+
+ private:
+  explicit BatchRun(std::unique_ptr<train::RunRecorder> r) : recorder_(std::move(r)) {}
+  std::unique_ptr<train::RunRecorder> recorder_;
+  std::string id_;
+  bool ended_ = false;
+};
 
 Status RunBatch(const GlobalOptions& global, BatchFlags& f) {
   f.options.format = f.format == "csv"     ? batch::InputFormat::kCsv
                      : f.format == "jsonl" ? batch::InputFormat::kJsonLines
                                            : batch::InputFormat::kByExtension;
-  std::string version;
-  KEEL_ASSIGN_OR_RETURN(auto model, LoadModel(global, f.model, &version));
-  const bool tty = ::isatty(STDERR_FILENO) == 1;
-  const auto start = std::chrono::steady_clock::now();
-  if (tty) {
-    f.options.progress = [start](const batch::BatchProgress& p) {
-      double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      double rate = s > 0 ? static_cast<double>(p.rows) / s : 0;
-      std::fprintf(stderr, "\r%llu rows  %.0f rows/s  %llu rejected",
-                   static_cast<unsigned long long>(p.rows), rate,
-                   static_cast<unsigned long long>(p.rejected));
-      if (p.total_bytes > 0 && p.bytes_read > 0) {
-        double done = static_cast<double>(p.bytes_read) / static_cast<double>(p.total_bytes);
-        std::fprintf(stderr, "  %3.0f%%  ETA %.0f s", 100 * done, s * (1 - done) / done);
+  // Monitoring needs a registered model in the embedded store (the window is
+  // written to its prediction log); the log blocks rather than drops, and
+  // its queue is kept short so memory stays bounded by the chunk size.
+  serve::PredictionLogOptions log_options;
+  log_options.when_full = serve::WhenFull::kBlock;
+  log_options.queue_capacity = 8192;
+  const bool want_monitor = f.monitor_sample > 0 && global.tracking_uri.empty();
+  KEEL_ASSIGN_OR_RETURN(CliModel loaded,
+                        LoadModelForCli(global, f.model, want_monitor ? &log_options : nullptr));
+  const model::LoadedModel& model = *loaded.model;
+  serve::PredictionLog* log = loaded.app != nullptr ? loaded.app->prediction_log() : nullptr;
+
+  std::unique_ptr<Transport> transport;
+  std::optional<BatchRun> run;
+  if (f.track) {
+    KEEL_ASSIGN_OR_RETURN(transport, Transport::Make(global));
+    KEEL_ASSIGN_OR_RETURN(BatchRun started, BatchRun::Start(*transport, f, loaded));
+    run.emplace(std::move(started));
+  }
+  uint64_t monitored = 0;
+  if (log != nullptr) {
+    const std::string prefix = run ? run->WindowPrefix() : "batch-" + RandomHex(8) + "-";
+    const size_t outputs = static_cast<size_t>(model.predictor.num_outputs());
+    f.options.sample_rate = f.monitor_sample;
+    f.options.on_scored = [&, prefix, outputs](std::span<const batch::ScoredRow> rows) {
+      std::vector<serve::PredictionRecord> records(rows.size());
+      const int64_t now = NowMillis();
+      for (size_t i = 0; i < rows.size(); ++i) {
+        serve::PredictionRecord& r = records[i];
+        r.request_id = prefix + std::to_string(rows[i].line);
+        r.time_ms = now;
+        r.model = loaded.name;
+        r.version = loaded.version;
+        r.endpoint = "batch";
+        r.input_json = rows[i].input_json;
+        AppendJsonFloats(r.output_json, rows[i].outputs, outputs);
+        r.latency_us = rows[i].latency_us;
       }
-      std::fflush(stderr);
+      monitored += records.size();
+      return log->Append(std::move(records));
     };
   }
-  KEEL_ASSIGN_OR_RETURN(batch::BatchSummary s, batch::ScoreFile(*model, f.options));
+  const bool tty = ::isatty(STDERR_FILENO) == 1;
+  if (tty) f.options.progress = ProgressPrinter();
+  auto scored = batch::ScoreFile(model, f.options);
   if (tty) std::fprintf(stderr, "\n");
+  Status logged = log != nullptr ? log->Flush() : OkStatus();
+  if (!scored.ok() || !logged.ok()) {
+    const Status error = scored.ok() ? logged : scored.status();
+    if (run) run->Fail(error);
+    return error;
+  }
+  const batch::BatchSummary& s = *scored;
+  if (run) KEEL_RETURN_IF_ERROR(run->Finish(s, f, monitored));
   std::cerr << "batch: " << s.rows_in << " rows in, " << s.rows_out << " scored, " << s.rejected
             << " rejected" << (s.reject_file.empty() ? "" : " (" + s.reject_file + ")") << ", "
             << FormatDouble(s.seconds) << " s"
-            << (version.empty() ? "" : ", " + f.model + " version " + version) << std::endl;
+            << (loaded.version.empty() ? "" : ", " + f.model + " version " + loaded.version)
+            << (run ? ", run " + run->id() : "")
+            << (monitored > 0 ? ", " + std::to_string(monitored) + " rows to monitoring" : "")
+            << std::endl;
   return OkStatus();
 }
 
@@ -100,6 +226,15 @@ void AddBatchCommand(CLI::App& app, GlobalOptions& global, Action& run) {
       ->capture_default_str();
   cmd->add_option("--chunk-rows", f->options.chunk_rows, "rows scored together")
       ->check(CLI::Range(size_t{1}, size_t{1} << 24))
+      ->capture_default_str();
+  cmd->add_flag("!--no-track", f->track, "do not record the job as a run");
+  cmd->add_option("--experiment", f->experiment, "experiment the job's run is recorded in")
+      ->capture_default_str();
+  cmd->add_option("--run-name", f->run_name, "the run's name (default batch-<model>-v<version>)");
+  cmd->add_option("--monitor-sample", f->monitor_sample,
+                  "share of scored rows sent to the prediction log as a batch window (1 = all, "
+                  "0 = none; registered models in the embedded store)")
+      ->check(CLI::Range(0.0, 1.0))
       ->capture_default_str();
   cmd->callback(
       [&run, &global, f] { run = [&global, f]() -> Status { return RunBatch(global, *f); }; });

@@ -11,6 +11,8 @@
 #include "apps/keel/cli.h"
 #include "keel/core/util.h"
 #include "keel/http/client.h"
+#include "keel/model/package.h"
+#include "keel/serve/engine.h"
 
 namespace keel::cli {
 
@@ -103,6 +105,34 @@ Result<JsonDoc> Transport::Call(const std::string& method, const std::string& pa
   auto doc = ParseJson(resp.body.empty() ? std::string("{}") : resp.body);
   if (!doc.ok()) return Internal("server answered with non-JSON body: " + resp.body.substr(0, 200));
   return doc;
+}
+
+Result<CliModel> LoadModelForCli(const GlobalOptions& global, const std::string& ref,
+                                 const serve::PredictionLogOptions* log) {
+  CliModel out;
+  std::error_code ec;
+  if (std::filesystem::exists(ref, ec)) {
+    KEEL_ASSIGN_OR_RETURN(out.model, model::LoadModelPackage(ref));
+    return out;
+  }
+  if (!global.tracking_uri.empty()) {
+    return InvalidArgument(
+        "registered models are read from the store and artifact root (--store-uri, "
+        "--artifact-root), not from a remote server; or give a local model path");
+  }
+  api::AppOptions app_options;
+  app_options.store_uri = global.store_uri;
+  app_options.artifact_root = global.artifact_root;
+  app_options.read_connections = 1;
+  app_options.serving.log_predictions = log != nullptr;
+  if (log != nullptr) app_options.serving.log = *log;
+  KEEL_ASSIGN_OR_RETURN(out.app, api::App::Open(app_options));
+  KEEL_RETURN_IF_ERROR(out.app->engine().Add(ref));
+  KEEL_ASSIGN_OR_RETURN(auto deployment, out.app->engine().Get(ref));
+  out.model = deployment->model;
+  out.name = deployment->name;
+  out.version = deployment->version;
+  return out;
 }
 
 Status StatusOfResponse(const api::Response& resp) {

@@ -24,31 +24,6 @@ using Clock = std::chrono::steady_clock;
 // Rows at or above this use the thread pool; smaller batches stay on the I/O thread.
 constexpr size_t kParallelRows = 512;
 
-void AppendFloat(std::string& out, float v) {
-  if (!std::isfinite(v)) {
-    out += "null";
-    return;
-  }
-  char buf[32];
-  auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), v);
-  (void)ec;
-  out.append(buf, end);
-}
-
-// One row's answer as JSON: a number, or an array for multiclass models.
-void AppendRowValue(std::string& out, const float* values, size_t k) {
-  if (k == 1) {
-    AppendFloat(out, values[0]);
-    return;
-  }
-  out += '[';
-  for (size_t j = 0; j < k; ++j) {
-    if (j) out += ',';
-    AppendFloat(out, values[j]);
-  }
-  out += ']';
-}
-
 Response WithModel(Response r, const Deployment* d) {
   if (d != nullptr) {
     r.model = d->name;
@@ -102,7 +77,7 @@ Status LogRows(App& app, const Deployment& d, std::string_view endpoint,
     r.version = d.version;
     r.endpoint = std::string(endpoint);
     r.input_json = std::move(batch.raw_rows[i]);
-    AppendRowValue(r.output_json, out.data() + i * d.outputs_per_row, d.outputs_per_row);
+    AppendJsonFloats(r.output_json, out.data() + i * d.outputs_per_row, d.outputs_per_row);
     r.latency_us = latency_us;
   }
   return log->Append(std::move(records));
@@ -194,7 +169,7 @@ Response Predict(App& app, const Request& req) {
     body += '"';
     AppendJsonEscaped(body, output_name);
     body += "\":";
-    AppendRowValue(body, s.out.data() + i * k, k);
+    AppendJsonFloats(body, s.out.data() + i * k, k);
   };
   if (s.batch.single_record) {
     body += '{';
@@ -258,7 +233,7 @@ Response Invocations(App& app, const Request& req) {
   body += "{\"predictions\":[";
   for (size_t i = 0; i < s.batch.rows; ++i) {
     if (i) body += ',';
-    AppendRowValue(body, s.out.data() + i * k, k);
+    AppendJsonFloats(body, s.out.data() + i * k, k);
   }
   body += "]}";
   if (Status st = LogRows(app, dep, "invocations", rid, s.batch, s.out, now_ms, start); !st.ok()) {
@@ -472,7 +447,7 @@ Response V2Infer(App& app, const Request& req) {
   body += "],\"data\":[";
   for (size_t i = 0; i < s.out.size(); ++i) {
     if (i) body += ',';
-    AppendFloat(body, s.out[i]);
+    AppendJsonFloat(body, s.out[i]);
   }
   body += "]}]}";
   if (Status st = LogRows(app, dep, "v2", rid, s.batch, s.out, now_ms, start); !st.ok()) {

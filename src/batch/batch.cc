@@ -7,7 +7,10 @@
 #include <fstream>
 #include <iostream>
 #include <memory>
+#include <random>
 
+#include "keel/core/json.h"
+#include "keel/core/sha256.h"
 #include "keel/core/util.h"
 #include "keel/data/csv.h"
 #include "src/batch/streams.h"
@@ -35,6 +38,43 @@ void AppendFloat(std::string& out, float v) {
   auto [end, ec] = std::to_chars(buf, buf + sizeof(buf), v);
   (void)ec;
   out.append(buf, end);
+}
+
+// Passes the bytes of `src` through, hashing and counting them.
+class DigestBuf : public std::streambuf {
+ public:
+  explicit DigestBuf(std::streambuf* src) : src_(src), buf_(1 << 16) {}
+  std::string HexDigest() { return sha_.HexDigest(); }
+  uint64_t bytes() const { return bytes_; }
+
+ protected:
+  int_type underflow() override {
+    if (gptr() < egptr()) return traits_type::to_int_type(*gptr());
+    const std::streamsize n = src_->sgetn(buf_.data(), static_cast<std::streamsize>(buf_.size()));
+    if (n <= 0) return traits_type::eof();
+    sha_.Update({buf_.data(), static_cast<size_t>(n)});
+    bytes_ += static_cast<uint64_t>(n);
+    setg(buf_.data(), buf_.data(), buf_.data() + n);
+    return traits_type::to_int_type(*gptr());
+  }
+
+ private:
+  std::streambuf* src_;
+  std::vector<char> buf_;
+  Sha256 sha_;
+  uint64_t bytes_ = 0;
+};
+
+// Appends a text field as a JSON value: a number when it is a JSON number
+// token, else a string.
+void AppendJsonField(std::string& out, std::string_view v) {
+  if (IsJsonNumber(v)) {
+    out.append(v);
+    return;
+  }
+  out += '"';
+  AppendJsonEscaped(out, v);
+  out += '"';
 }
 
 // Where scored rows go: a temporary file (compressed by the final name's
@@ -120,15 +160,14 @@ Result<size_t> FieldOf(const std::vector<std::string>& header, const std::string
 }
 
 // One input row at a time: encoded into the model's vector, with the copied
-// columns' text. A row that cannot be encoded is reported in *reject.
+// columns' text and, when `raw` is given, the record as a JSON object. A row
+// that cannot be encoded is reported in *reject.
 class RowSource {
  public:
   virtual ~RowSource() = default;
   // False at the end of the input.
-  virtual Result<bool> Next(float* x, std::string* copied, Status* reject) = 0;
+  virtual Result<bool> Next(float* x, std::string* copied, std::string* raw, Status* reject) = 0;
   virtual uint64_t line() const = 0;
-  virtual uint64_t position() const = 0;
-  virtual uint64_t total_bytes() const = 0;
 };
 
 class CsvSource : public RowSource {
@@ -151,19 +190,28 @@ class CsvSource : public RowSource {
     }
     return std::unique_ptr<RowSource>(std::move(src));
   }
-  Result<bool> Next(float* x, std::string* copied, Status* reject) override {
+  Result<bool> Next(float* x, std::string* copied, std::string* raw, Status* reject) override {
     KEEL_ASSIGN_OR_RETURN(bool more, reader_->Next());
     if (!more) return false;
     const auto& fields = reader_->fields();
     *reject = pipeline_.EncodeCsvFields(fields, map_, x);
-    if (reject->ok()) {
-      for (size_t c = 0; c < copied_.size(); ++c) copied[c].assign(fields[copied_[c]]);
+    if (!reject->ok()) return true;
+    for (size_t c = 0; c < copied_.size(); ++c) copied[c].assign(fields[copied_[c]]);
+    if (raw != nullptr) {
+      const std::vector<std::string>& header = reader_->header();
+      raw->assign("{");
+      for (size_t f = 0; f < fields.size(); ++f) {
+        if (f) *raw += ',';
+        *raw += '"';
+        AppendJsonEscaped(*raw, header[f]);
+        *raw += "\":";
+        AppendJsonField(*raw, fields[f]);
+      }
+      *raw += '}';
     }
     return true;
   }
   uint64_t line() const override { return reader_->line(); }
-  uint64_t position() const override { return reader_->position(); }
-  uint64_t total_bytes() const override { return reader_->total_bytes(); }
 
  private:
   explicit CsvSource(const data::FeaturePipeline& p) : pipeline_(p) {}
@@ -181,14 +229,19 @@ class JsonLinesSource : public RowSource {
   JsonLinesSource(std::istream& in, const data::FeaturePipeline& pipeline,
                   std::vector<std::string> copied_names)
       : in_(in), pipeline_(pipeline), copied_names_(std::move(copied_names)) {}
-  Result<bool> Next(float* x, std::string* copied, Status* reject) override {
+  Result<bool> Next(float* x, std::string* copied, std::string* raw, Status* reject) override {
     do {
       if (!std::getline(in_, text_)) return false;
       ++line_;
-      position_ += text_.size() + 1;
     } while (text_.find_first_not_of(" \t\r") == std::string::npos);
     *reject = pipeline_.EncodeJsonObject(text_, x);
-    if (!reject->ok() || copied_names_.empty()) return true;
+    if (!reject->ok()) return true;
+    if (raw != nullptr) {
+      const size_t begin = text_.find_first_not_of(" \t");
+      const size_t end = text_.find_last_not_of(" \t\r");
+      raw->assign(text_, begin, end + 1 - begin);
+    }
+    if (copied_names_.empty()) return true;
     simdjson::dom::element root;
     if (auto err = parser_.parse(text_).get(root); err) {
       *reject = InvalidArgument(std::string("malformed JSON: ") + simdjson::error_message(err));
@@ -208,8 +261,6 @@ class JsonLinesSource : public RowSource {
     return true;
   }
   uint64_t line() const override { return line_; }
-  uint64_t position() const override { return position_; }
-  uint64_t total_bytes() const override { return 0; }
 
  private:
   std::istream& in_;
@@ -217,7 +268,7 @@ class JsonLinesSource : public RowSource {
   std::vector<std::string> copied_names_;
   simdjson::dom::parser parser_;
   std::string text_;
-  uint64_t line_ = 0, position_ = 0;
+  uint64_t line_ = 0;
 };
 
 bool IsJsonLines(std::string_view path) {
@@ -230,6 +281,9 @@ bool IsJsonLines(std::string_view path) {
 Result<BatchSummary> ScoreFile(const model::LoadedModel& model, const BatchOptions& options) {
   const auto start = std::chrono::steady_clock::now();
   if (options.chunk_rows == 0) return InvalidArgument("chunk_rows must be positive");
+  if (!(options.sample_rate >= 0 && options.sample_rate <= 1)) {
+    return InvalidArgument("sample_rate must be in [0, 1]");
+  }
   const data::FeaturePipeline& pipeline = model.pipeline;
   // Copied columns: the id, then the kept ones.
   std::vector<std::string> copied_names;
@@ -239,15 +293,23 @@ Result<BatchSummary> ScoreFile(const model::LoadedModel& model, const BatchOptio
 
   KEEL_ASSIGN_OR_RETURN(std::unique_ptr<internal::InputStream> input,
                         internal::InputStream::Open(options.input));
+  DigestBuf digest(input->stream().rdbuf());
+  std::istream in(&digest);
+  uint64_t total_bytes = 0;
+  if (options.input != "-" && internal::CodecOf(options.input) == internal::Codec::kNone) {
+    std::error_code ec;
+    total_bytes = std::filesystem::file_size(options.input, ec);
+    if (ec) total_bytes = 0;
+  }
   const bool json_lines =
       options.format == InputFormat::kJsonLines ||
       (options.format == InputFormat::kByExtension && IsJsonLines(options.input));
   std::unique_ptr<RowSource> source;
   const std::string name = options.input == "-" ? "stdin" : options.input;
   if (json_lines) {
-    source = std::make_unique<JsonLinesSource>(input->stream(), pipeline, copied_names);
+    source = std::make_unique<JsonLinesSource>(in, pipeline, copied_names);
   } else {
-    KEEL_ASSIGN_OR_RETURN(source, CsvSource::Open(input->stream(), name, pipeline, copied_names));
+    KEEL_ASSIGN_OR_RETURN(source, CsvSource::Open(in, name, pipeline, copied_names));
   }
 
   const size_t nf = pipeline.num_features();
@@ -284,15 +346,25 @@ Result<BatchSummary> ScoreFile(const model::LoadedModel& model, const BatchOptio
   const size_t chunk = options.chunk_rows;
   std::vector<float> x(chunk * nf), y(chunk * no);
   std::vector<std::string> kept(chunk * ncopied);
+  // Monitoring sample: per chunk, the sampled rows' index in the chunk, line and raw record.
+  const bool sampling = options.on_scored != nullptr && options.sample_rate > 0;
+  std::mt19937_64 rng(options.sample_seed);
+  std::bernoulli_distribution pick(sampling ? options.sample_rate : 0.0);
+  std::vector<ScoredRow> scored;
+  std::vector<size_t> scored_index;
+  std::string raw;
   BatchSummary summary;
   BatchProgress progress;
   bool more = true;
   while (more) {
     size_t n = 0;
+    scored.clear();
+    scored_index.clear();
     while (n < chunk) {
       Status reject;
-      KEEL_ASSIGN_OR_RETURN(more,
-                            source->Next(x.data() + n * nf, kept.data() + n * ncopied, &reject));
+      const bool sample = sampling && pick(rng);
+      KEEL_ASSIGN_OR_RETURN(more, source->Next(x.data() + n * nf, kept.data() + n * ncopied,
+                                               sample ? &raw : nullptr, &reject));
       if (!more) break;
       ++summary.rows_in;
       if (!reject.ok()) {
@@ -304,10 +376,20 @@ Result<BatchSummary> ScoreFile(const model::LoadedModel& model, const BatchOptio
         }
         continue;
       }
+      if (sample) {
+        scored.push_back(ScoredRow{.line = source->line(), .input_json = std::move(raw)});
+        scored_index.push_back(n);
+        raw.clear();
+      }
       ++n;
     }
     if (n > 0) {
+      const auto predict_start = std::chrono::steady_clock::now();
       model.predictor.PredictBatch(x.data(), n, y.data(), pool);
+      const double latency_us = std::chrono::duration<double, std::micro>(
+                                    std::chrono::steady_clock::now() - predict_start)
+                                    .count() /
+                                static_cast<double>(n);
       text.clear();
       for (size_t r = 0; r < n; ++r) {
         for (size_t c = 0; c < ncopied; ++c) {
@@ -322,11 +404,19 @@ Result<BatchSummary> ScoreFile(const model::LoadedModel& model, const BatchOptio
       }
       KEEL_RETURN_IF_ERROR(out->Write(text));
       summary.rows_out += n;
+      if (!scored.empty()) {
+        for (size_t i = 0; i < scored.size(); ++i) {
+          scored[i].outputs = y.data() + scored_index[i] * no;
+          scored[i].latency_us = latency_us;
+        }
+        KEEL_RETURN_IF_ERROR(options.on_scored(scored));
+        summary.sampled += scored.size();
+      }
     }
     progress.rows = summary.rows_in;
     progress.rejected = rejects.count();
-    progress.bytes_read = source->position();
-    progress.total_bytes = source->total_bytes();
+    progress.bytes_read = digest.bytes();
+    progress.total_bytes = total_bytes;
     if (options.progress) options.progress(progress);
   }
   // A compressed input that ends early reads as a short file: fail instead.
@@ -336,6 +426,8 @@ Result<BatchSummary> ScoreFile(const model::LoadedModel& model, const BatchOptio
   KEEL_RETURN_IF_ERROR(out->Commit());
   summary.rejected = rejects.count();
   summary.reject_file = rejects.where();
+  summary.input_sha256 = digest.HexDigest();
+  summary.input_bytes = digest.bytes();
   summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return summary;
 }

@@ -91,6 +91,29 @@ bool IsJsonNumber(std::string_view t) {
   return i == n;
 }
 
+void AppendJsonFloat(std::string& out, float value) {
+  if (!std::isfinite(value)) {
+    out += "null";
+    return;
+  }
+  char buf[32];
+  const auto res = std::to_chars(buf, buf + sizeof(buf), value);
+  out.append(buf, res.ptr);
+}
+
+void AppendJsonFloats(std::string& out, const float* values, size_t k) {
+  if (k == 1) {
+    AppendJsonFloat(out, values[0]);
+    return;
+  }
+  out += '[';
+  for (size_t j = 0; j < k; ++j) {
+    if (j) out += ',';
+    AppendJsonFloat(out, values[j]);
+  }
+  out += ']';
+}
+
 std::string FormatDouble(double value) {
   char buf[32];
   auto res = std::to_chars(buf, buf + sizeof(buf), value);

@@ -1,7 +1,5 @@
 #include "keel/train/train.h"
 
-#include <openssl/evp.h>
-
 #include <algorithm>
 #include <charconv>
 #include <chrono>
@@ -13,6 +11,7 @@
 #include <set>
 #include <thread>
 
+#include "keel/core/sha256.h"
 #include "keel/core/thread_pool.h"
 #include "keel/core/util.h"
 #include "keel/data/csv.h"
@@ -264,32 +263,6 @@ Result<DataVersion> VersionOf(const std::string& role, const std::string& path,
 }
 
 }  // namespace
-
-Result<std::string> Sha256File(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return NotFound(path.string() + ": cannot open");
-  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
-  if (ctx == nullptr || EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr) != 1) {
-    EVP_MD_CTX_free(ctx);
-    return Internal("sha256: OpenSSL init failed");
-  }
-  std::vector<char> buf(1 << 20);
-  while (in) {
-    in.read(buf.data(), static_cast<std::streamsize>(buf.size()));
-    if (in.gcount() > 0) EVP_DigestUpdate(ctx, buf.data(), static_cast<size_t>(in.gcount()));
-  }
-  unsigned char md[EVP_MAX_MD_SIZE];
-  unsigned int len = 0;
-  EVP_DigestFinal_ex(ctx, md, &len);
-  EVP_MD_CTX_free(ctx);
-  static const char* kHex = "0123456789abcdef";
-  std::string hex;
-  for (unsigned int i = 0; i < len; ++i) {
-    hex += kHex[md[i] >> 4];
-    hex += kHex[md[i] & 15];
-  }
-  return hex;
-}
 
 static Result<TrainedModel> TrainModelUnchecked(const TrainSpec& spec,
                                                 const TrainProgress& progress);

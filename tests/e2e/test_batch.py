@@ -12,8 +12,10 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import csv  # noqa: E402
 import gzip  # noqa: E402
+import hashlib  # noqa: E402
 import io  # noqa: E402
 import json  # noqa: E402
+import re  # noqa: E402
 import shutil  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
@@ -90,7 +92,8 @@ class BatchTest(unittest.TestCase):
                        "--max-rejects", "2", "--chunk-rows", "7")
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertRegex(p.stderr.strip(), r"^batch: 301 rows in, 299 scored, 2 rejected "
-                         r"\(.*scores\.csv\.rejects\.csv\), [0-9.e-]+ s, churn@champion version 1$")
+                         r"\(.*scores\.csv\.rejects\.csv\), [0-9.e-]+ s, churn@champion version 1, "
+                         r"run [0-9a-f]{32}, [0-9]+ rows to monitoring$")
         with open(out) as f:
             rows = read_csv(f.read())
         self.assertEqual(list(rows[0]), ["state", "account_length", "churn", "churn_probability"])
@@ -119,6 +122,78 @@ class BatchTest(unittest.TestCase):
         self.assertIn("2 rows rejected (more than --max-rejects 1); first: line 3", p.stderr)
         self.assertFalse(os.path.exists(out))
         self.assertEqual([f for f in os.listdir(self.tmp) if f.startswith("failed.csv.tmp")], [])
+
+    def test_job_is_a_run_and_a_monitoring_window(self):
+        out = os.path.join(self.tmp, "tracked.csv")
+        p = self.run_ok("churn@champion", "--input", self.input, "--output", out,
+                        "--max-rejects", "2", "--monitor-sample", "1", "--experiment", "nightly")
+        m = re.search(r", run ([0-9a-f]{32}), 299 rows to monitoring$", p.stderr.strip())
+        self.assertIsNotNone(m, p.stderr)
+        run_id = m.group(1)
+        with open(out) as f:
+            scores = [float(r["churn_probability"]) for r in read_csv(f.read())]
+        # A failing job (too many rejects) is a FAILED run saying why.
+        p = self.batch("churn@champion", "--input", self.input, "--output", out + ".x",
+                       "--experiment", "nightly")
+        self.assertNotEqual(p.returncode, 0)
+        with open(self.input, "rb") as f:
+            digest = hashlib.sha256(f.read()).hexdigest()
+        self.k.start()
+        try:
+            run = self.k.ok("GET", "runs/get", {"run_id": run_id})["run"]
+            exp = self.k.ok("GET", "experiments/get-by-name", {"experiment_name": "nightly"})
+            failed = self.k.ok("POST", "runs/search", {
+                "experiment_ids": [exp["experiment"]["experiment_id"]],
+                "filter": "attributes.status = 'FAILED'"})["runs"]
+        finally:
+            self.k.stop()
+        self.assertEqual(run["info"]["status"], "FINISHED")
+        self.assertEqual(run["info"]["experiment_id"], exp["experiment"]["experiment_id"])
+        data = run["data"]
+        metrics = {m["key"]: m["value"] for m in data["metrics"]}
+        self.assertEqual((metrics["rows_in"], metrics["rows_out"], metrics["rows_rejected"],
+                          metrics["rows_monitored"]), (301, 299, 2, 299))
+        self.assertGreater(metrics["duration_s"], 0)
+        tags = {t["key"]: t["value"] for t in data["tags"]}
+        self.assertEqual(tags["keel.batch.input_sha256"], digest)
+        self.assertEqual(tags["keel.model.name"], "churn")
+        self.assertEqual(tags["keel.model.version"], "1")
+        self.assertEqual(tags["mlflow.runName"], "batch-churn-v1")
+        params = {t["key"]: t["value"] for t in data["params"]}
+        self.assertEqual(params["model"], "churn@champion")
+        self.assertEqual(params["input"], self.input)
+        dataset = run["inputs"]["dataset_inputs"][0]["dataset"]
+        self.assertEqual(dataset["digest"], digest[:8])
+        self.assertEqual(len(failed), 1)
+        self.assertIn("rows rejected", {t["key"]: t["value"] for t in
+                                        failed[0]["data"]["tags"]}["keel.batch.error"])
+        # The window: one prediction-log record per scored row, keyed by the run and line.
+        import sqlite3
+        with sqlite3.connect(os.path.join(self.k.data_dir, "keel.db")) as db:
+            logged = db.execute(
+                "SELECT request_id, model, version, endpoint, input, output FROM predictions "
+                "WHERE request_id LIKE ? ORDER BY time, request_id", (f"batch-{run_id}-%",)
+            ).fetchall()
+        self.assertEqual(len(logged), 299)
+        lines = sorted(int(r[0].rsplit("-", 1)[1]) for r in logged)
+        self.assertEqual(lines, [2, *range(4, 6), *range(7, 303)])
+        by_line = {int(r[0].rsplit("-", 1)[1]): r for r in logged}
+        self.assertEqual(by_line[2][1:4], ("churn", "1", "batch"))
+        number = re.compile(r"-?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?")
+        fields = next(csv.reader([self.good[0]]))
+        self.assertEqual(json.loads(by_line[2][4]), {
+            k: json.loads(v) if number.fullmatch(v) else v
+            for k, v in zip(next(csv.reader([self.header])), fields)})
+        self.assertEqual(json.loads(by_line[2][5]), scores[0])
+        self.assertEqual(json.loads(by_line[302][5]), scores[-1])
+        # A sample: about the share asked for, the same rows on a rerun.
+        samples = []
+        for _ in range(2):
+            p = self.run_ok("churn@champion", "--input", self.input, "--output", out,
+                            "--max-rejects", "2", "--monitor-sample", "0.3", "--no-track")
+            samples.append(int(re.search(r"([0-9]+) rows to monitoring", p.stderr).group(1)))
+        self.assertEqual(samples[0], samples[1])
+        self.assertTrue(50 < samples[0] < 130, samples)
 
     def test_pipes_and_local_package(self):
         with open(self.input) as f:

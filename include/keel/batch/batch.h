@@ -21,6 +21,17 @@
 // are rejected the job fails. A failed job leaves no output file (and removes
 // its temporary file); an output "-" (stdout) is streamed as it goes.
 //
+// Monitoring: when on_scored is set, a sample of the scored rows (each with
+// probability sample_rate, drawn from a generator seeded with sample_seed so
+// a rerun on the same input picks the same rows) is handed to it after each
+// chunk, with the row's raw record as a JSON object (CSV: every header field,
+// numbers as numbers and other text as strings, as /invocations logs CSV;
+// JSON Lines: the line) and its outputs. `keel batch` turns these into a
+// batch window of the prediction log.
+//
+// The summary carries the SHA-256 and size of the input's (decompressed)
+// bytes, so a job records exactly which data it scored.
+//
 // Threads: ScoreFile runs on the calling thread, which reads and encodes;
 // prediction runs on `pool` (ThreadPool::Default() when null).
 #pragma once
@@ -28,6 +39,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <functional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -45,6 +57,14 @@ struct BatchProgress {
 };
 
 enum class InputFormat { kByExtension, kCsv, kJsonLines };
+
+// One scored row handed to BatchOptions::on_scored.
+struct ScoredRow {
+  uint64_t line = 0;               // 1-based line of the record in the input
+  std::string input_json;          // the raw record as a JSON object
+  const float* outputs = nullptr;  // the model's outputs; valid during the call
+  double latency_us = 0;           // the chunk's prediction time per row
+};
 
 struct BatchOptions {
   // A path, or "-" for stdin. Paths ending in .gz or .zst(d) are decompressed;
@@ -64,6 +84,10 @@ struct BatchOptions {
   ThreadPool* pool = nullptr;
   // Called after each chunk, on the calling thread.
   std::function<void(const BatchProgress&)> progress;
+  // Sampled scored rows (see Monitoring above); an error fails the job.
+  std::function<Status(std::span<const ScoredRow>)> on_scored;
+  double sample_rate = 1.0;  // in [0, 1]
+  uint64_t sample_seed = 42;
 };
 
 struct BatchSummary {
@@ -71,13 +95,17 @@ struct BatchSummary {
   uint64_t rows_out = 0;
   uint64_t rejected = 0;
   double seconds = 0;
-  std::string reject_file;  // where rejects went (empty when none)
+  std::string reject_file;   // where rejects went (empty when none)
+  std::string input_sha256;  // of the decompressed input bytes
+  uint64_t input_bytes = 0;  // decompressed input bytes
+  uint64_t sampled = 0;      // rows handed to on_scored
 };
 
 // Scores `options.input` with `model`. InvalidArgument for a CSV header that
 // lacks an input column, the id or a kept column, for corrupt compressed
 // input, and when rejects exceed max_rejects (the message names the first
-// rejected line and reason). JSON Lines records may leave fields out
+// rejected line and reason), and for a sample_rate outside [0, 1]; an error
+// from on_scored is returned as it is. JSON Lines records may leave fields out
 // (missing values); their copied columns are written as text.
 Result<BatchSummary> ScoreFile(const model::LoadedModel& model, const BatchOptions& options);
 

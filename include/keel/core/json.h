@@ -52,6 +52,12 @@ class JsonWriter {
 
 // Appends `value` JSON-escaped (without quotes).
 void AppendJsonEscaped(std::string& out, std::string_view value);
+// Appends `value` as its shortest round-trip decimal text; NaN and infinities
+// as null (JSON has no such numbers).
+void AppendJsonFloat(std::string& out, float value);
+// One row of model outputs as keel answers and logs it: a number when k is 1,
+// else an array of k numbers (AppendJsonFloat each).
+void AppendJsonFloats(std::string& out, const float* values, size_t k);
 // Shortest round-trip decimal text for a finite double.
 std::string FormatDouble(double value);
 // True when `text` is a JSON number token by RFC 8259's grammar (no leading

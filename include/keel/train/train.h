@@ -93,9 +93,6 @@ Result<TrainedModel> TrainModel(const TrainSpec& spec, const TrainProgress& prog
 // (for `keel train --rerun`).
 Result<TrainSpec> SpecFromParams(const KeyValues& params);
 
-// SHA-256 of a file's bytes, hex.
-Result<std::string> Sha256File(const std::filesystem::path& path);
-
 // Where a training job records its run.
 class RunRecorder {
  public:
