@@ -61,10 +61,19 @@ class ApiRecorder final : public train::RunRecorder {
       if (got.ok()) {
         id = Str(got->root()["experiment"], "experiment_id");
       } else if (got.status().code() == StatusCode::kNotFound) {
-        KEEL_ASSIGN_OR_RETURN(auto created,
-                              t_.Call("POST", "/api/2.0/mlflow/experiments/create", {},
-                                      "{\"name\": " + JsonQuote(experiment) + "}"));
-        id = Str(created.root(), "experiment_id");
+        auto created = t_.Call("POST", "/api/2.0/mlflow/experiments/create", {},
+                               "{\"name\": " + JsonQuote(experiment) + "}");
+        if (created.ok()) {
+          id = Str(created->root(), "experiment_id");
+        } else if (created.status().code() == StatusCode::kAlreadyExists) {
+          // Another job created it between our lookup and our create.
+          KEEL_ASSIGN_OR_RETURN(auto again,
+                                t_.Call("GET", "/api/2.0/mlflow/experiments/get-by-name",
+                                        {{"experiment_name", experiment}}, ""));
+          id = Str(again.root()["experiment"], "experiment_id");
+        } else {
+          return created.status();
+        }
       } else {
         return got.status();
       }

@@ -138,16 +138,15 @@ Result<CliModel> LoadModelForCli(const GlobalOptions& global, const std::string&
 Status StatusOfResponse(const api::Response& resp) {
   if (resp.status / 100 == 2) return OkStatus();
   std::string message = resp.body;
+  std::string error_code;
   auto doc = ParseJson(resp.body.empty() ? std::string("{}") : resp.body);
   if (doc.ok()) {
     auto m = JsonString(doc->root(), "message");
     if (m.ok() && m->has_value()) message = **m;
+    auto e = JsonString(doc->root(), "error_code");
+    if (e.ok() && e->has_value()) error_code = **e;
   }
-  StatusCode code = resp.status == 404       ? StatusCode::kNotFound
-                    : resp.status == 401     ? StatusCode::kUnauthenticated
-                    : resp.status == 403     ? StatusCode::kPermissionDenied
-                    : resp.status / 100 == 4 ? StatusCode::kInvalidArgument
-                                             : StatusCode::kUnavailable;
+  const StatusCode code = StatusCodeOf(error_code, resp.status);
   return Status(code, message);
 }
 

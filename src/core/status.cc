@@ -90,6 +90,29 @@ Status Internal(std::string m) { return Status(StatusCode::kInternal, std::move(
 
 int HttpStatusOf(const Status& status) { return InfoOf(status.code()).http_status; }
 
+StatusCode StatusCodeOf(std::string_view mlflow_error_code, int http_status) {
+  for (const auto& info : kCodeTable) {
+    if (info.code != StatusCode::kOk && info.mlflow_code == mlflow_error_code) return info.code;
+  }
+  switch (http_status) {
+    case 401:
+      return StatusCode::kUnauthenticated;
+    case 403:
+      return StatusCode::kPermissionDenied;
+    case 404:
+      return StatusCode::kNotFound;
+    case 409:
+      return StatusCode::kFailedPrecondition;
+    case 413:
+      return StatusCode::kResourceExhausted;
+    case 501:
+      return StatusCode::kUnimplemented;
+    default:
+      if (http_status / 100 == 2) return StatusCode::kOk;
+      return http_status / 100 == 4 ? StatusCode::kInvalidArgument : StatusCode::kUnavailable;
+  }
+}
+
 std::string MlflowErrorCodeOf(const Status& status) {
   if (!status.mlflow_code().empty()) return status.mlflow_code();
   return std::string(InfoOf(status.code()).mlflow_code);

@@ -65,3 +65,27 @@ TEST(ResultTest, AssignOrReturnPropagates) {
 
 }  // namespace
 }  // namespace keel
+
+namespace keel {
+namespace {
+
+TEST(StatusCodeOfTest, ReadsMlflowErrorCodesThenHttpStatus) {
+  EXPECT_EQ(StatusCodeOf("RESOURCE_ALREADY_EXISTS", 400), StatusCode::kAlreadyExists);
+  EXPECT_EQ(StatusCodeOf("RESOURCE_DOES_NOT_EXIST", 404), StatusCode::kNotFound);
+  EXPECT_EQ(StatusCodeOf("INVALID_PARAMETER_VALUE", 400), StatusCode::kInvalidArgument);
+  EXPECT_EQ(StatusCodeOf("INVALID_STATE", 409), StatusCode::kFailedPrecondition);
+  // Every code keel sends survives the round trip.
+  for (StatusCode c : {StatusCode::kInvalidArgument, StatusCode::kNotFound,
+                       StatusCode::kAlreadyExists, StatusCode::kPermissionDenied,
+                       StatusCode::kUnauthenticated, StatusCode::kResourceExhausted,
+                       StatusCode::kUnavailable, StatusCode::kInternal}) {
+    const Status s(c, "x");
+    EXPECT_EQ(StatusCodeOf(MlflowErrorCodeOf(s), HttpStatusOf(s)), c) << s.ToString();
+  }
+  EXPECT_EQ(StatusCodeOf("", 404), StatusCode::kNotFound);
+  EXPECT_EQ(StatusCodeOf("SOMETHING_NEW", 400), StatusCode::kInvalidArgument);
+  EXPECT_EQ(StatusCodeOf("", 502), StatusCode::kUnavailable);
+}
+
+}  // namespace
+}  // namespace keel

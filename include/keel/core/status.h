@@ -83,6 +83,10 @@ Status Internal(std::string message);
 int HttpStatusOf(const Status& status);
 // MLflow's error_code string for a status (status.mlflow_code() when set).
 std::string MlflowErrorCodeOf(const Status& status);
+// The inverse, for a client reading an answer: the code of an MLflow
+// error_code and HTTP status (RESOURCE_ALREADY_EXISTS -> kAlreadyExists; an
+// unknown error_code falls back to the HTTP status's code).
+StatusCode StatusCodeOf(std::string_view mlflow_error_code, int http_status);
 
 }  // namespace keel
 
