@@ -3,7 +3,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <iostream>
 #include <optional>
@@ -29,6 +31,15 @@ struct BatchFlags {
 };
 
 int64_t NowMillis() { return SystemClock::Default().NowMillis(); }
+
+// Set by SIGINT/SIGTERM while a job runs: the job stops at the next chunk,
+// leaves no output and its run ends KILLED. A second signal ends the process.
+std::atomic<bool> g_interrupted{false};
+
+void OnInterrupt(int sig) {
+  g_interrupted.store(true);
+  std::signal(sig, SIG_DFL);
+}
 
 // The progress line on a terminal: rows, rows/s, rejects, and with a known
 // input size the share done and an ETA.
@@ -79,15 +90,50 @@ class BatchRun {
     if (!o.id_column.empty()) params.emplace_back("id_column", o.id_column);
     if (!keep.empty()) params.emplace_back("keep_columns", keep);
     if (Status st = run.recorder_->LogParams(run.id_, params); !st.ok()) {
-      (void)run.recorder_->EndRun(run.id_, "FAILED");
+      run.Fail(st);
       return st;
     }
     return run;
   }
 
+  BatchRun(BatchRun&& other) noexcept
+      : recorder_(std::move(other.recorder_)), id_(std::move(other.id_)), ended_(other.ended_) {
+    other.ended_ = true;
+  }
+  BatchRun& operator=(BatchRun&&) = delete;
+  // A run not ended by Finish or Fail (an early return, an exception) ends FAILED.
+  ~BatchRun() {
+    if (!ended_) Fail(Internal("keel batch ended before the job finished"));
+  }
+
   const std::string& id() const { return id_; }
 
+  // Records the counts and the input's digest and ends the run FINISHED; on
+  // an error the run ends FAILED with it.
   Status Finish(const batch::BatchSummary& s, const BatchFlags& f, uint64_t monitored) {
+    Status st = Record(s, f, monitored);
+    if (st.ok()) st = recorder_->EndRun(id_, "FINISHED");
+    if (!st.ok()) {
+      Fail(st);
+      return st;
+    }
+    ended_ = true;
+    return OkStatus();
+  }
+
+  // Ends the run FAILED (KILLED when interrupted) with the error as a tag.
+  void Fail(const Status& error, bool interrupted = false) {
+    if (ended_) return;
+    ended_ = true;
+    (void)recorder_->SetTags(id_, {{"keel.batch.error", error.message()}});
+    (void)recorder_->EndRun(id_, interrupted ? "KILLED" : "FAILED");
+  }
+
+  // Request ids of the job's monitored rows: "<prefix><input line>".
+  std::string WindowPrefix() const { return "batch-" + id_ + "-"; }
+
+ private:
+  Status Record(const batch::BatchSummary& s, const BatchFlags& f, uint64_t monitored) {
     const double rate = s.seconds > 0 ? static_cast<double>(s.rows_out) / s.seconds : 0;
     KEEL_RETURN_IF_ERROR(
         recorder_->LogMetrics(id_, {{"rows_in", static_cast<double>(s.rows_in)},
@@ -110,21 +156,9 @@ class BatchRun {
                                .columns = 0};
       KEEL_RETURN_IF_ERROR(recorder_->LogDatasets(id_, {input}, "[]"));
     }
-    ended_ = true;
-    return recorder_->EndRun(id_, "FINISHED");
+    return OkStatus();
   }
 
-  void Fail(const Status& error) {
-    if (ended_) return;
-    ended_ = true;
-    (void)recorder_->SetTags(id_, {{"keel.batch.error", error.message()}});
-    (void)recorder_->EndRun(id_, "FAILED");
-  }
-
-  // Request ids of the job's monitored rows: "<prefix><input line>".
-  std::string WindowPrefix() const { return "batch-" + id_ + "-"; }
-
- private:
   explicit BatchRun(std::unique_ptr<train::RunRecorder> r) : recorder_(std::move(r)) {}
   std::unique_ptr<train::RunRecorder> recorder_;
   std::string id_;
@@ -155,46 +189,66 @@ Status RunBatch(const GlobalOptions& global, BatchFlags& f) {
     run.emplace(std::move(started));
   }
   uint64_t monitored = 0;
+  std::string prefix;
   if (log != nullptr) {
-    const std::string prefix = run ? run->WindowPrefix() : "batch-" + RandomHex(8) + "-";
+    prefix = run ? run->WindowPrefix() : "batch-" + RandomHex(8) + "-";
     const size_t outputs = static_cast<size_t>(model.predictor.num_outputs());
+    // Appended in slices of half the queue, so a chunk's sample never sits
+    // in the queue whole.
+    const size_t slice = std::max<size_t>(1, log_options.queue_capacity / 2);
     f.options.sample_rate = f.monitor_sample;
-    f.options.on_scored = [&, prefix, outputs](std::span<const batch::ScoredRow> rows) {
-      std::vector<serve::PredictionRecord> records(rows.size());
+    f.options.on_scored = [&, outputs, slice](std::span<batch::ScoredRow> rows) -> Status {
       const int64_t now = NowMillis();
-      for (size_t i = 0; i < rows.size(); ++i) {
-        serve::PredictionRecord& r = records[i];
-        r.request_id = prefix + std::to_string(rows[i].line);
-        r.time_ms = now;
-        r.model = loaded.name;
-        r.version = loaded.version;
-        r.endpoint = "batch";
-        r.input_json = rows[i].input_json;
-        AppendJsonFloats(r.output_json, rows[i].outputs, outputs);
-        r.latency_us = rows[i].latency_us;
+      for (size_t begin = 0; begin < rows.size(); begin += slice) {
+        const size_t end = std::min(rows.size(), begin + slice);
+        std::vector<serve::PredictionRecord> records(end - begin);
+        for (size_t i = begin; i < end; ++i) {
+          serve::PredictionRecord& r = records[i - begin];
+          r.request_id = prefix + std::to_string(rows[i].line);
+          r.time_ms = now;
+          r.model = loaded.name;
+          r.version = loaded.version;
+          r.endpoint = "batch";
+          r.input_json = std::move(rows[i].input_json);
+          AppendJsonFloats(r.output_json, rows[i].outputs, outputs);
+          r.latency_us = rows[i].latency_us;
+        }
+        monitored += records.size();
+        KEEL_RETURN_IF_ERROR(log->Append(std::move(records)));
       }
-      monitored += records.size();
-      return log->Append(std::move(records));
+      return OkStatus();
     };
+    // The window is complete before the output appears.
+    f.options.before_commit = [log] { return log->Flush(); };
   }
+  g_interrupted.store(false);
+  std::signal(SIGINT, OnInterrupt);
+  std::signal(SIGTERM, OnInterrupt);
+  f.options.cancel = &g_interrupted;
   const bool tty = ::isatty(STDERR_FILENO) == 1;
   if (tty) f.options.progress = ProgressPrinter();
   auto scored = batch::ScoreFile(model, f.options);
   if (tty) std::fprintf(stderr, "\n");
-  Status logged = log != nullptr ? log->Flush() : OkStatus();
-  if (!scored.ok() || !logged.ok()) {
-    const Status error = scored.ok() ? logged : scored.status();
-    if (run) run->Fail(error);
-    return error;
+  std::signal(SIGINT, SIG_DFL);
+  std::signal(SIGTERM, SIG_DFL);
+  f.options.on_scored = nullptr;
+  f.options.before_commit = nullptr;
+  if (!scored.ok()) {
+    if (run) run->Fail(scored.status(), g_interrupted.load());
+    return scored.status();
   }
   const batch::BatchSummary& s = *scored;
+  // The output is complete and in place; a failure to record the run ends it
+  // FAILED and fails the command, and the output stays.
   if (run) KEEL_RETURN_IF_ERROR(run->Finish(s, f, monitored));
   std::cerr << "batch: " << s.rows_in << " rows in, " << s.rows_out << " scored, " << s.rejected
             << " rejected" << (s.reject_file.empty() ? "" : " (" + s.reject_file + ")") << ", "
             << FormatDouble(s.seconds) << " s"
             << (loaded.version.empty() ? "" : ", " + f.model + " version " + loaded.version)
             << (run ? ", run " + run->id() : "")
-            << (monitored > 0 ? ", " + std::to_string(monitored) + " rows to monitoring" : "")
+            << (monitored > 0
+                    ? ", " + std::to_string(monitored) + " rows to monitoring (" + prefix + "*)"
+                    : "")
             << std::endl;
   return OkStatus();
 }

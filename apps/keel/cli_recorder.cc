@@ -207,7 +207,7 @@ class ApiRecorder final : public train::RunRecorder {
                                                             const std::string& run_id) override {
     auto created = t_.Call("POST", "/api/2.0/mlflow/registered-models/create", {},
                            "{\"name\": " + JsonQuote(name) + "}");
-    if (!created.ok() && created.status().message().find("already exists") == std::string::npos) {
+    if (!created.ok() && created.status().code() != StatusCode::kAlreadyExists) {
       return created.status();
     }
     KEEL_ASSIGN_OR_RETURN(

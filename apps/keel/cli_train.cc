@@ -167,7 +167,7 @@ Status RegisterLocalModel(Transport& t, const std::string& name, const fs::path&
     if (s.ok()) {
       auto created = t.Call("POST", "/api/2.0/mlflow/registered-models/create", {},
                             "{\"name\": " + JsonQuote(name) + "}");
-      if (!created.ok() && created.status().message().find("already exists") == std::string::npos) {
+      if (!created.ok() && created.status().code() != StatusCode::kAlreadyExists) {
         s = created.status();
       }
     }

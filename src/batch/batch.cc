@@ -306,10 +306,18 @@ Result<BatchSummary> ScoreFile(const model::LoadedModel& model, const BatchOptio
       (options.format == InputFormat::kByExtension && IsJsonLines(options.input));
   std::unique_ptr<RowSource> source;
   const std::string name = options.input == "-" ? "stdin" : options.input;
+  // A corrupt or truncated compressed input shows up as a parse error or a
+  // ragged row first; the decompressor's error is the one to report.
+  auto input_error = [&](Status other) -> Status {
+    if (std::string why = input->error(); !why.empty()) return InvalidArgument(name + ": " + why);
+    return other;
+  };
   if (json_lines) {
     source = std::make_unique<JsonLinesSource>(in, pipeline, copied_names);
   } else {
-    KEEL_ASSIGN_OR_RETURN(source, CsvSource::Open(in, name, pipeline, copied_names));
+    auto opened = CsvSource::Open(in, name, pipeline, copied_names);
+    if (!opened.ok()) return input_error(opened.status());
+    source = std::move(*opened);
   }
 
   const size_t nf = pipeline.num_features();
@@ -357,22 +365,27 @@ Result<BatchSummary> ScoreFile(const model::LoadedModel& model, const BatchOptio
   BatchProgress progress;
   bool more = true;
   while (more) {
+    if (options.cancel != nullptr && options.cancel->load()) {
+      return Unavailable("interrupted after " + std::to_string(summary.rows_in) + " rows");
+    }
     size_t n = 0;
     scored.clear();
     scored_index.clear();
     while (n < chunk) {
       Status reject;
       const bool sample = sampling && pick(rng);
-      KEEL_ASSIGN_OR_RETURN(more, source->Next(x.data() + n * nf, kept.data() + n * ncopied,
-                                               sample ? &raw : nullptr, &reject));
+      auto next = source->Next(x.data() + n * nf, kept.data() + n * ncopied,
+                               sample ? &raw : nullptr, &reject);
+      if (!next.ok()) return input_error(next.status());
+      more = *next;
       if (!more) break;
       ++summary.rows_in;
       if (!reject.ok()) {
         KEEL_RETURN_IF_ERROR(rejects.Add(source->line(), reject.message()));
         if (rejects.count() > options.max_rejects) {
-          return InvalidArgument(
+          return input_error(InvalidArgument(
               std::to_string(rejects.count()) + " rows rejected (more than --max-rejects " +
-              std::to_string(options.max_rejects) + "); first: " + rejects.first());
+              std::to_string(options.max_rejects) + "); first: " + rejects.first()));
         }
         continue;
       }
@@ -420,9 +433,8 @@ Result<BatchSummary> ScoreFile(const model::LoadedModel& model, const BatchOptio
     if (options.progress) options.progress(progress);
   }
   // A compressed input that ends early reads as a short file: fail instead.
-  if (std::string why = input->error(); !why.empty()) {
-    return InvalidArgument(name + ": " + why);
-  }
+  KEEL_RETURN_IF_ERROR(input_error(OkStatus()));
+  if (options.before_commit) KEEL_RETURN_IF_ERROR(options.before_commit());
   KEEL_RETURN_IF_ERROR(out->Commit());
   summary.rejected = rejects.count();
   summary.reject_file = rejects.where();

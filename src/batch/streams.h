@@ -19,7 +19,8 @@ Codec CodecOf(std::string_view path);
 std::string_view WithoutCodecExtension(std::string_view path);
 
 // An input stream over `path` ("-" = stdin), decompressing by extension.
-// Decompression errors set badbit; error() then says why.
+// A decompression error ends the stream (reads see end of file); error()
+// then says why, so callers check it when they reach the end or fail.
 class InputStream {
  public:
   static Result<std::unique_ptr<InputStream>> Open(const std::string& path);

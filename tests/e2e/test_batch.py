@@ -17,9 +17,11 @@ import io  # noqa: E402
 import json  # noqa: E402
 import re  # noqa: E402
 import shutil  # noqa: E402
+import signal  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
 import tempfile  # noqa: E402
+import time  # noqa: E402
 import unittest  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -93,7 +95,7 @@ class BatchTest(unittest.TestCase):
         self.assertEqual(p.returncode, 0, p.stderr)
         self.assertRegex(p.stderr.strip(), r"^batch: 301 rows in, 299 scored, 2 rejected "
                          r"\(.*scores\.csv\.rejects\.csv\), [0-9.e-]+ s, churn@champion version 1, "
-                         r"run [0-9a-f]{32}, [0-9]+ rows to monitoring$")
+                         r"run [0-9a-f]{32}, [0-9]+ rows to monitoring \(batch-[0-9a-f]{32}-\*\)$")
         with open(out) as f:
             rows = read_csv(f.read())
         self.assertEqual(list(rows[0]), ["state", "account_length", "churn", "churn_probability"])
@@ -127,7 +129,8 @@ class BatchTest(unittest.TestCase):
         out = os.path.join(self.tmp, "tracked.csv")
         p = self.run_ok("churn@champion", "--input", self.input, "--output", out,
                         "--max-rejects", "2", "--monitor-sample", "1", "--experiment", "nightly")
-        m = re.search(r", run ([0-9a-f]{32}), 299 rows to monitoring$", p.stderr.strip())
+        m = re.search(r", run ([0-9a-f]{32}), 299 rows to monitoring \(batch-\1-\*\)$",
+                      p.stderr.strip())
         self.assertIsNotNone(m, p.stderr)
         run_id = m.group(1)
         with open(out) as f:
@@ -195,6 +198,33 @@ class BatchTest(unittest.TestCase):
         self.assertEqual(samples[0], samples[1])
         self.assertTrue(50 < samples[0] < 130, samples)
 
+    def test_interrupted_job_is_killed_and_leaves_nothing(self):
+        out = os.path.join(self.tmp, "interrupted.csv")
+        cmd = [keel_binary(), "--store-uri", self.k.store_uri, "--artifact-root",
+               self.k.artifact_root, "batch", "churn", "--input", "-", "--output", out,
+               "--chunk-rows", "10", "--experiment", "interrupted"]
+        p = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        p.stdin.write(self.header + "\n" + "\n".join(self.good[:100]) + "\n")
+        p.stdin.flush()
+        time.sleep(1)
+        p.send_signal(signal.SIGINT)
+        time.sleep(0.2)
+        p.stdin.write("\n".join(self.good[100:200]) + "\n")
+        p.stdin.close()
+        err = p.stderr.read()
+        self.assertNotEqual(p.wait(timeout=60), 0, err)
+        self.assertIn("interrupted after", err)
+        self.assertFalse(os.path.exists(out))
+        self.assertEqual([f for f in os.listdir(self.tmp) if f.startswith("interrupted.csv")], [])
+        self.k.start()
+        try:
+            exp = self.k.ok("GET", "experiments/get-by-name", {"experiment_name": "interrupted"})
+            runs = self.k.ok("POST", "runs/search", {
+                "experiment_ids": [exp["experiment"]["experiment_id"]]})["runs"]
+        finally:
+            self.k.stop()
+        self.assertEqual([r["info"]["status"] for r in runs], ["KILLED"])
+
     def test_pipes_and_local_package(self):
         with open(self.input) as f:
             text = f.read()
@@ -242,15 +272,15 @@ class BatchTest(unittest.TestCase):
         # Corrupt compressed input fails and writes nothing.
         with open(gz_in, "rb") as f:
             data = f.read()
-        for name, body in (("cut.csv.gz", data[:len(data) // 2]),
-                           ("bad.csv.zst", b"\x28\xb5\x2f\xfd" + b"\x00" * 40)):
+        for name, body, why in (("cut.csv.gz", data[:len(data) // 2], "gzip: "),
+                                ("bad.csv.zst", b"\x28\xb5\x2f\xfd" + b"\x00" * 40, "zstd: ")):
             path = os.path.join(self.tmp, name)
             with open(path, "wb") as f:
                 f.write(body)
             out = os.path.join(self.tmp, name + ".out.csv")
             p = self.batch("churn", "--input", path, "--output", out, "--max-rejects", "1000")
             self.assertNotEqual(p.returncode, 0, name)
-            self.assertIn(name, p.stderr)
+            self.assertIn(name + ": " + why, p.stderr)
             self.assertFalse(os.path.exists(out))
 
     def test_json_lines(self):

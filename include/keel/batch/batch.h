@@ -36,6 +36,7 @@
 // prediction runs on `pool` (ThreadPool::Default() when null).
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <filesystem>
 #include <functional>
@@ -84,10 +85,18 @@ struct BatchOptions {
   ThreadPool* pool = nullptr;
   // Called after each chunk, on the calling thread.
   std::function<void(const BatchProgress&)> progress;
-  // Sampled scored rows (see Monitoring above); an error fails the job.
-  std::function<Status(std::span<const ScoredRow>)> on_scored;
+  // Sampled scored rows (see Monitoring above); the callee may move the
+  // strings out. An error fails the job.
+  std::function<Status(std::span<ScoredRow>)> on_scored;
   double sample_rate = 1.0;  // in [0, 1]
   uint64_t sample_seed = 42;
+  // Called once every row is scored and written, before the output is
+  // committed (renamed into place); an error fails the job and leaves no
+  // output. E.g. flushing what on_scored queued.
+  std::function<Status()> before_commit;
+  // Checked before each chunk; when set, the job stops with kUnavailable
+  // ("interrupted") and leaves no output.
+  const std::atomic<bool>* cancel = nullptr;
 };
 
 struct BatchSummary {
@@ -105,7 +114,9 @@ struct BatchSummary {
 // lacks an input column, the id or a kept column, for corrupt compressed
 // input, and when rejects exceed max_rejects (the message names the first
 // rejected line and reason), and for a sample_rate outside [0, 1]; an error
-// from on_scored is returned as it is. JSON Lines records may leave fields out
+// from on_scored or before_commit is returned as it is. When compressed input
+// is corrupt or truncated, that is the error reported, whatever it caused
+// first (a ragged last row, too many rejects). JSON Lines records may leave fields out
 // (missing values); their copied columns are written as text.
 Result<BatchSummary> ScoreFile(const model::LoadedModel& model, const BatchOptions& options);
 
