@@ -54,6 +54,8 @@ void AddModelCommands(CLI::App& app, GlobalOptions& global, Action& run);
 void AddTrainCommand(CLI::App& app, GlobalOptions& global, Action& run);
 void AddLabelCommands(CLI::App& app, GlobalOptions& global, Action& run);
 void AddBatchCommand(CLI::App& app, GlobalOptions& global, Action& run);
+void AddExportCommand(CLI::App& app, GlobalOptions& global, Action& run);
+void AddStreamCommand(CLI::App& app, GlobalOptions& global, Action& run);
 
 // JSON string literal for `s`.
 std::string JsonQuote(std::string_view s);

@@ -266,6 +266,8 @@ int main(int argc, char** argv) {
   AddTrainCommand(app, global, run);
   AddLabelCommands(app, global, run);
   AddBatchCommand(app, global, run);
+  AddExportCommand(app, global, run);
+  AddStreamCommand(app, global, run);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
