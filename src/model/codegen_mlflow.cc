@@ -21,6 +21,7 @@
 #include "keel/core/json.h"
 #include "keel/core/util.h"
 #include "keel/model/codegen.h"
+#include "keel/model/package.h"
 #include "src/model/xgboost_doc.h"
 
 namespace keel::model {
@@ -39,22 +40,6 @@ Result<std::string> ReadAll(const fs::path& path) {
   ss << in.rdbuf();
   if (!in.good() && !in.eof()) return DataLoss(path.string() + ": read failed");
   return std::move(ss).str();
-}
-
-// "2024-07-01 12:00:00.000000", as MLflow writes utc_time_created.
-std::string NowUtc() {
-  const auto now = std::chrono::system_clock::now();
-  const std::time_t t = std::chrono::system_clock::to_time_t(now);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[40];
-  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
-  const auto micros =
-      std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()).count() %
-      1000000;
-  char out[64];
-  std::snprintf(out, sizeof out, "%s.%06lld", buf, static_cast<long long>(micros));
-  return out;
 }
 
 // "1.7.4" from the document's "version": [1, 7, 4]; empty when absent.
@@ -159,7 +144,7 @@ Result<std::vector<ExportedFile>> GenerateMlflow(const LoadedModel& model,
   y << YAML::Key << "outputs" << YAML::Value << YAML::SingleQuoted << SignatureOutputs(model.model);
   y << YAML::Key << "params" << YAML::Value << YAML::Null;
   y << YAML::EndMap;
-  y << YAML::Key << "utc_time_created" << YAML::Value << YAML::SingleQuoted << NowUtc();
+  y << YAML::Key << "utc_time_created" << YAML::Value << YAML::SingleQuoted << MlflowUtcNow();
   y << YAML::EndMap;
   if (!y.good()) return Internal(std::string("MLmodel: ") + y.GetLastError());
 

@@ -117,21 +117,6 @@ Result<std::string> FormatFromFlavor(const std::string& bytes, const std::string
                          "XGBoost format is not supported: save the model as .json or .ubj)");
 }
 
-std::string NowUtc() {
-  const auto now = std::chrono::system_clock::now();
-  const std::time_t t = std::chrono::system_clock::to_time_t(now);
-  std::tm tm{};
-  gmtime_r(&t, &tm);
-  char buf[40];
-  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
-  const auto micros =
-      std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()).count() %
-      1000000;
-  char out[64];
-  std::snprintf(out, sizeof out, "%s.%06lld", buf, static_cast<long long>(micros));
-  return out;
-}
-
 Result<std::vector<std::string>> ExampleRecordsUnchecked(const std::string& text);
 
 // The rows of an input example ("split" or "records" orient) as JSON objects.
@@ -404,7 +389,7 @@ Status WriteModelPackage(const fs::path& dir, const PackageContents& c) {
     y << YAML::Key << "params" << YAML::Value << YAML::Null;
     y << YAML::EndMap;
   }
-  y << YAML::Key << "utc_time_created" << YAML::Value << YAML::SingleQuoted << NowUtc();
+  y << YAML::Key << "utc_time_created" << YAML::Value << YAML::SingleQuoted << MlflowUtcNow();
   y << YAML::EndMap;
   if (!y.good()) {
     cleanup();
@@ -426,6 +411,21 @@ Status WriteModelPackage(const fs::path& dir, const PackageContents& c) {
   }
   if (!s.ok()) cleanup();
   return s;
+}
+
+std::string MlflowUtcNow() {
+  const auto now = std::chrono::system_clock::now();
+  const std::time_t t = std::chrono::system_clock::to_time_t(now);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  char buf[40];
+  std::strftime(buf, sizeof buf, "%Y-%m-%d %H:%M:%S", &tm);
+  const auto micros =
+      std::chrono::duration_cast<std::chrono::microseconds>(now.time_since_epoch()).count() %
+      1000000;
+  char out[64];
+  std::snprintf(out, sizeof out, "%s.%06lld", buf, static_cast<long long>(micros));
+  return out;
 }
 
 }  // namespace keel::model

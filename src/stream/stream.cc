@@ -222,6 +222,8 @@ struct StreamScorer::Impl {
   Result<std::vector<std::string>> StreamsCapturing(const std::string& subject);
 
   void FetchLoop();
+  // Counts a fetched list in flight, dispatches each message and frees the list.
+  void TakeFetched(natsMsgList& list);
   void Dispatch(natsMsg* msg);
   std::string KeyOf(std::string_view payload);
   void WorkerLoop(Worker& w);
@@ -806,6 +808,20 @@ std::string StreamScorer::Impl::KeyOf(std::string_view payload) {
   return simdjson::minify(value);
 }
 
+void StreamScorer::Impl::TakeFetched(natsMsgList& list) {
+  {
+    std::lock_guard<std::mutex> lock(room_mu_);
+    in_flight_ += static_cast<size_t>(list.Count);
+    m_in_flight_->Set(static_cast<double>(in_flight_));
+  }
+  for (int i = 0; i < list.Count; ++i) {
+    natsMsg* msg = list.Msgs[i];
+    list.Msgs[i] = nullptr;
+    Dispatch(msg);
+  }
+  natsMsgList_Destroy(&list);
+}
+
 void StreamScorer::Impl::Dispatch(natsMsg* msg) {
   auto item = std::make_unique<Item>();
   item->msg = msg;
@@ -898,17 +914,7 @@ void StreamScorer::Impl::FetchLoop() {
     }
     backoff = milliseconds(0);
     idle = list.Count == 0;
-    {
-      std::lock_guard<std::mutex> lock(room_mu_);
-      in_flight_ += static_cast<size_t>(list.Count);
-      m_in_flight_->Set(static_cast<double>(in_flight_));
-    }
-    for (int i = 0; i < list.Count; ++i) {
-      natsMsg* msg = list.Msgs[i];
-      list.Msgs[i] = nullptr;
-      Dispatch(msg);
-    }
-    natsMsgList_Destroy(&list);
+    TakeFetched(list);
   }
   // Messages the server already sent for our last fetch wait in libnats'
   // queue: take them too (up to the free room), so they need not wait out the
@@ -926,17 +932,7 @@ void StreamScorer::Impl::FetchLoop() {
     natsMsgList list{};
     const uint64_t batch = std::min<uint64_t>({queued, room, 1 << 20});
     if (natsSubscription_Fetch(&list, sub_, static_cast<int>(batch), 100, nullptr) == NATS_OK) {
-      {
-        std::lock_guard<std::mutex> lock(room_mu_);
-        in_flight_ += static_cast<size_t>(list.Count);
-        m_in_flight_->Set(static_cast<double>(in_flight_));
-      }
-      for (int i = 0; i < list.Count; ++i) {
-        natsMsg* msg = list.Msgs[i];
-        list.Msgs[i] = nullptr;
-        Dispatch(msg);
-      }
-      natsMsgList_Destroy(&list);
+      TakeFetched(list);
     }
   }
   fetch_done_.store(true);

@@ -87,4 +87,8 @@ struct PackageContents {
 // crash never leaves a half-written package under `dir`.
 Status WriteModelPackage(const std::filesystem::path& dir, const PackageContents& contents);
 
+// The current UTC time as MLflow writes an MLmodel's utc_time_created
+// ("2024-07-01 12:00:00.000000").
+std::string MlflowUtcNow();
+
 }  // namespace keel::model
