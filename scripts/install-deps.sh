@@ -13,7 +13,7 @@ PACKAGES=(
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-requests wrk curl nats-server postgresql zstd gzip time
-  python3-numpy python3-pandas python3-sklearn python3-xgboost python3-yaml
+  python3-numpy python3-pandas python3-scipy python3-sklearn python3-xgboost python3-yaml
   # serving peers (../shared/peers/serving): FastAPI servers the benchmark compares against
   python3-fastapi python3-uvicorn python3-uvloop python3-httptools python3-joblib
 )

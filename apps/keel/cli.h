@@ -56,6 +56,12 @@ void AddLabelCommands(CLI::App& app, GlobalOptions& global, Action& run);
 void AddBatchCommand(CLI::App& app, GlobalOptions& global, Action& run);
 void AddExportCommand(CLI::App& app, GlobalOptions& global, Action& run);
 void AddStreamCommand(CLI::App& app, GlobalOptions& global, Action& run);
+void AddDriftCommand(CLI::App& app, GlobalOptions& global, Action& run);
+
+// What main exits with once the chosen action returned OK: 0 unless a gate
+// the action checks failed (keel drift --fail-on sets kDriftGateExitCode).
+int& CommandExitCode();
+inline constexpr int kDriftGateExitCode = 3;
 
 // JSON string literal for `s`.
 std::string JsonQuote(std::string_view s);

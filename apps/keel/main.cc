@@ -233,6 +233,11 @@ std::string Str(simdjson::dom::element e, std::string_view key) {
   return "";
 }
 
+int& CommandExitCode() {
+  static int code = 0;
+  return code;
+}
+
 std::string CurrentUser() {
   if (const char* user = std::getenv("USER"); user && *user) return user;
   if (passwd* pw = getpwuid(getuid()); pw && pw->pw_name) return pw->pw_name;
@@ -268,6 +273,7 @@ int main(int argc, char** argv) {
   AddBatchCommand(app, global, run);
   AddExportCommand(app, global, run);
   AddStreamCommand(app, global, run);
+  AddDriftCommand(app, global, run);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -278,5 +284,5 @@ int main(int argc, char** argv) {
     std::cerr << "keel: error: " << status.message() << "\n";
     return status.code() == keel::StatusCode::kInvalidArgument ? 2 : 1;
   }
-  return 0;
+  return CommandExitCode();
 }

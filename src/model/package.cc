@@ -352,6 +352,9 @@ Status WriteModelPackage(const fs::path& dir, const PackageContents& c) {
     y << YAML::Key << "pipeline" << YAML::Value << "keel/pipeline.json";
   }
   if (!c.profile_json.empty()) y << YAML::Key << "profile" << YAML::Value << "keel/profile.json";
+  if (!c.reference_bytes.empty()) {
+    y << YAML::Key << "reference" << YAML::Value << "keel/reference.keelref";
+  }
   y << YAML::Key << "task" << YAML::Value << info.task;
   y << YAML::EndMap;
   if (!c.xgboost_version.empty() && info.format.rfind("xgboost", 0) == 0) {
@@ -401,6 +404,9 @@ Status WriteModelPackage(const fs::path& dir, const PackageContents& c) {
   if (s.ok() && !c.pipeline_json.empty())
     s = WriteFile(tmp / "keel/pipeline.json", c.pipeline_json);
   if (s.ok() && !c.profile_json.empty()) s = WriteFile(tmp / "keel/profile.json", c.profile_json);
+  if (s.ok() && !c.reference_bytes.empty()) {
+    s = WriteFile(tmp / "keel/reference.keelref", c.reference_bytes);
+  }
   if (s.ok() && !c.input_example_json.empty()) {
     s = WriteFile(tmp / "input_example.json", c.input_example_json);
   }

@@ -398,6 +398,11 @@ double NumpySum(std::span<const double> values) {
   return res;
 }
 
+void NumpySummer::Flush() {
+  total_ += PairwiseSum(buffer_, size_);
+  size_ = 0;
+}
+
 double RegularizedGammaP(double a, double x) {
   if (std::isnan(a) || std::isnan(x) || a <= 0 || x < 0) return kNaN;
   if (x == 0) return 0.0;

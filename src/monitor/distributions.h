@@ -3,6 +3,7 @@
 // numpy's summation order. Internal to src/monitor; unit-tested directly.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 #include <span>
 
@@ -13,6 +14,27 @@ namespace keel::monitor::internal {
 // pairwise_sum (numpy/core/src/umath/loops_utils.h: 8 accumulators per run of
 // <= 128 elements, halves above).
 double NumpySum(std::span<const double> values);
+
+// NumpySum of a sequence produced one value at a time, in O(1) memory:
+// Add() the values in order, then Total() == NumpySum(all of them).
+class NumpySummer {
+ public:
+  void Add(double v) {
+    buffer_[size_++] = v;
+    if (size_ == kBuffer) Flush();
+  }
+  double Total() {
+    if (size_ > 0) Flush();
+    return total_;
+  }
+
+ private:
+  static constexpr size_t kBuffer = 8192;  // np.add.reduce's buffer
+  void Flush();
+  double buffer_[kBuffer];
+  size_t size_ = 0;
+  double total_ = 0;
+};
 
 // Regularized incomplete gamma functions P(a, x) and Q(a, x) = 1 - P(a, x),
 // a > 0, x >= 0 (NaN otherwise). Series for x < a + 1, Lentz's continued

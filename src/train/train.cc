@@ -18,6 +18,7 @@
 #include "keel/data/pipeline.h"
 #include "keel/data/profile.h"
 #include "keel/model/formats.h"
+#include "keel/monitor/reference.h"
 #include "keel/train/linear_trainer.h"
 #include "keel/train/xgboost_trainer.h"
 
@@ -608,6 +609,10 @@ static Result<TrainedModel> TrainModelUnchecked(const TrainSpec& spec,
   status("profiling the training data");
   KEEL_ASSIGN_OR_RETURN(data::TableProfile profile, data::ProfileTable(train_table));
   pkg.profile_json = profile.ToJson();
+  // The drift reference (sorted values, quantile bins, category counts) that
+  // `keel drift --reference MODEL` and monitoring compare live data with.
+  KEEL_ASSIGN_OR_RETURN(monitor::ReferenceProfile reference, monitor::BuildReference(train_table));
+  pkg.reference_bytes = reference.Serialize();
   out.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   return out;
 }

@@ -333,7 +333,8 @@ class TrainChurnTest(TrainCase):
         top = list_artifacts(k, rel)
         self.assertEqual(set(top), {"MLmodel", "model.json", "keel", "input_example.json"}, top)
         self.assertTrue(top["keel"]["is_dir"])
-        self.assertEqual(set(list_artifacts(k, rel + "/keel")), {"pipeline.json", "profile.json"})
+        self.assertEqual(set(list_artifacts(k, rel + "/keel")),
+                         {"pipeline.json", "profile.json", "reference.keelref"})
         mlmodel = yaml.safe_load(get_artifact(k, rel + "/MLmodel"))
         self.assertEqual(set(mlmodel["flavors"]), {"keel", "xgboost"})
         self.assertEqual(mlmodel["flavors"]["xgboost"]["data"], "model.json")

@@ -22,6 +22,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "keel/data/table.h"
+#include "keel/monitor/drift.h"
 #include "keel/monitor/stats.h"
 #include "src/monitor/distributions.h"
 #include "test_util.h"
@@ -375,6 +377,80 @@ TEST(MonitorStatsPeerTest, KeelPresetOnPrefix) {
   EXPECT_FALSE(verdict.drift);
 }
 
+// CompareTables (keel/monitor/drift.h) on tables of the peer's streams gives
+// the peer's numbers: the deciding test (KS), the extra statistics, and the
+// chi-square contingency test on the categoricals.
+TEST(MonitorStatsPeerTest, CompareTablesOnPrefix) {
+  const json& check = Expected()["prefix_check"];
+  const size_t rows = check["rows"];
+  data::Table tables[2];
+  for (int dataset = 0; dataset < 2; ++dataset) {
+    for (int j = 0; j < 20; ++j) {
+      ASSERT_OK(tables[dataset].AddColumn(
+          data::Column::Numeric("f" + std::to_string(j), NumericFeature(dataset, j, rows))));
+    }
+    for (int c = 0; c < 2; ++c) {
+      std::vector<std::string> text;
+      for (int v : CategoricalFeature(dataset, c, rows)) text.push_back(CategoryName(v));
+      ASSERT_OK(tables[dataset].AddColumn(
+          data::Column::CategoricalFromText("cat" + std::to_string(c), text)));
+    }
+  }
+  DriftOptions options;
+  options.tests = {{"ks"}, {"chisquare"}};
+  options.extra = {"psi", "wasserstein", "wasserstein_norm"};
+  ASSERT_OK_AND_ASSIGN(DriftReport report, CompareTables(tables[0], tables[1], options));
+  ASSERT_EQ(report.columns.size(), 22u);
+  auto extra = [](const ColumnReport& c, std::string_view name) -> const StatValue& {
+    for (const ExtraStatistic& e : c.extra) {
+      if (e.name == name) return e.value;
+    }
+    ADD_FAILURE() << c.name << " has no " << name;
+    static const StatValue none;
+    return none;
+  };
+  for (int j = 0; j < 20; ++j) {
+    const ColumnReport& c = report.columns[static_cast<size_t>(j)];
+    const json& want = check["numeric"][j];
+    ASSERT_TRUE(c.error.empty()) << c.error;
+    EXPECT_EQ(c.name, "f" + std::to_string(j));
+    EXPECT_EQ(c.drift.statistic, "ks");
+    ExpectRel(c.drift.value.statistic, want["ks_stat"], 0, "ks (compare)", c.name);
+    ExpectRel(c.drift.value.score, want["ks_pvalue"], 1e-9, "ks p (compare)", c.name);
+    EXPECT_EQ(c.drift.drift, want["ks_pvalue"].get<double>() < 0.05) << c.name;
+    ExpectRel(extra(c, "psi").score, want["psi_q10"], 1e-12, "psi q10 (compare)", c.name);
+    ExpectRel(extra(c, "wasserstein").score, want["wasserstein"], 1e-9, "wasserstein (compare)",
+              c.name);
+    ExpectRel(extra(c, "wasserstein_norm").score, want["wasserstein_norm_evidently"], 1e-9,
+              "wasserstein norm (compare)", c.name);
+    // The histogram holds every non-missing value once.
+    EXPECT_EQ(std::accumulate(c.histogram.ref.begin(), c.histogram.ref.end(), uint64_t{0}), rows);
+    EXPECT_EQ(std::accumulate(c.histogram.cur.begin(), c.histogram.cur.end(), uint64_t{0}), rows);
+  }
+  for (int k = 0; k < 2; ++k) {
+    const ColumnReport& c = report.columns[static_cast<size_t>(20 + k)];
+    const json& want = check["categorical"][k];
+    EXPECT_EQ(c.kind, ColumnKind::kCategorical);
+    // KS does not take categorical columns: chi-square decides there.
+    EXPECT_EQ(c.drift.statistic, "chisquare");
+    ExpectRel(c.drift.value.statistic, want["chi2_contingency_stat"], 1e-12,
+              "chi2 contingency (compare)", c.name);
+    ExpectRel(c.drift.value.score, want["chi2_contingency_p"], 1e-9,
+              "chi2 contingency p (compare)", c.name);
+    ExpectRel(extra(c, "psi").score, want["psi_evidently"], 1e-12, "psi categorical (compare)",
+              c.name);
+  }
+  uint64_t drifted = 0;
+  for (int j = 0; j < 20; ++j) drifted += check["numeric"][j]["ks_pvalue"].get<double>() < 0.05;
+  for (int k = 0; k < 2; ++k) {
+    const bool want = check["categorical"][k]["chi2_contingency_p"].get<double>() < 0.05;
+    EXPECT_EQ(report.columns[static_cast<size_t>(20 + k)].drift.drift, want);
+    drifted += want;
+  }
+  EXPECT_EQ(report.dataset.columns, 22u);
+  EXPECT_EQ(report.dataset.drifted, drifted);
+}
+
 // The full 1M-row block (a few seconds per feature): run with
 // --gtest_also_run_disabled_tests.
 TEST(MonitorStatsPeerTest, DISABLED_FullMillionRows) {
@@ -627,7 +703,7 @@ TEST(MonitorStatsEdgeTest, AllEqualValues) {
 TEST(MonitorStatsEdgeTest, NaNsAreMissingExcludedAndCounted) {
   const std::vector<double> raw = {3, NAN, 1, INFINITY, 2, -INFINITY, NAN};
   const NumericSample s = NumericSample::FromValues(raw);
-  EXPECT_EQ(s.sorted, (std::vector<double>{1, 2, 3}));
+  EXPECT_EQ(s.sorted, (SortedValues{1, 2, 3}));
   EXPECT_EQ(s.missing, 4u);
   EXPECT_EQ(s.rows(), 7u);
   const NumericSample clean = NumericSample::FromValues(std::vector<double>{1, 2, 3, 4});

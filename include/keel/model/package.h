@@ -75,6 +75,7 @@ struct PackageContents {
   std::string model_bytes;         // the model file's contents
   std::string pipeline_json;       // data::FeaturePipeline::ToJson(); empty: identity
   std::string profile_json;        // optional
+  std::string reference_bytes;     // monitor::ReferenceProfile::Serialize(); optional
   std::string input_example_json;  // {"columns": [...], "data": [[...]]}; optional
   std::string signature_inputs;    // MLflow column-spec JSON; optional
   std::string signature_outputs;

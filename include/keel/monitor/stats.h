@@ -41,6 +41,7 @@
 #include <string_view>
 #include <vector>
 
+#include "keel/core/big_buffer.h"
 #include "keel/core/result.h"
 #include "keel/core/status.h"
 
@@ -56,8 +57,11 @@ std::string_view ColumnKindName(ColumnKind kind);  // "numeric", "categorical"
 
 // Non-missing values of a numeric column, ascending. NaN and +-infinity are
 // missing (Evidently drops both before testing).
+// Ascending values in huge-page-backed memory for large columns (keel/core/big_buffer.h).
+using SortedValues = std::vector<double, BigBufferAllocator<double>>;
+
 struct NumericSample {
-  std::vector<double> sorted;
+  SortedValues sorted;
   uint64_t missing = 0;
 
   static NumericSample FromValues(std::span<const double> values);
@@ -98,6 +102,9 @@ struct QuantileBins {
                                                    int bins = 10);
 // Counts of `values` (any order, finite) in the bins of `edges` (the rule above).
 std::vector<uint64_t> CountInBins(std::span<const double> edges, std::span<const double> values);
+// The same counts for ascending `sorted` values, in O(edges * log n).
+std::vector<uint64_t> CountSortedInBins(std::span<const double> edges,
+                                        std::span<const double> sorted);
 
 // Reference and current counts on the same bins or categories.
 struct AlignedCounts {

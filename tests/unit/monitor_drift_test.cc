@@ -1,0 +1,335 @@
+// CompareTables and its renderings (keel/monitor/drift.h) on small tables:
+// column selection and roles, kinds, errors, unseen categories, the dataset
+// verdict, JSON/text/HTML. The statistics themselves are checked against
+// numpy/scipy in monitor_stats_test.cc (including CompareTables on the peer's
+// streams).
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "keel/data/table.h"
+#include "keel/monitor/drift.h"
+#include "keel/monitor/reference.h"
+#include "test_util.h"
+
+namespace keel::monitor {
+namespace {
+
+using data::Column;
+using data::Table;
+
+std::vector<double> Ramp(size_t n, double offset) {
+  std::vector<double> v(n);
+  for (size_t i = 0; i < n; ++i) v[i] = static_cast<double>(i % 100) + offset;
+  return v;
+}
+
+std::vector<std::string> Cycle(size_t n, const std::vector<std::string>& values) {
+  std::vector<std::string> v(n);
+  for (size_t i = 0; i < n; ++i) v[i] = values[i % values.size()];
+  return v;
+}
+
+// Reference and current tables: "same" does not move, "shifted" moves by 30,
+// "city" gains an unseen category, "flag" is boolean, "score" is the
+// prediction, "label" the target.
+void MakeTables(Table& ref, Table& cur, size_t n = 2000) {
+  ASSERT_OK(ref.AddColumn(Column::Numeric("same", Ramp(n, 0))));
+  ASSERT_OK(cur.AddColumn(Column::Numeric("same", Ramp(n, 0))));
+  ASSERT_OK(ref.AddColumn(Column::Numeric("shifted", Ramp(n, 0))));
+  ASSERT_OK(cur.AddColumn(Column::Numeric("shifted", Ramp(n, 30))));
+  ASSERT_OK(ref.AddColumn(Column::CategoricalFromText("city", Cycle(n, {"Oslo", "Rome"}))));
+  ASSERT_OK(cur.AddColumn(
+      Column::CategoricalFromText("city", Cycle(n, {"Oslo", "Rome", "Lima <x>", "Oslo"}))));
+  std::vector<double> flags(n);
+  for (size_t i = 0; i < n; ++i) flags[i] = static_cast<double>(i % 2);
+  ASSERT_OK_AND_ASSIGN(Column ref_flag, Column::Boolean("flag", flags));
+  ASSERT_OK_AND_ASSIGN(Column cur_flag, Column::Boolean("flag", flags));
+  ASSERT_OK(ref.AddColumn(std::move(ref_flag)));
+  ASSERT_OK(cur.AddColumn(std::move(cur_flag)));
+  ASSERT_OK(ref.AddColumn(Column::Numeric("score", Ramp(n, 0))));
+  ASSERT_OK(cur.AddColumn(Column::Numeric("score", Ramp(n, 50))));
+  ASSERT_OK(ref.AddColumn(Column::Numeric("label", Ramp(n, 0))));
+  ASSERT_OK(cur.AddColumn(Column::Numeric("label", Ramp(n, 70))));
+}
+
+void ExpectInvalid(const Result<DriftReport>& r, std::string_view needle) {
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+  EXPECT_NE(r.status().message().find(needle), std::string::npos) << r.status().message();
+}
+
+const ColumnReport& Find(const DriftReport& r, std::string_view name) {
+  for (const ColumnReport& c : r.columns) {
+    if (c.name == name) return c;
+  }
+  ADD_FAILURE() << "no column " << name;
+  return r.columns.front();
+}
+
+TEST(MonitorDriftTest, VerdictsRolesAndDatasetShare) {
+  Table ref, cur;
+  MakeTables(ref, cur);
+  DriftOptions options;
+  options.prediction = "score";
+  options.target = "label";
+  ASSERT_OK_AND_ASSIGN(DriftReport r, CompareTables(ref, cur, options));
+  ASSERT_EQ(r.columns.size(), 6u);
+  EXPECT_EQ(r.columns[0].name, "same");  // reference order
+  EXPECT_FALSE(Find(r, "same").drift.drift);
+  EXPECT_TRUE(Find(r, "shifted").drift.drift);
+  EXPECT_TRUE(Find(r, "city").drift.drift);
+  EXPECT_FALSE(Find(r, "flag").drift.drift);
+  EXPECT_EQ(Find(r, "flag").kind, ColumnKind::kCategorical);
+  EXPECT_EQ(Find(r, "score").role, ColumnRole::kPrediction);
+  EXPECT_EQ(Find(r, "label").role, ColumnRole::kTarget);
+  // Features only: same, shifted, city, flag; 2 of 4 drifted; keel's share is 0.5.
+  EXPECT_EQ(r.dataset.columns, 4u);
+  EXPECT_EQ(r.dataset.drifted, 2u);
+  EXPECT_DOUBLE_EQ(r.dataset.share, 0.5);
+  EXPECT_TRUE(r.dataset.drift);
+  ASSERT_GE(r.prediction_index, 0);
+  EXPECT_EQ(r.columns[static_cast<size_t>(r.prediction_index)].name, "score");
+  EXPECT_TRUE(r.columns[static_cast<size_t>(r.prediction_index)].drift.drift);
+}
+
+TEST(MonitorDriftTest, UnseenCategoryIsNamed) {
+  Table ref, cur;
+  MakeTables(ref, cur);
+  ASSERT_OK_AND_ASSIGN(DriftReport r, CompareTables(ref, cur));
+  const ColumnReport& city = Find(r, "city");
+  ASSERT_EQ(city.drift.unseen.names, std::vector<std::string>{"Lima <x>"});
+  EXPECT_EQ(city.drift.unseen.rows, 500u);
+  EXPECT_DOUBLE_EQ(city.drift.unseen.share, 0.25);
+  EXPECT_TRUE(std::isfinite(city.drift.value.score));
+}
+
+TEST(MonitorDriftTest, ForcedTestAppliesWhereItFitsAndExtrasAreReported) {
+  Table ref, cur;
+  MakeTables(ref, cur);
+  DriftOptions options;
+  options.tests = {{"ks"}};
+  options.extra = {"psi", "chisquare", "psi"};  // repeated names count once
+  ASSERT_OK_AND_ASSIGN(DriftReport r, CompareTables(ref, cur, options));
+  EXPECT_EQ(Find(r, "same").drift.statistic, "ks");
+  EXPECT_EQ(Find(r, "same").direction, Direction::kPValue);
+  EXPECT_EQ(Find(r, "city").drift.statistic, "psi");  // KS takes numeric columns only
+  ASSERT_EQ(Find(r, "same").extra.size(), 2u);
+  EXPECT_EQ(Find(r, "same").extra[0].name, "psi");
+  EXPECT_TRUE(Find(r, "same").extra[0].error.empty());
+  EXPECT_NEAR(Find(r, "same").extra[0].value.score, 0.0, 1e-12);
+  EXPECT_TRUE(Find(r, "shifted").extra[0].drift);
+
+  options.tests = {{"psi", 100}};  // nothing is that far apart
+  ASSERT_OK_AND_ASSIGN(DriftReport lenient, CompareTables(ref, cur, options));
+  EXPECT_FALSE(Find(lenient, "shifted").drift.drift);
+  EXPECT_DOUBLE_EQ(Find(lenient, "shifted").drift.threshold, 100);
+}
+
+TEST(MonitorDriftTest, ColumnsExcludeAndMissingSides) {
+  Table ref, cur;
+  ASSERT_OK(ref.AddColumn(Column::Numeric("a", Ramp(300, 0))));
+  ASSERT_OK(cur.AddColumn(Column::Numeric("a", std::vector<double>(300, NAN))));
+  ASSERT_OK(ref.AddColumn(Column::Numeric("b", Ramp(300, 0))));
+  std::vector<double> b = Ramp(300, 0);
+  for (size_t i = 0; i < 30; ++i) b[i] = NAN;
+  ASSERT_OK(cur.AddColumn(Column::Numeric("b", b)));
+  ASSERT_OK(ref.AddColumn(Column::Numeric("c", Ramp(300, 0))));
+  ASSERT_OK(cur.AddColumn(Column::Numeric("c", Ramp(300, 0))));
+  DriftOptions options;
+  options.exclude = {"c"};
+  ASSERT_OK_AND_ASSIGN(DriftReport r, CompareTables(ref, cur, options));
+  ASSERT_EQ(r.columns.size(), 2u);
+  // "a" is all missing in the current data: reported, not tested, not counted.
+  EXPECT_FALSE(Find(r, "a").error.empty());
+  EXPECT_DOUBLE_EQ(Find(r, "a").drift.missing.cur_share, 1.0);
+  EXPECT_DOUBLE_EQ(Find(r, "b").drift.missing.change, 0.1);
+  EXPECT_EQ(r.dataset.columns, 1u);
+
+  options.exclude.clear();
+  options.columns = {"c"};
+  ASSERT_OK_AND_ASSIGN(DriftReport only, CompareTables(ref, cur, options));
+  ASSERT_EQ(only.columns.size(), 1u);
+  EXPECT_EQ(only.columns[0].name, "c");
+}
+
+TEST(MonitorDriftTest, BadRequestsNameTheProblem) {
+  Table ref, cur;
+  MakeTables(ref, cur);
+  DriftOptions options;
+  options.preset = "nope";
+  ExpectInvalid(CompareTables(ref, cur, options), "nope");
+  options = {};
+  options.tests = {{"ks"}, {"nope"}};
+  ExpectInvalid(CompareTables(ref, cur, options), "nope");
+  options = {};
+  options.columns = {"ghost"};
+  ExpectInvalid(CompareTables(ref, cur, options), "ghost");
+
+  Table fewer;
+  ASSERT_OK(fewer.AddColumn(Column::Numeric("same", Ramp(10, 0))));
+  ExpectInvalid(CompareTables(ref, fewer), "shifted");
+
+  Table kinds;
+  ASSERT_OK(kinds.AddColumn(Column::CategoricalFromText("same", Cycle(10, {"x"}))));
+  Table one;
+  ASSERT_OK(one.AddColumn(Column::Numeric("same", Ramp(10, 0))));
+  ExpectInvalid(CompareTables(one, kinds), "'same' is numeric in the reference data but categorical");
+}
+
+TEST(MonitorDriftTest, RenderingsCarryTheVerdicts) {
+  Table ref, cur;
+  MakeTables(ref, cur);
+  DriftOptions options;
+  options.prediction = "score";
+  options.target = "label";
+  options.extra = {"wasserstein"};
+  ASSERT_OK_AND_ASSIGN(DriftReport r, CompareTables(ref, cur, options));
+  r.reference_name = "train.csv";
+  r.current_name = "week <2>.csv";
+
+  const nlohmann::json j = nlohmann::json::parse(r.ToJson());
+  EXPECT_EQ(j["keel_drift_report"], 1);
+  EXPECT_EQ(j["reference"]["name"], "train.csv");
+  EXPECT_EQ(j["current"]["rows"], 2000);
+  EXPECT_EQ(j["dataset"]["drifted"], 2);
+  EXPECT_EQ(j["dataset"]["drift"], true);
+  EXPECT_EQ(j["prediction_drift"], true);
+  ASSERT_EQ(j["columns"].size(), 6u);
+  const nlohmann::json& shifted = j["columns"][1];
+  EXPECT_EQ(shifted["name"], "shifted");
+  EXPECT_EQ(shifted["test"], "psi");
+  EXPECT_EQ(shifted["drift"], true);
+  EXPECT_EQ(shifted["score"].get<double>(), Find(r, "shifted").drift.value.score);
+  EXPECT_TRUE(shifted["extra"]["wasserstein"]["score"].is_number());
+  EXPECT_EQ(shifted["histogram"]["edges"].size(), shifted["histogram"]["reference"].size() + 1);
+  EXPECT_EQ(j["columns"][2]["unseen"]["categories"][0], "Lima <x>");
+
+  const std::string text = r.ToText();
+  EXPECT_NE(text.find("shifted"), std::string::npos);
+  EXPECT_NE(text.find("DRIFT"), std::string::npos);
+  EXPECT_NE(text.find("dataset drift: YES (2 of 4 features drifted"), std::string::npos) << text;
+  EXPECT_NE(text.find("prediction drift: YES"), std::string::npos) << text;
+  EXPECT_NE(text.find("1 unseen (Lima <x>; 25.0% of rows)"), std::string::npos) << text;
+
+  const std::string html = r.ToHtml();
+  EXPECT_EQ(html.find("<script"), std::string::npos);
+  EXPECT_EQ(html.find("http"), std::string::npos);  // nothing loaded from a network
+  EXPECT_NE(html.find("week &lt;2&gt;.csv"), std::string::npos);
+  EXPECT_NE(html.find("Lima &lt;x&gt;"), std::string::npos);
+  EXPECT_EQ(html.find("Lima <x>"), std::string::npos);
+}
+
+TEST(MonitorDriftTest, ReportSizeDoesNotGrowWithRows) {
+  Table small_ref, small_cur, big_ref, big_cur;
+  MakeTables(small_ref, small_cur, 2000);
+  MakeTables(big_ref, big_cur, 200000);
+  ASSERT_OK_AND_ASSIGN(DriftReport small, CompareTables(small_ref, small_cur));
+  ASSERT_OK_AND_ASSIGN(DriftReport big, CompareTables(big_ref, big_cur));
+  // Only the row counts' digits differ.
+  EXPECT_LE(big.ToHtml().size(), small.ToHtml().size() + 200);
+  EXPECT_LE(big.ToJson().size(), small.ToJson().size() + 400);
+}
+
+TEST(MonitorDriftTest, CategoricalHistogramKeepsTopCategoriesAndOther) {
+  Table ref, cur;
+  std::vector<std::string> many;
+  for (int i = 0; i < 30; ++i) many.push_back("k" + std::to_string(i));
+  ASSERT_OK(ref.AddColumn(Column::CategoricalFromText("k", Cycle(3000, many))));
+  ASSERT_OK(cur.AddColumn(Column::CategoricalFromText("k", Cycle(3000, many))));
+  DriftOptions options;
+  options.top_categories = 5;
+  ASSERT_OK_AND_ASSIGN(DriftReport r, CompareTables(ref, cur, options));
+  const Histogram& h = r.columns[0].histogram;
+  ASSERT_EQ(h.labels.size(), 6u);
+  EXPECT_EQ(h.labels.back(), "(other)");
+  EXPECT_EQ(std::accumulate(h.ref.begin(), h.ref.end(), uint64_t{0}), 3000u);
+  EXPECT_EQ(h.ref.back(), 2500u);
+}
+
+TEST(MonitorReferenceTest, StoredProfileGivesTheSameReport) {
+  Table ref, cur;
+  MakeTables(ref, cur);
+  DriftOptions options;
+  options.prediction = "score";
+  options.target = "label";
+  options.extra = {"ks", "wasserstein", "jensenshannon", "chisquare"};
+  ASSERT_OK_AND_ASSIGN(DriftReport direct, CompareTables(ref, cur, options));
+  ASSERT_OK_AND_ASSIGN(ReferenceProfile profile, BuildReference(ref));
+  const std::string bytes = profile.Serialize();
+  ASSERT_TRUE(LooksLikeReference(bytes));
+  ASSERT_OK_AND_ASSIGN(ReferenceProfile loaded, ReferenceProfile::Parse(bytes, "mem"));
+  EXPECT_EQ(loaded.rows, 2000u);
+  ASSERT_EQ(loaded.columns.size(), 6u);
+  EXPECT_TRUE(loaded.Find("flag")->boolean);
+  EXPECT_EQ(loaded.Find("shifted")->numeric.sorted, profile.Find("shifted")->numeric.sorted);
+  ASSERT_OK_AND_ASSIGN(DriftReport stored, CompareToReference(loaded, cur, options));
+  EXPECT_EQ(stored.ToJson(), direct.ToJson());
+
+  // Other bins than the profile's are refitted from the stored values.
+  options.bins = 4;
+  ASSERT_OK_AND_ASSIGN(DriftReport direct4, CompareTables(ref, cur, options));
+  ASSERT_OK_AND_ASSIGN(DriftReport stored4, CompareToReference(loaded, cur, options));
+  EXPECT_EQ(stored4.ToJson(), direct4.ToJson());
+  EXPECT_NE(stored4.ToJson(), stored.ToJson());
+}
+
+TEST(MonitorReferenceTest, FileRoundTripAndDamage) {
+  Table ref, cur;
+  MakeTables(ref, cur);
+  ASSERT_OK_AND_ASSIGN(ReferenceProfile profile, BuildReference(ref));
+  keel::testing::TempDir dir;
+  const std::filesystem::path path = dir.path() / "ref.keelref";
+  ASSERT_OK(WriteReferenceFile(path, profile));
+  ASSERT_OK_AND_ASSIGN(ReferenceProfile back, ReadReferenceFile(path));
+  EXPECT_EQ(back.Serialize(), profile.Serialize());
+
+  Result<ReferenceProfile> missing = ReadReferenceFile(dir.path() / "nope.keelref");
+  EXPECT_EQ(missing.status().code(), StatusCode::kNotFound);
+
+  const std::string bytes = profile.Serialize();
+  // Every truncation and a flipped byte anywhere are DataLoss, never a crash.
+  for (size_t cut = 0; cut < bytes.size(); cut += std::max<size_t>(1, bytes.size() / 97)) {
+    Result<ReferenceProfile> r = ReferenceProfile::Parse(bytes.substr(0, cut), "cut");
+    ASSERT_FALSE(r.ok()) << cut;
+    EXPECT_EQ(r.status().code(), StatusCode::kDataLoss) << cut;
+  }
+  for (size_t at = 16; at < bytes.size(); at += std::max<size_t>(1, bytes.size() / 61)) {
+    std::string bad = bytes;
+    bad[at] = static_cast<char>(bad[at] ^ 0x5a);
+    Result<ReferenceProfile> r = ReferenceProfile::Parse(bad, "flip");
+    ASSERT_FALSE(r.ok()) << at;
+    EXPECT_EQ(r.status().code(), StatusCode::kDataLoss) << at;
+    EXPECT_NE(r.status().message().find("flip: damaged reference profile"), std::string::npos);
+  }
+  Result<ReferenceProfile> csv = ReferenceProfile::Parse("a,b\n1,2\n", "x.csv");
+  EXPECT_EQ(csv.status().code(), StatusCode::kDataLoss);
+}
+
+TEST(MonitorReferenceTest, ProfileChecksColumnsAndKinds) {
+  Table ref, cur;
+  MakeTables(ref, cur);
+  ReferenceOptions options;
+  options.columns = {"city", "same"};
+  ASSERT_OK_AND_ASSIGN(ReferenceProfile profile, BuildReference(ref, options));
+  ASSERT_EQ(profile.columns.size(), 2u);
+  EXPECT_EQ(profile.columns[0].name, "city");
+  ASSERT_OK_AND_ASSIGN(DriftReport r, CompareToReference(profile, cur));
+  EXPECT_EQ(r.columns.size(), 2u);
+  options.columns = {"ghost"};
+  EXPECT_EQ(BuildReference(ref, options).status().code(), StatusCode::kInvalidArgument);
+
+  Table wrong;
+  ASSERT_OK(wrong.AddColumn(Column::Numeric("city", Ramp(10, 0))));
+  ASSERT_OK(wrong.AddColumn(Column::Numeric("same", Ramp(10, 0))));
+  ExpectInvalid(CompareToReference(profile, wrong),
+                "'city' is categorical in the reference data but numeric");
+}
+
+}  // namespace
+}  // namespace keel::monitor
