@@ -9,6 +9,7 @@
 // (one plain line on stderr says why), 1/2 errors as for every command.
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cmath>
 #include <fstream>
@@ -234,6 +235,22 @@ Status RunDrift(const GlobalOptions& global, const DriftFlags& f, int& exit_code
     KEEL_ASSIGN_OR_RETURN(cur, data::ReadCsvTable(f.current, typed));
   }
 
+  // A model's profile knows its label and prediction columns: compared when
+  // the current file has them (as target / prediction), skipped otherwise.
+  if (ref->profile) {
+    for (const auto& [column, role] : {std::pair{&ref->profile->target_column, &options.target},
+                                       std::pair{&ref->profile->prediction_column, &options.prediction}}) {
+      if (column->empty() || !role->empty() ||
+          std::find(options.exclude.begin(), options.exclude.end(), *column) != options.exclude.end()) {
+        continue;
+      }
+      if (cur->FindColumn(*column) != nullptr) {
+        *role = *column;
+      } else if (options.columns.empty()) {
+        options.exclude.push_back(*column);
+      }
+    }
+  }
   monitor::DriftReport report;
   if (ref->table) {
     KEEL_ASSIGN_OR_RETURN(report, monitor::CompareTables(*ref->table, *cur, options));

@@ -274,6 +274,7 @@ int main(int argc, char** argv) {
   AddExportCommand(app, global, run);
   AddStreamCommand(app, global, run);
   AddDriftCommand(app, global, run);
+  AddMonitorCommand(app, global, run);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

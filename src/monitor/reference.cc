@@ -7,6 +7,7 @@
 //   numeric:     u64 n, n x f64 sorted values, u32 e, e x f64 edges,
 //                (e + 1) x f64 reference shares, u64 reference count
 //   categorical: u32 k, k x (str category, u64 count)
+//   then str prediction column, str target column, u32 m, m x (str metric, f64 value),
 //   where str = u32 length + bytes.
 #include "keel/monitor/reference.h"
 
@@ -211,6 +212,13 @@ std::string ReferenceProfile::Serialize() const {
       }
     }
   }
+  w.Str(prediction_column);
+  w.Str(target_column);
+  w.Put<uint32_t>(static_cast<uint32_t>(performance.size()));
+  for (const auto& [name, value] : performance) {
+    w.Str(name);
+    w.Put<double>(value);
+  }
   const std::string body = std::move(w).Take();
   std::string out(kMagic, sizeof kMagic);
   const uint64_t size = body.size();
@@ -290,8 +298,24 @@ Result<ReferenceProfile> ReferenceProfile::Parse(std::string_view bytes, std::st
         }
       }
     }
-    if (c.rows() != p.rows) return r.Damaged(where + ": row count differs from the profile's");
     p.columns.push_back(std::move(c));
+  }
+  KEEL_RETURN_IF_ERROR(r.Str(p.prediction_column, "the prediction column"));
+  if (!p.prediction_column.empty() && p.Find(p.prediction_column) == nullptr) {
+    return r.Damaged("prediction column '" + p.prediction_column + "' has no profile");
+  }
+  KEEL_RETURN_IF_ERROR(r.Str(p.target_column, "the target column"));
+  if (!p.target_column.empty() && p.Find(p.target_column) == nullptr) {
+    return r.Damaged("target column '" + p.target_column + "' has no profile");
+  }
+  uint32_t metrics = 0;
+  KEEL_RETURN_IF_ERROR(r.Get(metrics, "the metrics"));
+  for (uint32_t i = 0; i < metrics; ++i) {
+    std::string name;
+    double value = 0;
+    KEEL_RETURN_IF_ERROR(r.Str(name, "a metric"));
+    KEEL_RETURN_IF_ERROR(r.Get(value, "a metric"));
+    p.performance.emplace_back(std::move(name), value);
   }
   if (!r.AtEnd()) return r.Damaged("trailing bytes");
   return p;

@@ -8,12 +8,12 @@
 
 #include "keel/core/json.h"
 #include "keel/monitor/drift.h"
+#include "src/monitor/format.h"
 
 namespace keel::monitor {
-namespace {
+namespace internal {
 
-// %.4g, or "-" for NaN.
-std::string Num(double v, const char* format = "%.4g") {
+std::string Num(double v, const char* format) {
   if (std::isnan(v)) return "-";
   char buf[64];
   std::snprintf(buf, sizeof buf, format, v);
@@ -24,6 +24,39 @@ std::string Percent(double share) {
   if (std::isnan(share)) return "-";
   return Num(100.0 * share, "%.1f") + "%";
 }
+
+std::string HtmlEscape(std::string_view s) {
+  std::string out;
+  out.reserve(s.size());
+  for (char ch : s) {
+    switch (ch) {
+      case '<':
+        out += "&lt;";
+        break;
+      case '>':
+        out += "&gt;";
+        break;
+      case '&':
+        out += "&amp;";
+        break;
+      case '"':
+        out += "&quot;";
+        break;
+      default:
+        out += ch;
+    }
+  }
+  return out;
+}
+
+}  // namespace internal
+
+namespace {
+
+using internal::HtmlEscape;
+using internal::Num;
+using internal::Percent;
+
 
 void JsonNumber(JsonWriter& w, double v) {
   if (std::isfinite(v)) {
@@ -70,30 +103,6 @@ std::string UnseenText(const UnseenCategories& u) {
 std::string VerdictText(const ColumnReport& c) {
   if (!c.error.empty()) return "error";
   return c.drift.drift ? "DRIFT" : "ok";
-}
-
-std::string HtmlEscape(std::string_view s) {
-  std::string out;
-  out.reserve(s.size());
-  for (char ch : s) {
-    switch (ch) {
-      case '<':
-        out += "&lt;";
-        break;
-      case '>':
-        out += "&gt;";
-        break;
-      case '&':
-        out += "&amp;";
-        break;
-      case '"':
-        out += "&quot;";
-        break;
-      default:
-        out += ch;
-    }
-  }
-  return out;
 }
 
 // Reference vs current shares as paired bars, with the bin in each bar's tooltip.
@@ -346,10 +355,10 @@ std::string DriftReport::ToText() const {
   return out;
 }
 
-std::string DriftReport::ToHtml() const {
+std::string DriftReport::ToHtml(std::string_view title, std::string_view extra_html) const {
   std::string h;
   h.reserve(8192 + columns.size() * 4096);
-  h += "<!doctype html><html><head><meta charset=utf-8><title>keel drift report</title><style>"
+  h += "<!doctype html><html><head><meta charset=utf-8><title>keel report</title><style>"
        "body{font:14px system-ui,sans-serif;margin:24px;color:#222}"
        "table{border-collapse:collapse}td,th{padding:3px 10px;border-bottom:1px solid #ddd;"
        "text-align:left}th{background:#f4f4f4}.drift{color:#fff;background:#c0392b;padding:1px 6px;"
@@ -360,7 +369,7 @@ std::string DriftReport::ToHtml() const {
        "section h3{margin:4px 0;font-size:14px}rect.r{fill:#4a78b5}rect.c{fill:#e8883a}"
        "svg text{font-size:10px;fill:#555}.key span{display:inline-block;width:10px;height:10px;"
        "margin:0 4px 0 10px}</style></head><body>";
-  h += "<h1>Data drift</h1><p>Reference <b>" + HtmlEscape(reference_name) + "</b> (" +
+  h += "<h1>" + HtmlEscape(title) + "</h1><p>Reference <b>" + HtmlEscape(reference_name) + "</b> (" +
        std::to_string(reference_rows) + " rows) vs current <b>" + HtmlEscape(current_name) + "</b> (" +
        std::to_string(current_rows) + " rows); preset <b>" + HtmlEscape(preset) + "</b>.</p>";
   h += "<div class=\"banner " + std::string(dataset.drift ? "yes" : "no") + "\"><b>Dataset drift: " +
@@ -372,7 +381,9 @@ std::string DriftReport::ToHtml() const {
     h += "<br><b>Prediction drift: " +
          std::string(p.error.empty() ? (p.drift.drift ? "yes" : "no") : "not tested") + "</b>";
   }
-  h += "</div><table><tr><th>column</th><th>role</th><th>kind</th><th>test</th><th>score</th>"
+  h += "</div>";
+  h += extra_html;
+  h += "<h2>Columns</h2><table><tr><th>column</th><th>role</th><th>kind</th><th>test</th><th>score</th>"
        "<th>threshold</th><th>verdict</th><th>missing (ref &rarr; cur)</th><th>notes</th></tr>";
   for (size_t i = 0; i < columns.size(); ++i) {
     const ColumnReport& c = columns[i];

@@ -263,6 +263,41 @@ Result<DataVersion> VersionOf(const std::string& role, const std::string& path,
   return v;
 }
 
+// Adds the model's predictions on held-out rows and its validation metrics to
+// the drift reference (ReferenceProfile::prediction_column). Skipped when a
+// column already has the output's name.
+void AddPredictionReference(monitor::ReferenceProfile& ref, const model::PackageInfo& info,
+                            TaskKind task, int outputs, const std::vector<float>& pred,
+                            const std::vector<Metric>& metrics) {
+  if (pred.empty() || outputs < 1 || ref.Find(info.output_name) != nullptr) return;
+  monitor::ReferenceColumn c;
+  c.name = info.output_name;
+  if (task == TaskKind::kMulticlass) {
+    c.kind = monitor::ColumnKind::kCategorical;
+    const size_t k = static_cast<size_t>(outputs);
+    for (size_t row = 0; row + k <= pred.size(); row += k) {
+      const size_t best = static_cast<size_t>(
+          std::max_element(pred.begin() + static_cast<std::ptrdiff_t>(row),
+                           pred.begin() + static_cast<std::ptrdiff_t>(row + k)) -
+          (pred.begin() + static_cast<std::ptrdiff_t>(row)));
+      c.categorical.Add(best < info.classes.size() ? info.classes[best] : std::to_string(best));
+    }
+  } else {
+    const std::vector<double> values(pred.begin(), pred.end());
+    c.numeric = monitor::NumericSample::FromValues(values);
+    if (!c.numeric.sorted.empty()) {
+      Result<monitor::QuantileBins> bins = monitor::FitQuantileBins(c.numeric.sorted, ref.bins);
+      if (!bins.ok()) return;
+      c.bins = std::move(bins).value();
+    }
+  }
+  ref.columns.push_back(std::move(c));
+  ref.prediction_column = info.output_name;
+  for (const Metric& m : metrics) {
+    if (std::isfinite(m.value)) ref.performance.emplace_back(m.name, m.value);
+  }
+}
+
 }  // namespace
 
 static Result<TrainedModel> TrainModelUnchecked(const TrainSpec& spec,
@@ -503,12 +538,15 @@ static Result<TrainedModel> TrainModelUnchecked(const TrainSpec& spec,
                         model::ImportModel(pkg.model_bytes, pkg.info.format));
   KEEL_ASSIGN_OR_RETURN(model::Predictor predictor, model::Predictor::Compile(imported));
   ThreadPool& pool = ThreadPool::Default();
+  std::vector<float> reference_pred;  // the predictions stored in the drift reference
+  std::vector<Metric> reference_metrics;
   auto evaluate = [&](const std::vector<float>& x, const std::vector<float>& y,
                       const std::string& prefix) {
     const size_t rows = y.size();
     if (rows == 0) return;
     std::vector<float> pred(rows * static_cast<size_t>(predictor.num_outputs()));
     predictor.PredictBatch(x.data(), rows, pred.data(), &pool);
+    reference_pred = pred;  // validation when it runs (it runs last), else training
     std::vector<Metric> m;
     if (labels.task == TaskKind::kBinary) {
       m = BinaryMetrics(pred, y);
@@ -520,6 +558,7 @@ static Result<TrainedModel> TrainModelUnchecked(const TrainSpec& spec,
     for (auto& metric : m) {
       if (std::isfinite(metric.value)) out.metrics.push_back({prefix + metric.name, metric.value});
     }
+    reference_metrics = m;
   };
   evaluate(x_train, y_train, "train_");
   evaluate(x_valid, y_valid, "valid_");
@@ -612,6 +651,9 @@ static Result<TrainedModel> TrainModelUnchecked(const TrainSpec& spec,
   // The drift reference (sorted values, quantile bins, category counts) that
   // `keel drift --reference MODEL` and monitoring compare live data with.
   KEEL_ASSIGN_OR_RETURN(monitor::ReferenceProfile reference, monitor::BuildReference(train_table));
+  AddPredictionReference(reference, pkg.info, labels.task, predictor.num_outputs(), reference_pred,
+                         reference_metrics);
+  if (reference.Find(spec.target) != nullptr) reference.target_column = spec.target;
   pkg.reference_bytes = reference.Serialize();
   out.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   return out;

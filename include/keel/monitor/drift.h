@@ -129,7 +129,9 @@ struct DriftReport {
   std::string ToText() const;
   // One self-contained HTML page (inline CSS and SVG, no script, no network):
   // the summary table and reference vs current histograms per column.
-  std::string ToHtml() const;
+  // `extra_html` (trusted markup, e.g. performance tables) goes after the
+  // verdict banner.
+  std::string ToHtml(std::string_view title = "Data drift", std::string_view extra_html = {}) const;
 };
 
 // InvalidArgument for an unknown preset or statistic, a listed column the

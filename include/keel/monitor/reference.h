@@ -17,7 +17,8 @@
 // (exact: every statistic gives what it gives on the raw reference) and the
 // quantile bins fitted on them (ReferenceOptions::bins) with the reference
 // shares; categorical and boolean columns, the category counts; both, the
-// missing count. A comparison with a profile therefore equals the comparison
+// missing count. A model's profile adds its predictions on held-out rows and
+// its validation metrics. A comparison with a profile therefore equals the comparison
 // with the table it was built from (CompareTables), bit for bit, when the
 // same bins are asked for.
 //
@@ -40,6 +41,7 @@
 #include <filesystem>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "keel/core/result.h"
@@ -60,9 +62,21 @@ struct ReferenceColumn {
 };
 
 struct ReferenceProfile {
-  uint64_t rows = 0;
+  uint64_t rows = 0;  // rows of the reference table
   int bins = 10;
-  std::vector<ReferenceColumn> columns;  // the table's order
+  std::vector<ReferenceColumn> columns;  // the table's order, then the prediction column
+  // Set for a model's profile (keel train): the name of the column holding the
+  // model's predictions on its validation rows (the training rows when there
+  // are none): numeric for binary (the positive class's probability) and
+  // regression models, categorical (the predicted class) for multiclass
+  // ones. Its rows are those predictions, not `rows`. Empty: none.
+  std::string prediction_column;
+  // Set for a model's profile: the label column of its training data (a
+  // column of the profile; not a model input).
+  std::string target_column;
+  // The validation metrics recorded at training (auc, log_loss, ... / rmse,
+  // mae, ...), which live performance is compared with.
+  std::vector<std::pair<std::string, double>> performance;
 
   const ReferenceColumn* Find(std::string_view name) const;
   std::string Serialize() const;

@@ -1,0 +1,230 @@
+// keel monitor: a window of a registered model's prediction log against its
+// reference profile: data and prediction drift, performance once labels
+// arrived, operational figures (docs/monitoring.md):
+//
+//   keel monitor churn@champion --window 1h [--json out.json] [--report r.html]
+//                [--fail-on drift|column|prediction|performance --max-drop auc:0.02]
+//
+// The library call is monitor::MonitorWindow; this file resolves the model in
+// the embedded store, parses flags and prints. Exit codes as keel drift: 3
+// when the --fail-on gate fails.
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+
+#include "apps/keel/cli.h"
+#include "keel/monitor/live.h"
+
+namespace keel::cli {
+namespace {
+
+struct MonitorFlags {
+  std::string model;
+  std::string window = "1h";
+  std::string until;
+  bool all_versions = false;
+  size_t max_rows = 1'000'000;
+  std::string preset = "keel";
+  std::vector<std::string> tests;
+  std::vector<std::string> stats;
+  std::string json;
+  std::string report;
+  std::string fail_on = "none";
+  std::string max_drop;
+  bool quiet = false;
+};
+
+// "90s", "30m", "1h", "7d", "2w" -> milliseconds; "all" -> -1.
+Result<int64_t> ParseWindow(const std::string& text) {
+  if (text == "all") return int64_t{-1};
+  size_t used = 0;
+  double n = 0;
+  try {
+    n = std::stod(text, &used);
+  } catch (...) {
+    used = 0;
+  }
+  const std::string unit = text.substr(used);
+  const double scale = unit == "s" ? 1e3 : unit == "m" ? 6e4 : unit == "h" ? 3.6e6
+                     : unit == "d" ? 8.64e7 : unit == "w" ? 6.048e8 : 0;
+  if (used == 0 || scale == 0 || !(n > 0)) {
+    return InvalidArgument("--window " + text + ": expected a duration like 90s, 30m, 1h, 7d, 2w or 'all'");
+  }
+  return static_cast<int64_t>(n * scale);
+}
+
+// Whether a larger value of `metric` is better.
+bool HigherIsBetter(const std::string& metric) {
+  return metric != "log_loss" && metric != "rmse" && metric != "mae";
+}
+
+Status RunMonitor(const GlobalOptions& global, const MonitorFlags& f, int& exit_code) {
+  KEEL_ASSIGN_OR_RETURN(int64_t window_ms, ParseWindow(f.window));
+  int64_t until_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                         std::chrono::system_clock::now().time_since_epoch())
+                         .count();
+  if (!f.until.empty() && f.until != "now") {
+    char* end = nullptr;
+    const long long v = std::strtoll(f.until.c_str(), &end, 10);
+    if (end != f.until.c_str() + f.until.size() || v <= 0) {
+      return InvalidArgument("--until " + f.until + ": expected 'now' or Unix milliseconds");
+    }
+    until_ms = v;
+  }
+  std::string drop_metric;
+  double drop_amount = 0;
+  if (f.fail_on == "performance") {
+    const size_t colon = f.max_drop.find(':');
+    char* end = nullptr;
+    if (colon != std::string::npos) {
+      drop_metric = f.max_drop.substr(0, colon);
+      drop_amount = std::strtod(f.max_drop.c_str() + colon + 1, &end);
+    }
+    if (colon == std::string::npos || drop_metric.empty() || end != f.max_drop.c_str() + f.max_drop.size() ||
+        !(drop_amount >= 0)) {
+      return InvalidArgument("--fail-on performance needs --max-drop METRIC:AMOUNT (e.g. auc:0.02)");
+    }
+  } else if (f.fail_on != "none" && f.fail_on != "drift" && f.fail_on != "dataset" &&
+             f.fail_on != "column" && f.fail_on != "prediction") {
+    return InvalidArgument("--fail-on " + f.fail_on +
+                           ": expected none, drift (= dataset), column, prediction or performance");
+  }
+
+  KEEL_ASSIGN_OR_RETURN(CliModel loaded, LoadModelForCli(global, f.model));
+  if (loaded.name.empty() || loaded.app == nullptr) {
+    return InvalidArgument("keel monitor needs a registered model (name@alias, name/version or "
+                           "name), not a local path: the prediction log is kept per registered model");
+  }
+  const std::filesystem::path ref_path = loaded.model->path / "keel" / "reference.keelref";
+  std::error_code ec;
+  if (!std::filesystem::exists(ref_path, ec)) {
+    return NotFound(loaded.name + " version " + loaded.version +
+                    " has no stored reference profile (registered from an outside file?); "
+                    "compare windows with keel drift --reference DATA.csv instead");
+  }
+  KEEL_ASSIGN_OR_RETURN(monitor::ReferenceProfile reference, monitor::ReadReferenceFile(ref_path));
+
+  monitor::WindowQuery query;
+  query.model = loaded.name;
+  query.version = f.all_versions ? "" : loaded.version;
+  query.to_ms = until_ms;
+  query.from_ms = window_ms < 0 ? 0 : until_ms - window_ms;
+  query.max_rows = f.max_rows;
+  monitor::DriftOptions options;
+  options.preset = f.preset;
+  for (const std::string& spec : f.tests) {
+    monitor::DriftOptions::Test test;
+    const size_t colon = spec.find(':');
+    test.name = spec.substr(0, colon);
+    if (colon != std::string::npos) {
+      char* end = nullptr;
+      test.threshold = std::strtod(spec.c_str() + colon + 1, &end);
+      if (end != spec.c_str() + spec.size()) {
+        return InvalidArgument("--test " + spec + ": the threshold is not a number");
+      }
+    }
+    options.tests.push_back(std::move(test));
+  }
+  options.extra = f.stats;
+  KEEL_ASSIGN_OR_RETURN(monitor::WindowReport report,
+                        monitor::MonitorWindow(loaded.app->db(), reference, loaded.model->info,
+                                               query, options));
+  report.drift.reference_name = loaded.name + " version " + loaded.version + " (training data)";
+  report.drift.current_name = "predictions " + FormatTime(query.from_ms) + " .. " + FormatTime(query.to_ms);
+
+  auto write = [](const std::string& path, const std::string& text) -> Status {
+    if (path == "-") {
+      std::cout << text << std::flush;
+      return OkStatus();
+    }
+    const std::string tmp = path + ".tmp";
+    {
+      std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+      if (!out) return InvalidArgument(path + ": cannot write");
+      out << text;
+      out.flush();
+      if (!out) return Internal(path + ": write failed");
+    }
+    std::filesystem::rename(tmp, path);
+    return OkStatus();
+  };
+  if (!f.report.empty()) KEEL_RETURN_IF_ERROR(write(f.report, report.ToHtml()));
+  if (!f.json.empty()) KEEL_RETURN_IF_ERROR(write(f.json, report.ToJson()));
+  if (f.json != "-" && !f.quiet) std::cout << report.ToText() << std::flush;
+
+  std::string gate;
+  const monitor::DriftReport& d = report.drift;
+  if ((f.fail_on == "drift" || f.fail_on == "dataset") && d.dataset.drift) {
+    gate = "dataset drift: " + std::to_string(d.dataset.drifted) + " of " +
+           std::to_string(d.dataset.columns) + " features drifted";
+  } else if (f.fail_on == "column" && d.dataset.drifted > 0) {
+    std::string names;
+    for (const monitor::ColumnReport& c : d.columns) {
+      if (c.role == monitor::ColumnRole::kFeature && c.error.empty() && c.drift.drift) {
+        names += (names.empty() ? "" : ", ") + c.name;
+      }
+    }
+    gate = "drifted columns: " + names;
+  } else if (f.fail_on == "prediction" && d.prediction_index >= 0) {
+    const monitor::ColumnReport& p = d.columns[static_cast<size_t>(d.prediction_index)];
+    if (p.error.empty() && p.drift.drift) gate = "prediction drift";
+  } else if (f.fail_on == "performance") {
+    const double change = report.performance.Change(drop_metric);
+    const double drop = HigherIsBetter(drop_metric) ? -change : change;
+    if (std::isnan(change)) {
+      if (report.performance.live.empty()) {
+        std::cerr << "keel: no labelled predictions in the window: the performance gate is not "
+                     "checked\n";
+      } else {
+        return InvalidArgument("--max-drop " + f.max_drop + ": no metric '" + drop_metric +
+                               "' in both the window and the validation results");
+      }
+    } else if (drop > drop_amount) {
+      gate = drop_metric + " " + FormatDouble(report.performance.Live(drop_metric)) +
+             " is worse than at validation by " + FormatDouble(drop) + " (allowed " +
+             FormatDouble(drop_amount) + ")";
+    }
+  }
+  if (!gate.empty()) {
+    std::cerr << "keel: monitor gate failed (--fail-on " << f.fail_on << "): " << gate << "\n";
+    exit_code = kDriftGateExitCode;
+  }
+  return OkStatus();
+}
+
+}  // namespace
+
+void AddMonitorCommand(CLI::App& app, GlobalOptions& global, Action& run) {
+  auto* cmd = app.add_subcommand(
+      "monitor", "A window of a registered model's prediction log against its training data: "
+                 "data and prediction drift, performance once labels arrived, latency and volume");
+  auto f = std::make_shared<MonitorFlags>();
+  cmd->add_option("model", f->model, "name@alias, name/version or name")->required();
+  cmd->add_option("--window", f->window, "how far back from --until: 90s, 30m, 1h, 7d, 2w, all")
+      ->capture_default_str();
+  cmd->add_option("--until", f->until, "end of the window: now (default) or Unix milliseconds");
+  cmd->add_flag("--all-versions", f->all_versions,
+                "every version's predictions, not only the resolved version's");
+  cmd->add_option("--max-rows", f->max_rows, "read at most this many predictions (the oldest)")
+      ->capture_default_str();
+  cmd->add_option("--preset", f->preset, "drift preset: keel or evidently")->capture_default_str();
+  cmd->add_option("--test", f->tests, "deciding statistic NAME[:THRESHOLD], repeatable");
+  cmd->add_option("--stats", f->stats, "more statistics per column (comma-separated)")
+      ->delimiter(',');
+  cmd->add_option("--json", f->json, "write the report as JSON ('-': stdout only)");
+  cmd->add_option("--report", f->report, "write a self-contained HTML report");
+  cmd->add_option("--fail-on", f->fail_on,
+                  "exit 3 on: none, drift (dataset), column, prediction, performance")
+      ->capture_default_str();
+  cmd->add_option("--max-drop", f->max_drop,
+                  "with --fail-on performance: METRIC:AMOUNT, the largest allowed loss against "
+                  "the validation value (auc:0.02; for log_loss, rmse, mae a rise)");
+  cmd->add_flag("--quiet", f->quiet, "no report on stdout");
+  cmd->callback([&run, &global, f] {
+    run = [&global, f]() -> Status { return RunMonitor(global, *f, CommandExitCode()); };
+  });
+}
+
+}  // namespace keel::cli
