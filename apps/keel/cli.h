@@ -58,6 +58,7 @@ void AddExportCommand(CLI::App& app, GlobalOptions& global, Action& run);
 void AddStreamCommand(CLI::App& app, GlobalOptions& global, Action& run);
 void AddDriftCommand(CLI::App& app, GlobalOptions& global, Action& run);
 void AddMonitorCommand(CLI::App& app, GlobalOptions& global, Action& run);
+void AddAlertCommands(CLI::App& app, GlobalOptions& global, Action& run);
 
 // What main exits with once the chosen action returned OK: 0 unless a gate
 // the action checks failed (keel drift/monitor --fail-on set kDriftGateExitCode).

@@ -2,10 +2,15 @@
 // serving-only replica): one App behind the HTTP transport, differing in the
 // routes they expose and the models they load at start.
 #include <csignal>
+#include <fstream>
 #include <iostream>
+#include <optional>
+#include <sstream>
 
 #include "apps/keel/cli.h"
+#include "keel/http/client.h"
 #include "keel/http/server.h"
+#include "keel/monitor/alerts.h"
 
 namespace keel::cli {
 namespace {
@@ -27,7 +32,40 @@ struct ServerFlags {
   int log_flush_ms = 200;
   size_t log_queue = 200000;
   std::string log_when_full = "drop";
+  // keel server only: monitoring passes and alerts.
+  std::string monitor_interval = "5m";
+  std::string alert_rules;
+  std::string alert_webhook;
+  std::string alert_webhook_secret;
 };
+
+// Monitoring flags (keel server only).
+void AddMonitorFlags(CLI::App* cmd, ServerFlags& f) {
+  cmd->add_option("--monitor-interval", f.monitor_interval,
+                  "how often served models are monitored (drift, performance, latency) and "
+                  "alert rules evaluated, e.g. 30s, 5m; 'off' disables")
+      ->capture_default_str();
+  cmd->add_option("--alert-rules", f.alert_rules,
+                  "alert rules file (YAML, docs/monitoring.md); default: keel alerts rules' "
+                  "defaults for every model");
+  cmd->add_option("--alert-webhook", f.alert_webhook,
+                  "POST each new alert as JSON to this http:// URL (signed, retried)");
+  cmd->add_option("--alert-webhook-secret", f.alert_webhook_secret,
+                  "HMAC-SHA256 key for the X-Keel-Signature header [env KEEL_ALERT_WEBHOOK_SECRET]");
+}
+
+// Posts a webhook body through the CLI's HTTP client (10 s per attempt).
+Result<int> PostWebhook(const std::string& url, const std::string& body,
+                        const std::vector<std::pair<std::string, std::string>>& headers) {
+  KEEL_ASSIGN_OR_RETURN(http::Client client, http::Client::FromUri(url));
+  api::Request request;
+  request.method = "POST";
+  request.content_type = "application/json";
+  request.body = body;
+  KEEL_ASSIGN_OR_RETURN(api::Response response,
+                        client.Send(request, std::chrono::seconds(10), headers));
+  return response.status;
+}
 
 void AddCommonFlags(CLI::App* cmd, ServerFlags& f, int default_port) {
   f.port = default_port;
@@ -105,6 +143,30 @@ Status RunServer(const GlobalOptions& global, const ServerFlags& f, bool serving
   serving.log.when_full =
       f.log_when_full == "block" ? serve::WhenFull::kBlock : serve::WhenFull::kDrop;
 
+  // Monitoring options are checked before anything starts.
+  std::optional<std::chrono::milliseconds> monitor_every;
+  std::vector<monitor::AlertRule> rules;
+  if (!serving_only && f.monitor_interval != "off") {
+    KEEL_ASSIGN_OR_RETURN(int64_t ms, monitor::ParseDuration(f.monitor_interval));
+    monitor_every = std::chrono::milliseconds(ms);
+    if (!f.alert_rules.empty()) {
+      std::ifstream in(f.alert_rules);
+      if (!in) return InvalidArgument(f.alert_rules + ": cannot read the alert rules");
+      std::stringstream text;
+      text << in.rdbuf();
+      KEEL_ASSIGN_OR_RETURN(rules, monitor::ParseAlertRules(text.str(), f.alert_rules));
+    }
+  }
+  std::string secret = f.alert_webhook_secret;
+  if (const char* env = std::getenv("KEEL_ALERT_WEBHOOK_SECRET"); secret.empty() && env) secret = env;
+  if (!f.alert_webhook.empty()) {
+    KEEL_RETURN_IF_ERROR(http::Client::FromUri(f.alert_webhook).status());
+    if (secret.empty()) {
+      return InvalidArgument("--alert-webhook needs a signing secret: --alert-webhook-secret or "
+                             "KEEL_ALERT_WEBHOOK_SECRET");
+    }
+  }
+
   KEEL_ASSIGN_OR_RETURN(auto app, api::App::Open(app_options));
   http::ServerOptions server_options;
   server_options.host = f.host;
@@ -137,7 +199,39 @@ Status RunServer(const GlobalOptions& global, const ServerFlags& f, bool serving
                          : f.log_durability + ", sample rate " + FormatDouble(f.log_sample_rate))
             << "\n"
             << "  auth:       " << (app_options.auth.enabled ? "on" : "off") << std::endl;
+  // New alerts are published here: to the webhook, and to in-process
+  // subscribers (retraining triggers).
+  monitor::AlertBus alerts;
+  std::unique_ptr<monitor::WebhookNotifier> webhook;
+  std::unique_ptr<monitor::MonitorService> monitoring;
+  if (monitor_every) {
+    if (!f.alert_webhook.empty()) {
+      monitor::WebhookNotifier::Options wo;
+      wo.url = f.alert_webhook;
+      wo.secret = secret;
+      webhook = std::make_unique<monitor::WebhookNotifier>(wo, PostWebhook);
+      alerts.Subscribe([&webhook](const monitor::Alert& a) { webhook->Enqueue(a); });
+    }
+    monitor::MonitorService::Options mo;
+    mo.interval = *monitor_every;
+    mo.rules = rules;
+    api::App* a = app.get();
+    monitoring = std::make_unique<monitor::MonitorService>(
+        app->db(), SystemClock::Default(),
+        [a](const std::string& model, const std::string& version)
+            -> Result<std::shared_ptr<const model::LoadedModel>> {
+          KEEL_ASSIGN_OR_RETURN(auto deployment, a->engine().Get(model + "/" + version));
+          return deployment->model;
+        },
+        alerts, mo);
+    monitoring->Start();
+    std::cout << "  monitoring: every " << f.monitor_interval << ", rules "
+              << (f.alert_rules.empty() ? std::string("default") : f.alert_rules) << ", webhook "
+              << (f.alert_webhook.empty() ? std::string("none") : f.alert_webhook) << std::endl;
+  }
   server.RunUntilSignal();
+  if (monitoring) monitoring->Stop();
+  if (webhook) webhook->Drain(std::chrono::seconds(5));
   app->Shutdown();  // flushes the prediction log
   std::cout << (serving_only ? "keel serve" : "keel server") << " stopped" << std::endl;
   return OkStatus();
@@ -150,6 +244,7 @@ void AddServerCommand(CLI::App& app, GlobalOptions& global, Action& run) {
       "server", "Run the MLflow-compatible tracking and registry server, which also serves models");
   auto flags = std::make_shared<ServerFlags>();
   AddCommonFlags(cmd, *flags, 5000);
+  AddMonitorFlags(cmd, *flags);
   cmd->add_option("--serve", flags->models,
                   "models to load at start (name@alias, name/version or name); others load on "
                   "first request");

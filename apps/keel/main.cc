@@ -275,6 +275,7 @@ int main(int argc, char** argv) {
   AddStreamCommand(app, global, run);
   AddDriftCommand(app, global, run);
   AddMonitorCommand(app, global, run);
+  AddAlertCommands(app, global, run);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -1,6 +1,7 @@
 #include "keel/core/sha256.h"
 
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 
 #include <cstdlib>
 #include <fstream>
@@ -50,6 +51,24 @@ Result<std::string> Sha256File(const std::filesystem::path& path) {
   }
   if (in.bad()) return Unavailable(path.string() + ": read error");
   return h.HexDigest();
+}
+
+std::string HmacSha256Hex(std::string_view key, std::string_view message) {
+  unsigned char md[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  if (HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()),
+           reinterpret_cast<const unsigned char*>(message.data()), message.size(), md, &len) ==
+      nullptr) {
+    std::abort();  // a built-in digest failing means OpenSSL is broken
+  }
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(2 * len);
+  for (unsigned int i = 0; i < len; ++i) {
+    out += kHex[md[i] >> 4];
+    out += kHex[md[i] & 15];
+  }
+  return out;
 }
 
 }  // namespace keel

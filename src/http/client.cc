@@ -36,12 +36,14 @@ Result<Client> Client::FromUri(std::string_view uri) {
   return c;
 }
 
-Result<api::Response> Client::Send(const api::Request& request) const {
+Result<api::Response> Client::Send(
+    const api::Request& request, std::chrono::milliseconds timeout,
+    const std::vector<std::pair<std::string, std::string>>& extra_headers) const {
   try {
     asio::io_context ioc;
     asio::ip::tcp::resolver resolver(ioc);
     beast::tcp_stream stream(ioc);
-    stream.expires_after(std::chrono::seconds(120));
+    stream.expires_after(timeout);
     auto results = resolver.resolve(host_, port_);
     stream.connect(results);
     std::string target = prefix_ + UrlEncode(request.path);
@@ -58,6 +60,7 @@ Result<api::Response> Client::Send(const api::Request& request) const {
     req.set(bhttp::field::host, host_);
     req.set(bhttp::field::user_agent, "keel-cli/" KEEL_VERSION);
     if (!request.authorization.empty()) req.set(bhttp::field::authorization, request.authorization);
+    for (const auto& [name, value] : extra_headers) req.set(name, value);
     if (!request.body.empty()) {
       req.set(bhttp::field::content_type,
               request.content_type.empty() ? "application/json" : request.content_type);

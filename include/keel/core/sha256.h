@@ -37,6 +37,10 @@ class Sha256 {
   std::unique_ptr<Ctx> ctx_;
 };
 
+// HMAC-SHA256 of `message` under `key`, as lower-case hex (64 characters):
+// how webhook payloads are signed.
+std::string HmacSha256Hex(std::string_view key, std::string_view message);
+
 // The SHA-256 of a file's bytes. NotFound when it cannot be opened.
 [[nodiscard]] Result<std::string> Sha256File(const std::filesystem::path& path);
 

@@ -9,7 +9,10 @@
 //   KEEL_ASSIGN_OR_RETURN(keel::api::Response resp, client.Send(req));
 #pragma once
 
+#include <chrono>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "keel/api/app.h"
 
@@ -21,7 +24,12 @@ class Client {
   static Result<Client> FromUri(std::string_view uri);
   // Sends method, path (+ prefix), query, body, content type and authorization.
   // Transport failures are Unavailable; any HTTP status is returned as-is.
-  Result<api::Response> Send(const api::Request& request) const;
+  // `extra_headers` are added as given (e.g. a webhook's signature); the
+  // whole exchange must finish within `timeout`.
+  Result<api::Response> Send(
+      const api::Request& request,
+      std::chrono::milliseconds timeout = std::chrono::seconds(120),
+      const std::vector<std::pair<std::string, std::string>>& extra_headers = {}) const;
 
  private:
   std::string host_;

@@ -1,0 +1,159 @@
+// MonitorService: monitoring passes inside the server (keel/monitor/alerts.h).
+#include <algorithm>
+#include <filesystem>
+#include <set>
+
+#include "keel/monitor/alerts.h"
+
+namespace keel::monitor {
+
+MonitorService::MonitorService(store::Database& db, const Clock& clock, Resolver resolve,
+                               AlertBus& bus, Options options)
+    : db_(db), clock_(clock), resolve_(std::move(resolve)), bus_(bus), options_(std::move(options)) {}
+
+MonitorService::~MonitorService() { Stop(); }
+
+void MonitorService::Start() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = false;
+  }
+  if (!thread_.joinable()) thread_ = std::thread([this] { Loop(); });
+}
+
+void MonitorService::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stop_ = true;
+  }
+  cv_.notify_all();
+  if (thread_.joinable()) thread_.join();
+}
+
+uint64_t MonitorService::passes() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return passes_;
+}
+
+void MonitorService::Loop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (!stop_) {
+    lock.unlock();
+    // A failed pass (the store unavailable) is retried at the next interval;
+    // its error is in the summary, which nobody waits for here.
+    (void)RunOnce();
+    lock.lock();
+    ++passes_;
+    cv_.wait_for(lock, options_.interval, [this] { return stop_; });
+  }
+}
+
+Result<MonitorService::PassSummary> MonitorService::RunOnce() {
+  PassSummary summary;
+  const int64_t now = clock_.NowMillis();
+  // Every model's rules: the explicit ones applying to it, else the defaults.
+  int64_t longest = 0;
+  for (const AlertRule& r : options_.rules) longest = std::max(longest, r.window_ms);
+  for (const AlertRule& r : DefaultAlertRules("*", "binary")) longest = std::max(longest, r.window_ms);
+
+  // Registered models and the versions that logged predictions recently.
+  std::vector<std::pair<std::string, std::string>> versions;
+  KEEL_RETURN_IF_ERROR(db_.Read([&](store::Connection& c) -> Status {
+    std::vector<std::string> models;
+    KEEL_RETURN_IF_ERROR(c.Query("SELECT name FROM registered_models ORDER BY name", {},
+                                 [&](const store::RowView& row) {
+                                   models.emplace_back(row.Text(0));
+                                   return OkStatus();
+                                 }));
+    for (const std::string& m : models) {
+      KEEL_RETURN_IF_ERROR(c.Query(
+          "SELECT DISTINCT version FROM predictions WHERE model = ? AND time >= ? AND time < ?",
+          {store::Value(m), store::Value(now - longest), store::Value(now)},
+          [&](const store::RowView& row) {
+            versions.emplace_back(m, std::string(row.Text(0)));
+            return OkStatus();
+          }));
+    }
+    return OkStatus();
+  }));
+
+  for (const auto& [model, version] : versions) {
+    const std::string key = model + "/" + version;
+    auto it = cache_.find(key);
+    if (it == cache_.end()) {
+      Cached entry;
+      Result<std::shared_ptr<const model::LoadedModel>> loaded = resolve_(model, version);
+      if (loaded.ok()) {
+        entry.model = *loaded;
+        const std::filesystem::path ref = entry.model->path / "keel" / "reference.keelref";
+        std::error_code ec;
+        if (std::filesystem::exists(ref, ec)) {
+          Result<ReferenceProfile> profile = ReadReferenceFile(ref);
+          if (profile.ok()) {
+            entry.reference = std::make_shared<const ReferenceProfile>(std::move(profile).value());
+          } else {
+            summary.errors.push_back(key + ": " + profile.status().message());
+          }
+        }
+      } else {
+        summary.errors.push_back(key + ": " + loaded.status().message());
+      }
+      it = cache_.emplace(key, std::move(entry)).first;
+    }
+    const Cached& cached = it->second;
+    if (cached.model == nullptr || cached.reference == nullptr) {
+      ++summary.skipped_versions;
+      continue;
+    }
+    std::vector<AlertRule> rules;
+    for (const AlertRule& r : options_.rules) {
+      if (r.AppliesTo(model)) rules.push_back(r);
+    }
+    if (rules.empty()) rules = DefaultAlertRules(model, cached.model->info.task);
+    std::set<int64_t> windows;
+    for (const AlertRule& r : rules) windows.insert(r.window_ms);
+    for (int64_t window : windows) {
+      WindowQuery q;
+      q.model = model;
+      q.version = version;
+      q.from_ms = now - window;
+      q.to_ms = now;
+      q.max_rows = options_.max_rows;
+      Result<WindowReport> report =
+          MonitorWindow(db_, *cached.reference, cached.model->info, q, options_.drift);
+      if (report.status().code() == StatusCode::kNotFound) continue;  // nothing in this window
+      if (!report.ok()) {
+        summary.errors.push_back(key + " over " + FormatDuration(window) + ": " +
+                                 report.status().message());
+        continue;
+      }
+      ++summary.windows;
+      const std::string json = report->ToJson();
+      KEEL_RETURN_IF_ERROR(db_.Write([&](store::Connection& c) {
+        return c.Exec(
+            "INSERT INTO monitor_windows(model, version, from_time, to_time, computed_time, "
+            "report) VALUES (?, ?, ?, ?, ?, ?)",
+            {store::Value(model), store::Value(version), store::Value(q.from_ms),
+             store::Value(q.to_ms), store::Value(now), store::Value(json)});
+      }));
+      std::vector<AlertRule> same_window;
+      for (const AlertRule& r : rules) {
+        if (r.window_ms == window) same_window.push_back(r);
+      }
+      for (const Alert& a : EvaluateRules(*report, same_window, now)) {
+        const auto rule = std::find_if(same_window.begin(), same_window.end(),
+                                       [&](const AlertRule& r) { return r.name == a.rule; });
+        KEEL_ASSIGN_OR_RETURN(RecordedAlert recorded, RecordAlert(db_, a, rule->cooldown_ms));
+        if (recorded.is_new) {
+          ++summary.alerts_new;
+          bus_.Publish(recorded.alert);
+        } else {
+          ++summary.alerts_folded;
+        }
+      }
+    }
+  }
+  return summary;
+}
+
+}  // namespace keel::monitor

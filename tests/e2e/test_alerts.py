@@ -1,0 +1,193 @@
+"""End-to-end tests of monitoring inside `keel server` and its alerts.
+
+A churn model is trained on half of ../shared/data/mlc_churn.csv; the other
+half, with a planted shift (total_day_minutes x 1.3), is scored by `keel
+batch` into the prediction log and labelled. A real `keel server` then runs
+monitoring passes every 300 ms with the default rules and posts new alerts to
+a webhook receiver started here, which answers 503 to its first request.
+Checks: the prediction-drift and performance-decay alerts arrive, signed with
+HMAC-SHA256 of the body, the refused delivery retried; later passes fold into
+the same alerts (their count grows, nothing is posted twice); `keel alerts
+list` shows them; the window summaries are stored; a bad rules file stops the
+server from starting with one line naming the file and rule.
+
+Run: KEEL_SHARED_DIR=../shared /usr/bin/python3 tests/e2e/test_alerts.py
+"""
+import csv
+import hashlib
+import hmac
+import http.server
+import json
+import os
+import re
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import unittest
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from keel_harness import REPO, KeelServer, free_port, keel_binary  # noqa: E402
+
+SHARED = os.environ.get("KEEL_SHARED_DIR") or os.path.join(REPO, "..", "shared")
+CHURN = os.path.join(SHARED, "data", "mlc_churn.csv")
+SECRET = "s3cret-for-tests"
+
+
+class Receiver(http.server.BaseHTTPRequestHandler):
+    """Records every POST; answers 503 to the very first one."""
+
+    received = []
+    lock = threading.Lock()
+
+    def do_POST(self):  # noqa: N802 (http.server's name)
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        with Receiver.lock:
+            first = not Receiver.received
+            Receiver.received.append((body, self.headers.get("X-Keel-Signature", "")))
+        self.send_response(503 if first else 200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+class AlertsTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory(prefix="keel-alerts-")
+        d = cls.tmp.name
+        with open(CHURN, newline="") as f:
+            rows = list(csv.reader(f))
+        header, body = rows[0], rows[1:]
+        half = len(body) // 2
+        minutes = header.index("total_day_minutes")
+        cur = [list(r) for r in body[half:]]
+        for r in cur:
+            r[minutes] = repr(round(float(r[minutes]) * 1.3, 2))
+        ref_path, cur_path = os.path.join(d, "ref.csv"), os.path.join(d, "cur.csv")
+        for path, data in ((ref_path, body[:half]), (cur_path, cur)):
+            with open(path, "w", newline="") as f:
+                w = csv.writer(f)
+                w.writerow(header)
+                w.writerows(data)
+        cls.store = os.path.join(d, "store")
+        cls.env = dict(os.environ)
+        cls.env["KEEL_STORE_URI"] = "sqlite://" + os.path.join(cls.store, "keel.db")
+        cls.env["KEEL_ARTIFACT_ROOT"] = os.path.join(cls.store, "artifacts")
+        cls.run_keel("train", "--data", ref_path, "--target", "churn", "--param",
+                     "n_estimators=40", "--experiment", "alerts", "--register", "churn")
+        p = cls.run_keel("batch", "churn/1", "--input", cur_path, "--output",
+                         os.path.join(d, "scores.csv"), "--monitor-sample", "1", "--no-track")
+        prefix = re.search(r"\((batch-[0-9a-f]+-)\*\)", p.stdout + p.stderr).group(1)
+        labels = os.path.join(d, "labels.csv")
+        churn = header.index("churn")
+        with open(labels, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(["request_id", "label"])
+            for i, r in enumerate(cur):
+                w.writerow([f"{prefix}{i + 2}", r[churn]])
+        cls.run_keel("labels", "import", labels)
+
+        cls.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", free_port()), Receiver)
+        cls.hook_thread = threading.Thread(target=cls.httpd.serve_forever, daemon=True)
+        cls.hook_thread.start()
+        hook = f"http://127.0.0.1:{cls.httpd.server_address[1]}/hooks/keel"
+        cls.server = KeelServer(data_dir=cls.store, extra_args=[
+            "--monitor-interval", "300ms", "--alert-webhook", hook,
+            "--alert-webhook-secret", SECRET])
+        cls.server.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.session.close()
+        cls.server.stop()
+        cls.httpd.shutdown()
+        cls.httpd.server_close()
+        cls.tmp.cleanup()
+
+    @classmethod
+    def run_keel(cls, *args, check=True):
+        p = subprocess.run([keel_binary(), *args], capture_output=True, text=True, env=cls.env,
+                           timeout=300)
+        if check and p.returncode != 0:
+            raise AssertionError(f"keel {' '.join(args)}: {p.returncode}\n{p.stdout}\n{p.stderr}")
+        return p
+
+    def delivered(self):
+        """Alerts the receiver accepted (the first POST was refused), by rule."""
+        with Receiver.lock:
+            got = list(Receiver.received)
+        return got, [json.loads(b)["rule"] for b, _ in got[1:]]
+
+    def test_alerts_are_posted_signed_retried_and_folded(self):
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            got, rules = self.delivered()
+            if {"prediction_drift", "performance_decay"} <= set(rules):
+                break
+            time.sleep(0.1)
+        got, rules = self.delivered()
+        self.assertEqual(sorted(rules), ["performance_decay", "prediction_drift"], rules)
+        # The refused first delivery was retried with the same body.
+        self.assertIn(got[0][0], [b for b, _ in got[1:]])
+        for body, signature in got:
+            want = "sha256=" + hmac.new(SECRET.encode(), body, hashlib.sha256).hexdigest()
+            self.assertEqual(signature, want)
+        alert = json.loads([b for b, _ in got[1:] if b"performance_decay" in b][0])
+        self.assertEqual(alert["model"], "churn")
+        self.assertEqual(alert["version"], "1")
+        self.assertEqual(alert["severity"], "critical")
+        self.assertEqual(alert["metric"], "performance.auc.drop")
+        self.assertGreater(alert["value"], 0.05)
+
+        # More passes fold into the same alerts: counts grow, nothing new is posted.
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            listed = json.loads(self.run_keel("alerts", "list", "--json").stdout)["alerts"]
+            if listed and min(a["count"] for a in listed) >= 3:
+                break
+            time.sleep(0.2)
+        self.assertEqual(sorted(a["rule"] for a in listed), ["performance_decay", "prediction_drift"])
+        self.assertTrue(all(a["count"] >= 3 for a in listed), listed)
+        self.assertEqual(len(self.delivered()[0]), len(got))
+        table = self.run_keel("alerts", "list", "--model", "churn").stdout
+        self.assertIn("performance_decay", table)
+        self.assertIn("critical", table)
+        self.assertIn("no alerts", self.run_keel("alerts", "list", "--model", "fraud").stdout)
+
+        # Window summaries are kept for history.
+        db = sqlite3.connect(os.path.join(self.store, "keel.db"))
+        try:
+            n, = db.execute("SELECT COUNT(*) FROM monitor_windows WHERE model = 'churn'").fetchone()
+            report, = db.execute("SELECT report FROM monitor_windows ORDER BY window_id DESC "
+                                 "LIMIT 1").fetchone()
+        finally:
+            db.close()
+        self.assertGreater(n, 2)
+        self.assertEqual(json.loads(report)["keel_monitor_report"], 1)
+
+    def test_bad_rules_file_stops_the_server(self):
+        rules = os.path.join(self.tmp.name, "bad.yaml")
+        with open(rules, "w") as f:
+            f.write("rules:\n  - name: drift\n    metric: drift.dataset\n    threshold: 1\n"
+                    "    window: sometimes\n")
+        p = subprocess.run([keel_binary(), "server", "--port", "0", "--alert-rules", rules],
+                           capture_output=True, text=True, env=self.env, timeout=60)
+        self.assertEqual(p.returncode, 2, p.stderr)
+        lines = p.stderr.strip().splitlines()
+        self.assertEqual(len(lines), 1, p.stderr)
+        self.assertIn("bad.yaml:2: rule 1 (drift): window", lines[0])
+        p = subprocess.run([keel_binary(), "server", "--port", "0", "--alert-webhook",
+                            "http://127.0.0.1:9/x"], capture_output=True, text=True,
+                           env={k: v for k, v in self.env.items()
+                                if k != "KEEL_ALERT_WEBHOOK_SECRET"}, timeout=60)
+        self.assertEqual(p.returncode, 2, p.stderr)
+        self.assertIn("signing secret", p.stderr)
+
+
+if __name__ == "__main__":
+    unittest.main()
