@@ -44,7 +44,16 @@ if build/keel "${store[@]}" models show churn >/dev/null 2>&1; then
 JSON
   echo "  predict        curl -d @keel-data/customer.json http://$host:$port/predict/churn"
   echo "  MLflow scoring http://$host:$port/invocations/churn   OIP V2: http://$host:$port/v2/models/churn"
+  # A batch job over the sample data puts a window into the prediction log, so
+  # monitoring has something to show from the start.
+  if [ -f "$data" ]; then
+    build/keel "${store[@]}" batch churn@champion --input "$data" --output keel-data/scores.csv \
+      --monitor-sample 0.2 >/dev/null 2>&1 || echo "run: the sample batch job failed (see build/keel batch --help)"
+  fi
+  echo "  monitor        build/keel ${store[*]} monitor churn@champion --window 1d --report keel-data/monitor.html"
+  echo "  drift          build/keel ${store[*]} drift --reference churn@champion --current NEW.csv"
+  echo "  alerts         build/keel ${store[*]} alerts list   (monitoring runs every minute)"
 fi
 echo "  metrics        http://$host:$port/metrics"
 echo "  serving status http://$host:$port/api/2.0/keel/serving"
-exec build/keel server --host "$host" --port "$port" "${store[@]}" "${serve[@]}"
+exec build/keel server --host "$host" --port "$port" "${store[@]}" "${serve[@]}" --monitor-interval 1m

@@ -12,6 +12,7 @@
 
 #include "keel/api/app.h"
 #include "keel/core/json.h"
+#include "keel/monitor/drift.h"
 #include "keel/train/train.h"
 
 namespace keel::cli {
@@ -59,6 +60,16 @@ void AddStreamCommand(CLI::App& app, GlobalOptions& global, Action& run);
 void AddDriftCommand(CLI::App& app, GlobalOptions& global, Action& run);
 void AddMonitorCommand(CLI::App& app, GlobalOptions& global, Action& run);
 void AddAlertCommands(CLI::App& app, GlobalOptions& global, Action& run);
+
+// Shared by keel drift and keel monitor (apps/keel/cli_drift.cc).
+// Writes `text` to `path` through a temporary sibling renamed into place;
+// "-" writes to stdout.
+Status WriteTextOutput(const std::string& path, const std::string& text);
+// "ks" or "psi:0.2" -> the statistic and its threshold (NaN: the default).
+Result<monitor::DriftOptions::Test> ParseTestSpec(const std::string& spec);
+// Why a drift report fails the --fail-on gate (drift|dataset, column,
+// prediction), or "" when it passes.
+std::string DriftGate(const monitor::DriftReport& report, const std::string& fail_on);
 
 // What main exits with once the chosen action returned OK: 0 unless a gate
 // the action checks failed (keel drift/monitor --fail-on set kDriftGateExitCode).

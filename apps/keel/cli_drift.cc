@@ -78,40 +78,6 @@ class ReadProgress {
   int last_ = -1;               // guarded by mu_
 };
 
-Status WriteText(const std::string& path, const std::string& text) {
-  if (path == "-") {
-    std::cout << text << std::flush;
-    return OkStatus();
-  }
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) return InvalidArgument(path + ": cannot write");
-    out << text;
-    out.flush();
-    if (!out) return Internal(path + ": write failed");
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) return Internal(path + ": " + ec.message());
-  return OkStatus();
-}
-
-// "ks" or "psi:0.2" -> name, threshold (NaN: the statistic's default).
-Status ParseTest(const std::string& spec, std::string& name, double& threshold) {
-  threshold = monitor::kNoThreshold;
-  const size_t colon = spec.find(':');
-  name = spec.substr(0, colon);
-  if (colon == std::string::npos) return OkStatus();
-  const std::string value = spec.substr(colon + 1);
-  char* end = nullptr;
-  threshold = std::strtod(value.c_str(), &end);
-  if (value.empty() || end != value.c_str() + value.size() || !std::isfinite(threshold)) {
-    return InvalidArgument("--test " + spec + ": threshold '" + value + "' is not a number");
-  }
-  return OkStatus();
-}
-
 // The reference: a CSV file, a stored profile (.keelref), or the profile
 // stored with a model (a registered reference or a local package).
 struct LoadedReference {
@@ -163,8 +129,7 @@ Status RunDrift(const GlobalOptions& global, const DriftFlags& f, int& exit_code
   monitor::DriftOptions options;
   options.preset = f.preset;
   for (const std::string& spec : f.tests) {
-    monitor::DriftOptions::Test test;
-    KEEL_RETURN_IF_ERROR(ParseTest(spec, test.name, test.threshold));
+    KEEL_ASSIGN_OR_RETURN(monitor::DriftOptions::Test test, ParseTestSpec(spec));
     options.tests.push_back(std::move(test));
   }
   options.extra = f.stats;
@@ -259,26 +224,11 @@ Status RunDrift(const GlobalOptions& global, const DriftFlags& f, int& exit_code
   }
   report.reference_name = ref->description;
   report.current_name = f.current;
-  if (!f.report.empty()) KEEL_RETURN_IF_ERROR(WriteText(f.report, report.ToHtml()));
-  if (!f.json.empty()) KEEL_RETURN_IF_ERROR(WriteText(f.json, report.ToJson()));
+  if (!f.report.empty()) KEEL_RETURN_IF_ERROR(WriteTextOutput(f.report, report.ToHtml()));
+  if (!f.json.empty()) KEEL_RETURN_IF_ERROR(WriteTextOutput(f.json, report.ToJson()));
   if (f.json != "-" && !f.quiet) std::cout << report.ToText() << std::flush;
 
-  std::string gate;
-  if ((f.fail_on == "drift" || f.fail_on == "dataset") && report.dataset.drift) {
-    gate = "dataset drift: " + std::to_string(report.dataset.drifted) + " of " +
-           std::to_string(report.dataset.columns) + " features drifted";
-  } else if (f.fail_on == "column" && report.dataset.drifted > 0) {
-    std::string names;
-    for (const monitor::ColumnReport& c : report.columns) {
-      if (c.role == monitor::ColumnRole::kFeature && c.error.empty() && c.drift.drift) {
-        names += (names.empty() ? "" : ", ") + c.name;
-      }
-    }
-    gate = "drifted columns: " + names;
-  } else if (f.fail_on == "prediction" && report.prediction_index >= 0) {
-    const monitor::ColumnReport& p = report.columns[static_cast<size_t>(report.prediction_index)];
-    if (p.error.empty() && p.drift.drift) gate = "prediction drift in column '" + p.name + "'";
-  }
+  const std::string gate = DriftGate(report, f.fail_on);
   if (!gate.empty()) {
     std::cerr << "keel: drift gate failed (--fail-on " << f.fail_on << "): " << gate << "\n";
     exit_code = kDriftGateExitCode;
@@ -287,6 +237,60 @@ Status RunDrift(const GlobalOptions& global, const DriftFlags& f, int& exit_code
 }
 
 }  // namespace
+
+Status WriteTextOutput(const std::string& path, const std::string& text) {
+  if (path == "-") {
+    std::cout << text << std::flush;
+    return OkStatus();
+  }
+  const std::string tmp = path + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) return InvalidArgument(path + ": cannot write");
+    out << text;
+    out.flush();
+    if (!out) return Internal(path + ": write failed");
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) return Internal(path + ": " + ec.message());
+  return OkStatus();
+}
+
+Result<monitor::DriftOptions::Test> ParseTestSpec(const std::string& spec) {
+  monitor::DriftOptions::Test test;
+  const size_t colon = spec.find(':');
+  test.name = spec.substr(0, colon);
+  if (colon == std::string::npos) return test;
+  const std::string value = spec.substr(colon + 1);
+  char* end = nullptr;
+  test.threshold = std::strtod(value.c_str(), &end);
+  if (value.empty() || end != value.c_str() + value.size() || !std::isfinite(test.threshold)) {
+    return InvalidArgument("--test " + spec + ": threshold '" + value + "' is not a number");
+  }
+  return test;
+}
+
+std::string DriftGate(const monitor::DriftReport& report, const std::string& fail_on) {
+  if ((fail_on == "drift" || fail_on == "dataset") && report.dataset.drift) {
+    return "dataset drift: " + std::to_string(report.dataset.drifted) + " of " +
+           std::to_string(report.dataset.columns) + " features drifted";
+  }
+  if (fail_on == "column" && report.dataset.drifted > 0) {
+    std::string names;
+    for (const monitor::ColumnReport& c : report.columns) {
+      if (c.role == monitor::ColumnRole::kFeature && c.error.empty() && c.drift.drift) {
+        names += (names.empty() ? "" : ", ") + c.name;
+      }
+    }
+    return "drifted columns: " + names;
+  }
+  if (fail_on == "prediction" && report.prediction_index >= 0) {
+    const monitor::ColumnReport& p = report.columns[static_cast<size_t>(report.prediction_index)];
+    if (p.error.empty() && p.drift.drift) return "prediction drift in column '" + p.name + "'";
+  }
+  return "";
+}
 
 void AddDriftCommand(CLI::App& app, GlobalOptions& global, Action& run) {
   auto* cmd = app.add_subcommand(

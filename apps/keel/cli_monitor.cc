@@ -115,16 +115,7 @@ Status RunMonitor(const GlobalOptions& global, const MonitorFlags& f, int& exit_
   monitor::DriftOptions options;
   options.preset = f.preset;
   for (const std::string& spec : f.tests) {
-    monitor::DriftOptions::Test test;
-    const size_t colon = spec.find(':');
-    test.name = spec.substr(0, colon);
-    if (colon != std::string::npos) {
-      char* end = nullptr;
-      test.threshold = std::strtod(spec.c_str() + colon + 1, &end);
-      if (end != spec.c_str() + spec.size()) {
-        return InvalidArgument("--test " + spec + ": the threshold is not a number");
-      }
-    }
+    KEEL_ASSIGN_OR_RETURN(monitor::DriftOptions::Test test, ParseTestSpec(spec));
     options.tests.push_back(std::move(test));
   }
   options.extra = f.stats;
@@ -134,43 +125,12 @@ Status RunMonitor(const GlobalOptions& global, const MonitorFlags& f, int& exit_
   report.drift.reference_name = loaded.name + " version " + loaded.version + " (training data)";
   report.drift.current_name = "predictions " + FormatTime(query.from_ms) + " .. " + FormatTime(query.to_ms);
 
-  auto write = [](const std::string& path, const std::string& text) -> Status {
-    if (path == "-") {
-      std::cout << text << std::flush;
-      return OkStatus();
-    }
-    const std::string tmp = path + ".tmp";
-    {
-      std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-      if (!out) return InvalidArgument(path + ": cannot write");
-      out << text;
-      out.flush();
-      if (!out) return Internal(path + ": write failed");
-    }
-    std::filesystem::rename(tmp, path);
-    return OkStatus();
-  };
-  if (!f.report.empty()) KEEL_RETURN_IF_ERROR(write(f.report, report.ToHtml()));
-  if (!f.json.empty()) KEEL_RETURN_IF_ERROR(write(f.json, report.ToJson()));
+  if (!f.report.empty()) KEEL_RETURN_IF_ERROR(WriteTextOutput(f.report, report.ToHtml()));
+  if (!f.json.empty()) KEEL_RETURN_IF_ERROR(WriteTextOutput(f.json, report.ToJson()));
   if (f.json != "-" && !f.quiet) std::cout << report.ToText() << std::flush;
 
-  std::string gate;
-  const monitor::DriftReport& d = report.drift;
-  if ((f.fail_on == "drift" || f.fail_on == "dataset") && d.dataset.drift) {
-    gate = "dataset drift: " + std::to_string(d.dataset.drifted) + " of " +
-           std::to_string(d.dataset.columns) + " features drifted";
-  } else if (f.fail_on == "column" && d.dataset.drifted > 0) {
-    std::string names;
-    for (const monitor::ColumnReport& c : d.columns) {
-      if (c.role == monitor::ColumnRole::kFeature && c.error.empty() && c.drift.drift) {
-        names += (names.empty() ? "" : ", ") + c.name;
-      }
-    }
-    gate = "drifted columns: " + names;
-  } else if (f.fail_on == "prediction" && d.prediction_index >= 0) {
-    const monitor::ColumnReport& p = d.columns[static_cast<size_t>(d.prediction_index)];
-    if (p.error.empty() && p.drift.drift) gate = "prediction drift";
-  } else if (f.fail_on == "performance") {
+  std::string gate = DriftGate(report.drift, f.fail_on);
+  if (f.fail_on == "performance") {
     const double change = report.performance.Change(drop_metric);
     const double drop = HigherIsBetter(drop_metric) ? -change : change;
     if (std::isnan(change)) {

@@ -4,7 +4,14 @@
 #include <string>
 #include <string_view>
 
+namespace keel {
+class JsonWriter;
+}
+
 namespace keel::monitor::internal {
+
+// A finite number, or null (JSON has no NaN or infinity).
+void JsonNumber(JsonWriter& w, double v);
 
 // printf-formatted (default %.4g), or "-" for NaN.
 std::string Num(double v, const char* format = "%.4g");

@@ -49,15 +49,6 @@ std::string HtmlEscape(std::string_view s) {
   return out;
 }
 
-}  // namespace internal
-
-namespace {
-
-using internal::HtmlEscape;
-using internal::Num;
-using internal::Percent;
-
-
 void JsonNumber(JsonWriter& w, double v) {
   if (std::isfinite(v)) {
     w.Double(v);
@@ -65,6 +56,16 @@ void JsonNumber(JsonWriter& w, double v) {
     w.Null();
   }
 }
+
+}  // namespace internal
+
+namespace {
+
+using internal::HtmlEscape;
+using internal::JsonNumber;
+using internal::Num;
+using internal::Percent;
+
 
 std::string_view DirectionName(Direction d) {
   return d == Direction::kPValue ? "p_value" : "distance";

@@ -7,6 +7,7 @@ taken from $KEEL_BINARY (set by ctest) or build/keel.
         r = k.post("experiments/create", {"name": "x"})
         assert r.status_code == 200
 """
+import csv
 import json
 import os
 import shutil
@@ -170,3 +171,27 @@ class KeelTestCase(unittest.TestCase):
         if message_part is not None:
             self.assertIn(message_part, body["message"])
         return body
+
+
+def planted_churn_split(churn_csv, directory, factor=1.3):
+    """Splits mlc_churn.csv into a reference half and a current half whose
+    total_day_minutes is multiplied by `factor` (a planted drift), written as
+    reference.csv and current.csv in `directory`.
+
+    Returns (header, current rows as lists, reference path, current path)."""
+    with open(churn_csv, newline="") as f:
+        rows = list(csv.reader(f))
+    header, body = rows[0], rows[1:]
+    half = len(body) // 2
+    minutes = header.index("total_day_minutes")
+    cur = [list(r) for r in body[half:]]
+    for r in cur:
+        r[minutes] = repr(round(float(r[minutes]) * factor, 2))
+    ref_path = os.path.join(directory, "reference.csv")
+    cur_path = os.path.join(directory, "current.csv")
+    for path, data in ((ref_path, body[:half]), (cur_path, cur)):
+        with open(path, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(header)
+            w.writerows(data)
+    return header, cur, ref_path, cur_path

@@ -29,7 +29,7 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from keel_harness import REPO, KeelServer, free_port, keel_binary  # noqa: E402
+from keel_harness import REPO, KeelServer, free_port, keel_binary, planted_churn_split  # noqa: E402,E501
 
 SHARED = os.environ.get("KEEL_SHARED_DIR") or os.path.join(REPO, "..", "shared")
 CHURN = os.path.join(SHARED, "data", "mlc_churn.csv")
@@ -60,20 +60,7 @@ class AlertsTest(unittest.TestCase):
     def setUpClass(cls):
         cls.tmp = tempfile.TemporaryDirectory(prefix="keel-alerts-")
         d = cls.tmp.name
-        with open(CHURN, newline="") as f:
-            rows = list(csv.reader(f))
-        header, body = rows[0], rows[1:]
-        half = len(body) // 2
-        minutes = header.index("total_day_minutes")
-        cur = [list(r) for r in body[half:]]
-        for r in cur:
-            r[minutes] = repr(round(float(r[minutes]) * 1.3, 2))
-        ref_path, cur_path = os.path.join(d, "ref.csv"), os.path.join(d, "cur.csv")
-        for path, data in ((ref_path, body[:half]), (cur_path, cur)):
-            with open(path, "w", newline="") as f:
-                w = csv.writer(f)
-                w.writerow(header)
-                w.writerows(data)
+        header, cur, ref_path, cur_path = planted_churn_split(CHURN, d)
         cls.store = os.path.join(d, "store")
         cls.env = dict(os.environ)
         cls.env["KEEL_STORE_URI"] = "sqlite://" + os.path.join(cls.store, "keel.db")

@@ -25,7 +25,7 @@ import unittest
 from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from keel_harness import REPO, KeelServer, keel_binary  # noqa: E402
+from keel_harness import REPO, KeelServer, keel_binary, planted_churn_split  # noqa: E402
 
 SHARED = os.environ.get("KEEL_SHARED_DIR") or os.path.join(REPO, "..", "shared")
 CHURN = os.path.join(SHARED, "data", "mlc_churn.csv")
@@ -36,22 +36,8 @@ class MonitorTest(unittest.TestCase):
     def setUpClass(cls):
         cls.tmp = tempfile.TemporaryDirectory(prefix="keel-monitor-")
         d = cls.tmp.name
-        with open(CHURN, newline="") as f:
-            rows = list(csv.reader(f))
-        header, body = rows[0], rows[1:]
-        half = len(body) // 2
-        minutes = header.index("total_day_minutes")
-        cur = [list(r) for r in body[half:]]
-        for r in cur:
-            r[minutes] = repr(round(float(r[minutes]) * 1.3, 2))
+        header, cur, cls.ref, cls.cur = planted_churn_split(CHURN, d)
         cls.header, cls.cur_rows = header, cur
-        cls.ref = os.path.join(d, "reference.csv")
-        cls.cur = os.path.join(d, "current.csv")
-        for path, data in ((cls.ref, body[:half]), (cls.cur, cur)):
-            with open(path, "w", newline="") as f:
-                w = csv.writer(f)
-                w.writerow(header)
-                w.writerows(data)
         cls.env = dict(os.environ)
         cls.env["KEEL_STORE_URI"] = "sqlite://" + os.path.join(d, "store", "keel.db")
         cls.env["KEEL_ARTIFACT_ROOT"] = os.path.join(d, "store", "artifacts")

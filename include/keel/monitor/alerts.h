@@ -211,7 +211,8 @@ class WebhookNotifier {
 // Monitoring inside the server: every `interval`, for each model and version
 // with predictions logged within the longest rule window, each distinct rule
 // window is computed (MonitorWindow against the version's reference profile),
-// its report stored in monitor_windows, the rules evaluated, alerts recorded
+// its report stored in monitor_windows (one per window length per
+// min(length, 1 hour)), the rules evaluated, alerts recorded
 // (folded within cooldowns) and new ones published on the bus. Versions
 // without a stored reference profile are skipped (counted).
 //
@@ -232,6 +233,7 @@ class MonitorService {
   };
   struct PassSummary {
     uint64_t windows = 0;          // windows computed
+    uint64_t windows_stored = 0;   // of those, stored in monitor_windows
     uint64_t alerts_new = 0;       // alerts stored anew (and published)
     uint64_t alerts_folded = 0;    // firings folded into open alerts
     uint64_t skipped_versions = 0;  // no reference profile, or not loadable
@@ -263,6 +265,8 @@ class MonitorService {
   AlertBus& bus_;
   Options options_;
   std::map<std::string, Cached> cache_;  // "model/version"; pass thread only
+  // "model/version/window_ms" -> when its report was last stored; pass thread only.
+  std::map<std::string, int64_t> stored_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;    // guarded by mu_

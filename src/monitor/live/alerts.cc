@@ -266,13 +266,7 @@ std::vector<Alert> EvaluateRules(const WindowReport& window, std::span<const Ale
 
 std::string Alert::ToJson() const {
   JsonWriter w(512);
-  auto number = [&w](double v) {
-    if (std::isfinite(v)) {
-      w.Double(v);
-    } else {
-      w.Null();
-    }
-  };
+  const auto number = [&w](double v) { internal::JsonNumber(w, v); };
   w.BeginObject();
   w.Key("id");
   w.Int(id);

@@ -128,14 +128,21 @@ Result<MonitorService::PassSummary> MonitorService::RunOnce() {
         continue;
       }
       ++summary.windows;
-      const std::string json = report->ToJson();
-      KEEL_RETURN_IF_ERROR(db_.Write([&](store::Connection& c) {
-        return c.Exec(
-            "INSERT INTO monitor_windows(model, version, from_time, to_time, computed_time, "
-            "report) VALUES (?, ?, ?, ?, ?, ?)",
-            {store::Value(model), store::Value(version), store::Value(q.from_ms),
-             store::Value(q.to_ms), store::Value(now), store::Value(json)});
-      }));
+      // History keeps one report per window length per min(length, 1 hour).
+      const std::string stored_key = key + "/" + std::to_string(window);
+      auto last = stored_.find(stored_key);
+      if (last == stored_.end() || now - last->second >= std::min<int64_t>(window, 3'600'000)) {
+        const std::string json = report->ToJson();
+        KEEL_RETURN_IF_ERROR(db_.Write([&](store::Connection& c) {
+          return c.Exec(
+              "INSERT INTO monitor_windows(model, version, from_time, to_time, computed_time, "
+              "report) VALUES (?, ?, ?, ?, ?, ?)",
+              {store::Value(model), store::Value(version), store::Value(q.from_ms),
+               store::Value(q.to_ms), store::Value(now), store::Value(json)});
+        }));
+        stored_[stored_key] = now;
+        ++summary.windows_stored;
+      }
       std::vector<AlertRule> same_window;
       for (const AlertRule& r : rules) {
         if (r.window_ms == window) same_window.push_back(r);

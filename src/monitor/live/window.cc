@@ -333,13 +333,7 @@ Result<WindowReport> MonitorWindow(store::Database& db, const ReferenceProfile& 
 
 std::string WindowReport::ToJson() const {
   JsonWriter w(4096);
-  auto number = [&w](double v) {
-    if (std::isfinite(v)) {
-      w.Double(v);
-    } else {
-      w.Null();
-    }
-  };
+  const auto number = [&w](double v) { internal::JsonNumber(w, v); };
   w.BeginObject();
   w.Key("keel_monitor_report");
   w.Int(1);
