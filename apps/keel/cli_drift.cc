@@ -107,6 +107,13 @@ Result<LoadedReference> LoadReference(const GlobalOptions& global, const std::st
   }
   std::filesystem::path file = ref;
   if (!is_profile) {
+    // A missing data file is reported as such, not as an unknown model.
+    const std::string ext = std::filesystem::path(ref).extension().string();
+    for (const char* data_ext : {".csv", ".keelref", ".gz", ".zst", ".tsv", ".txt", ".jsonl"}) {
+      if (ext == data_ext && !std::filesystem::exists(ref, ec)) {
+        return NotFound(ref + ": no such file");
+      }
+    }
     KEEL_ASSIGN_OR_RETURN(CliModel model, LoadModelForCli(global, ref));
     file = model.model->path / "keel" / "reference.keelref";
     if (!std::filesystem::exists(file, ec)) {

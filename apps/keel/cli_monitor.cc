@@ -15,6 +15,7 @@
 #include <iostream>
 
 #include "apps/keel/cli.h"
+#include "keel/monitor/alerts.h"
 #include "keel/monitor/live.h"
 
 namespace keel::cli {
@@ -36,23 +37,12 @@ struct MonitorFlags {
   bool quiet = false;
 };
 
-// "90s", "30m", "1h", "7d", "2w" -> milliseconds; "all" -> -1.
+// A duration (monitor::ParseDuration) -> milliseconds; "all" -> -1.
 Result<int64_t> ParseWindow(const std::string& text) {
   if (text == "all") return int64_t{-1};
-  size_t used = 0;
-  double n = 0;
-  try {
-    n = std::stod(text, &used);
-  } catch (...) {
-    used = 0;
-  }
-  const std::string unit = text.substr(used);
-  const double scale = unit == "s" ? 1e3 : unit == "m" ? 6e4 : unit == "h" ? 3.6e6
-                     : unit == "d" ? 8.64e7 : unit == "w" ? 6.048e8 : 0;
-  if (used == 0 || scale == 0 || !(n > 0)) {
-    return InvalidArgument("--window " + text + ": expected a duration like 90s, 30m, 1h, 7d, 2w or 'all'");
-  }
-  return static_cast<int64_t>(n * scale);
+  Result<int64_t> ms = monitor::ParseDuration(text);
+  if (!ms.ok()) return InvalidArgument("--window " + ms.status().message());
+  return ms;
 }
 
 // Whether a larger value of `metric` is better.
@@ -167,7 +157,7 @@ void AddMonitorCommand(CLI::App& app, GlobalOptions& global, Action& run) {
   cmd->add_option("--until", f->until, "end of the window: now (default) or Unix milliseconds");
   cmd->add_flag("--all-versions", f->all_versions,
                 "every version's predictions, not only the resolved version's");
-  cmd->add_option("--max-rows", f->max_rows, "read at most this many predictions (the oldest)")
+  cmd->add_option("--max-rows", f->max_rows, "read at most this many predictions (the newest)")
       ->capture_default_str();
   cmd->add_option("--preset", f->preset, "drift preset: keel or evidently")->capture_default_str();
   cmd->add_option("--test", f->tests, "deciding statistic NAME[:THRESHOLD], repeatable");

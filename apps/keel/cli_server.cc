@@ -148,6 +148,7 @@ Status RunServer(const GlobalOptions& global, const ServerFlags& f, bool serving
   std::vector<monitor::AlertRule> rules;
   if (!serving_only && f.monitor_interval != "off") {
     KEEL_ASSIGN_OR_RETURN(int64_t ms, monitor::ParseDuration(f.monitor_interval));
+    if (ms < 100) return InvalidArgument("--monitor-interval must be at least 100ms");
     monitor_every = std::chrono::milliseconds(ms);
     if (!f.alert_rules.empty()) {
       std::ifstream in(f.alert_rules);
@@ -218,10 +219,11 @@ Status RunServer(const GlobalOptions& global, const ServerFlags& f, bool serving
     api::App* a = app.get();
     monitoring = std::make_unique<monitor::MonitorService>(
         app->db(), SystemClock::Default(),
+        // The version's package, loaded here (not added to the serving engine).
         [a](const std::string& model, const std::string& version)
             -> Result<std::shared_ptr<const model::LoadedModel>> {
-          KEEL_ASSIGN_OR_RETURN(auto deployment, a->engine().Get(model + "/" + version));
-          return deployment->model;
+          KEEL_ASSIGN_OR_RETURN(std::filesystem::path path, a->ModelVersionPath(model, version));
+          return model::LoadModelPackage(path);
         },
         alerts, mo);
     monitoring->Start();

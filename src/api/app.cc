@@ -70,11 +70,12 @@ struct RouteTable {
 };
 
 // All route tables, in match order. A new family of endpoints is one line here.
-const std::array<RouteTable, 5> kRouteTables = {{{&ServiceRoutes, true},
+const std::array<RouteTable, 6> kRouteTables = {{{&ServiceRoutes, true},
                                                  {&ServingRoutes, true},
                                                  {&TrackingRoutes, false},
                                                  {&RegistryRoutes, false},
-                                                 {&ArtifactRoutes, false}}};
+                                                 {&ArtifactRoutes, false},
+                                                 {&MonitoringRoutes, false}}};
 
 struct RouteIndex {
   std::unordered_map<std::string, const Route*> exact;  // "METHOD path"
@@ -275,6 +276,12 @@ Response App::Run(const RouteMatch& match, Request& request) {
   Observe(match.route->pattern, response,
           std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
   return response;
+}
+
+Result<std::filesystem::path> App::ModelVersionPath(const std::string& name,
+                                                   const std::string& version) {
+  KEEL_ASSIGN_OR_RETURN(registry::ModelVersion v, registry_->GetModelVersion(name, version));
+  return MakeSourceResolver(*this)(v);
 }
 
 Response App::Dispatch(Request request) {

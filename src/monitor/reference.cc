@@ -8,6 +8,7 @@
 //                (e + 1) x f64 reference shares, u64 reference count
 //   categorical: u32 k, k x (str category, u64 count)
 //   then str prediction column, str target column, u32 m, m x (str metric, f64 value),
+//   u32 c, c x f64 calibration x, c x f64 calibration y,
 //   where str = u32 length + bytes.
 #include "keel/monitor/reference.h"
 
@@ -67,6 +68,7 @@ namespace {
 
 constexpr char kMagic[8] = {'K', 'E', 'E', 'L', 'R', 'E', 'F', '1'};
 constexpr size_t kHeaderBytes = 24;  // magic, u64 size, u32 CRC-32, u32 zero
+constexpr int kMaxBins = 1 << 20;
 
 class Writer {
  public:
@@ -111,7 +113,7 @@ class Reader {
   Status Doubles(Vector& v, uint64_t n, const char* what) {
     if ((data_.size() - pos_) / sizeof(double) < n) return Truncated(what);
     v.resize(n);
-    std::memcpy(v.data(), data_.data() + pos_, n * sizeof(double));
+    if (n > 0) std::memcpy(v.data(), data_.data() + pos_, n * sizeof(double));
     pos_ += n * sizeof(double);
     return OkStatus();
   }
@@ -146,7 +148,9 @@ const ReferenceColumn* ReferenceProfile::Find(std::string_view name) const {
 }
 
 Result<ReferenceProfile> BuildReference(const data::Table& table, const ReferenceOptions& options) {
-  if (options.bins < 1) return InvalidArgument("bins must be at least 1");
+  if (options.bins < 1 || options.bins > kMaxBins) {
+    return InvalidArgument("bins must be between 1 and " + std::to_string(kMaxBins));
+  }
   std::vector<const data::Column*> chosen;
   if (options.columns.empty()) {
     for (const data::Column& c : table.columns()) chosen.push_back(&c);
@@ -219,6 +223,9 @@ std::string ReferenceProfile::Serialize() const {
     w.Str(name);
     w.Put<double>(value);
   }
+  w.Put<uint32_t>(static_cast<uint32_t>(calibration.x.size()));
+  w.Doubles(calibration.x);
+  w.Doubles(calibration.y);
   const std::string body = std::move(w).Take();
   std::string out(kMagic, sizeof kMagic);
   const uint64_t size = body.size();
@@ -257,7 +264,9 @@ Result<ReferenceProfile> ReferenceProfile::Parse(std::string_view bytes, std::st
   KEEL_RETURN_IF_ERROR(r.Get(p.rows, "the header"));
   KEEL_RETURN_IF_ERROR(r.Get(bins, "the header"));
   KEEL_RETURN_IF_ERROR(r.Get(count, "the header"));
-  if (bins < 1 || bins > (1u << 20)) return r.Damaged("bins " + std::to_string(bins));
+  if (bins < 1 || bins > static_cast<uint32_t>(kMaxBins)) {
+    return r.Damaged("bins " + std::to_string(bins));
+  }
   p.bins = static_cast<int>(bins);
   for (uint32_t i = 0; i < count; ++i) {
     ReferenceColumn c;
@@ -281,7 +290,8 @@ Result<ReferenceProfile> ReferenceProfile::Parse(std::string_view bytes, std::st
       KEEL_RETURN_IF_ERROR(r.Doubles(c.bins.edges, edges, "a column's bins"));
       if (n > 0) KEEL_RETURN_IF_ERROR(r.Doubles(c.bins.ref_shares, uint64_t{edges} + 1, "a column's bins"));
       KEEL_RETURN_IF_ERROR(r.Get(c.bins.ref_count, "a column's bins"));
-      if (c.bins.ref_count != n || (n == 0 && edges != 0)) {
+      if (c.bins.ref_count != n || (n == 0 && edges != 0) || edges >= bins ||
+          !AscendingFinite(c.bins.edges)) {
         return r.Damaged(where + ": bins do not match the values");
       }
     } else {
@@ -298,6 +308,7 @@ Result<ReferenceProfile> ReferenceProfile::Parse(std::string_view bytes, std::st
         }
       }
     }
+    if (p.Find(c.name) != nullptr) return r.Damaged(where + ": repeated column");
     p.columns.push_back(std::move(c));
   }
   KEEL_RETURN_IF_ERROR(r.Str(p.prediction_column, "the prediction column"));
@@ -316,6 +327,13 @@ Result<ReferenceProfile> ReferenceProfile::Parse(std::string_view bytes, std::st
     KEEL_RETURN_IF_ERROR(r.Str(name, "a metric"));
     KEEL_RETURN_IF_ERROR(r.Get(value, "a metric"));
     p.performance.emplace_back(std::move(name), value);
+  }
+  uint32_t knots = 0;
+  KEEL_RETURN_IF_ERROR(r.Get(knots, "the calibration"));
+  KEEL_RETURN_IF_ERROR(r.Doubles(p.calibration.x, knots, "the calibration"));
+  KEEL_RETURN_IF_ERROR(r.Doubles(p.calibration.y, knots, "the calibration"));
+  if (!AscendingFinite(p.calibration.x) || !AscendingFinite(p.calibration.y)) {
+    return r.Damaged("calibration not ascending");
   }
   if (!r.AtEnd()) return r.Damaged("trailing bytes");
   return p;

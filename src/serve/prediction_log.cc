@@ -407,7 +407,8 @@ Result<std::vector<LoggedPrediction>> ReadPredictions(store::Database& db,
       "p.latency_us, l.label, l.time";
   std::vector<Value> params;
   KEEL_RETURN_IF_ERROR(BuildFilter(query, &sql, &params));
-  sql += " ORDER BY p.time, p.request_id LIMIT ?";
+  sql += query.newest ? " ORDER BY p.time DESC, p.request_id DESC LIMIT ?"
+                      : " ORDER BY p.time, p.request_id LIMIT ?";
   const uint64_t max_limit = static_cast<uint64_t>(std::numeric_limits<int64_t>::max());
   params.emplace_back(static_cast<int64_t>(std::min<uint64_t>(query.limit, max_limit)));
   std::vector<LoggedPrediction> out;
@@ -431,6 +432,7 @@ Result<std::vector<LoggedPrediction>> ReadPredictions(store::Database& db,
       return OkStatus();
     });
   }));
+  if (query.newest) std::reverse(out.begin(), out.end());
   return out;
 }
 

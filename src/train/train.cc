@@ -264,14 +264,20 @@ Result<DataVersion> VersionOf(const std::string& role, const std::string& path,
 }
 
 // Adds the model's predictions on held-out rows and its validation metrics to
-// the drift reference (ReferenceProfile::prediction_column). Skipped when a
-// column already has the output's name.
+// the drift reference (ReferenceProfile::prediction_column, ::performance).
 void AddPredictionReference(monitor::ReferenceProfile& ref, const model::PackageInfo& info,
                             TaskKind task, int outputs, const std::vector<float>& pred,
                             const std::vector<Metric>& metrics) {
-  if (pred.empty() || outputs < 1 || ref.Find(info.output_name) != nullptr) return;
+  for (const Metric& m : metrics) {
+    if (std::isfinite(m.value)) ref.performance.emplace_back(m.name, m.value);
+  }
+  // The output's name, unless a column has it (a regression model's output is
+  // named after its target by default): then "<name>_prediction".
+  std::string name = info.output_name;
+  if (ref.Find(name) != nullptr) name += "_prediction";
+  if (pred.empty() || outputs < 1 || ref.Find(name) != nullptr) return;
   monitor::ReferenceColumn c;
-  c.name = info.output_name;
+  c.name = name;
   if (task == TaskKind::kMulticlass) {
     c.kind = monitor::ColumnKind::kCategorical;
     const size_t k = static_cast<size_t>(outputs);
@@ -292,10 +298,7 @@ void AddPredictionReference(monitor::ReferenceProfile& ref, const model::Package
     }
   }
   ref.columns.push_back(std::move(c));
-  ref.prediction_column = info.output_name;
-  for (const Metric& m : metrics) {
-    if (std::isfinite(m.value)) ref.performance.emplace_back(m.name, m.value);
-  }
+  ref.prediction_column = name;
 }
 
 }  // namespace
@@ -539,6 +542,8 @@ static Result<TrainedModel> TrainModelUnchecked(const TrainSpec& spec,
   KEEL_ASSIGN_OR_RETURN(model::Predictor predictor, model::Predictor::Compile(imported));
   ThreadPool& pool = ThreadPool::Default();
   std::vector<float> reference_pred;  // the predictions stored in the drift reference
+  std::vector<float> reference_labels;
+  bool reference_on_validation = false;
   std::vector<Metric> reference_metrics;
   auto evaluate = [&](const std::vector<float>& x, const std::vector<float>& y,
                       const std::string& prefix) {
@@ -547,6 +552,8 @@ static Result<TrainedModel> TrainModelUnchecked(const TrainSpec& spec,
     std::vector<float> pred(rows * static_cast<size_t>(predictor.num_outputs()));
     predictor.PredictBatch(x.data(), rows, pred.data(), &pool);
     reference_pred = pred;  // validation when it runs (it runs last), else training
+    reference_labels = y;
+    reference_on_validation = prefix == "valid_";
     std::vector<Metric> m;
     if (labels.task == TaskKind::kBinary) {
       m = BinaryMetrics(pred, y);
@@ -558,7 +565,8 @@ static Result<TrainedModel> TrainModelUnchecked(const TrainSpec& spec,
     for (auto& metric : m) {
       if (std::isfinite(metric.value)) out.metrics.push_back({prefix + metric.name, metric.value});
     }
-    reference_metrics = m;
+    // Live performance is compared with held-out performance only.
+    if (prefix == "valid_") reference_metrics = m;
   };
   evaluate(x_train, y_train, "train_");
   evaluate(x_valid, y_valid, "valid_");
@@ -650,9 +658,18 @@ static Result<TrainedModel> TrainModelUnchecked(const TrainSpec& spec,
   pkg.profile_json = profile.ToJson();
   // The drift reference (sorted values, quantile bins, category counts) that
   // `keel drift --reference MODEL` and monitoring compare live data with.
-  KEEL_ASSIGN_OR_RETURN(monitor::ReferenceProfile reference, monitor::BuildReference(train_table));
+  // Of the training data: the model's inputs and the target, not dropped columns.
+  monitor::ReferenceOptions reference_options;
+  reference_options.columns = features;
+  reference_options.columns.push_back(spec.target);
+  KEEL_ASSIGN_OR_RETURN(monitor::ReferenceProfile reference,
+                        monitor::BuildReference(train_table, reference_options));
   AddPredictionReference(reference, pkg.info, labels.task, predictor.num_outputs(), reference_pred,
                          reference_metrics);
+  // Calibrated on held-out rows only (training scores are overconfident).
+  if (labels.task == TaskKind::kBinary && predictor.num_outputs() == 1 && reference_on_validation) {
+    reference.calibration = monitor::Calibration::Fit(reference_pred, reference_labels);
+  }
   if (reference.Find(spec.target) != nullptr) reference.target_column = spec.target;
   pkg.reference_bytes = reference.Serialize();
   out.seconds = std::chrono::duration<double>(Clock::now() - start).count();

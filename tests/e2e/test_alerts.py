@@ -1,6 +1,6 @@
 """End-to-end tests of monitoring inside `keel server` and its alerts.
 
-A churn model is trained on half of ../shared/data/mlc_churn.csv; the other
+Part one: a churn model is trained on half of ../shared/data/mlc_churn.csv; the other
 half, with a planted shift (total_day_minutes x 1.3), is scored by `keel
 batch` into the prediction log and labelled. A real `keel server` then runs
 monitoring passes every 300 ms with the default rules and posts new alerts to
@@ -10,6 +10,12 @@ HMAC-SHA256 of the body, the refused delivery retried; later passes fold into
 the same alerts (their count grows, nothing is posted twice); `keel alerts
 list` shows them; the window summaries are stored; a bad rules file stops the
 server from starting with one line naming the file and rule.
+
+Part two (ShiftHalfWayTest): real-time /predict traffic, labelled through
+/labels, whose distribution shifts half-way; rules on 3-second windows. The
+window before the shift is evaluated (its report is stored with every label)
+and raises nothing; after the shift data drift, prediction drift and
+performance decay fire, none of them dated before the shift.
 
 Run: KEEL_SHARED_DIR=../shared /usr/bin/python3 tests/e2e/test_alerts.py
 """
@@ -34,6 +40,14 @@ from keel_harness import REPO, KeelServer, free_port, keel_binary, planted_churn
 SHARED = os.environ.get("KEEL_SHARED_DIR") or os.path.join(REPO, "..", "shared")
 CHURN = os.path.join(SHARED, "data", "mlc_churn.csv")
 SECRET = "s3cret-for-tests"
+
+
+def run_keel(env, *args, check=True):
+    p = subprocess.run([keel_binary(), *args], capture_output=True, text=True, env=env,
+                       timeout=300)
+    if check and p.returncode != 0:
+        raise AssertionError(f"keel {' '.join(args)}: {p.returncode}\n{p.stdout}\n{p.stderr}")
+    return p
 
 
 class Receiver(http.server.BaseHTTPRequestHandler):
@@ -98,11 +112,7 @@ class AlertsTest(unittest.TestCase):
 
     @classmethod
     def run_keel(cls, *args, check=True):
-        p = subprocess.run([keel_binary(), *args], capture_output=True, text=True, env=cls.env,
-                           timeout=300)
-        if check and p.returncode != 0:
-            raise AssertionError(f"keel {' '.join(args)}: {p.returncode}\n{p.stdout}\n{p.stderr}")
-        return p
+        return run_keel(cls.env, *args, check=check)
 
     def delivered(self):
         """Alerts the receiver accepted (the first POST was refused), by rule."""
@@ -157,6 +167,41 @@ class AlertsTest(unittest.TestCase):
         self.assertGreater(n, 2)
         self.assertEqual(json.loads(report)["keel_monitor_report"], 1)
 
+    def test_read_endpoints(self):
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            r = self.server.session.get(self.server.url + "/api/2.0/keel/alerts", timeout=10)
+            self.assertEqual(r.status_code, 200, r.text)
+            if len(r.json()["alerts"]) >= 2:
+                break
+            time.sleep(0.2)
+        alerts = r.json()["alerts"]
+        self.assertEqual(sorted(a["rule"] for a in alerts), ["performance_decay", "prediction_drift"])
+        r = self.server.session.get(self.server.url + "/api/2.0/keel/alerts",
+                                    params={"model": "fraud"}, timeout=10)
+        self.assertEqual(r.json()["alerts"], [])
+
+        r = self.server.session.get(self.server.url + "/api/2.0/keel/monitor/windows",
+                                    params={"model": "churn", "limit": 2}, timeout=10)
+        self.assertEqual(r.status_code, 200, r.text)
+        windows = r.json()["windows"]
+        self.assertTrue(1 <= len(windows) <= 2)
+        w = windows[0]
+        self.assertEqual(w["model"], "churn")
+        self.assertGreater(w["rows"], 0)
+        self.assertIn("share", w["dataset"])
+        self.assertIn("total_day_minutes", [c["name"] for c in w["columns"]])
+        self.assertNotIn("report", w)
+        r = self.server.session.get(self.server.url + "/api/2.0/keel/monitor/windows",
+                                    params={"model": "churn", "limit": 1, "full": "true"},
+                                    timeout=10)
+        self.assertEqual(r.json()["windows"][0]["report"]["keel_monitor_report"], 1)
+        for params, needle in [({}, "model"), ({"model": "churn", "limit": 5000}, "limit")]:
+            r = self.server.session.get(self.server.url + "/api/2.0/keel/monitor/windows",
+                                        params=params, timeout=10)
+            self.assertEqual(r.status_code, 400, r.text)
+            self.assertIn(needle, r.json()["message"])
+
     def test_bad_rules_file_stops_the_server(self):
         rules = os.path.join(self.tmp.name, "bad.yaml")
         with open(rules, "w") as f:
@@ -174,6 +219,132 @@ class AlertsTest(unittest.TestCase):
                                 if k != "KEEL_ALERT_WEBHOOK_SECRET"}, timeout=60)
         self.assertEqual(p.returncode, 2, p.stderr)
         self.assertIn("signing secret", p.stderr)
+
+
+RULES = """rules:
+  - {name: data_drift, metric: drift.column.total_day_minutes, op: ">=", threshold: 1,
+     window: 3s, min_samples: 100, cooldown: 1h}
+  - {name: prediction_drift, metric: drift.prediction, op: ">=", threshold: 1,
+     window: 3s, min_samples: 100, cooldown: 1h}
+  - {name: performance_decay, metric: performance.auc.drop, threshold: 0.03,
+     window: 3s, min_samples: 100, cooldown: 1h, severity: critical}
+"""
+
+
+class ShiftHalfWayTest(unittest.TestCase):
+    """Real-time traffic whose distribution shifts half-way: the alerts fire on
+    the windows after the shift, and not on the windows before it."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory(prefix="keel-shift-")
+        d = cls.tmp.name
+        header, shifted, ref_path, _ = planted_churn_split(CHURN, d)
+        with open(CHURN, newline="") as f:
+            body = list(csv.reader(f))[1:]
+        cls.header = header
+        cls.plain = body[len(body) // 2:][:400]  # the same rows before the shift
+        cls.shifted = shifted[:400]
+        cls.store = os.path.join(d, "store")
+        cls.env = dict(os.environ)
+        cls.env["KEEL_STORE_URI"] = "sqlite://" + os.path.join(cls.store, "keel.db")
+        cls.env["KEEL_ARTIFACT_ROOT"] = os.path.join(cls.store, "artifacts")
+        run_keel(cls.env, "train", "--data", ref_path, "--target", "churn", "--param",
+                 "n_estimators=40", "--experiment", "shift", "--register", "churn")
+        run_keel(cls.env, "models", "alias", "churn@champion", "1")
+        rules = os.path.join(d, "rules.yaml")
+        with open(rules, "w") as f:
+            f.write(RULES)
+        cls.server = KeelServer(data_dir=cls.store, extra_args=[
+            "--monitor-interval", "200ms", "--alert-rules", rules, "--log-flush-ms", "20"])
+        cls.server.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.session.close()
+        cls.server.stop()
+        cls.tmp.cleanup()
+
+    def send(self, rows):
+        """Scores rows in requests of 50 through /predict and posts their labels."""
+        churn = self.header.index("churn")
+        labels = []
+        for start in range(0, len(rows), 50):
+            chunk = rows[start:start + 50]
+            recs = []
+            for r in chunk:
+                rec = {}
+                for k, v in zip(self.header, r):
+                    if k == "churn":
+                        continue
+                    try:
+                        rec[k] = float(v)
+                    except ValueError:
+                        rec[k] = v
+                recs.append(rec)
+            resp = self.server.session.post(self.server.url + "/predict/churn@champion",
+                                            json=recs, timeout=30)
+            self.assertEqual(resp.status_code, 200, resp.text)
+            rid = resp.json()["request_id"]
+            labels += [{"request_id": f"{rid}-{i}", "label": r[churn]} for i, r in enumerate(chunk)]
+        deadline = time.time() + 10
+        while True:  # the prediction log commits within its flush interval
+            resp = self.server.session.post(self.server.url + "/labels", json={"labels": labels},
+                                            timeout=30)
+            self.assertEqual(resp.status_code, 200, resp.text)
+            if resp.json().get("matched") == len(labels) or time.time() > deadline:
+                break
+            time.sleep(0.05)
+        self.assertEqual(resp.json().get("matched"), len(labels), resp.text)
+
+    def alerts(self):
+        out = run_keel(self.env, "alerts", "list", "--json").stdout
+        return json.loads(out)["alerts"]
+
+    def stored_window(self, after_ms, labelled):
+        """The newest stored window report computed after `after_ms` holding
+        `labelled` labelled predictions, waiting up to 15 s for one."""
+        deadline = time.time() + 15
+        while time.time() < deadline:
+            db = sqlite3.connect(os.path.join(self.store, "keel.db"))
+            try:
+                rows = db.execute("SELECT report FROM monitor_windows WHERE computed_time > ? "
+                                  "ORDER BY window_id DESC", (after_ms,)).fetchall()
+            finally:
+                db.close()
+            for (report,) in rows:
+                r = json.loads(report)
+                if r["performance"]["labelled"] >= labelled:
+                    return r
+            time.sleep(0.1)
+        self.fail(f"no stored window after {after_ms} with {labelled} labels")
+
+    def test_alerts_fire_after_the_shift_and_not_before(self):
+        t0 = int(time.time() * 1000)
+        self.send(self.plain)
+        before = self.stored_window(t0, len(self.plain))
+        self.assertEqual(before["rows"], len(self.plain))
+        self.assertFalse(before["drift"]["prediction_drift"])
+        self.assertEqual(self.alerts(), [], "an alert fired before the shift")
+
+        time.sleep(3.2)  # the unshifted traffic leaves the 3 s window
+        t1 = int(time.time() * 1000)
+        self.send(self.shifted)
+        deadline = time.time() + 30
+        fired = []
+        while time.time() < deadline:
+            fired = self.alerts()
+            if {a["rule"] for a in fired} >= {"data_drift", "prediction_drift", "performance_decay"}:
+                break
+            time.sleep(0.2)
+        self.assertEqual(sorted(a["rule"] for a in fired),
+                         ["data_drift", "performance_decay", "prediction_drift"])
+        for a in fired:
+            self.assertGreaterEqual(a["first_ms"], t1, a)
+            self.assertEqual(a["version"], "1")
+        decay = [a for a in fired if a["rule"] == "performance_decay"][0]
+        self.assertEqual(decay["severity"], "critical")
+        self.assertGreater(decay["value"], 0.03)
 
 
 if __name__ == "__main__":

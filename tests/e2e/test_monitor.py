@@ -97,6 +97,11 @@ class MonitorTest(unittest.TestCase):
         self.assertEqual(report["performance"]["labelled"], 0)
         self.assertEqual(report["performance"]["live"], {})
         self.assertGreater(report["performance"]["reference"]["auc"], 0.5)
+        # The label-free estimate (CBPE) is there before any label.
+        est = report["performance"]["estimated"]
+        self.assertEqual(sorted(est), ["accuracy", "auc", "f1", "precision", "recall"])
+        self.assertGreater(est["auc"], 0.5)
+        self.assertLess(est["auc"], 1.0)
         drift = report["drift"]
         cols = {c["name"]: c for c in drift["columns"]}
         self.assertNotIn("churn", cols)  # the label is not an input
@@ -147,7 +152,7 @@ class MonitorTest(unittest.TestCase):
     def test_3_errors_are_one_line(self):
         for args, code, needle in [
             (["monitor", "nope@champion"], None, "nope"),
-            (["monitor", "churn@champion", "--window", "soon"], 2, "--window soon"),
+            (["monitor", "churn@champion", "--window", "soon"], 2, "--window 'soon'"),
             (["monitor", "churn@champion", "--until", "1000"], 1, "no logged predictions"),
             (["monitor", "churn@champion", "--fail-on", "performance"], 2, "--max-drop"),
         ]:

@@ -100,6 +100,9 @@ TEST(AlertRulesTest, Durations) {
   EXPECT_FALSE(ParseDuration("0s").ok());
   EXPECT_FALSE(ParseDuration("h").ok());
   EXPECT_FALSE(ParseDuration("5 m").ok());
+  EXPECT_FALSE(ParseDuration("0.1ms").ok());                  // rounds to nothing
+  EXPECT_FALSE(ParseDuration("99999999999999999999w").ok());  // beyond 10 years
+  EXPECT_FALSE(ParseDuration("1e3s").ok());
   EXPECT_EQ(FormatDuration(90'000), "90s");
   EXPECT_EQ(FormatDuration(86'400'000), "1d");
   EXPECT_EQ(FormatDuration(1500), "1500ms");
@@ -177,7 +180,7 @@ TEST(AlertRulesTest, EvaluateHonoursModelOpAndMinSamples) {
   EXPECT_EQ(EvaluateRules(w, *rules, 1'000).size(), 1u);
 }
 
-TEST(AlertStoreTest, FoldsWithinCooldownAndListsNewestFirst) {
+TEST(AlertStoreTest, FoldsWithinCooldownOfTheFirstFiringAndListsNewestFirst) {
   TempDir dir;
   auto db = OpenTestDb(dir);
   auto rules = ParseAlertRules(kRules, "rules.yaml");
@@ -197,23 +200,28 @@ TEST(AlertStoreTest, FoldsWithinCooldownAndListsNewestFirst) {
   EXPECT_EQ(second->alert.id, first->alert.id);
   EXPECT_EQ(second->alert.count, 2u);
   EXPECT_EQ(second->alert.first_ms, 10 * hour);
-  auto third = fire(12 * hour + 30 * 60'000);  // 1.5 h after the last firing: still folded
+  // 2.5 h after the open alert's first firing: past the cooldown, a new alert
+  // (a condition that persists is notified once per cooldown).
+  auto third = fire(12 * hour + 30 * 60'000);
   ASSERT_TRUE(third.ok());
-  EXPECT_FALSE(third->is_new);
-  EXPECT_EQ(third->alert.count, 3u);
-  auto fourth = fire(15 * hour);  // 2.5 h after the last: a new alert
+  EXPECT_TRUE(third->is_new);
+  EXPECT_NE(third->alert.id, first->alert.id);
+  auto fourth = fire(13 * hour);  // folded into the third
   ASSERT_TRUE(fourth.ok());
-  EXPECT_TRUE(fourth->is_new);
-  EXPECT_NE(fourth->alert.id, first->alert.id);
+  EXPECT_FALSE(fourth->is_new);
+  EXPECT_EQ(fourth->alert.id, third->alert.id);
+  EXPECT_EQ(fourth->alert.count, 2u);
 
   auto listed = ListAlerts(*db, {});
   ASSERT_TRUE(listed.ok()) << listed.status().ToString();
   ASSERT_EQ(listed->size(), 2u);
-  EXPECT_EQ((*listed)[0].id, fourth->alert.id);
-  EXPECT_EQ((*listed)[1].count, 3u);
-  EXPECT_EQ((*listed)[1].last_ms, 12 * hour + 30 * 60'000);
+  EXPECT_EQ((*listed)[0].id, third->alert.id);
+  EXPECT_EQ((*listed)[0].last_ms, 13 * hour);
+  EXPECT_EQ((*listed)[1].id, first->alert.id);
+  EXPECT_EQ((*listed)[1].count, 2u);
+  EXPECT_EQ((*listed)[1].last_ms, 11 * hour);
   EXPECT_EQ((*listed)[1].rule, "auc");
-  auto recent = ListAlerts(*db, {.model = "", .since_ms = 14 * hour});
+  auto recent = ListAlerts(*db, {.model = "", .since_ms = 12 * hour});
   ASSERT_TRUE(recent.ok());
   EXPECT_EQ(recent->size(), 1u);
   auto other = ListAlerts(*db, {.model = "fraud"});

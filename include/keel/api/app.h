@@ -161,6 +161,11 @@ class App {
   const std::filesystem::path& spool_dir() const { return spool_dir_; }
   const AppOptions& options() const { return options_; }
   serve::ServingEngine& engine() { return *engine_; }
+  // The local package directory (or model file) of a registered version,
+  // without loading it into the serving engine. NotFound for an unknown
+  // version; FailedPrecondition when its source is not in this artifact store.
+  Result<std::filesystem::path> ModelVersionPath(const std::string& name,
+                                                 const std::string& version);
   // Null when prediction logging is off.
   serve::PredictionLog* prediction_log() { return log_.get(); }
   metrics::Registry& metrics() { return *metrics_; }
@@ -211,5 +216,7 @@ std::span<const Route> ArtifactRoutes();
 std::span<const Route> ServiceRoutes();
 // /predict, /invocations, /ping, /v2/..., /metrics, /labels.
 std::span<const Route> ServingRoutes();
+// /api/2.0/keel/alerts, /api/2.0/keel/monitor/windows (src/api/monitoring_routes.cc).
+std::span<const Route> MonitoringRoutes();
 
 }  // namespace keel::api

@@ -35,9 +35,10 @@
 // operational.rate_per_s, operational.predictions, operational.unreadable_share.
 // A metric the window lacks (no labels yet, an unknown column) does not fire.
 //
-// Folding: an alert for the same model, version and rule whose last firing is
-// within the rule's cooldown is updated (last time, count, value) instead of
-// stored anew, and is not published again.
+// Folding: a firing for the same model, version and rule within the rule's
+// cooldown of the open alert's first firing is folded into it (last time,
+// count, value) instead of stored anew, and is not published again. A
+// condition that persists is therefore notified once per cooldown.
 //
 // Threads: the free functions are thread-safe. AlertBus and WebhookNotifier
 // may be used from any thread; their members say what guards what.
@@ -82,7 +83,8 @@ struct AlertRule {
   }
 };
 
-// "90s", "30m", "1h", "7d", "2w" -> milliseconds. InvalidArgument otherwise.
+// "500ms", "90s", "30m", "1h", "7d", "2w" -> milliseconds, between 1 ms and
+// 10 years. InvalidArgument otherwise.
 [[nodiscard]] Result<int64_t> ParseDuration(std::string_view text);
 std::string FormatDuration(int64_t ms);
 
@@ -144,7 +146,10 @@ struct AlertQuery {
 
 // In-process subscribers (e.g. retraining triggers). Publish calls every
 // subscriber on the caller's thread, in subscription order; a subscriber must
-// not block. mu_ guards the subscriber list; it is not held while calling.
+// not block. mu_ guards the subscriber list; it is not held while calling, so
+// a subscriber may still be running when Unsubscribe returns: whatever it
+// captures must outlive the bus's publishers (stop the MonitorService first).
+// Subscribers may not call Subscribe/Unsubscribe.
 class AlertBus {
  public:
   using Subscriber = std::function<void(const Alert&)>;
@@ -161,8 +166,9 @@ class AlertBus {
 // Posts alerts to a webhook on its own thread: a JSON body (Alert::ToJson),
 // signed with HMAC-SHA256 of the body under `secret` in the header
 // "X-Keel-Signature: sha256=<hex>", retried with exponential backoff
-// (initial_backoff, doubling, up to max_attempts) on transport errors and
-// 5xx/429 answers. Enqueue never blocks: when `queue_capacity` alerts are
+// (initial_backoff, doubling, at most 60 s, up to max_attempts >= 1) on
+// transport errors and 5xx/429 answers; other answers than 2xx are failures
+// without retry, and so is an alert whose retries a shutdown cut short. Enqueue never blocks: when `queue_capacity` alerts are
 // waiting the new one is dropped and counted. The sender is injected (the
 // library knows nothing of HTTP); it returns the HTTP status or an error.
 class WebhookNotifier {
@@ -208,6 +214,25 @@ class WebhookNotifier {
   std::thread thread_;             // started last, joined by the destructor
 };
 
+// The window reports MonitorService stored (monitor_windows), newest first.
+struct StoredWindow {
+  int64_t id = 0;
+  std::string model;
+  std::string version;
+  int64_t from_ms = 0;
+  int64_t to_ms = 0;
+  int64_t computed_ms = 0;
+  std::string report_json;  // WindowReport::ToJson()
+};
+struct WindowHistoryQuery {
+  std::string model;    // required
+  std::string version;  // empty: all
+  int64_t since_ms = 0;  // computed at or after
+  size_t limit = 100;
+};
+[[nodiscard]] Result<std::vector<StoredWindow>> ListStoredWindows(store::Database& db,
+                                                                  const WindowHistoryQuery& query);
+
 // Monitoring inside the server: every `interval`, for each model and version
 // with predictions logged within the longest rule window, each distinct rule
 // window is computed (MonitorWindow against the version's reference profile),
@@ -247,10 +272,16 @@ class MonitorService {
   MonitorService& operator=(const MonitorService&) = delete;
 
   void Start();
+  // Stops after the version being monitored (not the whole pass).
   void Stop();
+  // One pass. An error of one version (its package, profile or window) is in
+  // the summary and the pass goes on; only a failing store read of the
+  // version list ends the pass early.
   Result<PassSummary> RunOnce();
-  // Passes run so far by the thread, and the last pass's summary.
+  // Passes the thread ran, and the last one's summary (errors included; the
+  // thread also prints each error line to stderr).
   uint64_t passes() const;
+  PassSummary last_summary() const;
 
  private:
   struct Cached {
@@ -258,19 +289,26 @@ class MonitorService {
     std::shared_ptr<const ReferenceProfile> reference;  // null: none stored
   };
   void Loop();
+  bool Stopping() const;
 
   store::Database& db_;
   const Clock& clock_;
   Resolver resolve_;
   AlertBus& bus_;
   Options options_;
-  std::map<std::string, Cached> cache_;  // "model/version"; pass thread only
+  // "model/version" -> its package and profile; pass thread only. Failures
+  // are not cached (retried next pass); at most kMaxCached entries (the
+  // oldest inserted is evicted).
+  static constexpr size_t kMaxCached = 16;
+  std::map<std::string, Cached> cache_;
+  std::deque<std::string> cache_order_;
   // "model/version/window_ms" -> when its report was last stored; pass thread only.
   std::map<std::string, int64_t> stored_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;    // guarded by mu_
   uint64_t passes_ = 0;  // guarded by mu_
+  PassSummary last_;     // guarded by mu_
   std::thread thread_;
 };
 

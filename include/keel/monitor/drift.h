@@ -30,8 +30,9 @@
 //
 // Cost: each numeric column is sorted once and every statistic reads the
 // sorted sides; reference quantile bins are fitted once per column. Columns
-// run in parallel on options.pool. Memory: the two tables plus one sorted copy
-// of the non-missing values of the columns being processed at a time.
+// run in parallel on options.pool. Memory: the two tables, a sorted copy of
+// every compared reference column (CompareTables builds a ReferenceProfile
+// first), and a sorted copy of the current columns being compared at a time.
 // Reports hold histograms (options.histogram_bins bins, or the
 // options.top_categories most frequent categories and "(other)"), never raw
 // rows, so their size does not grow with the number of rows.

@@ -15,24 +15,27 @@
 //   if (w.drift.dataset.drift || w.performance.Change("auc") < -0.02) ...;
 //
 // Inputs are read from each logged record's JSON object by the reference's
-// column names and kinds: numbers for numeric columns (numeric strings are
-// accepted; anything else is counted in `unreadable` and treated as
-// missing), strings, numbers (as their shortest text) and booleans for
+// column names and kinds: numbers for numeric columns (numeric strings and
+// booleans as 1/0 are accepted; anything else is counted in `unreadable` and
+// treated as missing), strings, numbers (as their shortest text) and booleans for
 // categorical columns; absent fields and nulls are missing. The prediction is
 // the logged output: a number (binary probability, regression value) or, for
 // a multiclass model, the class with the largest score.
 //
 // Labels: a logged label that is a class name, a boolean or a number matching
-// a class name is that class (binary: classes[1] is the positive class); for
+// a class name (case-insensitively; true/false also match classes "1"/"0" and
+// the other way round) is that class (binary: classes[1] is the positive class); for
 // regression a number. Labels that match no class are counted in
 // performance.unmatched_labels and left out.
 //
-// Memory: at most query.max_rows records of the window are read (the oldest
-// ones; `truncated` says when there were more), each held once as raw JSON
-// and once as table cells.
+// Memory: at most query.max_rows records of the window are read (the newest
+// ones; `truncated` says when there were more, and the operational figures
+// still count all of them), each held once as raw JSON and once as table
+// cells.
 //
-// Threads: MonitorWindow is thread-safe (it reads the store in one read
-// transaction); the report is a plain value.
+// Threads: MonitorWindow is thread-safe (it reads the store in read
+// transactions: the records, and their count when truncated); the report is
+// a plain value.
 #pragma once
 
 #include <cstdint>
@@ -64,6 +67,10 @@ struct PerformanceSummary {
   // log_loss, f1_macro (multiclass); rmse, mae, r2 (regression).
   std::vector<std::pair<std::string, double>> live;
   std::vector<std::pair<std::string, double>> reference;  // validation, at training
+  // Binary classifiers: the label-free estimate for the whole window from the
+  // calibrated probabilities (keel/monitor/cbpe.h): auc, accuracy,
+  // precision, recall, f1. Empty for other models.
+  std::vector<std::pair<std::string, double>> estimated;
   // live - reference for a metric both have, else NaN.
   double Change(const std::string& metric) const;
   double Live(const std::string& metric) const;  // NaN when absent

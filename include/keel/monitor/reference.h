@@ -47,6 +47,7 @@
 #include "keel/core/result.h"
 #include "keel/core/thread_pool.h"
 #include "keel/data/table.h"
+#include "keel/monitor/cbpe.h"
 #include "keel/monitor/stats.h"
 
 namespace keel::monitor {
@@ -77,6 +78,10 @@ struct ReferenceProfile {
   // The validation metrics recorded at training (auc, log_loss, ... / rmse,
   // mae, ...), which live performance is compared with.
   std::vector<std::pair<std::string, double>> performance;
+  // Binary classifiers: the isotonic calibration of the validation scores
+  // (keel/monitor/cbpe.h), for the label-free performance estimate. Empty
+  // otherwise.
+  Calibration calibration;
 
   const ReferenceColumn* Find(std::string_view name) const;
   std::string Serialize() const;
@@ -89,7 +94,7 @@ struct ReferenceOptions {
   ThreadPool* pool = nullptr;     // null: ThreadPool::Default()
 };
 
-// InvalidArgument for bins < 1 or a listed column the table lacks.
+// InvalidArgument for bins outside 1 .. 2^20 or a listed column the table lacks.
 [[nodiscard]] Result<ReferenceProfile> BuildReference(const data::Table& table,
                                                       const ReferenceOptions& options = {});
 

@@ -188,6 +188,8 @@ struct PredictionQuery {
   int64_t to_ms = INT64_MAX;  // time < to_ms
   bool labelled_only = false;
   size_t limit = 1000;
+  // With a limit, keep the newest matching rows (still returned oldest first).
+  bool newest = false;
 };
 
 // Predictions of a model in time order (oldest first), joined with labels.

@@ -59,7 +59,12 @@ Result<int64_t> ParseDuration(std::string_view text) {
     return InvalidArgument("'" + std::string(text) +
                            "' is not a duration (e.g. 500ms, 90s, 30m, 1h, 7d, 2w)");
   }
-  return static_cast<int64_t>(std::llround(n * scale));
+  const double ms = n * scale;
+  constexpr double kTenYears = 10 * 365.25 * 86'400'000.0;
+  if (!(ms >= 1) || !(ms <= kTenYears)) {
+    return InvalidArgument("'" + std::string(text) + "' is outside 1ms .. 10 years");
+  }
+  return static_cast<int64_t>(std::llround(ms));
 }
 
 std::string FormatDuration(int64_t ms) {
@@ -309,7 +314,7 @@ Result<RecordedAlert> RecordAlert(store::Database& db, const Alert& alert, int64
     int64_t count = 0;
     KEEL_RETURN_IF_ERROR(c.Query(
         "SELECT alert_id, first_time, fire_count FROM alerts WHERE model = ? AND version = ? AND "
-        "rule = ? AND last_time >= ? ORDER BY last_time DESC LIMIT 1",
+        "rule = ? AND first_time >= ? ORDER BY last_time DESC LIMIT 1",
         {store::Value(alert.model), store::Value(alert.version), store::Value(alert.rule),
          store::Value(alert.last_ms - cooldown_ms)},
         [&](const store::RowView& row) {
@@ -399,6 +404,37 @@ Result<std::vector<Alert>> ListAlerts(store::Database& db, const AlertQuery& que
   return out;
 }
 
+Result<std::vector<StoredWindow>> ListStoredWindows(store::Database& db,
+                                                    const WindowHistoryQuery& query) {
+  if (query.model.empty()) return InvalidArgument("a model name is required");
+  std::string sql =
+      "SELECT window_id, model, version, from_time, to_time, computed_time, report FROM "
+      "monitor_windows WHERE model = ? AND computed_time >= ?";
+  std::vector<store::Value> params = {store::Value(query.model), store::Value(query.since_ms)};
+  if (!query.version.empty()) {
+    sql += " AND version = ?";
+    params.emplace_back(query.version);
+  }
+  sql += " ORDER BY computed_time DESC, window_id DESC LIMIT ?";
+  params.emplace_back(static_cast<int64_t>(query.limit));
+  std::vector<StoredWindow> out;
+  KEEL_RETURN_IF_ERROR(db.Read([&](store::Connection& c) {
+    return c.Query(sql, params, [&](const store::RowView& row) {
+      StoredWindow w;
+      w.id = row.Int(0);
+      w.model = row.Text(1);
+      w.version = row.Text(2);
+      w.from_ms = row.Int(3);
+      w.to_ms = row.Int(4);
+      w.computed_ms = row.Int(5);
+      w.report_json = row.Text(6);
+      out.push_back(std::move(w));
+      return OkStatus();
+    });
+  }));
+  return out;
+}
+
 int AlertBus::Subscribe(Subscriber subscriber) {
   std::lock_guard<std::mutex> lock(mu_);
   const int id = next_id_++;
@@ -480,23 +516,23 @@ void WebhookNotifier::Run() {
         {"X-Keel-Signature", "sha256=" + HmacSha256Hex(options_.secret, body)},
         {"X-Keel-Event", "alert"}};
     std::chrono::milliseconds backoff = options_.initial_backoff;
+    const int max_attempts = std::max(options_.max_attempts, 1);
     bool done = false;
-    for (int attempt = 1; attempt <= options_.max_attempts && !done && !stop_; ++attempt) {
+    for (int attempt = 1; !done; ++attempt) {
       ++attempts_;
       lock.unlock();
       Result<int> status = sender_(options_.url, body, headers);
       lock.lock();
+      const bool retryable = !status.ok() || *status >= 500 || *status == 429;
       if (status.ok() && *status >= 200 && *status < 300) {
         ++delivered_;
         done = true;
-      } else if (status.ok() && *status >= 400 && *status < 500 && *status != 429) {
-        ++failed_;  // the receiver refuses it: retrying will not help
+      } else if (!retryable || attempt >= max_attempts || stop_) {
+        ++failed_;  // refused (1xx, 3xx, 4xx), out of attempts, or shutting down
         done = true;
-      } else if (attempt < options_.max_attempts) {
-        cv_.wait_for(lock, backoff, [this] { return stop_; });
-        backoff *= 2;
       } else {
-        ++failed_;
+        cv_.wait_for(lock, backoff, [this] { return stop_; });
+        backoff = std::min<std::chrono::milliseconds>(backoff * 2, std::chrono::seconds(60));
       }
     }
     busy_ = false;

@@ -1,6 +1,7 @@
 // MonitorService: monitoring passes inside the server (keel/monitor/alerts.h).
 #include <algorithm>
 #include <filesystem>
+#include <iostream>
 #include <set>
 
 #include "keel/monitor/alerts.h"
@@ -35,17 +36,34 @@ uint64_t MonitorService::passes() const {
   return passes_;
 }
 
+MonitorService::PassSummary MonitorService::last_summary() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return last_;
+}
+
 void MonitorService::Loop() {
   std::unique_lock<std::mutex> lock(mu_);
   while (!stop_) {
     lock.unlock();
-    // A failed pass (the store unavailable) is retried at the next interval;
-    // its error is in the summary, which nobody waits for here.
-    (void)RunOnce();
+    // A failed pass (the store unavailable) is retried at the next interval.
+    Result<PassSummary> pass = RunOnce();
+    PassSummary summary;
+    if (pass.ok()) {
+      summary = std::move(pass).value();
+    } else {
+      summary.errors.push_back(pass.status().message());
+    }
+    for (const std::string& e : summary.errors) std::cerr << "keel monitor: " << e << std::endl;
     lock.lock();
     ++passes_;
+    last_ = std::move(summary);
     cv_.wait_for(lock, options_.interval, [this] { return stop_; });
   }
+}
+
+bool MonitorService::Stopping() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return stop_;
 }
 
 Result<MonitorService::PassSummary> MonitorService::RunOnce() {
@@ -78,30 +96,38 @@ Result<MonitorService::PassSummary> MonitorService::RunOnce() {
   }));
 
   for (const auto& [model, version] : versions) {
+    if (Stopping()) break;
     const std::string key = model + "/" + version;
     auto it = cache_.find(key);
     if (it == cache_.end()) {
       Cached entry;
       Result<std::shared_ptr<const model::LoadedModel>> loaded = resolve_(model, version);
-      if (loaded.ok()) {
-        entry.model = *loaded;
-        const std::filesystem::path ref = entry.model->path / "keel" / "reference.keelref";
-        std::error_code ec;
-        if (std::filesystem::exists(ref, ec)) {
-          Result<ReferenceProfile> profile = ReadReferenceFile(ref);
-          if (profile.ok()) {
-            entry.reference = std::make_shared<const ReferenceProfile>(std::move(profile).value());
-          } else {
-            summary.errors.push_back(key + ": " + profile.status().message());
-          }
-        }
-      } else {
+      if (!loaded.ok()) {
         summary.errors.push_back(key + ": " + loaded.status().message());
+        ++summary.skipped_versions;
+        continue;  // not cached: retried next pass
       }
+      entry.model = *loaded;
+      const std::filesystem::path ref = entry.model->path / "keel" / "reference.keelref";
+      std::error_code ec;
+      if (std::filesystem::exists(ref, ec)) {
+        Result<ReferenceProfile> profile = ReadReferenceFile(ref);
+        if (!profile.ok()) {
+          summary.errors.push_back(key + ": " + profile.status().message());
+          ++summary.skipped_versions;
+          continue;
+        }
+        entry.reference = std::make_shared<const ReferenceProfile>(std::move(profile).value());
+      }
+      if (cache_.size() >= kMaxCached) {
+        cache_.erase(cache_order_.front());
+        cache_order_.pop_front();
+      }
+      cache_order_.push_back(key);
       it = cache_.emplace(key, std::move(entry)).first;
     }
     const Cached& cached = it->second;
-    if (cached.model == nullptr || cached.reference == nullptr) {
+    if (cached.reference == nullptr) {  // no profile stored with this version
       ++summary.skipped_versions;
       continue;
     }
@@ -113,6 +139,7 @@ Result<MonitorService::PassSummary> MonitorService::RunOnce() {
     std::set<int64_t> windows;
     for (const AlertRule& r : rules) windows.insert(r.window_ms);
     for (int64_t window : windows) {
+      if (Stopping()) break;
       WindowQuery q;
       q.model = model;
       q.version = version;
@@ -133,15 +160,19 @@ Result<MonitorService::PassSummary> MonitorService::RunOnce() {
       auto last = stored_.find(stored_key);
       if (last == stored_.end() || now - last->second >= std::min<int64_t>(window, 3'600'000)) {
         const std::string json = report->ToJson();
-        KEEL_RETURN_IF_ERROR(db_.Write([&](store::Connection& c) {
+        Status stored = db_.Write([&](store::Connection& c) {
           return c.Exec(
               "INSERT INTO monitor_windows(model, version, from_time, to_time, computed_time, "
               "report) VALUES (?, ?, ?, ?, ?, ?)",
               {store::Value(model), store::Value(version), store::Value(q.from_ms),
                store::Value(q.to_ms), store::Value(now), store::Value(json)});
-        }));
-        stored_[stored_key] = now;
-        ++summary.windows_stored;
+        });
+        if (stored.ok()) {
+          stored_[stored_key] = now;
+          ++summary.windows_stored;
+        } else {
+          summary.errors.push_back(key + ": storing its window: " + stored.message());
+        }
       }
       std::vector<AlertRule> same_window;
       for (const AlertRule& r : rules) {
@@ -150,7 +181,13 @@ Result<MonitorService::PassSummary> MonitorService::RunOnce() {
       for (const Alert& a : EvaluateRules(*report, same_window, now)) {
         const auto rule = std::find_if(same_window.begin(), same_window.end(),
                                        [&](const AlertRule& r) { return r.name == a.rule; });
-        KEEL_ASSIGN_OR_RETURN(RecordedAlert recorded, RecordAlert(db_, a, rule->cooldown_ms));
+        Result<RecordedAlert> stored = RecordAlert(db_, a, rule->cooldown_ms);
+        if (!stored.ok()) {
+          summary.errors.push_back(key + ": storing alert " + a.rule + ": " +
+                                   stored.status().message());
+          continue;
+        }
+        const RecordedAlert& recorded = *stored;
         if (recorded.is_new) {
           ++summary.alerts_new;
           bus_.Publish(recorded.alert);

@@ -8,6 +8,7 @@
 #include <simdjson.h>
 
 #include "keel/core/json.h"
+#include "keel/monitor/cbpe.h"
 #include "keel/monitor/live.h"
 #include "keel/serve/prediction_log.h"
 #include "keel/train/metrics.h"
@@ -114,8 +115,11 @@ int ClassOf(simdjson::dom::element v, const std::vector<std::string>& classes) {
   } else {
     return -1;
   }
+  // true/false and 1/0 name the same class.
+  const std::string alias = text == "true" ? "1" : text == "false" ? "0" : text == "1" ? "true"
+                          : text == "0" ? "false" : "";
   for (size_t k = 0; k < classes.size(); ++k) {
-    if (classes[k] == text) return static_cast<int>(k);
+    if (classes[k] == text || (!alias.empty() && classes[k] == alias)) return static_cast<int>(k);
     // Booleans and 0/1 against capitalised or numeric class names.
     if (classes[k].size() == text.size() &&
         std::equal(text.begin(), text.end(), classes[k].begin(), [](char a, char b2) {
@@ -162,6 +166,7 @@ Result<WindowReport> MonitorWindow(store::Database& db, const ReferenceProfile& 
   pq.from_ms = query.from_ms;
   pq.to_ms = query.to_ms;
   pq.limit = query.max_rows;
+  pq.newest = true;  // a truncated window keeps its most recent rows
   KEEL_ASSIGN_OR_RETURN(std::vector<serve::LoggedPrediction> logged, serve::ReadPredictions(db, pq));
   if (logged.empty()) {
     return NotFound("no logged predictions of " + query.model +
@@ -171,8 +176,9 @@ Result<WindowReport> MonitorWindow(store::Database& db, const ReferenceProfile& 
   WindowReport report;
   report.query = query;
   report.rows = logged.size();
+  uint64_t total = logged.size();
   if (logged.size() >= query.max_rows) {
-    KEEL_ASSIGN_OR_RETURN(uint64_t total, serve::CountPredictions(db, pq));
+    KEEL_ASSIGN_OR_RETURN(total, serve::CountPredictions(db, pq));
     report.truncated = total > logged.size();
   }
 
@@ -181,15 +187,16 @@ Result<WindowReport> MonitorWindow(store::Database& db, const ReferenceProfile& 
   for (const ReferenceColumn& c : reference.columns) {
     // The label is not a model input (labels arrive separately).
     if (c.name == reference.prediction_column || c.name == reference.target_column) continue;
-    cells.push_back(ColumnCells{.ref = &c});
+    cells.push_back(ColumnCells{.ref = &c, .numbers = {}, .texts = {}});
   }
   const ReferenceColumn* pred_ref =
       reference.prediction_column.empty() ? nullptr : reference.Find(reference.prediction_column);
-  ColumnCells pred_cells{.ref = pred_ref};
+  ColumnCells pred_cells{.ref = pred_ref, .numbers = {}, .texts = {}};
   const bool multiclass = info.task == "multiclass";
   const bool binary = info.task == "binary";
   std::vector<float> perf_pred;
   std::vector<float> perf_label;
+  std::vector<float> window_scores;  // every binary probability, for the estimate
   size_t outputs_per_row = 0;
   simdjson::dom::parser parser;
   std::map<std::string, uint64_t> endpoints;
@@ -231,6 +238,7 @@ Result<WindowReport> MonitorWindow(store::Database& db, const ReferenceProfile& 
       }
     }
     if (scores.empty()) ++report.unreadable;
+    if (binary && scores.size() == 1) window_scores.push_back(scores[0]);
     if (pred_ref != nullptr) {
       if (pred_ref->kind == ColumnKind::kCategorical) {
         if (scores.empty()) {
@@ -303,6 +311,10 @@ Result<WindowReport> MonitorWindow(store::Database& db, const ReferenceProfile& 
 
   // Performance against the validation performance recorded at training.
   report.performance.reference = reference.performance;
+  if (binary && !window_scores.empty()) {
+    report.performance.estimated = EstimateBinaryPerformance(
+        window_scores, reference.calibration.empty() ? nullptr : &reference.calibration);
+  }
   if (!perf_label.empty()) {
     std::vector<train::Metric> metrics;
     if (binary) {
@@ -317,7 +329,7 @@ Result<WindowReport> MonitorWindow(store::Database& db, const ReferenceProfile& 
 
   // Operational figures.
   OperationalSummary& ops = report.operational;
-  ops.predictions = logged.size();
+  ops.predictions = total;  // all of the window's, also when only the newest were read
   const bool open = query.from_ms <= 0 || query.to_ms == std::numeric_limits<int64_t>::max();
   ops.seconds = open ? static_cast<double>(last_ms - first_ms) / 1000.0
                      : static_cast<double>(query.to_ms - query.from_ms) / 1000.0;
@@ -389,7 +401,8 @@ std::string WindowReport::ToJson() const {
   w.Key("unmatched_labels");
   w.Int(static_cast<int64_t>(performance.unmatched_labels));
   for (const auto& [key, values] :
-       {std::pair{"live", &performance.live}, std::pair{"reference", &performance.reference}}) {
+       {std::pair{"live", &performance.live}, std::pair{"reference", &performance.reference},
+        std::pair{"estimated", &performance.estimated}}) {
     w.Key(key);
     w.BeginObject();
     for (const auto& [name, v] : *values) {
@@ -430,8 +443,10 @@ std::string WindowReport::ToText() const {
     for (const std::string& name : names) {
       const double live = performance.Live(name);
       const double ref = Lookup(performance.reference, name);
+      const double est = Lookup(performance.estimated, name);
       out += "  " + name + std::string(name.size() < 10 ? 10 - name.size() : 1, ' ') + Num(live) +
-             "  (validation " + Num(ref) + ", change " + Num(live - ref, "%+.4g") + ")\n";
+             "  (validation " + Num(ref) + ", change " + Num(live - ref, "%+.4g") +
+             (std::isnan(est) ? "" : "; estimated without labels " + Num(est)) + ")\n";
     }
     if (performance.live.empty()) out += "  no labels in the window yet\n";
   }
@@ -447,20 +462,18 @@ std::string WindowReport::ToHtml() const {
                       " per second; latency p50 " + Num(operational.latency_p50_us, "%.0f") +
                       " us, p95 " + Num(operational.latency_p95_us, "%.0f") + " us, p99 " +
                       Num(operational.latency_p99_us, "%.0f") + " us.</p>";
-  extra += "<h2>Performance</h2>";
-  if (performance.live.empty()) {
-    extra += "<p class=muted>No labelled predictions in the window yet.</p>";
-  } else {
-    extra += "<p>" + std::to_string(performance.labelled) +
-             " labelled predictions.</p><table><tr><th>metric</th><th>live</th>"
-             "<th>validation</th><th>change</th></tr>";
-    for (const auto& [name, live] : performance.live) {
-      const double ref = Lookup(performance.reference, name);
-      extra += "<tr><td>" + HtmlEscape(name) + "</td><td>" + Num(live) + "</td><td>" + Num(ref) +
-               "</td><td>" + Num(live - ref, "%+.4g") + "</td></tr>";
-    }
-    extra += "</table>";
+  extra += "<h2>Performance</h2><p>" + std::to_string(performance.labelled) +
+           " labelled predictions" +
+           (performance.live.empty() ? " (realised performance appears once labels arrive)" : "") +
+           ".</p><table><tr><th>metric</th><th>realised</th><th>estimated without labels</th>"
+           "<th>validation</th><th>change</th></tr>";
+  for (const auto& [name, ref] : performance.reference) {
+    const double live = performance.Live(name);
+    extra += "<tr><td>" + HtmlEscape(name) + "</td><td>" + Num(live) + "</td><td>" +
+             Num(Lookup(performance.estimated, name)) + "</td><td>" + Num(ref) + "</td><td>" +
+             Num(live - ref, "%+.4g") + "</td></tr>";
   }
+  extra += "</table>";
   return drift.ToHtml("Model monitoring: " + query.model +
                           (query.version.empty() ? "" : " version " + query.version),
                       extra);

@@ -1,0 +1,140 @@
+// Read endpoints for monitoring (keel/monitor/alerts.h), for the dashboard and
+// scripts:
+//
+//   GET /api/2.0/keel/alerts?model=churn&since_ms=0&limit=100
+//       {"alerts": [Alert::ToJson(), ...]}                        newest first
+//   GET /api/2.0/keel/monitor/windows?model=churn[&version=3][&since_ms=][&limit=][&full=true]
+//       {"windows": [{"id", "model", "version", "from_ms", "to_ms", "computed_ms",
+//                     "rows", "dataset": {...}, "prediction_drift",
+//                     "performance": {...}, "operational": {...},
+//                     "columns": [{"name", "test", "score", "drift"}]
+//                     [, "report": the whole WindowReport JSON with full=true]}]}
+//
+// The summary keeps a month of hourly windows small (no histograms); full=true
+// returns the stored reports as they are.
+#include <algorithm>
+
+#include "keel/api/app.h"
+#include "keel/core/json.h"
+#include "keel/monitor/alerts.h"
+#include "src/api/handler_util.h"
+#include "src/api/params.h"
+
+namespace keel::api {
+namespace {
+
+using internal::Params;
+
+constexpr int64_t kMaxLimit = 1000;
+
+Result<size_t> Limit(const Params& p, int64_t fallback) {
+  KEEL_ASSIGN_OR_RETURN(std::optional<int64_t> limit, p.Int("limit"));
+  const int64_t n = limit.value_or(fallback);
+  if (n < 1 || n > kMaxLimit) {
+    return InvalidArgument("limit must be between 1 and " + std::to_string(kMaxLimit));
+  }
+  return static_cast<size_t>(n);
+}
+
+Result<std::string> ListAlerts(App& app, const Request& request) {
+  KEEL_ASSIGN_OR_RETURN(Params p, Params::From(request));
+  monitor::AlertQuery q;
+  KEEL_ASSIGN_OR_RETURN(std::optional<std::string> model, p.Str("model"));
+  KEEL_ASSIGN_OR_RETURN(std::optional<int64_t> since, p.Int("since_ms"));
+  KEEL_ASSIGN_OR_RETURN(q.limit, Limit(p, 100));
+  q.model = model.value_or("");
+  q.since_ms = since.value_or(0);
+  KEEL_ASSIGN_OR_RETURN(std::vector<monitor::Alert> alerts, monitor::ListAlerts(app.db(), q));
+  std::string out = "{\"alerts\":[";
+  for (size_t i = 0; i < alerts.size(); ++i) out += (i ? "," : "") + alerts[i].ToJson();
+  return out + "]}";
+}
+
+// Copies `key` of `obj` (raw JSON) into the writer, or null.
+void CopyField(JsonWriter& w, simdjson::dom::element obj, std::string_view key) {
+  simdjson::dom::element v;
+  w.Key(key);
+  if (obj[key].get(v)) {
+    w.Null();
+  } else {
+    w.Raw(simdjson::minify(v));
+  }
+}
+
+Result<std::string> ListWindows(App& app, const Request& request) {
+  KEEL_ASSIGN_OR_RETURN(Params p, Params::From(request));
+  monitor::WindowHistoryQuery q;
+  KEEL_ASSIGN_OR_RETURN(q.model, p.RequiredStr("model"));
+  KEEL_ASSIGN_OR_RETURN(std::optional<std::string> version, p.Str("version"));
+  KEEL_ASSIGN_OR_RETURN(std::optional<int64_t> since, p.Int("since_ms"));
+  KEEL_ASSIGN_OR_RETURN(std::optional<bool> full, p.Bool("full"));
+  KEEL_ASSIGN_OR_RETURN(q.limit, Limit(p, 100));
+  q.version = version.value_or("");
+  q.since_ms = since.value_or(0);
+  KEEL_ASSIGN_OR_RETURN(std::vector<monitor::StoredWindow> windows,
+                        monitor::ListStoredWindows(app.db(), q));
+  JsonWriter w(1024 + windows.size() * 2048);
+  w.BeginObject();
+  w.Key("windows");
+  w.BeginArray();
+  for (const monitor::StoredWindow& s : windows) {
+    KEEL_ASSIGN_OR_RETURN(JsonDoc doc, ParseJsonObject(s.report_json));
+    const simdjson::dom::element report = doc.root();
+    w.BeginObject();
+    w.Key("id");
+    w.Int(s.id);
+    w.Key("model");
+    w.String(s.model);
+    w.Key("version");
+    w.String(s.version);
+    w.Key("from_ms");
+    w.Int(s.from_ms);
+    w.Key("to_ms");
+    w.Int(s.to_ms);
+    w.Key("computed_ms");
+    w.Int(s.computed_ms);
+    CopyField(w, report, "rows");
+    CopyField(w, report, "performance");
+    CopyField(w, report, "operational");
+    simdjson::dom::element drift;
+    if (!report["drift"].get(drift)) {
+      CopyField(w, drift, "dataset");
+      CopyField(w, drift, "prediction_drift");
+      w.Key("columns");
+      w.BeginArray();
+      simdjson::dom::array columns;
+      if (!drift["columns"].get_array().get(columns)) {
+        for (simdjson::dom::element c : columns) {
+          w.BeginObject();
+          CopyField(w, c, "name");
+          CopyField(w, c, "role");
+          CopyField(w, c, "test");
+          CopyField(w, c, "score");
+          CopyField(w, c, "threshold");
+          CopyField(w, c, "drift");
+          w.EndObject();
+        }
+      }
+      w.EndArray();
+    }
+    if (full.value_or(false)) {
+      w.Key("report");
+      w.Raw(s.report_json);
+    }
+    w.EndObject();
+  }
+  w.EndArray();
+  w.EndObject();
+  return std::move(w).Take();
+}
+
+const std::array kMonitoringRoutes = {
+    Route{"GET", "/api/2.0/keel/alerts", &internal::Wrap<&ListAlerts>, Access::kRead},
+    Route{"GET", "/api/2.0/keel/monitor/windows", &internal::Wrap<&ListWindows>, Access::kRead},
+};
+
+}  // namespace
+
+std::span<const Route> MonitoringRoutes() { return kMonitoringRoutes; }
+
+}  // namespace keel::api
