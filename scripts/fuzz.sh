@@ -15,7 +15,7 @@ JOBS="${KEEL_JOBS:-2}"
 CC=clang CXX=clang++ cmake -S "$ROOT" -B "$BUILD" -G Ninja -DCMAKE_BUILD_TYPE=Debug \
   -DKEEL_BUILD_TESTS=OFF -DKEEL_BUILD_FUZZ=ON -DKEEL_SANITIZE="address;undefined" >/dev/null
 TARGETS="keel_fuzz_xgboost_json keel_fuzz_xgboost_ubj keel_fuzz_lightgbm_text keel_fuzz_keel_linear
-keel_fuzz_csv keel_fuzz_pipeline_json keel_fuzz_serve_request"
+keel_fuzz_csv keel_fuzz_pipeline_json keel_fuzz_serve_request keel_fuzz_monitor_inputs"
 # shellcheck disable=SC2086
 ninja -C "$BUILD" -j"$JOBS" $TARGETS
 
@@ -65,6 +65,14 @@ request_seeds() {
   done
   echo "$dir"
 }
+# keel_fuzz_monitor_inputs: byte 0 selects the parser (even: .keelref, odd: rules YAML).
+monitor_seeds() {
+  local dir
+  dir=$(mktemp -d)
+  { printf '\000'; cat "$ROOT"/tests/data/monitor/seeds/tiny.keelref; } >"$dir/keelref"
+  { printf '\001'; cat "$ROOT"/tests/data/monitor/seeds/rules.yaml; } >"$dir/rules"
+  echo "$dir"
+}
 status=0
 run keel_fuzz_xgboost_json "$(seeds xj "$ROOT"/tests/data/xgboost/*.json)" || status=1
 run keel_fuzz_xgboost_ubj "$(seeds xu "$ROOT"/tests/data/xgboost/*.ubj)" || status=1
@@ -73,4 +81,5 @@ run keel_fuzz_keel_linear || status=1
 run keel_fuzz_csv "$ROOT/tests/data/csv" || status=1
 run keel_fuzz_pipeline_json || status=1
 run keel_fuzz_serve_request "$(request_seeds)" || status=1
+run keel_fuzz_monitor_inputs "$(monitor_seeds)" || status=1
 exit $status

@@ -3,7 +3,7 @@
 #   1. installs the Debian packages (scripts/install-deps.sh),
 #   2. builds a Release tree (build/) and a Debug tree with ASan+UBSan (build-asan/),
 #   3. runs every unit and end-to-end test against both,
-#   4. runs each libFuzzer target briefly (KEEL_FUZZ_SECONDS, default 10;
+#   4. runs each libFuzzer target briefly (KEEL_FUZZ_SECONDS, default 5;
 #      scripts/fuzz.sh runs them longer on demand).
 # Usage: scripts/test.sh [-L unit|e2e]   (extra arguments go to ctest)
 set -euo pipefail
@@ -35,7 +35,7 @@ for tree in build build-asan; do
 done
 echo "=== fuzz ==="
 fuzz_line="fuzz: passed"
-if bash scripts/fuzz.sh "${KEEL_FUZZ_SECONDS:-10}"; then :; else status=1; fuzz_line="fuzz: FAILED"; fi
+if bash scripts/fuzz.sh "${KEEL_FUZZ_SECONDS:-5}"; then :; else status=1; fuzz_line="fuzz: FAILED"; fi
 summary+=("$fuzz_line")
 echo "=== summary ==="
 printf '%s\n' "${summary[@]}"

@@ -16,6 +16,7 @@
 
 #include "apps/keel/cli.h"
 #include "keel/monitor/alerts.h"
+#include "keel/monitor/history.h"
 #include "keel/monitor/live.h"
 
 namespace keel::cli {
@@ -34,6 +35,7 @@ struct MonitorFlags {
   std::string report;
   std::string fail_on = "none";
   std::string max_drop;
+  std::string history;
   bool quiet = false;
 };
 
@@ -115,7 +117,28 @@ Status RunMonitor(const GlobalOptions& global, const MonitorFlags& f, int& exit_
   report.drift.reference_name = loaded.name + " version " + loaded.version + " (training data)";
   report.drift.current_name = "predictions " + FormatTime(query.from_ms) + " .. " + FormatTime(query.to_ms);
 
-  if (!f.report.empty()) KEEL_RETURN_IF_ERROR(WriteTextOutput(f.report, report.ToHtml()));
+  std::string history_html;
+  if (!f.history.empty()) {
+    // The windows keel server stored for this model, of the same length as --window.
+    KEEL_ASSIGN_OR_RETURN(int64_t span, monitor::ParseDuration(f.history));
+    monitor::WindowHistoryQuery hq;
+    hq.model = query.model;
+    hq.version = query.version;
+    hq.since_ms = until_ms - span;
+    hq.limit = 100'000;
+    KEEL_ASSIGN_OR_RETURN(std::vector<monitor::StoredWindow> stored,
+                          monitor::ListStoredWindows(loaded.app->db(), hq));
+    std::vector<monitor::StoredWindow> same;
+    for (monitor::StoredWindow& w : stored) {
+      if (window_ms < 0 || w.to_ms - w.from_ms == window_ms) same.push_back(std::move(w));
+    }
+    KEEL_ASSIGN_OR_RETURN(history_html, monitor::HistoryHtml(same));
+    if (!f.quiet && f.json != "-") {
+      std::cout << "history: " << same.size() << " stored " << f.window << " windows in the last "
+                << f.history << (f.report.empty() ? " (charts need --report)" : "") << "\n";
+    }
+  }
+  if (!f.report.empty()) KEEL_RETURN_IF_ERROR(WriteTextOutput(f.report, report.ToHtml(history_html)));
   if (!f.json.empty()) KEEL_RETURN_IF_ERROR(WriteTextOutput(f.json, report.ToJson()));
   if (f.json != "-" && !f.quiet) std::cout << report.ToText() << std::flush;
 
@@ -171,6 +194,9 @@ void AddMonitorCommand(CLI::App& app, GlobalOptions& global, Action& run) {
   cmd->add_option("--max-drop", f->max_drop,
                   "with --fail-on performance: METRIC:AMOUNT, the largest allowed loss against "
                   "the validation value (auc:0.02; for log_loss, rmse, mae a rise)");
+  cmd->add_option("--history", f->history,
+                  "with --report: chart the windows of the same length that keel server stored "
+                  "over this span (e.g. 7d): drift, performance, latency, volume over time");
   cmd->add_flag("--quiet", f->quiet, "no report on stdout");
   cmd->callback([&run, &global, f] {
     run = [&global, f]() -> Status { return RunMonitor(global, *f, CommandExitCode()); };

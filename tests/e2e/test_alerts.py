@@ -167,6 +167,23 @@ class AlertsTest(unittest.TestCase):
         self.assertGreater(n, 2)
         self.assertEqual(json.loads(report)["keel_monitor_report"], 1)
 
+    def test_monitor_history_report(self):
+        html = os.path.join(self.tmp.name, "history.html")
+        deadline = time.time() + 30
+        while time.time() < deadline:  # the first pass stores the 1h window
+            p = self.run_keel("monitor", "churn/1", "--window", "1h", "--history", "1d",
+                              "--report", html)
+            if "history: 0 " not in p.stdout:
+                break
+            time.sleep(0.2)
+        self.assertRegex(p.stdout, r"history: [1-9][0-9]* stored 1h windows in the last 1d")
+        with open(html) as f:
+            page = f.read()
+        self.assertIn("stored windows)", page)
+        self.assertIn("Drift score: total_day_minutes", page)
+        self.assertIn("Performance: auc", page)
+        self.assertNotIn("<script", page)
+
     def test_read_endpoints(self):
         deadline = time.time() + 30
         while time.time() < deadline:

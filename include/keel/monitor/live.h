@@ -102,7 +102,9 @@ struct WindowReport {
   //  "reference":{..}},"drift":{the DriftReport's JSON}}
   std::string ToJson() const;
   std::string ToText() const;
-  std::string ToHtml() const;
+  // `history_html` (e.g. HistoryHtml of the stored windows) is added after
+  // the performance section.
+  std::string ToHtml(std::string_view history_html = {}) const;
 };
 
 // NotFound when the window holds no prediction; InvalidArgument for a query

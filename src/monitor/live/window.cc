@@ -454,7 +454,7 @@ std::string WindowReport::ToText() const {
   return out;
 }
 
-std::string WindowReport::ToHtml() const {
+std::string WindowReport::ToHtml(std::string_view history_html) const {
   using internal::HtmlEscape;
   using internal::Num;
   std::string extra = "<h2>Operational</h2><p>" + std::to_string(operational.predictions) +
@@ -474,6 +474,7 @@ std::string WindowReport::ToHtml() const {
              Num(live - ref, "%+.4g") + "</td></tr>";
   }
   extra += "</table>";
+  extra += history_html;
   return drift.ToHtml("Model monitoring: " + query.model +
                           (query.version.empty() ? "" : " version " + query.version),
                       extra);
