@@ -125,7 +125,7 @@ Status RunMonitor(const GlobalOptions& global, const MonitorFlags& f, int& exit_
     hq.model = query.model;
     hq.version = query.version;
     hq.since_ms = until_ms - span;
-    hq.limit = 100'000;
+    hq.limit = 5000;  // the newest 5000 windows (a stored report is ~13 KB)
     KEEL_ASSIGN_OR_RETURN(std::vector<monitor::StoredWindow> stored,
                           monitor::ListStoredWindows(loaded.app->db(), hq));
     std::vector<monitor::StoredWindow> same;

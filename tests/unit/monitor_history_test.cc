@@ -64,6 +64,14 @@ TEST(MonitorHistoryTest, EmptyAndBadInput) {
   auto empty = HistoryHtml({}, 12);
   ASSERT_TRUE(empty.ok());
   EXPECT_NE(empty->find("No stored windows yet"), std::string::npos);
+  // A report without drift or performance still charts what it has.
+  StoredWindow partial;
+  partial.to_ms = 1'700'000'000'000LL;
+  partial.report_json = "{\"keel_monitor_report\":1,\"operational\":{\"predictions\":3}}";
+  std::vector<StoredWindow> some = {partial};
+  auto drawn = HistoryHtml(some, 12);
+  ASSERT_TRUE(drawn.ok()) << drawn.status().ToString();
+  EXPECT_NE(drawn->find("Predictions per window"), std::string::npos);
   StoredWindow bad;
   bad.report_json = "not json";
   std::vector<StoredWindow> windows = {bad};

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <ctime>
 #include <map>
 
 #include "keel/core/json.h"
@@ -128,7 +129,8 @@ Result<std::string> HistoryHtml(std::span<const StoredWindow> windows, size_t ma
   for (size_t i = 0; i < n; ++i) {
     simdjson::dom::element r = docs[i].root();
     simdjson::dom::element drift, perf, ops, dataset;
-    if (!r["drift"].get(drift) && !drift["dataset"].get(dataset)) share[i] = DoubleAt(dataset, "share");
+    const bool has_drift = !r["drift"].get(drift);
+    if (has_drift && !drift["dataset"].get(dataset)) share[i] = DoubleAt(dataset, "share");
     if (!r["operational"].get(ops)) {
       volume[i] = DoubleAt(ops, "predictions");
       simdjson::dom::element lat;
@@ -155,7 +157,7 @@ Result<std::string> HistoryHtml(std::span<const StoredWindow> windows, size_t ma
       }
     }
     simdjson::dom::array columns;
-    if (!drift.is_null() && !drift["columns"].get_array().get(columns)) {
+    if (has_drift && !drift["columns"].get_array().get(columns)) {
       for (simdjson::dom::element c : columns) {
         std::string_view name, direction;
         if (c["name"].get_string().get(name)) continue;

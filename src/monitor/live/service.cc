@@ -95,7 +95,10 @@ Result<MonitorService::PassSummary> MonitorService::RunOnce() {
     return OkStatus();
   }));
 
-  for (const auto& [model, version] : versions) {
+  for (const auto& model_version : versions) {
+    // Named references, not structured bindings: lambdas below capture them.
+    const std::string& model = model_version.first;
+    const std::string& version = model_version.second;
     if (Stopping()) break;
     const std::string key = model + "/" + version;
     auto it = cache_.find(key);
