@@ -119,8 +119,12 @@ Status RunMonitor(const GlobalOptions& global, const MonitorFlags& f, int& exit_
 
   std::string history_html;
   if (!f.history.empty()) {
-    // The windows keel server stored for this model, of the same length as --window.
-    KEEL_ASSIGN_OR_RETURN(int64_t span, monitor::ParseDuration(f.history));
+    // The windows keel server stored for this model, of the same length as
+    // --window, ending within (until - history, until].
+    if (window_ms < 0) return InvalidArgument("--history needs a --window length, not 'all'");
+    Result<int64_t> parsed = monitor::ParseDuration(f.history);
+    if (!parsed.ok()) return InvalidArgument("--history " + parsed.status().message());
+    const int64_t span = *parsed;
     monitor::WindowHistoryQuery hq;
     hq.model = query.model;
     hq.version = query.version;
@@ -130,7 +134,9 @@ Status RunMonitor(const GlobalOptions& global, const MonitorFlags& f, int& exit_
                           monitor::ListStoredWindows(loaded.app->db(), hq));
     std::vector<monitor::StoredWindow> same;
     for (monitor::StoredWindow& w : stored) {
-      if (window_ms < 0 || w.to_ms - w.from_ms == window_ms) same.push_back(std::move(w));
+      if (w.to_ms - w.from_ms == window_ms && w.to_ms <= until_ms && w.to_ms > until_ms - span) {
+        same.push_back(std::move(w));
+      }
     }
     KEEL_ASSIGN_OR_RETURN(history_html, monitor::HistoryHtml(same));
     if (!f.quiet && f.json != "-") {

@@ -7,8 +7,9 @@
 //       {"windows": [{"id", "model", "version", "from_ms", "to_ms", "computed_ms",
 //                     "rows", "dataset": {...}, "prediction_drift",
 //                     "performance": {...}, "operational": {...},
-//                     "columns": [{"name", "test", "score", "drift"}]
-//                     [, "report": the whole WindowReport JSON with full=true]}]}
+//                     "columns": [{"name", "role", "test", "score", "threshold", "drift"}]
+//                     [, "report": the whole WindowReport JSON with full=true]}],
+//        "unreadable": stored reports that are not JSON objects (left out)}
 //
 // The summary keeps a month of hourly windows small (no histograms); full=true
 // returns the stored reports as they are.
@@ -77,9 +78,14 @@ Result<std::string> ListWindows(App& app, const Request& request) {
   w.BeginObject();
   w.Key("windows");
   w.BeginArray();
+  simdjson::dom::parser parser;
+  int64_t unreadable = 0;
   for (const monitor::StoredWindow& s : windows) {
-    KEEL_ASSIGN_OR_RETURN(JsonDoc doc, ParseJsonObject(s.report_json));
-    const simdjson::dom::element report = doc.root();
+    simdjson::dom::element report;
+    if (parser.parse(s.report_json).get(report) || !report.is_object()) {
+      ++unreadable;
+      continue;
+    }
     w.BeginObject();
     w.Key("id");
     w.Int(s.id);
@@ -124,6 +130,8 @@ Result<std::string> ListWindows(App& app, const Request& request) {
     w.EndObject();
   }
   w.EndArray();
+  w.Key("unreadable");
+  w.Int(unreadable);
   w.EndObject();
   return std::move(w).Take();
 }

@@ -18,10 +18,13 @@ double Ratio(double a, double b) { return b > 0 ? a / b : kNaN; }
 
 Calibration Calibration::Fit(std::span<const float> scores, std::span<const float> labels) {
   Calibration c;
-  const size_t n = std::min(scores.size(), labels.size());
+  // Rows with a non-finite score are left out (NaN has no place in an order).
+  std::vector<size_t> order;
+  for (size_t i = 0; i < std::min(scores.size(), labels.size()); ++i) {
+    if (std::isfinite(scores[i])) order.push_back(i);
+  }
+  const size_t n = order.size();
   if (n == 0) return c;
-  std::vector<size_t> order(n);
-  std::iota(order.begin(), order.end(), size_t{0});
   std::sort(order.begin(), order.end(), [&](size_t a, size_t b) { return scores[a] < scores[b]; });
   // Pool adjacent violators over runs of equal scores (ties share a block).
   struct Block {
@@ -59,7 +62,7 @@ Calibration Calibration::Fit(std::span<const float> scores, std::span<const floa
 }
 
 double Calibration::Apply(double score) const {
-  if (x.empty()) return score;
+  if (x.empty() || std::isnan(score)) return score;
   if (score <= x.front()) return y.front();
   if (score >= x.back()) return y.back();
   const size_t k = static_cast<size_t>(std::upper_bound(x.begin(), x.end(), score) - x.begin());
@@ -70,13 +73,14 @@ double Calibration::Apply(double score) const {
 
 std::vector<std::pair<std::string, double>> EstimateBinaryPerformance(
     std::span<const float> scores, const Calibration* calibration, double threshold) {
-  const size_t n = scores.size();
-  std::vector<std::pair<double, double>> sc(n);  // (score, calibrated)
+  std::vector<std::pair<double, double>> sc;  // (score, calibrated), finite scores only
+  sc.reserve(scores.size());
   double tp = 0, fp = 0, fn = 0, tn = 0;
-  for (size_t i = 0; i < n; ++i) {
+  for (size_t i = 0; i < scores.size(); ++i) {
+    if (!std::isfinite(scores[i])) continue;
     double c = calibration != nullptr ? calibration->Apply(scores[i]) : scores[i];
     c = std::clamp(c, 0.0, 1.0);
-    sc[i] = {scores[i], c};
+    sc.emplace_back(scores[i], c);
     if (scores[i] >= threshold) {
       tp += c;
       fp += 1 - c;
@@ -85,6 +89,7 @@ std::vector<std::pair<std::string, double>> EstimateBinaryPerformance(
       tn += 1 - c;
     }
   }
+  const size_t n = sc.size();
   // The expected ROC curve: scores descending, ties in one step.
   std::sort(sc.begin(), sc.end(), [](const auto& a, const auto& b) { return a.first > b.first; });
   const double pos = tp + fn;

@@ -89,6 +89,14 @@ TEST(CbpeTest, DegenerateWindows) {
   const auto empty = EstimateBinaryPerformance(none, nullptr);
   EXPECT_TRUE(std::isnan(Get(empty, "auc")));
   EXPECT_TRUE(std::isnan(Get(empty, "accuracy")));
+  // Non-finite scores are left out, never ordered.
+  const std::vector<float> with_nan = {0.2f, NAN, 0.8f, INFINITY};
+  const std::vector<float> ys = {0, 1, 1, 0};
+  const Calibration fitted = Calibration::Fit(with_nan, ys);
+  EXPECT_EQ(fitted.x, (std::vector<double>{0.2f, 0.8f}));
+  EXPECT_TRUE(std::isnan(fitted.Apply(NAN)));
+  // 0.2 is a negative (expected right with 0.8), 0.8 a positive (right with 0.8).
+  EXPECT_NEAR(Get(EstimateBinaryPerformance(with_nan, nullptr), "accuracy"), 0.8, 1e-6);
   const std::vector<float> sure = {1.0f, 1.0f, 1.0f};  // no expected negatives
   const auto all_pos = EstimateBinaryPerformance(sure, nullptr);
   EXPECT_TRUE(std::isnan(Get(all_pos, "auc")));

@@ -9,8 +9,8 @@
 //   // At training, on held-out rows:
 //   keel::monitor::Calibration cal = keel::monitor::Calibration::Fit(valid_probs, valid_labels);
 //   // On a window of logged probabilities:
-//   auto est = keel::monitor::EstimateBinaryPerformance(window_probs, &cal);
-//   double auc = keel::monitor::Lookup(est, "auc");
+//   for (const auto& [metric, value] :
+//        keel::monitor::EstimateBinaryPerformance(window_probs, &cal)) { ... }
 //
 // Calibration: isotonic regression (pool adjacent violators) of the labels on
 // the scores; Apply() interpolates linearly between the fitted blocks' end
@@ -51,6 +51,8 @@ struct Calibration {
 
 // auc, accuracy, precision, recall, f1 (each NaN when undefined, e.g. no
 // expected positives). `calibration` may be null (scores used as they are).
+// Non-finite scores are left out (Fit leaves those rows out too; Apply(NaN)
+// is NaN).
 std::vector<std::pair<std::string, double>> EstimateBinaryPerformance(
     std::span<const float> scores, const Calibration* calibration, double threshold = 0.5);
 

@@ -25,7 +25,8 @@
 
 namespace keel::monitor {
 
-// InvalidArgument when a stored report is not a JSON object.
+// A stored report that is not a JSON object shows as a gap and is counted
+// under the charts. Never fails today; Result leaves room for limits.
 [[nodiscard]] Result<std::string> HistoryHtml(std::span<const StoredWindow> windows,
                                               size_t max_columns = 12);
 

@@ -51,9 +51,7 @@ std::string LineChart(const std::string& title, const std::vector<int64_t>& time
   }
   std::string svg = "<section><h3>" + HtmlEscape(title) + "</h3>";
   if (times.empty() || std::isnan(lo)) return svg + "<p class=muted>no values</p></section>";
-  if (!(hi > lo)) {
-    hi = lo + 1;
-  }
+  if (!(hi - lo > 0)) hi = lo + std::max(1.0, std::fabs(lo) * 1e-9);
   const int64_t t0 = times.front();
   const int64_t t1 = times.back() > t0 ? times.back() : t0 + 1;
   auto x = [&](int64_t t) {
@@ -65,19 +63,28 @@ std::string LineChart(const std::string& title, const std::vector<int64_t>& time
   size_t color = 0;
   for (const auto& [name, values] : series) {
     std::string path;
+    std::string dots;  // points with no neighbour: a path would not show them
+    const std::string colour = kColors[color++ % 4];
     bool pen = false;
-    for (size_t i = 0; i < times.size() && i < values.size(); ++i) {
+    const size_t m = std::min(times.size(), values.size());
+    for (size_t i = 0; i < m; ++i) {
       if (std::isnan(values[i])) {
         pen = false;
         continue;
       }
-      char buf[64];
+      char buf[128];
       std::snprintf(buf, sizeof buf, "%s%.1f %.1f", pen ? " L" : " M", x(times[i]), y(values[i]));
       path += buf;
+      const bool next = i + 1 < m && !std::isnan(values[i + 1]);
+      if (!pen && !next) {
+        std::snprintf(buf, sizeof buf, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"2\" fill=\"%s\"/>",
+                      x(times[i]), y(values[i]), colour.c_str());
+        dots += buf;
+      }
       pen = true;
     }
-    svg += "<path fill=none stroke=\"" + std::string(kColors[color++ % 4]) +
-           "\" stroke-width=1.5 d=\"" + path + "\"><title>" + HtmlEscape(name) + "</title></path>";
+    svg += "<path fill=none stroke=\"" + colour + "\" stroke-width=1.5 d=\"" + path +
+           "\"><title>" + HtmlEscape(name) + "</title></path>" + dots;
   }
   if (!std::isnan(threshold)) {
     char buf[160];
@@ -111,15 +118,13 @@ Result<std::string> HistoryHtml(std::span<const StoredWindow> windows, size_t ma
   for (const StoredWindow& w : windows) ordered.push_back(&w);
   std::sort(ordered.begin(), ordered.end(),
             [](const StoredWindow* a, const StoredWindow* b) { return a->to_ms < b->to_ms; });
-  std::vector<JsonDoc> docs;
-  docs.reserve(ordered.size());
   std::vector<int64_t> times;
-  for (const StoredWindow* w : ordered) {
-    KEEL_ASSIGN_OR_RETURN(JsonDoc doc, ParseJsonObject(w->report_json));
-    docs.push_back(std::move(doc));
-    times.push_back(w->to_ms);
-  }
-  const size_t n = docs.size();
+  for (const StoredWindow* w : ordered) times.push_back(w->to_ms);
+  // One parser, reused: each report is read and dropped (memory stays that of
+  // one report, not of all of them).
+  simdjson::dom::parser parser;
+  size_t unreadable = 0;
+  const size_t n = ordered.size();
   std::vector<double> share(n, kNaN), p99(n, kNaN), volume(n, kNaN);
   std::map<std::string, std::vector<double>> live, estimated;
   std::map<std::string, double> validation;
@@ -127,7 +132,11 @@ Result<std::string> HistoryHtml(std::span<const StoredWindow> windows, size_t ma
   std::map<std::string, double> column_threshold;
   std::map<std::string, double> column_worst;  // max score / threshold, to pick the columns shown
   for (size_t i = 0; i < n; ++i) {
-    simdjson::dom::element r = docs[i].root();
+    simdjson::dom::element r;
+    if (parser.parse(ordered[i]->report_json).get(r) || !r.is_object()) {
+      ++unreadable;  // a gap in every series
+      continue;
+    }
     simdjson::dom::element drift, perf, ops, dataset;
     const bool has_drift = !r["drift"].get(drift);
     if (has_drift && !drift["dataset"].get(dataset)) share[i] = DoubleAt(dataset, "share");
@@ -169,8 +178,9 @@ Result<std::string> HistoryHtml(std::span<const StoredWindow> windows, size_t ma
         s[i] = score;
         column_threshold[std::string(name)] = threshold;
         // How far past its threshold the column went (p-values: smaller is worse).
-        const double badness = direction == "p_value" ? (score > 0 ? threshold / score : 1e300)
-                                                      : score / threshold;
+        const double badness = std::isnan(score)         ? kNaN
+                               : direction == "p_value" ? (score > 0 ? threshold / score : 1e300)
+                                                        : score / threshold;
         if (!std::isnan(badness)) {
           double& worst = column_worst[std::string(name)];
           worst = std::max(worst, badness);
@@ -185,8 +195,12 @@ Result<std::string> HistoryHtml(std::span<const StoredWindow> windows, size_t ma
   }
   h += "<div class=cols>";
   h += LineChart("Share of drifted features", times, {{"dataset drift share", share}});
-  // Performance: the first metric with realised values, else the first estimated one.
-  std::string metric = live.count("auc") ? "auc" : live.empty() ? (estimated.count("auc") ? "auc" : "") : live.begin()->first;
+  // Performance: auc when realised or estimated, else the first realised
+  // metric, else the first estimated one.
+  std::string metric = (live.count("auc") || estimated.count("auc")) ? "auc"
+                       : !live.empty()                                ? live.begin()->first
+                       : !estimated.empty()                           ? estimated.begin()->first
+                                                                      : "";
   if (!metric.empty()) {
     std::vector<std::pair<std::string, std::vector<double>>> series;
     if (live.count(metric)) series.emplace_back("realised " + metric, live[metric]);
@@ -205,6 +219,10 @@ Result<std::string> HistoryHtml(std::span<const StoredWindow> windows, size_t ma
                    column_threshold[name]);
   }
   h += "</div>";
+  if (unreadable > 0) {
+    h += "<p class=muted>" + std::to_string(unreadable) +
+         " stored reports could not be read and show as gaps.</p>";
+  }
   if (worst.size() > max_columns) {
     h += "<p class=muted>" + std::to_string(worst.size() - max_columns) +
          " more columns stayed further from their thresholds.</p>";
