@@ -62,11 +62,14 @@ void AddMonitorCommand(CLI::App& app, GlobalOptions& global, Action& run);
 void AddAlertCommands(CLI::App& app, GlobalOptions& global, Action& run);
 
 // Shared by keel drift and keel monitor (apps/keel/cli_drift.cc).
-// Writes `text` to `path` through a temporary sibling renamed into place;
-// "-" writes to stdout.
+// Writes `text` to `path` (WriteFileAtomically); "-" writes to stdout.
 Status WriteTextOutput(const std::string& path, const std::string& text);
 // "ks" or "psi:0.2" -> the statistic and its threshold (NaN: the default).
 Result<monitor::DriftOptions::Test> ParseTestSpec(const std::string& spec);
+// --preset, --test (ParseTestSpec each) and --stats as DriftOptions.
+Result<monitor::DriftOptions> DriftOptionsFromFlags(const std::string& preset,
+                                                   const std::vector<std::string>& tests,
+                                                   const std::vector<std::string>& stats);
 // Why a drift report fails the --fail-on gate (drift|dataset, column,
 // prediction), or "" when it passes.
 std::string DriftGate(const monitor::DriftReport& report, const std::string& fail_on);

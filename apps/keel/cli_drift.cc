@@ -20,6 +20,7 @@
 #include <optional>
 
 #include "apps/keel/cli.h"
+#include "keel/core/util.h"
 #include "keel/data/csv.h"
 #include "keel/monitor/drift.h"
 #include "keel/monitor/reference.h"
@@ -133,13 +134,8 @@ Result<LoadedReference> LoadReference(const GlobalOptions& global, const std::st
 }
 
 Status RunDrift(const GlobalOptions& global, const DriftFlags& f, int& exit_code) {
-  monitor::DriftOptions options;
-  options.preset = f.preset;
-  for (const std::string& spec : f.tests) {
-    KEEL_ASSIGN_OR_RETURN(monitor::DriftOptions::Test test, ParseTestSpec(spec));
-    options.tests.push_back(std::move(test));
-  }
-  options.extra = f.stats;
+  KEEL_ASSIGN_OR_RETURN(monitor::DriftOptions options,
+                        DriftOptionsFromFlags(f.preset, f.tests, f.stats));
   options.columns = f.columns;
   options.exclude = f.exclude;
   options.target = f.target;
@@ -246,22 +242,22 @@ Status RunDrift(const GlobalOptions& global, const DriftFlags& f, int& exit_code
 }  // namespace
 
 Status WriteTextOutput(const std::string& path, const std::string& text) {
-  if (path == "-") {
-    std::cout << text << std::flush;
-    return OkStatus();
-  }
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) return InvalidArgument(path + ": cannot write");
-    out << text;
-    out.flush();
-    if (!out) return Internal(path + ": write failed");
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) return Internal(path + ": " + ec.message());
+  if (path != "-") return WriteFileAtomically(path, text);
+  std::cout << text << std::flush;
   return OkStatus();
+}
+
+Result<monitor::DriftOptions> DriftOptionsFromFlags(const std::string& preset,
+                                                   const std::vector<std::string>& tests,
+                                                   const std::vector<std::string>& stats) {
+  monitor::DriftOptions options;
+  options.preset = preset;
+  for (const std::string& spec : tests) {
+    KEEL_ASSIGN_OR_RETURN(monitor::DriftOptions::Test test, ParseTestSpec(spec));
+    options.tests.push_back(std::move(test));
+  }
+  options.extra = stats;
+  return options;
 }
 
 Result<monitor::DriftOptions::Test> ParseTestSpec(const std::string& spec) {

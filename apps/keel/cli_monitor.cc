@@ -11,7 +11,6 @@
 #include <chrono>
 #include <cmath>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 
 #include "apps/keel/cli.h"
@@ -45,11 +44,6 @@ Result<int64_t> ParseWindow(const std::string& text) {
   Result<int64_t> ms = monitor::ParseDuration(text);
   if (!ms.ok()) return InvalidArgument("--window " + ms.status().message());
   return ms;
-}
-
-// Whether a larger value of `metric` is better.
-bool HigherIsBetter(const std::string& metric) {
-  return metric != "log_loss" && metric != "rmse" && metric != "mae";
 }
 
 Status RunMonitor(const GlobalOptions& global, const MonitorFlags& f, int& exit_code) {
@@ -104,13 +98,8 @@ Status RunMonitor(const GlobalOptions& global, const MonitorFlags& f, int& exit_
   query.to_ms = until_ms;
   query.from_ms = window_ms < 0 ? 0 : until_ms - window_ms;
   query.max_rows = f.max_rows;
-  monitor::DriftOptions options;
-  options.preset = f.preset;
-  for (const std::string& spec : f.tests) {
-    KEEL_ASSIGN_OR_RETURN(monitor::DriftOptions::Test test, ParseTestSpec(spec));
-    options.tests.push_back(std::move(test));
-  }
-  options.extra = f.stats;
+  KEEL_ASSIGN_OR_RETURN(monitor::DriftOptions options,
+                        DriftOptionsFromFlags(f.preset, f.tests, f.stats));
   KEEL_ASSIGN_OR_RETURN(monitor::WindowReport report,
                         monitor::MonitorWindow(loaded.app->db(), reference, loaded.model->info,
                                                query, options));
@@ -150,9 +139,12 @@ Status RunMonitor(const GlobalOptions& global, const MonitorFlags& f, int& exit_
 
   std::string gate = DriftGate(report.drift, f.fail_on);
   if (f.fail_on == "performance") {
-    const double change = report.performance.Change(drop_metric);
-    const double drop = HigherIsBetter(drop_metric) ? -change : change;
-    if (std::isnan(change)) {
+    // The same "how much worse than at validation" the alert rules read.
+    uint64_t samples = 0;
+    Result<double> worse =
+        monitor::WindowMetric(report, "performance." + drop_metric + ".drop", &samples);
+    const double drop = worse.ok() ? *worse : std::nan("");
+    if (std::isnan(drop)) {
       if (report.performance.live.empty()) {
         std::cerr << "keel: no labelled predictions in the window: the performance gate is not "
                      "checked\n";

@@ -1,5 +1,7 @@
 #include "keel/core/util.h"
 
+#include <fstream>
+
 #include <simdjson.h>
 
 #include <array>
@@ -135,6 +137,21 @@ bool IsValidUtf8(std::string_view text) {
   // simdjson's validator rejects overlong forms, surrogates and code points
   // above U+10FFFF, as RFC 3629 requires.
   return simdjson::validate_utf8(text.data(), text.size());
+}
+
+Status WriteFileAtomically(const std::filesystem::path& path, std::string_view bytes) {
+  const std::filesystem::path tmp = path.string() + ".tmp";
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) return InvalidArgument(path.string() + ": cannot write");
+    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    out.flush();
+    if (!out) return Internal(path.string() + ": write failed");
+  }
+  std::error_code ec;
+  std::filesystem::rename(tmp, path, ec);
+  if (ec) return Internal(path.string() + ": " + ec.message());
+  return OkStatus();
 }
 
 }  // namespace keel

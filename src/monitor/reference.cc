@@ -21,8 +21,8 @@
 #include <cerrno>
 #include <cmath>
 #include <cstring>
-#include <fstream>
 
+#include "keel/core/util.h"
 #include "src/monitor/columns.h"
 
 namespace keel::monitor {
@@ -345,19 +345,7 @@ bool LooksLikeReference(std::string_view bytes) {
 }
 
 Status WriteReferenceFile(const std::filesystem::path& path, const ReferenceProfile& profile) {
-  const std::string bytes = profile.Serialize();
-  const std::filesystem::path tmp = path.string() + ".tmp";
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) return InvalidArgument(path.string() + ": cannot write");
-    out.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-    out.flush();
-    if (!out) return Internal(path.string() + ": write failed");
-  }
-  std::error_code ec;
-  std::filesystem::rename(tmp, path, ec);
-  if (ec) return Internal(path.string() + ": " + ec.message());
-  return OkStatus();
+  return WriteFileAtomically(path, profile.Serialize());
 }
 
 Result<ReferenceProfile> ReadReferenceFile(const std::filesystem::path& path) {

@@ -13,7 +13,7 @@
 //   KEEL_ASSIGN_OR_RETURN(keel::monitor::DriftReport r,
 //                         keel::monitor::CompareTables(train, last_week, options));
 //   if (r.dataset.drift) ...;
-//   WriteFile("report.html", r.ToHtml());
+//   KEEL_RETURN_IF_ERROR(keel::WriteFileAtomically("report.html", r.ToHtml()));
 //
 // Columns: every reference column (or options.columns, minus options.exclude)
 // must exist in the current table with the same kind. Numeric columns are
