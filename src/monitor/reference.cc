@@ -249,6 +249,9 @@ Result<ReferenceProfile> ReferenceProfile::Parse(std::string_view bytes, std::st
   uint32_t crc = 0;
   std::memcpy(&size, bytes.data() + sizeof kMagic, sizeof size);
   std::memcpy(&crc, bytes.data() + sizeof kMagic + sizeof size, sizeof crc);
+  uint32_t reserved = 0;
+  std::memcpy(&reserved, bytes.data() + sizeof kMagic + sizeof size + sizeof crc, sizeof reserved);
+  if (reserved != 0) return outer.Damaged("reserved header bytes are not zero");
   const std::string_view body = bytes.substr(kHeaderBytes);
   if (body.size() != size) {
     return outer.Damaged("the body has " + std::to_string(body.size()) + " bytes, the header says " +

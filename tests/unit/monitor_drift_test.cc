@@ -426,6 +426,10 @@ TEST(MonitorReferenceTest, FileRoundTripAndDamage) {
     EXPECT_EQ(r.status().code(), StatusCode::kDataLoss) << at;
     EXPECT_NE(r.status().message().find("flip: damaged reference profile"), std::string::npos);
   }
+  // The reserved header bytes (20..23) must be zero (found by keel_fuzz_monitor_inputs).
+  std::string reserved = bytes;
+  reserved[21] = 1;
+  EXPECT_EQ(ReferenceProfile::Parse(reserved, "r").status().code(), StatusCode::kDataLoss);
   Result<ReferenceProfile> csv = ReferenceProfile::Parse("a,b\n1,2\n", "x.csv");
   EXPECT_EQ(csv.status().code(), StatusCode::kDataLoss);
 }
