@@ -4,9 +4,9 @@
 // numpy/scipy timings (README there: ks_2samp 0.255; PSI fit+score 0.099,
 // score only 0.017; Wasserstein 0.402; Jensen-Shannon 0.146; chi-square 0.002).
 //
-//   g++ -std=c++20 -O2 -ffp-contract=off -Iinclude -I. bench/monitor_stats_bench.cc
-//       src/monitor/*.cc src/core/status.cc -o /tmp/monitor_stats_bench     (one line)
-//   /tmp/monitor_stats_bench [ROWS=1000000] [FEATURES=20]
+//   cmake -S . -B build -DKEEL_BUILD_BENCH=ON
+//   cmake --build build -j2 --target keel_monitor_stats_bench
+//   build/bench/keel_monitor_stats_bench [ROWS=1000000] [FEATURES=20]
 //
 // Times per numeric feature (best of 3): sort = NumericSample::FromValues on
 // both sides (numpy's ks_2samp/wasserstein sort inside their timings);

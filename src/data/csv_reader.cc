@@ -8,16 +8,9 @@
 #include <cstring>
 
 #include "keel/data/csv.h"
+#include "src/data/csv_source.h"
 
 namespace keel::data {
-
-class CsvReader::Source {
- public:
-  virtual ~Source() = default;
-  // Reads up to `n` bytes into `dst`; 0 at the end.
-  virtual Result<size_t> Read(char* dst, size_t n) = 0;
-  virtual uint64_t Size() const = 0;
-};
 
 namespace {
 
@@ -158,6 +151,16 @@ Result<std::unique_ptr<CsvReader>> CsvReader::FromString(std::string text, std::
                                                          CsvReaderOptions options) {
   KEEL_RETURN_IF_ERROR(CheckOptions(options));
   auto source = std::make_unique<StringSource>(std::move(text));
+  std::unique_ptr<CsvReader> reader(
+      new CsvReader(std::move(source), std::move(source_name), std::move(options)));
+  KEEL_RETURN_IF_ERROR(reader->ReadHeader());
+  return reader;
+}
+
+Result<std::unique_ptr<CsvReader>> CsvReader::FromSource(std::unique_ptr<Source> source,
+                                                         std::string source_name,
+                                                         CsvReaderOptions options) {
+  KEEL_RETURN_IF_ERROR(CheckOptions(options));
   std::unique_ptr<CsvReader> reader(
       new CsvReader(std::move(source), std::move(source_name), std::move(options)));
   KEEL_RETURN_IF_ERROR(reader->ReadHeader());

@@ -3,6 +3,7 @@
 // function in stats.cc (declared in stats.h) and one row in DriftStatistics().
 #include "keel/monitor/stats.h"
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <utility>
@@ -89,22 +90,30 @@ Status RequireCategoryTable(const ColumnData& d) {
 
 // ---------------------------------------------------------------- row functions
 
+const Result<SortedComparison>& Compared(const ColumnData& d) {
+  if (!d.compared) d.compared = CompareSorted(d.ref_sorted, d.cur_sorted);
+  return *d.compared;
+}
+
 Result<StatValue> RunKs(const ColumnData& d, const StatOptions&) {
   KEEL_RETURN_IF_ERROR(RequireKind(d, ColumnKind::kNumeric, "ks"));
-  KEEL_ASSIGN_OR_RETURN(KsResult r, KolmogorovSmirnov(d.ref_sorted, d.cur_sorted));
-  return StatValue{.score = r.p_value, .statistic = r.statistic};
+  const Result<SortedComparison>& c = Compared(d);
+  KEEL_RETURN_IF_ERROR(c.status());
+  return StatValue{.score = c->ks.p_value, .statistic = c->ks.statistic};
 }
 
 Result<StatValue> RunWasserstein(const ColumnData& d, const StatOptions&) {
   KEEL_RETURN_IF_ERROR(RequireKind(d, ColumnKind::kNumeric, "wasserstein"));
-  KEEL_ASSIGN_OR_RETURN(double v, WassersteinDistance(d.ref_sorted, d.cur_sorted));
-  return StatValue{.score = v};
+  const Result<SortedComparison>& c = Compared(d);
+  KEEL_RETURN_IF_ERROR(c.status());
+  return StatValue{.score = c->wasserstein};
 }
 
 Result<StatValue> RunWassersteinNorm(const ColumnData& d, const StatOptions&) {
   KEEL_RETURN_IF_ERROR(RequireKind(d, ColumnKind::kNumeric, "wasserstein_norm"));
-  KEEL_ASSIGN_OR_RETURN(double v, WassersteinNormalized(d.ref_sorted, d.cur_sorted));
-  return StatValue{.score = v};
+  const Result<SortedComparison>& c = Compared(d);
+  KEEL_RETURN_IF_ERROR(c.status());
+  return StatValue{.score = c->wasserstein / std::max(PopulationStd(d.ref_sorted), 0.001)};
 }
 
 Result<StatValue> RunPsi(const ColumnData& d, const StatOptions& o) {

@@ -435,8 +435,8 @@ TEST(MonitorStatsPeerTest, CompareTablesOnPrefix) {
     EXPECT_EQ(c.drift.statistic, "chisquare");
     ExpectRel(c.drift.value.statistic, want["chi2_contingency_stat"], 1e-12,
               "chi2 contingency (compare)", c.name);
-    ExpectRel(c.drift.value.score, want["chi2_contingency_p"], 1e-9,
-              "chi2 contingency p (compare)", c.name);
+    ExpectRel(c.drift.value.score, want["chi2_contingency_p"], 1e-9, "chi2 contingency p (compare)",
+              c.name);
     ExpectRel(extra(c, "psi").score, want["psi_evidently"], 1e-12, "psi categorical (compare)",
               c.name);
   }
@@ -498,6 +498,8 @@ TEST(MonitorStatsGoldenTest, KsLiteralSmallSamples) {
     ASSERT_OK_AND_ASSIGN(KsResult r,
                          KolmogorovSmirnov(Sorted(Doubles(c["ref"])), Sorted(Doubles(c["cur"]))));
     EXPECT_EQ(r.statistic, c["statistic"].get<double>()) << name;
+    EXPECT_EQ(r.location, c["location"].get<double>()) << name;
+    EXPECT_EQ(r.sign, c["sign"].get<int>()) << name;
     EXPECT_EQ(r.exact, c["method"] == "exact") << name;
     exact += r.exact;
     ExpectRel(r.p_value, c["pvalue"], 1e-12, "ks p (exact, literal)", name);
@@ -514,6 +516,8 @@ TEST(MonitorStatsGoldenTest, KsStreamPrefixes) {
     ASSERT_OK_AND_ASSIGN(KsResult r, KolmogorovSmirnov(Sorted(NumericFeature(0, j, n1)),
                                                        Sorted(NumericFeature(1, j, n2))));
     EXPECT_EQ(r.statistic, c["statistic"].get<double>()) << name;
+    EXPECT_EQ(r.location, c["location"].get<double>()) << name;
+    EXPECT_EQ(r.sign, c["sign"].get<int>()) << name;
     EXPECT_EQ(r.exact, c["method"] == "exact") << name;
     ExpectRel(r.p_value, c["pvalue"], 1e-9,
               r.exact ? "ks p (exact, streams)" : "ks p (asymptotic, streams)", name);
@@ -670,6 +674,90 @@ TEST(MonitorStatsEdgeTest, UnsortedOrNonFiniteSortedInputIsRefused) {
   EXPECT_EQ(KolmogorovSmirnov(ok, with_nan).status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(WassersteinDistance(ok, unsorted).status().code(), StatusCode::kInvalidArgument);
   EXPECT_EQ(FitQuantileBins(with_nan).status().code(), StatusCode::kInvalidArgument);
+}
+
+// NumericSample sorts with a radix sort above a few thousand values: the
+// order must be the comparison sort's, on every sign, magnitude, subnormals,
+// signed zeros and duplicates, with non-finite values counted as missing.
+TEST(MonitorStatsEdgeTest, RadixSortedSampleEqualsComparisonSort) {
+  std::vector<double> values;
+  uint64_t state = 12345;
+  auto next = [&state] {
+    state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+    return state >> 11;
+  };
+  for (int k = 0; k < 60000; ++k) {
+    const uint64_t r = next();
+    switch (r % 8) {
+      case 0:
+        values.push_back(static_cast<double>(r % 50) - 25.0);
+        break;  // ties, both signs
+      case 1:
+        values.push_back(std::ldexp(static_cast<double>(r), -1100));
+        break;  // subnormal
+      case 2:
+        values.push_back(-std::ldexp(static_cast<double>(r), -40));
+        break;
+      case 3:
+        values.push_back(std::ldexp(static_cast<double>(r), 900));
+        break;  // huge
+      case 4:
+        values.push_back(k % 2 == 0 ? 0.0 : -0.0);
+        break;
+      case 5:
+        values.push_back(k % 3 == 0 ? NAN : (k % 3 == 1 ? INFINITY : -INFINITY));
+        break;
+      default:
+        values.push_back((static_cast<double>(r) / 9007199254740992.0 - 0.5) * 1e3);
+    }
+  }
+  const NumericSample s = NumericSample::FromValues(values);
+  std::vector<double> expected;
+  for (double v : values) {
+    if (std::isfinite(v)) expected.push_back(v);
+  }
+  std::sort(expected.begin(), expected.end());
+  EXPECT_EQ(s.missing, values.size() - expected.size());
+  ASSERT_EQ(s.sorted.size(), expected.size());
+  for (size_t i = 0; i < expected.size(); ++i) {
+    ASSERT_EQ(s.sorted[i], expected[i]) << "at " << i;
+    if (expected[i] != 0) {
+      ASSERT_EQ(std::signbit(s.sorted[i]), std::signbit(expected[i]));
+    }
+  }
+}
+
+// ks, wasserstein and wasserstein_norm of one column share one merge; the
+// shared results equal the standalone functions.
+TEST(MonitorStatsEdgeTest, OneMergeFeedsKsAndWasserstein) {
+  const NumericSample ref = NumericSample::FromValues(NumericFeature(0, 3, 20000));
+  std::vector<double> cur_values = NumericFeature(1, 3, 15000);
+  for (size_t i = 0; i < cur_values.size(); i += 3) cur_values[i] = std::round(cur_values[i]);
+  const NumericSample cur = NumericSample::FromValues(cur_values);
+  ASSERT_OK_AND_ASSIGN(SortedComparison both, CompareSorted(ref.sorted, cur.sorted));
+  ASSERT_OK_AND_ASSIGN(KsResult ks, KolmogorovSmirnov(ref.sorted, cur.sorted));
+  ASSERT_OK_AND_ASSIGN(double wd, WassersteinDistance(ref.sorted, cur.sorted));
+  EXPECT_EQ(both.ks.statistic, ks.statistic);
+  EXPECT_EQ(both.ks.p_value, ks.p_value);
+  EXPECT_EQ(both.ks.location, ks.location);
+  EXPECT_EQ(both.ks.sign, ks.sign);
+  EXPECT_EQ(both.wasserstein, wd);
+  const ColumnData data = NumericColumn(ref, cur);
+  for (const char* name : {"ks", "wasserstein", "wasserstein_norm"}) {
+    const DriftStatistic* stat = FindDriftStatistic(name);
+    ASSERT_NE(stat, nullptr) << name;
+    ASSERT_OK_AND_ASSIGN(StatValue v, stat->compute(data, StatOptions{}));
+    if (std::string(name) == "ks") {
+      EXPECT_EQ(v.score, ks.p_value);
+      EXPECT_EQ(v.statistic, ks.statistic);
+    } else if (std::string(name) == "wasserstein") {
+      EXPECT_EQ(v.score, wd);
+    } else {
+      ASSERT_OK_AND_ASSIGN(double norm, WassersteinNormalized(ref.sorted, cur.sorted));
+      EXPECT_EQ(v.score, norm);
+    }
+  }
+  EXPECT_TRUE(data.compared.has_value());
 }
 
 TEST(MonitorStatsEdgeTest, AllEqualValues) {

@@ -64,7 +64,7 @@
 //   start of the source (files always can be; a stream must be seekable).
 //
 // Threads: a CsvReader is used by one thread at a time. ReadCsvTable is
-// thread-safe.
+// thread-safe; see CsvOptions::read_in_parts for the threads it uses.
 #pragma once
 
 #include <array>
@@ -112,6 +112,13 @@ class CsvReader {
   static Result<std::unique_ptr<CsvReader>> FromString(std::string text, std::string source_name,
                                                        CsvReaderOptions options = {});
 
+  class Source;  // where bytes come from (defined in src/data/csv_source.h)
+  // Reads from `source` (the library's own sources: files, streams, strings,
+  // file ranges).
+  static Result<std::unique_ptr<CsvReader>> FromSource(std::unique_ptr<Source> source,
+                                                       std::string source_name,
+                                                       CsvReaderOptions options = {});
+
   ~CsvReader();
   CsvReader(const CsvReader&) = delete;
   CsvReader& operator=(const CsvReader&) = delete;
@@ -135,8 +142,6 @@ class CsvReader {
   // Size of the source in bytes, 0 when unknown.
   uint64_t total_bytes() const { return total_bytes_; }
   const std::string& source_name() const { return source_name_; }
-
-  class Source;  // where bytes come from (file, stream, string)
 
  private:
   CsvReader(std::unique_ptr<Source> source, std::string source_name, CsvReaderOptions options);
@@ -178,6 +183,12 @@ struct CsvOptions {
   std::vector<std::string> missing_markers = DefaultMissingMarkers();
   // Column name -> type, overriding inference.
   std::map<std::string, ColumnType, std::less<>> types;
+  // ReadCsvTable(path): a file of 16 MiB or more with no quote after its
+  // header is cut at line ends into parts read at once on
+  // ThreadPool::Default() (the result is the one-thread read's; progress is
+  // then reported from any of the pool's threads, one at a time). Turn off
+  // when the cores are busy otherwise, e.g. while reading two files at once.
+  bool read_in_parts = true;
 };
 
 // Reads a whole CSV file (with a header row) into a Table. Duplicate header

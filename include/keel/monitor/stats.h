@@ -36,6 +36,7 @@
 #include <cstdint>
 #include <limits>
 #include <map>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -153,6 +154,15 @@ struct KsResult {
 // (scipy.stats.wasserstein_distance), in the column's units.
 [[nodiscard]] Result<double> WassersteinDistance(std::span<const double> ref_sorted,
                                                  std::span<const double> cur_sorted);
+// KolmogorovSmirnov and WassersteinDistance from one merge of the two sides
+// (equal to both bit for bit): what a column's ks, wasserstein and
+// wasserstein_norm share.
+struct SortedComparison {
+  KsResult ks;
+  double wasserstein = 0;
+};
+[[nodiscard]] Result<SortedComparison> CompareSorted(std::span<const double> ref_sorted,
+                                                     std::span<const double> cur_sorted);
 // WassersteinDistance / max(std(ref, ddof=0), 0.001) (Evidently's "wasserstein").
 [[nodiscard]] Result<double> WassersteinNormalized(std::span<const double> ref_sorted,
                                                    std::span<const double> cur_sorted);
@@ -243,6 +253,10 @@ struct ColumnData {
   const CategoryCounts* cur_counts = nullptr;
   uint64_t ref_missing = 0;
   uint64_t cur_missing = 0;
+  // CompareSorted of the two sides, computed by the first statistic that
+  // needs it (ks, wasserstein, wasserstein_norm) so a column pays for one
+  // merge. A ColumnData is used by one thread at a time.
+  mutable std::optional<Result<SortedComparison>> compared;
 };
 ColumnData NumericColumn(const NumericSample& ref, const NumericSample& cur,
                          const QuantileBins* ref_bins = nullptr,

@@ -156,7 +156,8 @@ def ks_case(ref, cur):
     method = "exact" if max(n1, n2) <= 10000 else "asymp"
     if method == "exact" and any("Exact calculation unsuccessful" in str(w.message) for w in caught):
         method = "exact_failed_asymp"
-    return {"statistic": float(res.statistic), "pvalue": float(res.pvalue), "method": method}
+    return {"statistic": float(res.statistic), "pvalue": float(res.pvalue), "method": method,
+            "location": float(res.statistic_location), "sign": int(res.statistic_sign)}
 
 
 def f(x):
