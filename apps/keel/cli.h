@@ -43,6 +43,9 @@ class Transport {
   virtual Result<api::Response> SendFile(api::Request request, const std::filesystem::path& file) = 0;
 };
 
+// A transport that dispatches to `app` in this process (which must outlive it).
+std::unique_ptr<Transport> MakeEmbeddedTransport(api::App& app);
+
 // Turns a non-2xx answer into a Status carrying the server's message.
 Status StatusOfResponse(const api::Response& resp);
 
@@ -60,6 +63,7 @@ void AddStreamCommand(CLI::App& app, GlobalOptions& global, Action& run);
 void AddDriftCommand(CLI::App& app, GlobalOptions& global, Action& run);
 void AddMonitorCommand(CLI::App& app, GlobalOptions& global, Action& run);
 void AddAlertCommands(CLI::App& app, GlobalOptions& global, Action& run);
+void AddRetrainCommand(CLI::App& app, GlobalOptions& global, Action& run);
 
 // Shared by keel drift and keel monitor (apps/keel/cli_drift.cc).
 // Writes `text` to `path` (WriteFileAtomically); "-" writes to stdout.

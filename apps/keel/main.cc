@@ -20,7 +20,9 @@ namespace {
 
 class EmbeddedTransport final : public Transport {
  public:
-  explicit EmbeddedTransport(std::unique_ptr<api::App> app) : app_(std::move(app)) {}
+  explicit EmbeddedTransport(std::unique_ptr<api::App> app)
+      : owned_(std::move(app)), app_(owned_.get()) {}
+  explicit EmbeddedTransport(api::App& app) : app_(&app) {}
 
  protected:
   Result<api::Response> Send(api::Request request) override {
@@ -39,7 +41,8 @@ class EmbeddedTransport final : public Transport {
   }
 
  private:
-  std::unique_ptr<api::App> app_;
+  std::unique_ptr<api::App> owned_;  // null when borrowed
+  api::App* app_;
 };
 
 class RemoteTransport final : public Transport {
@@ -89,6 +92,10 @@ Result<std::unique_ptr<Transport>> Transport::Make(const GlobalOptions& options)
   app_options.serving.log_predictions = false;  // the CLI answers no predictions
   KEEL_ASSIGN_OR_RETURN(auto app, api::App::Open(app_options));
   return std::unique_ptr<Transport>(std::make_unique<EmbeddedTransport>(std::move(app)));
+}
+
+std::unique_ptr<Transport> MakeEmbeddedTransport(api::App& app) {
+  return std::make_unique<EmbeddedTransport>(app);
 }
 
 Result<JsonDoc> Transport::Call(const std::string& method, const std::string& path,
@@ -276,6 +283,7 @@ int main(int argc, char** argv) {
   AddDriftCommand(app, global, run);
   AddMonitorCommand(app, global, run);
   AddAlertCommands(app, global, run);
+  AddRetrainCommand(app, global, run);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

@@ -118,6 +118,10 @@ std::vector<Metric> MulticlassMetrics(std::span<const float> probs, int classes,
           {"f1_macro", f1_sum / static_cast<double>(k)}};
 }
 
+bool HigherIsBetter(std::string_view metric) {
+  return metric != "log_loss" && metric != "rmse" && metric != "mae";
+}
+
 double FindMetric(const std::vector<Metric>& metrics, const std::string& name) {
   for (const auto& m : metrics) {
     if (m.name == name) return m.value;

@@ -52,6 +52,10 @@
 
 namespace keel::monitor {
 
+// The class index a logged label names under the label rule above, or -1
+// (also for text that is not a JSON scalar).
+int LabelClass(std::string_view label_json, const std::vector<std::string>& classes);
+
 struct WindowQuery {
   std::string model;    // registered model name
   std::string version;  // empty: every version of the model

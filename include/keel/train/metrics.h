@@ -15,6 +15,7 @@
 
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace keel::train {
@@ -37,6 +38,8 @@ std::vector<Metric> RegressionMetrics(std::span<const float> preds, std::span<co
 std::vector<Metric> MulticlassMetrics(std::span<const float> probs, int classes,
                                       std::span<const float> labels);
 
+// False for the metrics where lower is better (log_loss, rmse, mae).
+bool HigherIsBetter(std::string_view metric);
 // The value of a named metric, or NaN.
 double FindMetric(const std::vector<Metric>& metrics, const std::string& name);
 

@@ -10,16 +10,13 @@
 
 #include "keel/core/json.h"
 #include "keel/core/sha256.h"
+#include "keel/train/metrics.h"
 #include "src/monitor/format.h"
 
 namespace keel::monitor {
 namespace {
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
-
-bool HigherIsBetter(std::string_view metric) {
-  return metric != "log_loss" && metric != "rmse" && metric != "mae";
-}
 
 bool Crosses(double value, std::string_view op, double threshold) {
   if (op == ">") return value > threshold;
@@ -221,7 +218,7 @@ Result<double> WindowMetric(const WindowReport& w, std::string_view metric, uint
     if (!drop) return live;
     const double change = w.performance.Change(name);
     if (std::isnan(change)) return missing();
-    return HigherIsBetter(name) ? -change : change;
+    return train::HigherIsBetter(name) ? -change : change;
   }
   const OperationalSummary& o = w.operational;
   if (metric == "operational.latency_p50_us") return o.latency_p50_us;

@@ -132,6 +132,17 @@ int ClassOf(simdjson::dom::element v, const std::vector<std::string>& classes) {
   return -1;
 }
 
+}  // namespace
+
+int LabelClass(std::string_view label_json, const std::vector<std::string>& classes) {
+  simdjson::dom::parser parser;
+  simdjson::dom::element v;
+  if (parser.parse(label_json.data(), label_json.size()).get(v)) return -1;
+  return ClassOf(v, classes);
+}
+
+namespace {
+
 double Percentile(std::vector<double>& sorted, double q) {
   if (sorted.empty()) return kNaN;
   const double pos = q * static_cast<double>(sorted.size() - 1);

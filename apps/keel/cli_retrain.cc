@@ -1,0 +1,181 @@
+// keel retrain: one retraining job now, from a policy file, against the
+// embedded store; and the audit trail of past jobs (docs/retraining.md).
+//
+//   keel retrain churn --policy retrain.yaml [--json]
+//   keel retrain history [churn] [--limit 20] [--json]
+#include <iostream>
+
+#include "apps/keel/cli.h"
+#include "keel/core/json.h"
+#include "keel/retrain/retrain.h"
+
+namespace keel::cli {
+namespace {
+
+struct RetrainFlags {
+  std::string model;
+  std::string policy_file;
+  bool json = false;
+};
+
+std::string Metric(double v) { return std::isfinite(v) ? FormatDouble(v) : "-"; }
+
+void PrintJob(const retrain::RetrainJob& job) {
+  std::cout << "retrain job " << job.id << " of " << job.model << " (" << job.trigger
+            << "): " << job.status << "\n";
+  std::cout << "  champion   "
+            << (job.champion_version.empty() ? "(none)" : "version " + job.champion_version)
+            << "\n";
+  if (!job.challenger_version.empty()) {
+    std::cout << "  challenger version " << job.challenger_version << " (run " << job.run_id
+              << ")\n";
+  }
+  for (const retrain::DataSource& d : job.data) {
+    std::cout << "  " << d.role << std::string(d.role.size() < 10 ? 10 - d.role.size() : 1, ' ')
+              << " " << d.rows << " rows, " << d.path;
+    if (!d.sha256.empty()) std::cout << " (sha256 " << d.sha256.substr(0, 12) << ")";
+    if (d.to_ms > 0) std::cout << ", " << FormatTime(d.from_ms) << " .. " << FormatTime(d.to_ms);
+    std::cout << "\n";
+  }
+  if (job.gate) {
+    const retrain::GateDecision& g = *job.gate;
+    std::cout << "  gate       " << (g.passed ? "passed" : "not passed") << ": " << g.reason
+              << "\n";
+    std::vector<std::vector<std::string>> rows;
+    for (const retrain::GateMetric& m : g.metrics) {
+      rows.push_back({"  " + m.name, Metric(m.champion), Metric(m.challenger)});
+    }
+    if (!rows.empty()) PrintTable({"  metric", "champion", "challenger"}, rows);
+  }
+  if (!job.message.empty() && job.status != "promoted" && job.status != "rejected") {
+    std::cout << "  message    " << job.message << "\n";
+  }
+}
+
+Status RetrainCommand(const GlobalOptions& global, const RetrainFlags& f) {
+  if (!global.tracking_uri.empty()) {
+    return InvalidArgument(
+        "keel retrain runs against the store and artifact root (--store-uri, --artifact-root), "
+        "not a remote server; a server runs its policies itself (keel server --retrain-policies)");
+  }
+  KEEL_ASSIGN_OR_RETURN(std::vector<retrain::RetrainPolicy> policies,
+                        retrain::LoadPolicies(f.policy_file));
+  const retrain::RetrainPolicy* policy = nullptr;
+  for (const retrain::RetrainPolicy& p : policies) {
+    if (p.model == f.model) policy = &p;
+  }
+  if (policy == nullptr) {
+    return NotFound(f.policy_file + " has no policy for model '" + f.model + "'");
+  }
+  api::AppOptions app_options;
+  app_options.store_uri = global.store_uri;
+  app_options.artifact_root = global.artifact_root;
+  app_options.read_connections = 1;
+  app_options.anonymous_name = CurrentUser();
+  app_options.serving.log_predictions = false;
+  KEEL_ASSIGN_OR_RETURN(std::unique_ptr<api::App> app, api::App::Open(app_options));
+  std::unique_ptr<Transport> transport = MakeEmbeddedTransport(*app);
+  std::unique_ptr<train::RunRecorder> recorder = MakeApiRecorder(*transport);
+  retrain::RetrainEnv env;
+  env.db = &app->db();
+  env.registry = &app->registry();
+  env.recorder = recorder.get();
+  env.clock = &SystemClock::Default();
+  env.model_path = [&app](const std::string& name, const std::string& version) {
+    return app->ModelVersionPath(name, version);
+  };
+  if (!f.json) env.on_status = [](const std::string& line) { std::cerr << line << "\n"; };
+  KEEL_ASSIGN_OR_RETURN(
+      int interrupted, retrain::MarkInterruptedJobs(app->db(), SystemClock::Default().NowMillis()));
+  if (interrupted > 0 && !f.json) {
+    std::cerr << "marked " << interrupted << " retraining job(s) of stopped processes as failed\n";
+  }
+  retrain::RetrainRequest request;
+  request.trigger = "manual";
+  request.actor = CurrentUser();
+  KEEL_ASSIGN_OR_RETURN(retrain::RetrainJob job, retrain::RunRetrainJob(*policy, env, request));
+  if (f.json) {
+    std::cout << job.ToJson() << "\n";
+  } else {
+    PrintJob(job);
+  }
+  if (job.status == "failed" || job.status == "cancelled") {
+    return FailedPrecondition("retrain job " + std::to_string(job.id) + " " + job.status + ": " +
+                              job.message);
+  }
+  return OkStatus();
+}
+
+struct HistoryFlags {
+  std::string model;
+  size_t limit = 20;
+  bool json = false;
+};
+
+Status HistoryCommand(const GlobalOptions& global, const HistoryFlags& f) {
+  if (!global.tracking_uri.empty()) {
+    return InvalidArgument(
+        "retraining history is read from the store (--store-uri), not from a remote server");
+  }
+  KEEL_ASSIGN_OR_RETURN(auto db, store::OpenDatabase(global.store_uri, {}));
+  KEEL_ASSIGN_OR_RETURN(std::vector<retrain::RetrainJob> jobs,
+                        retrain::RetrainHistory(*db, f.model, f.limit));
+  if (f.json) {
+    std::string out = "{\"jobs\":[";
+    for (size_t i = 0; i < jobs.size(); ++i) out += (i ? "," : "") + jobs[i].ToJson();
+    std::cout << out << "]}\n";
+    return OkStatus();
+  }
+  if (jobs.empty()) {
+    std::cout << "no retraining jobs" << (f.model.empty() ? "" : " for " + f.model) << "\n";
+    return OkStatus();
+  }
+  std::vector<std::vector<std::string>> rows;
+  for (const retrain::RetrainJob& j : jobs) {
+    std::string gate = "-";
+    if (j.gate) {
+      gate = j.gate->metric + " " + Metric(j.gate->champion) + " -> " + Metric(j.gate->challenger) +
+             " (" + std::to_string(j.gate->holdout_rows) + " rows)";
+    }
+    rows.push_back({std::to_string(j.id), FormatTime(j.started_ms), j.model, j.trigger, j.actor,
+                    j.status, j.champion_version.empty() ? "-" : j.champion_version,
+                    j.challenger_version.empty() ? "-" : j.challenger_version, gate,
+                    j.message.substr(0, 100)});
+  }
+  PrintTable({"id", "started", "model", "trigger", "by", "status", "champion", "challenger", "gate",
+              "outcome"},
+             rows);
+  return OkStatus();
+}
+
+}  // namespace
+
+void AddRetrainCommand(CLI::App& app, GlobalOptions& global, Action& run) {
+  auto* cmd = app.add_subcommand(
+      "retrain",
+      "Retrain a model now from its policy (champion/challenger gate), or show past jobs");
+  auto f = std::make_shared<RetrainFlags>();
+  cmd->add_option("model", f->model, "registered model name");
+  cmd->add_option("--policy", f->policy_file, "retraining policy file (YAML)");
+  cmd->add_flag("--json", f->json, "print the job as JSON");
+  auto* history = cmd->add_subcommand("history", "Past retraining jobs, newest first");
+  auto h = std::make_shared<HistoryFlags>();
+  history->add_option("model", h->model, "only this model");
+  history->add_option("--limit", h->limit, "at most this many")->capture_default_str();
+  history->add_flag("--json", h->json, "as JSON");
+  history->callback([&run, &global, h] {
+    run = [&global, h]() -> Status { return HistoryCommand(global, *h); };
+  });
+  cmd->callback([&run, &global, f, cmd] {
+    if (cmd->got_subcommand("history")) return;
+    run = [&global, f]() -> Status {
+      if (f->model.empty())
+        return InvalidArgument("keel retrain: name the model (keel retrain MODEL --policy FILE)");
+      if (f->policy_file.empty())
+        return InvalidArgument("keel retrain " + f->model + ": --policy FILE is required");
+      return RetrainCommand(global, *f);
+    };
+  });
+}
+
+}  // namespace keel::cli

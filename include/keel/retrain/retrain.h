@@ -1,0 +1,153 @@
+// File: keel/retrain/retrain.h
+//
+// One retraining job, behind a champion/challenger gate, recorded as an
+// audit trail. The server's scheduler and `keel retrain` are two callers.
+//
+//   keel::retrain::RetrainEnv env{.db = &db, .registry = &registry,
+//                                 .recorder = recorder.get(), .clock = &clock,
+//                                 .model_path = resolve};
+//   KEEL_ASSIGN_OR_RETURN(keel::retrain::RetrainJob job,
+//                         keel::retrain::RunRetrainJob(policy, env, {.trigger = "manual"}));
+//   // job.status: promoted | rejected | failed | cancelled
+//
+// The job:
+//  1. records itself (status running) in retrain_jobs;
+//  2. reads the model's labeled predictions of the last window.recent from
+//     the prediction log (every version, oldest first); the newest
+//     gate.holdout_fraction of them are the holdout, never trained on;
+//  3. writes the training data: policy.train.data followed, when
+//     window.include_labeled_predictions, by the other labeled predictions
+//     as rows (inputs by column name; the label in the target column, spelt
+//     as the champion's class when it names one); every source's version
+//     (path, SHA-256, rows; the window's time range and rows) is recorded;
+//  4. trains the challenger as a new run (keel's trainer, or policy.train.command
+//     with {output_dir}, {data} and {target} substituted, run by /bin/sh)
+//     and registers it as a new version of the model with alias `challenger`;
+//  5. gate: the champion (the version policy.promote names now) and the
+//     challenger score the same holdout; the challenger passes when the
+//     holdout has at least gate.min_rows labeled rows, it beats the
+//     champion's gate.metric by at least gate.min_delta, and no other metric
+//     of the task is worse by more than gate.max_regression. Without a
+//     champion the challenger passes on min_rows alone;
+//  6. passed: the alias policy.promote moves to the challenger (actor and
+//     reason recorded in the alias history); the previous version stays
+//     registered, so `keel models rollback` (or Rollback) returns to it.
+// A job that fails or is cancelled before step 6 never touches the
+// champion; a failure after the challenger was registered leaves it
+// registered with alias `challenger` and the job `failed` with the reason.
+// Not yet: the shadow phase and the watch after promotion (the policy's
+// shadow and watch settings are read and recorded, not acted on).
+//
+// Timeout: policy.job.timeout cancels the job (keel's trainer stops at the
+// next round; a command gets SIGTERM, then SIGKILL 10 s later).
+//
+// Threads: RunRetrainJob blocks the calling thread; run one job per model at
+// a time (the scheduler's rule). The env's members must outlive the call.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <limits>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "keel/core/clock.h"
+#include "keel/core/result.h"
+#include "keel/model/package.h"
+#include "keel/registry/registry.h"
+#include "keel/retrain/policy.h"
+#include "keel/serve/prediction_log.h"
+#include "keel/store/store.h"
+#include "keel/train/train.h"
+
+namespace keel::retrain {
+
+struct RetrainEnv {
+  store::Database* db = nullptr;
+  registry::RegistryService* registry = nullptr;
+  train::RunRecorder* recorder = nullptr;  // where the challenger's run is recorded
+  const Clock* clock = nullptr;
+  // The local package directory (or file) of a registered version.
+  std::function<Result<std::filesystem::path>(const std::string& name, const std::string& version)>
+      model_path;
+  std::filesystem::path scratch_dir;                  // job files; empty: the system temp folder
+  std::function<void(const std::string&)> on_status;  // progress lines (may be empty)
+};
+
+struct RetrainRequest {
+  std::string trigger = "manual";  // manual | schedule | alert:<rule> | continuous
+  std::string actor = "keel-retrain";
+  const std::atomic<bool>* cancel = nullptr;
+};
+
+struct GateMetric {
+  std::string name;
+  double champion = std::numeric_limits<double>::quiet_NaN();
+  double challenger = std::numeric_limits<double>::quiet_NaN();
+};
+
+struct GateDecision {
+  bool passed = false;
+  std::string metric;  // the deciding metric
+  double champion = std::numeric_limits<double>::quiet_NaN();
+  double challenger = std::numeric_limits<double>::quiet_NaN();
+  uint64_t holdout_rows = 0;        // labeled holdout rows both models scored
+  std::vector<GateMetric> metrics;  // every metric of the task
+  std::string reason;               // one line: why it passed or not
+};
+
+struct DataSource {
+  std::string role;  // data | window | holdout
+  std::string path;  // file, or the window's description
+  std::string sha256;
+  uint64_t rows = 0;
+  int64_t from_ms = 0;  // window and holdout: time range of the rows
+  int64_t to_ms = 0;
+};
+
+struct RetrainJob {
+  int64_t id = 0;
+  std::string model;
+  std::string trigger;
+  std::string actor;
+  std::string status;  // running | promoted | rejected | failed | cancelled
+  int64_t started_ms = 0;
+  int64_t finished_ms = 0;
+  std::string run_id;
+  std::string challenger_version;
+  std::string champion_version;  // the promoted alias's version before the job ("" none)
+  std::string promote_alias;
+  std::vector<DataSource> data;
+  std::optional<GateDecision> gate;
+  std::string message;  // the failure, or a one-line summary
+  std::string host;     // where the job runs (gethostname)
+  int64_t pid = 0;      // the process running it
+
+  std::string ToJson() const;
+  static Result<RetrainJob> FromJson(std::string_view json);
+};
+
+// Runs one job now (see above). Returns the job as recorded; an error only
+// when it could not be recorded at all (bad env, store failure at the start).
+Result<RetrainJob> RunRetrainJob(const RetrainPolicy& policy, const RetrainEnv& env,
+                                 const RetrainRequest& request);
+
+// Scores both models on the labeled holdout and decides (step 5). `champion`
+// may be null. Rows whose input does not encode or whose label names no
+// class are left out (and not counted in holdout_rows).
+Result<GateDecision> EvaluateGate(const GateConfig& gate, const model::LoadedModel* champion,
+                                  const model::LoadedModel& challenger,
+                                  const std::vector<serve::LoggedPrediction>& holdout);
+
+// Jobs of `model` (all models when empty), newest first.
+Result<std::vector<RetrainJob>> RetrainHistory(store::Database& db, const std::string& model,
+                                               size_t limit = 50);
+// Marks jobs left `running` by a process of this host that is gone (killed,
+// crashed) as failed ("interrupted"); returns how many. Jobs of other hosts
+// are left alone. `keel retrain` calls it before each job.
+Result<int> MarkInterruptedJobs(store::Database& db, int64_t now_ms);
+
+}  // namespace keel::retrain

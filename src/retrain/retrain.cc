@@ -1,0 +1,847 @@
+// RunRetrainJob and its audit trail (keel/retrain/retrain.h).
+#include "keel/retrain/retrain.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <simdjson.h>
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <condition_variable>
+#include <cstring>
+#include <fstream>
+#include <mutex>
+#include <thread>
+
+#include "keel/core/json.h"
+#include "keel/core/sha256.h"
+#include "keel/core/util.h"
+#include "keel/data/csv.h"
+#include "keel/monitor/alerts.h"
+#include "keel/monitor/live.h"
+#include "keel/train/metrics.h"
+
+namespace keel::retrain {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
+
+json Num(double v) { return std::isfinite(v) ? json(v) : json(nullptr); }
+double NumOf(const json& j, const char* key) {
+  return j.contains(key) && j[key].is_number() ? j[key].get<double>() : kNaN;
+}
+
+// ------------------------------------------------------------------ job rows
+
+Status InsertJob(store::Database& db, RetrainJob& job) {
+  return db.Write([&](store::Connection& c) {
+    KEEL_RETURN_IF_ERROR(c.Query(
+        "INSERT INTO retrain_jobs(model, trigger_name, actor, status, started_time, finished_time, "
+        "details) VALUES (?, ?, ?, ?, ?, 0, '') RETURNING job_id",
+        {store::Value(job.model), store::Value(job.trigger), store::Value(job.actor),
+         store::Value(job.status), store::Value(job.started_ms)},
+        [&](const store::RowView& row) {
+          job.id = row.Int(0);
+          return OkStatus();
+        }));
+    return c.Exec("UPDATE retrain_jobs SET details = ? WHERE job_id = ?",
+                  {store::Value(job.ToJson()), store::Value(job.id)});
+  });
+}
+
+Status UpdateJob(store::Database& db, const RetrainJob& job) {
+  return db.Write([&](store::Connection& c) {
+    return c.Exec(
+        "UPDATE retrain_jobs SET status = ?, finished_time = ?, details = ? WHERE job_id = ?",
+        {store::Value(job.status), store::Value(job.finished_ms), store::Value(job.ToJson()),
+         store::Value(job.id)});
+  });
+}
+
+std::string HostName() {
+  char name[256] = {};
+  if (::gethostname(name, sizeof name - 1) != 0) return "";
+  return name;
+}
+
+// ------------------------------------------------------------------ data
+
+// RFC 4180 field: quoted when it holds a delimiter, quote, line end or
+// surrounding blanks.
+std::string CsvField(std::string_view text) {
+  const bool quote = text.find_first_of(",\"\r\n") != std::string_view::npos ||
+                     (!text.empty() && (text.front() == ' ' || text.back() == ' '));
+  if (!quote) return std::string(text);
+  std::string out = "\"";
+  for (char c : text) {
+    if (c == '"') out += '"';
+    out += c;
+  }
+  out += '"';
+  return out;
+}
+
+// A JSON scalar as the text a CSV cell holds ("" for null and containers).
+std::string CellText(simdjson::dom::element v) {
+  std::string_view s;
+  bool b;
+  int64_t i;
+  uint64_t u;
+  double d;
+  if (!v.get_string().get(s)) return std::string(s);
+  if (!v.get_bool().get(b)) return b ? "true" : "false";
+  if (!v.get_int64().get(i)) return std::to_string(i);
+  if (!v.get_uint64().get(u)) return std::to_string(u);
+  if (!v.get_double().get(d)) return FormatDouble(d);
+  return "";
+}
+
+// The label as the training data spells the target: the champion's class
+// name when it has classes (nullopt when the label names none), else the
+// label's own text.
+std::optional<std::string> LabelText(const std::string& label_json,
+                                     const std::vector<std::string>& classes) {
+  if (!classes.empty()) {
+    const int k = monitor::LabelClass(label_json, classes);
+    if (k < 0) return std::nullopt;
+    return classes[static_cast<size_t>(k)];
+  }
+  simdjson::dom::parser parser;
+  simdjson::dom::element v;
+  if (parser.parse(label_json).get(v)) return std::nullopt;
+  std::string text = CellText(v);
+  if (text.empty()) return std::nullopt;
+  return text;
+}
+
+struct TrainingData {
+  fs::path csv;
+  uint64_t base_rows = 0;
+  uint64_t window_rows = 0;
+  uint64_t skipped = 0;  // window rows whose label names no class / input unreadable
+};
+
+// policy.train.data, then the window's rows (see the header, step 3).
+Result<TrainingData> WriteTrainingData(const RetrainPolicy& policy,
+                                       const std::vector<serve::LoggedPrediction>& window,
+                                       const std::vector<std::string>& classes,
+                                       const fs::path& out_path) {
+  TrainingData out;
+  out.csv = out_path;
+  std::vector<std::string> header;
+  simdjson::dom::parser parser;
+  if (!policy.train.data.empty()) {
+    KEEL_ASSIGN_OR_RETURN(auto reader, data::CsvReader::Open(policy.train.data));
+    header = reader->header();
+    while (true) {
+      KEEL_ASSIGN_OR_RETURN(bool more, reader->Next());
+      if (!more) break;
+    }
+    out.base_rows = reader->records();
+    if (std::find(header.begin(), header.end(), policy.train.target) == header.end()) {
+      return InvalidArgument(policy.train.data + ": no column '" + policy.train.target +
+                             "' (train.target)");
+    }
+  } else {
+    // The window alone (a command trainer's {data}): the inputs' fields in
+    // first-seen order, then the target.
+    for (const serve::LoggedPrediction& lp : window) {
+      simdjson::dom::object input;
+      if (parser.parse(lp.record.input_json).get_object().get(input)) continue;
+      for (auto field : input) {
+        const std::string key(field.key);
+        if (key != policy.train.target &&
+            std::find(header.begin(), header.end(), key) == header.end()) {
+          header.push_back(key);
+        }
+      }
+    }
+    header.push_back(policy.train.target);
+  }
+  std::ofstream file(out_path, std::ios::binary | std::ios::trunc);
+  if (!file) return Internal(out_path.string() + ": cannot create");
+  if (policy.train.data.empty()) {
+    for (size_t j = 0; j < header.size(); ++j) file << (j > 0 ? "," : "") << CsvField(header[j]);
+    file << '\n';
+  } else {
+    std::ifstream in(policy.train.data, std::ios::binary);
+    char buf[1 << 16];
+    char last = '\n';
+    while (in) {
+      in.read(buf, sizeof buf);
+      const std::streamsize got = in.gcount();
+      if (got <= 0) break;
+      file.write(buf, got);
+      last = buf[got - 1];
+    }
+    if (last != '\n') file << '\n';
+  }
+  std::string row;
+  for (const serve::LoggedPrediction& lp : window) {
+    if (!lp.label_json) continue;
+    const std::optional<std::string> label = LabelText(*lp.label_json, classes);
+    simdjson::dom::object input;
+    if (!label || parser.parse(lp.record.input_json).get_object().get(input)) {
+      ++out.skipped;
+      continue;
+    }
+    row.clear();
+    for (size_t j = 0; j < header.size(); ++j) {
+      if (j > 0) row += ',';
+      if (header[j] == policy.train.target) {
+        row += CsvField(*label);
+        continue;
+      }
+      simdjson::dom::element v;
+      if (!input[header[j]].get(v)) row += CsvField(CellText(v));
+    }
+    row += '\n';
+    file << row;
+    ++out.window_rows;
+  }
+  file.flush();
+  if (!file) return Internal(out_path.string() + ": write failed");
+  return out;
+}
+
+// ------------------------------------------------------------------ trainers
+
+struct Trained {
+  std::string run_id;
+  std::string version;
+  std::string version_status;
+};
+
+// Runs `command` under /bin/sh in its own process group, output to `log`.
+// Cancel (or the deadline) sends SIGTERM to the group, SIGKILL 10 s later.
+Status RunCommand(const std::string& command, const fs::path& log,
+                  const std::atomic<bool>& cancel) {
+  const pid_t pid = fork();
+  if (pid < 0) return Internal(std::string("fork failed: ") + std::strerror(errno));
+  if (pid == 0) {
+    setpgid(0, 0);
+    const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd >= 0) {
+      dup2(fd, 1);
+      dup2(fd, 2);
+      ::close(fd);
+    }
+    execl("/bin/sh", "sh", "-c", command.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  setpgid(pid, pid);
+  int status = 0;
+  auto term_sent = std::chrono::steady_clock::time_point::max();
+  while (true) {
+    const pid_t r = waitpid(pid, &status, WNOHANG);
+    if (r == pid) break;
+    if (r < 0 && errno != EINTR) return Internal(std::string("waitpid: ") + std::strerror(errno));
+    if (cancel.load() && term_sent == std::chrono::steady_clock::time_point::max()) {
+      kill(-pid, SIGTERM);
+      term_sent = std::chrono::steady_clock::now();
+    }
+    if (term_sent != std::chrono::steady_clock::time_point::max() &&
+        std::chrono::steady_clock::now() - term_sent > std::chrono::seconds(10)) {
+      kill(-pid, SIGKILL);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  if (cancel.load()) return Unavailable("the training command was stopped");
+  if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return OkStatus();
+  std::string tail;
+  {
+    std::ifstream in(log, std::ios::binary);
+    std::string all((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    tail = all.substr(all.size() > 400 ? all.size() - 400 : 0);
+    while (!tail.empty() && (tail.back() == '\n' || tail.back() == '\r')) tail.pop_back();
+  }
+  const std::string how = WIFEXITED(status)
+                              ? "exited with status " + std::to_string(WEXITSTATUS(status))
+                              : "was killed by signal " + std::to_string(WTERMSIG(status));
+  return FailedPrecondition("the training command " + how + (tail.empty() ? "" : ": " + tail));
+}
+
+std::string Substitute(std::string text, const std::string& key, const std::string& value) {
+  for (size_t at = text.find(key); at != std::string::npos;
+       at = text.find(key, at + value.size())) {
+    text.replace(at, key.size(), value);
+  }
+  return text;
+}
+
+Result<Trained> TrainWithCommand(const RetrainPolicy& policy, const RetrainJob& job,
+                                 const fs::path& job_dir, const fs::path& data_csv,
+                                 const std::string& experiment_id, const RetrainEnv& env,
+                                 const std::atomic<bool>& cancel) {
+  const fs::path out_dir = job_dir / "output";
+  fs::create_directories(out_dir);
+  std::string command = Substitute(policy.train.command, "{output_dir}", out_dir.string());
+  command = Substitute(command, "{data}", data_csv.string());
+  command = Substitute(command, "{target}", policy.train.target);
+  train::RunRecorder& rec = *env.recorder;
+  Trained t;
+  KEEL_ASSIGN_OR_RETURN(t.run_id,
+                        rec.StartRun("Default", experiment_id,
+                                     "retrain-" + policy.model + "-job" + std::to_string(job.id),
+                                     {{"mlflow.source.type", "LOCAL"},
+                                      {"mlflow.source.name", "keel retrain (command)"},
+                                      {"keel.retrain.job", std::to_string(job.id)},
+                                      {"keel.retrain.trigger", job.trigger}}));
+  auto fail = [&](const Status& s) -> Status {
+    rec.EndRun(t.run_id, cancel.load() ? "KILLED" : "FAILED").IgnoreError();
+    return s;
+  };
+  Status s = rec.LogParams(t.run_id, {{"keel.retrain.command", policy.train.command},
+                                      {"keel.target", policy.train.target}});
+  if (s.ok()) s = RunCommand(command, job_dir / "command.log", cancel);
+  // The model: output_dir itself, or the one loadable entry inside it.
+  fs::path model_dir = out_dir;
+  std::string file_name;
+  if (s.ok() && !model::IsKeelLoadable(out_dir)) {
+    std::vector<fs::path> found;
+    for (const auto& e : fs::directory_iterator(out_dir)) {
+      if (model::IsKeelLoadable(e.path())) found.push_back(e.path());
+    }
+    if (found.size() != 1) {
+      s = FailedPrecondition("the training command left " + std::to_string(found.size()) +
+                             " loadable models in " + out_dir.string() + " (expected one)");
+    } else if (fs::is_directory(found[0])) {
+      model_dir = found[0];
+    } else {
+      file_name = found[0].filename().string();
+    }
+  }
+  if (s.ok()) {
+    Result<std::shared_ptr<const model::LoadedModel>> loaded =
+        model::LoadModelPackage(file_name.empty() ? model_dir : model_dir / file_name);
+    if (!loaded.ok()) s = loaded.status();
+  }
+  if (!s.ok()) return fail(s);
+  Result<std::string> uri = rec.UploadDirectory(t.run_id, model_dir, "model");
+  if (!uri.ok()) return fail(uri.status());
+  KEEL_RETURN_IF_ERROR(rec.EndRun(t.run_id, "FINISHED"));
+  KEEL_ASSIGN_OR_RETURN(
+      auto version,
+      rec.RegisterModel(policy.model, file_name.empty() ? *uri : *uri + "/" + file_name, t.run_id));
+  t.version = version.first;
+  t.version_status = version.second;
+  return t;
+}
+
+Result<Trained> TrainWithKeel(const RetrainPolicy& policy, const RetrainJob& job,
+                              const fs::path& job_dir, const TrainingData& data,
+                              const std::string& experiment_id, const RetrainEnv& env,
+                              const std::atomic<bool>& cancel) {
+  train::TrainSpec spec;
+  spec.data_path = data.csv.string();
+  spec.data_label =
+      policy.train.data + (data.window_rows > 0
+                               ? " + " + std::to_string(data.window_rows) + " labeled predictions"
+                               : "");
+  spec.target = policy.train.target;
+  spec.model = policy.train.model;
+  spec.params = policy.train.params;
+  train::TrainProgress progress;
+  progress.cancel = &cancel;
+  progress.on_status = env.on_status;
+  train::RecordOptions options;
+  options.experiment_id = experiment_id;
+  options.run_name = "retrain-" + policy.model + "-job" + std::to_string(job.id);
+  options.register_name = policy.model;
+  options.scratch_dir = job_dir;
+  options.extra_tags = {{"keel.retrain.job", std::to_string(job.id)},
+                        {"keel.retrain.trigger", job.trigger},
+                        {"keel.retrain.window_rows", std::to_string(data.window_rows)}};
+  KEEL_ASSIGN_OR_RETURN(train::RecordResult r,
+                        train::TrainAndRecord(spec, progress, *env.recorder, options));
+  return Trained{r.run_id, r.version, r.version_status};
+}
+
+// ------------------------------------------------------------------ gate
+
+std::string DefaultMetric(const std::string& task) {
+  if (task == "multiclass") return "accuracy";
+  if (task == "regression") return "rmse";
+  return "auc";
+}
+
+struct Scored {
+  std::vector<float> outputs;  // rows x outputs
+  int outputs_per_row = 1;
+};
+
+}  // namespace
+
+// ------------------------------------------------------------------ JSON
+
+std::string RetrainJob::ToJson() const {
+  json j;
+  j["id"] = id;
+  j["model"] = model;
+  j["trigger"] = trigger;
+  j["actor"] = actor;
+  j["status"] = status;
+  j["started_ms"] = started_ms;
+  j["finished_ms"] = finished_ms;
+  j["run_id"] = run_id;
+  j["challenger_version"] = challenger_version;
+  j["champion_version"] = champion_version;
+  j["promote_alias"] = promote_alias;
+  j["message"] = message;
+  j["host"] = host;
+  j["pid"] = pid;
+  j["data"] = json::array();
+  for (const DataSource& d : data) {
+    j["data"].push_back({{"role", d.role},
+                         {"path", d.path},
+                         {"sha256", d.sha256},
+                         {"rows", d.rows},
+                         {"from_ms", d.from_ms},
+                         {"to_ms", d.to_ms}});
+  }
+  if (gate) {
+    json g = {{"passed", gate->passed},
+              {"metric", gate->metric},
+              {"champion", Num(gate->champion)},
+              {"challenger", Num(gate->challenger)},
+              {"holdout_rows", gate->holdout_rows},
+              {"reason", gate->reason},
+              {"metrics", json::array()}};
+    for (const GateMetric& m : gate->metrics) {
+      g["metrics"].push_back(
+          {{"name", m.name}, {"champion", Num(m.champion)}, {"challenger", Num(m.challenger)}});
+    }
+    j["gate"] = std::move(g);
+  } else {
+    j["gate"] = nullptr;
+  }
+  return j.dump();
+}
+
+Result<RetrainJob> RetrainJob::FromJson(std::string_view text) {
+  try {
+    const json j = json::parse(text);
+    RetrainJob job;
+    job.id = j.value("id", int64_t{0});
+    job.model = j.value("model", "");
+    job.trigger = j.value("trigger", "");
+    job.actor = j.value("actor", "");
+    job.status = j.value("status", "");
+    job.started_ms = j.value("started_ms", int64_t{0});
+    job.finished_ms = j.value("finished_ms", int64_t{0});
+    job.run_id = j.value("run_id", "");
+    job.challenger_version = j.value("challenger_version", "");
+    job.champion_version = j.value("champion_version", "");
+    job.promote_alias = j.value("promote_alias", "");
+    job.message = j.value("message", "");
+    job.host = j.value("host", "");
+    job.pid = j.value("pid", int64_t{0});
+    for (const json& d : j.value("data", json::array())) {
+      job.data.push_back(DataSource{d.value("role", ""), d.value("path", ""), d.value("sha256", ""),
+                                    d.value("rows", uint64_t{0}), d.value("from_ms", int64_t{0}),
+                                    d.value("to_ms", int64_t{0})});
+    }
+    if (j.contains("gate") && j["gate"].is_object()) {
+      const json& g = j["gate"];
+      GateDecision d;
+      d.passed = g.value("passed", false);
+      d.metric = g.value("metric", "");
+      d.champion = NumOf(g, "champion");
+      d.challenger = NumOf(g, "challenger");
+      d.holdout_rows = g.value("holdout_rows", uint64_t{0});
+      d.reason = g.value("reason", "");
+      for (const json& m : g.value("metrics", json::array())) {
+        d.metrics.push_back(
+            GateMetric{m.value("name", ""), NumOf(m, "champion"), NumOf(m, "challenger")});
+      }
+      job.gate = std::move(d);
+    }
+    return job;
+  } catch (const json::exception& e) {
+    return DataLoss(std::string("retrain job record is not valid JSON: ") + e.what());
+  }
+}
+
+// ------------------------------------------------------------------ gate
+
+Result<GateDecision> EvaluateGate(const GateConfig& gate, const model::LoadedModel* champion,
+                                  const model::LoadedModel& challenger,
+                                  const std::vector<serve::LoggedPrediction>& holdout) {
+  const std::string task = challenger.info.task.empty() ? "binary" : challenger.info.task;
+  GateDecision d;
+  d.metric = gate.metric.empty() ? DefaultMetric(task) : gate.metric;
+  if (champion != nullptr && champion->info.task != challenger.info.task) {
+    return FailedPrecondition("the champion's task (" + champion->info.task +
+                              ") differs from the challenger's (" + challenger.info.task + ")");
+  }
+  const bool regression = task == "regression";
+  const bool multiclass = task == "multiclass";
+  std::vector<const model::LoadedModel*> models = {&challenger};
+  if (champion != nullptr) models.push_back(champion);
+
+  // Rows both models can score, with their labels.
+  std::vector<float> labels;
+  std::vector<Scored> scored(models.size());
+  for (size_t m = 0; m < models.size(); ++m) {
+    scored[m].outputs_per_row = models[m]->predictor.num_outputs();
+  }
+  std::vector<std::vector<float>> rows(models.size());
+  for (size_t m = 0; m < models.size(); ++m)
+    rows[m].resize(static_cast<size_t>(models[m]->pipeline.num_features()));
+  std::vector<float> out(64);
+  for (const serve::LoggedPrediction& lp : holdout) {
+    if (!lp.label_json) continue;
+    float label = 0;
+    if (regression) {
+      char* end = nullptr;
+      const double v = std::strtod(lp.label_json->c_str(), &end);
+      if (end != lp.label_json->c_str() + lp.label_json->size() || !std::isfinite(v)) continue;
+      label = static_cast<float>(v);
+    } else {
+      const int k = monitor::LabelClass(*lp.label_json, challenger.info.classes);
+      if (k < 0) continue;
+      if (champion != nullptr && monitor::LabelClass(*lp.label_json, champion->info.classes) != k) {
+        continue;  // the two models name their classes differently
+      }
+      label = static_cast<float>(k);
+    }
+    bool ok = true;
+    for (size_t m = 0; m < models.size() && ok; ++m) {
+      ok = models[m]->pipeline.EncodeJsonObject(lp.record.input_json, rows[m].data()).ok();
+    }
+    if (!ok) continue;
+    for (size_t m = 0; m < models.size(); ++m) {
+      out.resize(static_cast<size_t>(scored[m].outputs_per_row));
+      models[m]->predictor.PredictRow(rows[m].data(), out.data());
+      scored[m].outputs.insert(scored[m].outputs.end(), out.begin(), out.end());
+    }
+    labels.push_back(label);
+  }
+  d.holdout_rows = labels.size();
+  auto metrics_of = [&](const Scored& s) {
+    if (regression) return train::RegressionMetrics(s.outputs, labels);
+    if (multiclass) return train::MulticlassMetrics(s.outputs, s.outputs_per_row, labels);
+    return train::BinaryMetrics(s.outputs, labels);
+  };
+  std::vector<train::Metric> chal, champ;
+  if (!labels.empty()) {
+    chal = metrics_of(scored[0]);
+    if (champion != nullptr) champ = metrics_of(scored[1]);
+  }
+  for (const train::Metric& m : chal) {
+    GateMetric g;
+    g.name = m.name;
+    g.challenger = m.value;
+    g.champion = champion != nullptr ? train::FindMetric(champ, m.name) : kNaN;
+    d.metrics.push_back(g);
+  }
+  d.challenger = train::FindMetric(chal, d.metric);
+  d.champion = champion != nullptr ? train::FindMetric(champ, d.metric) : kNaN;
+
+  auto fmt = [](double v) { return FormatDouble(v); };
+  if (d.holdout_rows < gate.min_rows) {
+    d.reason = "the holdout has " + std::to_string(d.holdout_rows) +
+               " labeled rows both models can score; gate.min_rows is " +
+               std::to_string(gate.min_rows);
+    return d;
+  }
+  if (!chal.empty() && std::none_of(chal.begin(), chal.end(),
+                                    [&](const train::Metric& m) { return m.name == d.metric; })) {
+    std::string known;
+    for (const train::Metric& m : chal) known += (known.empty() ? "" : ", ") + m.name;
+    return InvalidArgument("gate.metric '" + d.metric + "' is not a metric of a " + task +
+                           " model (known: " + known + ")");
+  }
+  if (!std::isfinite(d.challenger)) {
+    d.reason = d.metric + " is undefined on the holdout (e.g. AUC with one class only)";
+    return d;
+  }
+  if (champion == nullptr) {
+    d.passed = true;
+    d.reason = "no champion to beat; challenger " + d.metric + " " + fmt(d.challenger) + " on " +
+               std::to_string(d.holdout_rows) + " holdout rows";
+    return d;
+  }
+  const bool higher = train::HigherIsBetter(d.metric);
+  const double gain = std::isfinite(d.champion)
+                          ? (higher ? d.challenger - d.champion : d.champion - d.challenger)
+                          : std::numeric_limits<double>::infinity();
+  if (!(gain >= gate.min_delta)) {
+    d.reason = d.metric + " " + fmt(d.challenger) + " vs champion " + fmt(d.champion) +
+               ": improvement " + fmt(gain) + " is below gate.min_delta " + fmt(gate.min_delta);
+    return d;
+  }
+  for (const GateMetric& m : d.metrics) {
+    if (m.name == d.metric || !std::isfinite(m.champion) || !std::isfinite(m.challenger)) continue;
+    const double worse =
+        train::HigherIsBetter(m.name) ? m.champion - m.challenger : m.challenger - m.champion;
+    if (worse > gate.max_regression) {
+      d.reason = m.name + " " + fmt(m.challenger) + " vs champion " + fmt(m.champion) +
+                 ": worse by " + fmt(worse) + ", more than gate.max_regression " +
+                 fmt(gate.max_regression);
+      return d;
+    }
+  }
+  d.passed = true;
+  d.reason = d.metric + " " + fmt(d.challenger) + " vs champion " + fmt(d.champion) + " (+" +
+             fmt(gain) + ") on " + std::to_string(d.holdout_rows) + " holdout rows";
+  return d;
+}
+
+// ------------------------------------------------------------------ the job
+
+Result<RetrainJob> RunRetrainJob(const RetrainPolicy& policy, const RetrainEnv& env,
+                                 const RetrainRequest& request) {
+  if (env.db == nullptr || env.registry == nullptr || env.recorder == nullptr ||
+      env.clock == nullptr || !env.model_path) {
+    return InvalidArgument("RetrainEnv needs db, registry, recorder, clock and model_path");
+  }
+  const Clock& clock = *env.clock;
+  auto status_line = [&](const std::string& line) {
+    if (env.on_status) env.on_status(line);
+  };
+  RetrainJob job;
+  job.model = policy.model;
+  job.trigger = request.trigger;
+  job.actor = request.actor;
+  job.status = "running";
+  job.started_ms = clock.NowMillis();
+  job.promote_alias = policy.promote;
+  job.host = HostName();
+  job.pid = static_cast<int64_t>(::getpid());
+  KEEL_RETURN_IF_ERROR(InsertJob(*env.db, job));
+
+  // Cancellation: the caller's flag, or the timeout.
+  std::atomic<bool> cancel{false};
+  std::mutex watch_mu;
+  std::condition_variable watch_cv;
+  bool done = false;
+  std::thread watchdog([&] {
+    const auto deadline =
+        std::chrono::steady_clock::now() + std::chrono::milliseconds(policy.job.timeout_ms);
+    std::unique_lock<std::mutex> lock(watch_mu);
+    while (!done) {
+      if ((request.cancel != nullptr && request.cancel->load()) ||
+          std::chrono::steady_clock::now() >= deadline) {
+        cancel = true;
+        return;
+      }
+      watch_cv.wait_for(lock, std::chrono::milliseconds(100));
+    }
+  });
+  struct Joiner {
+    std::mutex& mu;
+    std::condition_variable& cv;
+    bool& done;
+    std::thread& t;
+    ~Joiner() {
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        done = true;
+      }
+      cv.notify_all();
+      t.join();
+    }
+  } joiner{watch_mu, watch_cv, done, watchdog};
+
+  std::error_code ec;
+  const fs::path scratch = env.scratch_dir.empty() ? fs::temp_directory_path() : env.scratch_dir;
+  const fs::path job_dir =
+      scratch / ("keel-retrain-" + std::to_string(job.id) + "-" + RandomHex(4));
+  struct Cleanup {
+    fs::path dir;
+    ~Cleanup() {
+      std::error_code e;
+      fs::remove_all(dir, e);
+    }
+  } cleanup{job_dir};
+
+  auto finish = [&](const std::string& status, const std::string& message) -> Result<RetrainJob> {
+    job.status = cancel.load() && status == "failed" ? "cancelled" : status;
+    if (job.status == "cancelled" && (request.cancel == nullptr || !request.cancel->load())) {
+      job.message =
+          "timed out after " + monitor::FormatDuration(policy.job.timeout_ms) + ": " + message;
+    } else {
+      job.message = message;
+    }
+    job.finished_ms = clock.NowMillis();
+    KEEL_RETURN_IF_ERROR(UpdateJob(*env.db, job));
+    status_line("job " + std::to_string(job.id) + " " + job.status + ": " + job.message);
+    return job;
+  };
+  auto failed = [&](const Status& s) { return finish("failed", s.message()); };
+
+  fs::create_directories(job_dir, ec);
+  if (ec) return failed(Internal(job_dir.string() + ": " + ec.message()));
+
+  // The champion now.
+  std::shared_ptr<const model::LoadedModel> champion;
+  std::string experiment_id;
+  {
+    Result<registry::ModelVersion> v =
+        env.registry->GetVersionByAlias(policy.model, policy.promote);
+    if (v.ok()) {
+      job.champion_version = v->version;
+      Result<fs::path> path = env.model_path(policy.model, v->version);
+      if (!path.ok()) return failed(path.status());
+      Result<std::shared_ptr<const model::LoadedModel>> loaded = model::LoadModelPackage(*path);
+      if (!loaded.ok()) return failed(loaded.status());
+      champion = *loaded;
+      if (!v->run_id.empty()) {
+        Result<train::RunRecorder::RunInfo> info = env.recorder->GetRun(v->run_id);
+        if (info.ok()) experiment_id = info->experiment_id;
+      }
+    }
+  }
+  status_line("job " + std::to_string(job.id) + ": champion " +
+              (job.champion_version.empty() ? std::string("(none)")
+                                            : policy.model + " version " + job.champion_version));
+
+  // The recent labeled window, oldest first; its newest part is the holdout.
+  const int64_t now = clock.NowMillis();
+  serve::PredictionQuery q;
+  q.model = policy.model;
+  q.from_ms = now - policy.window.recent_ms;
+  q.to_ms = now + 1;
+  q.labelled_only = true;
+  q.limit = 2'000'000;
+  q.newest = true;
+  Result<std::vector<serve::LoggedPrediction>> window = serve::ReadPredictions(*env.db, q);
+  if (!window.ok()) return failed(window.status());
+  const size_t n = window->size();
+  const auto holdout_n =
+      static_cast<size_t>(std::ceil(static_cast<double>(n) * policy.gate.holdout_fraction));
+  std::vector<serve::LoggedPrediction> holdout(
+      window->end() - static_cast<std::ptrdiff_t>(holdout_n), window->end());
+  window->resize(n - holdout_n);
+  if (!policy.window.include_labeled_predictions) window->clear();
+
+  // Data.
+  const fs::path data_csv = job_dir / "train.csv";
+  Result<TrainingData> written = WriteTrainingData(
+      policy, *window, champion ? champion->info.classes : std::vector<std::string>{}, data_csv);
+  if (!written.ok()) return failed(written.status());
+  const TrainingData data = *written;
+  if (!policy.train.data.empty()) {
+    Result<std::string> sha = Sha256File(policy.train.data);
+    if (!sha.ok()) return failed(sha.status());
+    job.data.push_back(DataSource{"data", policy.train.data, *sha, data.base_rows, 0, 0});
+  }
+  if (!window->empty()) {
+    job.data.push_back(DataSource{"window", "labeled predictions of " + policy.model, "",
+                                  data.window_rows, window->front().record.time_ms,
+                                  window->back().record.time_ms});
+  }
+  if (!holdout.empty()) {
+    job.data.push_back(DataSource{"holdout", "newest labeled predictions of " + policy.model, "",
+                                  holdout.size(), holdout.front().record.time_ms,
+                                  holdout.back().record.time_ms});
+  }
+  KEEL_RETURN_IF_ERROR(UpdateJob(*env.db, job));
+  status_line("job " + std::to_string(job.id) + ": training on " +
+              std::to_string(data.base_rows + data.window_rows) + " rows (" +
+              std::to_string(data.window_rows) + " from the window), holdout " +
+              std::to_string(holdout.size()) + " rows");
+
+  // Train and register the challenger.
+  Result<Trained> trained =
+      policy.train.command.empty()
+          ? TrainWithKeel(policy, job, job_dir, data, experiment_id, env, cancel)
+          : TrainWithCommand(policy, job, job_dir, data_csv, experiment_id, env, cancel);
+  if (!trained.ok()) return failed(trained.status());
+  job.run_id = trained->run_id;
+  job.challenger_version = trained->version;
+  KEEL_RETURN_IF_ERROR(UpdateJob(*env.db, job));
+  if (trained->version_status != "READY") {
+    return failed(FailedPrecondition("the challenger (version " + trained->version + ") is " +
+                                     trained->version_status));
+  }
+  const registry::ChangeContext context{
+      request.actor, "retrain job " + std::to_string(job.id) + " (" + request.trigger + ")"};
+  if (Status s =
+          env.registry->SetAlias(policy.model, "challenger", job.challenger_version, context);
+      !s.ok()) {
+    return failed(s);
+  }
+  if (cancel.load()) return failed(Unavailable("cancelled before the gate"));
+
+  // Gate.
+  Result<fs::path> path = env.model_path(policy.model, job.challenger_version);
+  if (!path.ok()) return failed(path.status());
+  Result<std::shared_ptr<const model::LoadedModel>> challenger = model::LoadModelPackage(*path);
+  if (!challenger.ok()) return failed(challenger.status());
+  Result<GateDecision> decision = EvaluateGate(policy.gate, champion.get(), **challenger, holdout);
+  if (!decision.ok()) return failed(decision.status());
+  job.gate = *decision;
+  if (!decision->passed) return finish("rejected", decision->reason);
+  if (cancel.load()) return failed(Unavailable("cancelled before promotion"));
+
+  registry::ChangeContext promote_context = context;
+  promote_context.reason += ": gate passed, " + decision->reason;
+  if (Status s = env.registry->SetAlias(policy.model, policy.promote, job.challenger_version,
+                                        promote_context);
+      !s.ok()) {
+    return failed(s);
+  }
+  return finish("promoted",
+                policy.promote + " -> version " + job.challenger_version +
+                    (job.champion_version.empty() ? "" : " (was " + job.champion_version + ")") +
+                    ": " + decision->reason);
+}
+
+Result<std::vector<RetrainJob>> RetrainHistory(store::Database& db, const std::string& model,
+                                               size_t limit) {
+  std::vector<RetrainJob> out;
+  KEEL_RETURN_IF_ERROR(db.Read([&](store::Connection& c) {
+    const std::string sql = std::string("SELECT details FROM retrain_jobs") +
+                            (model.empty() ? "" : " WHERE model = ?") +
+                            " ORDER BY job_id DESC LIMIT ?";
+    auto each = [&](const store::RowView& row) -> Status {
+      Result<RetrainJob> job = RetrainJob::FromJson(row.Text(0));
+      if (!job.ok()) return job.status();
+      out.push_back(std::move(job).value());
+      return OkStatus();
+    };
+    if (model.empty()) return c.Query(sql, {store::Value(static_cast<int64_t>(limit))}, each);
+    return c.Query(sql, {store::Value(model), store::Value(static_cast<int64_t>(limit))}, each);
+  }));
+  return out;
+}
+
+Result<int> MarkInterruptedJobs(store::Database& db, int64_t now_ms) {
+  std::vector<RetrainJob> running;
+  KEEL_RETURN_IF_ERROR(db.Read([&](store::Connection& c) {
+    return c.Query("SELECT details FROM retrain_jobs WHERE status = 'running'", {},
+                   [&](const store::RowView& row) -> Status {
+                     Result<RetrainJob> job = RetrainJob::FromJson(row.Text(0));
+                     if (job.ok()) running.push_back(std::move(job).value());
+                     return OkStatus();
+                   });
+  }));
+  const std::string host = HostName();
+  int marked = 0;
+  for (RetrainJob& job : running) {
+    // Still running somewhere: another host (its own business), or a live
+    // process here.
+    if (job.host != host) continue;
+    if (job.pid > 0 && (::kill(static_cast<pid_t>(job.pid), 0) == 0 || errno == EPERM)) continue;
+    job.status = "failed";
+    job.finished_ms = now_ms;
+    job.message = "interrupted: the process running the job stopped" +
+                  (job.message.empty() ? std::string() : " (" + job.message + ")");
+    KEEL_RETURN_IF_ERROR(UpdateJob(db, job));
+    ++marked;
+  }
+  return marked;
+}
+
+}  // namespace keel::retrain

@@ -1,0 +1,88 @@
+// Cron schedules against croniter (tests/data/retrain/cron_golden.json, made
+// by make_cron_golden.py in the same folder), and the parser's errors.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "keel/retrain/cron.h"
+#include "test_util.h"
+
+namespace keel::retrain {
+namespace {
+
+using nlohmann::json;
+
+json Golden() {
+  std::ifstream in(std::string(KEEL_SOURCE_DIR) + "/tests/data/retrain/cron_golden.json");
+  return json::parse(in);
+}
+
+TEST(CronTest, NextFireTimesMatchCroniter) {
+  const json golden = Golden();
+  ASSERT_GE(golden["cases"].size(), 100u);
+  for (const json& c : golden["cases"]) {
+    const std::string expr = c["expression"];
+    const std::string tz = c["timezone"];
+    SCOPED_TRACE(expr + " in " + tz + " after " + std::to_string(c["after_ms"].get<int64_t>()));
+    ASSERT_OK_AND_ASSIGN(CronSchedule s, CronSchedule::Parse(expr, tz));
+    int64_t t = c["after_ms"];
+    for (const json& next : c["next_ms"]) {
+      t = s.NextAfter(t);
+      EXPECT_EQ(t, next.get<int64_t>());
+      if (t != next.get<int64_t>()) break;
+      EXPECT_TRUE(s.Matches(t));
+    }
+  }
+}
+
+TEST(CronTest, StrictlyAfterAndMinuteResolution) {
+  ASSERT_OK_AND_ASSIGN(CronSchedule s, CronSchedule::Parse("*/15 * * * *"));
+  // 2026-12-07T03:00:00Z = 1796958000000.
+  const int64_t on = 1'796'958'000'000;
+  EXPECT_TRUE(s.Matches(on));
+  EXPECT_TRUE(s.Matches(on + 59'999));  // the whole minute matches
+  EXPECT_EQ(s.NextAfter(on), on + 15 * 60'000);
+  EXPECT_EQ(s.NextAfter(on - 1), on);
+  EXPECT_EQ(s.NextAfter(on + 1), on + 15 * 60'000);
+}
+
+TEST(CronTest, ImpossibleDatesNeverFire) {
+  ASSERT_OK_AND_ASSIGN(CronSchedule s, CronSchedule::Parse("0 0 30 2 *"));
+  EXPECT_EQ(s.NextAfter(0), -1);
+}
+
+TEST(CronTest, ErrorsNameTheFieldAndTheText) {
+  struct Bad {
+    const char* expr;
+    const char* want;
+  };
+  for (const Bad& b : {
+           Bad{"0 24 * * *", "cron field 'hour': 24 is out of range 0-23 in '0 24 * * *'"},
+           Bad{"0 3 * *", "has 4 fields; expected 5"},
+           Bad{"0 3 * * 1 2", "has 6 fields"},
+           Bad{"5-1 * * * *", "cron field 'minute': range 5-1 runs backwards"},
+           Bad{"*/0 * * * *", "step '0' is not a positive number"},
+           Bad{"0 3 * * FUNDAY", "cron field 'day of week': 'FUNDAY' is not a name"},
+           Bad{"0 3 0 * *", "cron field 'day of month': 0 is out of range 1-31"},
+           Bad{"0 3 * 13 *", "cron field 'month': 13 is out of range 1-12"},
+           Bad{"a * * * *", "cron field 'minute': 'a' is not a number"},
+           Bad{"1,,2 * * * *", "an empty list item"},
+           Bad{"@fortnightly", "cron shorthand '@fortnightly'"},
+       }) {
+    Result<CronSchedule> s = CronSchedule::Parse(b.expr);
+    ASSERT_FALSE(s.ok()) << b.expr;
+    EXPECT_EQ(s.status().code(), StatusCode::kInvalidArgument);
+    EXPECT_NE(s.status().message().find(b.want), std::string::npos)
+        << b.expr << ": " << s.status().message();
+  }
+  for (const char* tz : {"Europe/Paris", "+2", "+25:00", "02:00", "+02:60"}) {
+    Result<CronSchedule> s = CronSchedule::Parse("0 3 * * *", tz);
+    ASSERT_FALSE(s.ok()) << tz;
+    EXPECT_NE(s.status().message().find("time zone"), std::string::npos) << tz;
+  }
+}
+
+}  // namespace
+}  // namespace keel::retrain
