@@ -3,6 +3,8 @@
 //
 //   keel retrain churn --policy retrain.yaml [--json]
 //   keel retrain history [churn] [--limit 20] [--json]
+#include <atomic>
+#include <csignal>
 #include <iostream>
 
 #include "apps/keel/cli.h"
@@ -11,6 +13,13 @@
 
 namespace keel::cli {
 namespace {
+
+std::atomic<bool> g_cancel{false};
+
+extern "C" void OnStopSignal(int) {
+  g_cancel.store(true);
+  std::signal(SIGINT, SIG_DFL);  // a second Ctrl-C ends the process at once
+}
 
 struct RetrainFlags {
   std::string model;
@@ -93,7 +102,15 @@ Status RetrainCommand(const GlobalOptions& global, const RetrainFlags& f) {
   retrain::RetrainRequest request;
   request.trigger = "manual";
   request.actor = CurrentUser();
-  KEEL_ASSIGN_OR_RETURN(retrain::RetrainJob job, retrain::RunRetrainJob(*policy, env, request));
+  request.cancel = &g_cancel;
+  // Ctrl-C or SIGTERM cancel the job: the trainer is stopped and the job
+  // recorded as cancelled, the champion untouched.
+  std::signal(SIGINT, OnStopSignal);
+  std::signal(SIGTERM, OnStopSignal);
+  Result<retrain::RetrainJob> ran = retrain::RunRetrainJob(*policy, env, request);
+  std::signal(SIGINT, SIG_DFL);
+  std::signal(SIGTERM, SIG_DFL);
+  KEEL_ASSIGN_OR_RETURN(retrain::RetrainJob job, std::move(ran));
   if (f.json) {
     std::cout << job.ToJson() << "\n";
   } else {

@@ -11,6 +11,7 @@
 #include "keel/http/client.h"
 #include "keel/http/server.h"
 #include "keel/monitor/alerts.h"
+#include "keel/retrain/scheduler.h"
 
 namespace keel::cli {
 namespace {
@@ -37,6 +38,9 @@ struct ServerFlags {
   std::string alert_rules;
   std::string alert_webhook;
   std::string alert_webhook_secret;
+  // keel server only: retraining.
+  std::string retrain_policies;
+  int retrain_concurrency = 1;
 };
 
 // Monitoring flags (keel server only).
@@ -50,8 +54,16 @@ void AddMonitorFlags(CLI::App* cmd, ServerFlags& f) {
                   "defaults for every model");
   cmd->add_option("--alert-webhook", f.alert_webhook,
                   "POST each new alert as JSON to this http:// URL (signed, retried)");
-  cmd->add_option("--alert-webhook-secret", f.alert_webhook_secret,
-                  "HMAC-SHA256 key for the X-Keel-Signature header [env KEEL_ALERT_WEBHOOK_SECRET]");
+  cmd->add_option(
+      "--alert-webhook-secret", f.alert_webhook_secret,
+      "HMAC-SHA256 key for the X-Keel-Signature header [env KEEL_ALERT_WEBHOOK_SECRET]");
+  cmd->add_option("--retrain-policies", f.retrain_policies,
+                  "retraining policies file (YAML, docs/retraining.md): their schedules and "
+                  "alert triggers run in this server");
+  cmd->add_option("--retrain-concurrency", f.retrain_concurrency,
+                  "retraining jobs running at once (one per model at most)")
+      ->check(CLI::Range(1, 64))
+      ->capture_default_str();
 }
 
 // Posts a webhook body through the CLI's HTTP client (10 s per attempt).
@@ -159,13 +171,20 @@ Status RunServer(const GlobalOptions& global, const ServerFlags& f, bool serving
     }
   }
   std::string secret = f.alert_webhook_secret;
-  if (const char* env = std::getenv("KEEL_ALERT_WEBHOOK_SECRET"); secret.empty() && env) secret = env;
+  if (const char* env = std::getenv("KEEL_ALERT_WEBHOOK_SECRET"); secret.empty() && env)
+    secret = env;
   if (!f.alert_webhook.empty()) {
     KEEL_RETURN_IF_ERROR(http::Client::FromUri(f.alert_webhook).status());
     if (secret.empty()) {
-      return InvalidArgument("--alert-webhook needs a signing secret: --alert-webhook-secret or "
-                             "KEEL_ALERT_WEBHOOK_SECRET");
+      return InvalidArgument(
+          "--alert-webhook needs a signing secret: --alert-webhook-secret or "
+          "KEEL_ALERT_WEBHOOK_SECRET");
     }
+  }
+
+  std::vector<retrain::RetrainPolicy> policies;
+  if (!serving_only && !f.retrain_policies.empty()) {
+    KEEL_ASSIGN_OR_RETURN(policies, retrain::LoadPolicies(f.retrain_policies));
   }
 
   KEEL_ASSIGN_OR_RETURN(auto app, api::App::Open(app_options));
@@ -220,8 +239,8 @@ Status RunServer(const GlobalOptions& global, const ServerFlags& f, bool serving
     monitoring = std::make_unique<monitor::MonitorService>(
         app->db(), SystemClock::Default(),
         // The version's package, loaded here (not added to the serving engine).
-        [a](const std::string& model, const std::string& version)
-            -> Result<std::shared_ptr<const model::LoadedModel>> {
+        [a](const std::string& model,
+            const std::string& version) -> Result<std::shared_ptr<const model::LoadedModel>> {
           KEEL_ASSIGN_OR_RETURN(std::filesystem::path path, a->ModelVersionPath(model, version));
           return model::LoadModelPackage(path);
         },
@@ -231,7 +250,51 @@ Status RunServer(const GlobalOptions& global, const ServerFlags& f, bool serving
               << (f.alert_rules.empty() ? std::string("default") : f.alert_rules) << ", webhook "
               << (f.alert_webhook.empty() ? std::string("none") : f.alert_webhook) << std::endl;
   }
+  // Retraining: jobs run on the scheduler's threads against this App (runs
+  // recorded through its own API, models read from its artifact root).
+  std::unique_ptr<Transport> retrain_transport;
+  std::unique_ptr<train::RunRecorder> retrain_recorder;
+  std::unique_ptr<retrain::RetrainScheduler> scheduler;
+  if (!policies.empty()) {
+    KEEL_ASSIGN_OR_RETURN(int interrupted, retrain::MarkInterruptedJobs(
+                                               app->db(), SystemClock::Default().NowMillis()));
+    retrain_transport = MakeEmbeddedTransport(*app);
+    retrain_recorder = MakeApiRecorder(*retrain_transport);
+    retrain::RetrainEnv env;
+    env.db = &app->db();
+    env.registry = &app->registry();
+    env.recorder = retrain_recorder.get();
+    env.clock = &SystemClock::Default();
+    api::App* a = app.get();
+    env.model_path = [a](const std::string& name, const std::string& version) {
+      return a->ModelVersionPath(name, version);
+    };
+    env.on_status = [](const std::string& line) {
+      std::cout << "  retrain: " << line << std::endl;
+    };
+    retrain::SchedulerOptions so;
+    so.max_concurrent = f.retrain_concurrency;
+    scheduler = std::make_unique<retrain::RetrainScheduler>(
+        policies, app->db(), SystemClock::Default(),
+        [env](const retrain::RetrainPolicy& p, const retrain::RetrainRequest& r) {
+          return retrain::RunRetrainJob(p, env, r);
+        },
+        so);
+    KEEL_RETURN_IF_ERROR(scheduler->Start());
+    retrain::RetrainScheduler* sch = scheduler.get();
+    alerts.Subscribe([sch](const monitor::Alert& a) { sch->OnAlert(a); });
+    std::string models;
+    for (const retrain::RetrainPolicy& p : policies)
+      models += (models.empty() ? "" : ", ") + p.model;
+    std::cout << "  retraining: " << models << " (" << f.retrain_policies << ")"
+              << (interrupted > 0
+                      ? ", " + std::to_string(interrupted) + " interrupted job(s) marked failed"
+                      : "")
+              << (monitor_every ? "" : "; alert triggers need monitoring (--monitor-interval)")
+              << std::endl;
+  }
   server.RunUntilSignal();
+  if (scheduler) scheduler->Stop();
   if (monitoring) monitoring->Stop();
   if (webhook) webhook->Drain(std::chrono::seconds(5));
   app->Shutdown();  // flushes the prediction log

@@ -442,10 +442,11 @@ std::optional<Table> ReadInParts(const std::string& path, const CsvOptions& opti
   auto part_progress = [&](size_t) -> std::function<void(uint64_t, uint64_t)> {
     if (!options.reader.progress) return nullptr;
     return [&, last = uint64_t{0}](uint64_t read, uint64_t) mutable {
-      const uint64_t all = done.fetch_add(read - last) + (read - last);
+            done.fetch_add(read - last);
       last = read;
       std::unique_lock<std::mutex> lock(progress_mu, std::try_to_lock);
-      if (lock.owns_lock()) options.reader.progress(data_begin + all, size);
+      // Read under the lock: each report is at least the one before.
+      if (lock.owns_lock()) options.reader.progress(data_begin + done.load(), size);
     };
   };
 

@@ -117,23 +117,32 @@ void SortFinite(std::span<double> values) {
   auto from_key = [](uint64_t k) {
     return std::bit_cast<double>((k & kSign) != 0 ? (k & ~kSign) : ~k);
   };
-  // Keys live in `values`' own storage (as bit patterns); one spare buffer,
-  // left uninitialised, takes every other pass.
+  // Keys live in `values`' own storage as bit patterns, and one spare buffer
+  // left uninitialised takes every other pass. Both are only touched through
+  // memcpy on bytes (no object of another type is read through a pointer).
   static_assert(sizeof(double) == sizeof(uint64_t));
-  auto* keys = reinterpret_cast<uint64_t*>(values.data());
-  const std::unique_ptr<uint64_t[]> spare(new uint64_t[n]);
+  auto* own = reinterpret_cast<unsigned char*>(values.data());
+  const std::unique_ptr<unsigned char[]> spare(new unsigned char[n * sizeof(uint64_t)]);
+  auto load = [](const unsigned char* base, size_t k) {
+    uint64_t x;
+    std::memcpy(&x, base + k * sizeof x, sizeof x);
+    return x;
+  };
+  auto store = [](unsigned char* base, size_t k, uint64_t x) {
+    std::memcpy(base + k * sizeof x, &x, sizeof x);
+  };
   auto counts = std::make_unique<std::array<std::array<size_t, 256>, 8>>();
   for (size_t k = 0; k < n; ++k) {
     const uint64_t key = to_key(values[k]);
-    std::memcpy(&keys[k], &key, sizeof key);
+    store(own, k, key);
     for (int b = 0; b < 8; ++b) ++(*counts)[b][(key >> (8 * b)) & 0xff];
   }
-  uint64_t* src = keys;
-  uint64_t* dst = spare.get();
+  unsigned char* src = own;
+  unsigned char* dst = spare.get();
   for (int b = 0; b < 8; ++b) {
     std::array<size_t, 256>& c = (*counts)[b];
     const int shift = 8 * b;
-    if (c[(src[0] >> shift) & 0xff] == n) continue;  // one byte value: order kept
+    if (c[(load(src, 0) >> shift) & 0xff] == n) continue;  // one byte value: order kept
     size_t offset = 0;
     for (size_t& x : c) {
       const size_t here = x;
@@ -141,14 +150,14 @@ void SortFinite(std::span<double> values) {
       offset += here;
     }
     for (size_t k = 0; k < n; ++k) {
-      const uint64_t key = src[k];
-      dst[c[(key >> shift) & 0xff]++] = key;
+      const uint64_t key = load(src, k);
+      store(dst, c[(key >> shift) & 0xff]++, key);
     }
     std::swap(src, dst);
   }
   for (size_t k = 0; k < n; ++k) {
-    const double v = from_key(src[k]);
-    std::memcpy(&keys[k], &v, sizeof v);
+    const double v = from_key(load(src, k));
+    std::memcpy(own + k * sizeof v, &v, sizeof v);
   }
 }
 

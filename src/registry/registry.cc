@@ -672,6 +672,18 @@ Result<ModelVersion> RegistryService::TransitionStage(const std::string& name,
 
 Status RegistryService::SetAlias(const std::string& name, const std::string& alias,
                                  const std::string& version, const ChangeContext& context) {
+  return SetAliasChecked(name, alias, nullptr, version, context);
+}
+
+Status RegistryService::SetAliasIf(const std::string& name, const std::string& alias,
+                                   const std::optional<std::string>& expected,
+                                   const std::string& version, const ChangeContext& context) {
+  return SetAliasChecked(name, alias, &expected, version, context);
+}
+
+Status RegistryService::SetAliasChecked(const std::string& name, const std::string& alias,
+                                        const std::optional<std::string>* expected,
+                                        const std::string& version, const ChangeContext& context) {
   KEEL_RETURN_IF_ERROR(ValidateAlias(alias));
   int64_t now = clock_.NowMillis();
   KEEL_RETURN_IF_ERROR(db_.Write([&](Connection& c) -> Status {
@@ -679,6 +691,16 @@ Status RegistryService::SetAlias(const std::string& name, const std::string& ali
     KEEL_ASSIGN_OR_RETURN(ModelVersion v, LoadVersion(c, name, version, false));
     int64_t num = std::stoll(version);
     KEEL_ASSIGN_OR_RETURN(std::optional<int64_t> current, CurrentAlias(c, name, alias));
+    if (expected != nullptr) {
+      const std::optional<std::string> now_at =
+          current ? std::optional<std::string>(std::to_string(*current)) : std::nullopt;
+      if (now_at != *expected) {
+        return FailedPrecondition(
+            name + "@" + alias + " is " + (now_at ? "version " + *now_at : std::string("unset")) +
+            ", not " + (*expected ? "version " + **expected : std::string("unset")) +
+            " as expected: it was moved meanwhile");
+      }
+    }
     if (current && *current == num) return OkStatus();  // no change, no history entry
     KEEL_RETURN_IF_ERROR(c.Exec(
         "INSERT INTO registered_model_aliases(name, alias, version) VALUES (?, ?, ?) ON CONFLICT "

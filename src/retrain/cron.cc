@@ -109,7 +109,10 @@ Status ParseField(std::string_view text, const FieldSpec& spec, const std::strin
         }
       }
     }
-    for (int v = lo; v <= hi; v += step) (*bits)[static_cast<size_t>(v)] = true;
+    for (int v = lo; v <= hi; v += step) {
+      (*bits)[static_cast<size_t>(v)] = true;
+      if (step > hi - v) break;  // the next step would pass the field's end (or overflow)
+    }
   }
   return OkStatus();
 }

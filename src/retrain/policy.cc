@@ -139,15 +139,14 @@ Result<RetrainPolicy> ParseOne(const YAML::Node& node, const std::string& source
 
   if (node["timezone"]) {
     KEEL_ASSIGN_OR_RETURN(p.timezone, r.Text(node["timezone"], "timezone"));
+    Result<CronSchedule> tz_check = CronSchedule::Parse("* * * * *", p.timezone);
+    if (!tz_check.ok()) return r.Error("timezone", tz_check.status().message());
   }
   if (node["schedule"]) {
     KEEL_ASSIGN_OR_RETURN(std::string cron, r.Text(node["schedule"], "schedule"));
     Result<CronSchedule> s = CronSchedule::Parse(cron, p.timezone);
-    if (!s.ok()) return r.Error(node["schedule"] ? "schedule" : "timezone", s.status().message());
+    if (!s.ok()) return r.Error("schedule", s.status().message());
     p.schedule = std::move(s).value();
-  } else if (node["timezone"]) {
-    Result<CronSchedule> s = CronSchedule::Parse("* * * * *", p.timezone);
-    if (!s.ok()) return r.Error("timezone", s.status().message());
   }
   if (node["missed"]) {
     KEEL_ASSIGN_OR_RETURN(p.missed, r.Text(node["missed"], "missed"));
@@ -185,6 +184,15 @@ Result<RetrainPolicy> ParseOne(const YAML::Node& node, const std::string& source
         {"metric", "min_delta", "max_regression", "min_rows", "holdout", "holdout_fraction"}));
     if (g["metric"]) {
       KEEL_ASSIGN_OR_RETURN(p.gate.metric, r.Text(g["metric"], "gate.metric"));
+      static const std::set<std::string> kMetrics = {"auc",    "log_loss", "accuracy", "precision",
+                                                     "recall", "f1",       "f1_macro", "rmse",
+                                                     "mae",    "r2"};
+      if (kMetrics.count(p.gate.metric) == 0) {
+        return r.Error("gate.metric",
+                       "'" + p.gate.metric +
+                           "' is not a metric keel computes (auc, log_loss, "
+                           "accuracy, precision, recall, f1, f1_macro, rmse, mae, r2)");
+      }
     }
     if (g["min_delta"]) {
       KEEL_ASSIGN_OR_RETURN(p.gate.min_delta, r.Number(g["min_delta"], "gate.min_delta"));

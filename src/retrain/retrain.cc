@@ -125,6 +125,7 @@ std::optional<std::string> LabelText(const std::string& label_json,
 
 struct TrainingData {
   fs::path csv;
+  std::string data_sha256;  // of train.data's bytes as copied
   uint64_t base_rows = 0;
   uint64_t window_rows = 0;
   uint64_t skipped = 0;  // window rows whose label names no class / input unreadable
@@ -174,6 +175,8 @@ Result<TrainingData> WriteTrainingData(const RetrainPolicy& policy,
     file << '\n';
   } else {
     std::ifstream in(policy.train.data, std::ios::binary);
+    if (!in) return NotFound(policy.train.data + ": cannot open");
+    Sha256 sha;
     char buf[1 << 16];
     char last = '\n';
     while (in) {
@@ -181,8 +184,11 @@ Result<TrainingData> WriteTrainingData(const RetrainPolicy& policy,
       const std::streamsize got = in.gcount();
       if (got <= 0) break;
       file.write(buf, got);
+      sha.Update(std::string_view(buf, static_cast<size_t>(got)));
       last = buf[got - 1];
     }
+    if (in.bad()) return Internal(policy.train.data + ": read failed");
+    out.data_sha256 = sha.HexDigest();
     if (last != '\n') file << '\n';
   }
   std::string row;
@@ -228,6 +234,12 @@ Status RunCommand(const std::string& command, const fs::path& log,
   const pid_t pid = fork();
   if (pid < 0) return Internal(std::string("fork failed: ") + std::strerror(errno));
   if (pid == 0) {
+    // The trainer starts with default signal handling, whatever the server
+    // blocked or ignored.
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    for (int sig : {SIGTERM, SIGINT, SIGHUP, SIGPIPE, SIGQUIT}) signal(sig, SIG_DFL);
     setpgid(0, 0);
     const int fd = ::open(log.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
     if (fd >= 0) {
@@ -244,7 +256,10 @@ Status RunCommand(const std::string& command, const fs::path& log,
   while (true) {
     const pid_t r = waitpid(pid, &status, WNOHANG);
     if (r == pid) break;
-    if (r < 0 && errno != EINTR) return Internal(std::string("waitpid: ") + std::strerror(errno));
+    if (r < 0 && errno != EINTR) {
+      kill(-pid, SIGKILL);
+      return Internal(std::string("waitpid: ") + std::strerror(errno));
+    }
     if (cancel.load() && term_sent == std::chrono::steady_clock::time_point::max()) {
       kill(-pid, SIGTERM);
       term_sent = std::chrono::steady_clock::now();
@@ -255,6 +270,9 @@ Status RunCommand(const std::string& command, const fs::path& log,
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
+  // Whatever the command left in its group (background children, a stage
+  // that ignored SIGTERM) ends with it.
+  kill(-pid, SIGKILL);
   if (cancel.load()) return Unavailable("the training command was stopped");
   if (WIFEXITED(status) && WEXITSTATUS(status) == 0) return OkStatus();
   std::string tail;
@@ -270,6 +288,19 @@ Status RunCommand(const std::string& command, const fs::path& log,
   return FailedPrecondition("the training command " + how + (tail.empty() ? "" : ": " + tail));
 }
 
+// `text` as one /bin/sh word: single quotes, with ' written as '\''.
+std::string ShellQuote(const std::string& text) {
+  std::string out = "'";
+  for (char c : text) {
+    if (c == '\'') {
+      out += "'\\''";
+    } else {
+      out += c;
+    }
+  }
+  return out + "'";
+}
+
 std::string Substitute(std::string text, const std::string& key, const std::string& value) {
   for (size_t at = text.find(key); at != std::string::npos;
        at = text.find(key, at + value.size())) {
@@ -283,10 +314,13 @@ Result<Trained> TrainWithCommand(const RetrainPolicy& policy, const RetrainJob& 
                                  const std::string& experiment_id, const RetrainEnv& env,
                                  const std::atomic<bool>& cancel) {
   const fs::path out_dir = job_dir / "output";
-  fs::create_directories(out_dir);
-  std::string command = Substitute(policy.train.command, "{output_dir}", out_dir.string());
-  command = Substitute(command, "{data}", data_csv.string());
-  command = Substitute(command, "{target}", policy.train.target);
+  std::error_code ec;
+  fs::create_directories(out_dir, ec);
+  if (ec) return Internal(out_dir.string() + ": " + ec.message());
+  std::string command =
+      Substitute(policy.train.command, "{output_dir}", ShellQuote(out_dir.string()));
+  command = Substitute(command, "{data}", ShellQuote(data_csv.string()));
+  command = Substitute(command, "{target}", ShellQuote(policy.train.target));
   train::RunRecorder& rec = *env.recorder;
   Trained t;
   KEEL_ASSIGN_OR_RETURN(t.run_id,
@@ -308,13 +342,14 @@ Result<Trained> TrainWithCommand(const RetrainPolicy& policy, const RetrainJob& 
   std::string file_name;
   if (s.ok() && !model::IsKeelLoadable(out_dir)) {
     std::vector<fs::path> found;
-    for (const auto& e : fs::directory_iterator(out_dir)) {
-      if (model::IsKeelLoadable(e.path())) found.push_back(e.path());
+    for (auto it = fs::directory_iterator(out_dir, ec); !ec && it != fs::directory_iterator();
+         it.increment(ec)) {
+      if (model::IsKeelLoadable(it->path())) found.push_back(it->path());
     }
     if (found.size() != 1) {
       s = FailedPrecondition("the training command left " + std::to_string(found.size()) +
                              " loadable models in " + out_dir.string() + " (expected one)");
-    } else if (fs::is_directory(found[0])) {
+    } else if (fs::is_directory(found[0], ec)) {
       model_dir = found[0];
     } else {
       file_name = found[0].filename().string();
@@ -527,6 +562,14 @@ Result<GateDecision> EvaluateGate(const GateConfig& gate, const model::LoadedMod
     labels.push_back(label);
   }
   d.holdout_rows = labels.size();
+  const size_t non_finite =
+      static_cast<size_t>(std::count_if(scored[0].outputs.begin(), scored[0].outputs.end(),
+                                        [](float v) { return !std::isfinite(v); }));
+  if (non_finite > 0) {
+    d.reason =
+        "the challenger gave " + std::to_string(non_finite) + " non-finite outputs on the holdout";
+    return d;
+  }
   auto metrics_of = [&](const Scored& s) {
     if (regression) return train::RegressionMetrics(s.outputs, labels);
     if (multiclass) return train::MulticlassMetrics(s.outputs, s.outputs_per_row, labels);
@@ -581,7 +624,12 @@ Result<GateDecision> EvaluateGate(const GateConfig& gate, const model::LoadedMod
     return d;
   }
   for (const GateMetric& m : d.metrics) {
-    if (m.name == d.metric || !std::isfinite(m.champion) || !std::isfinite(m.challenger)) continue;
+    if (m.name == d.metric || !std::isfinite(m.champion)) continue;
+    if (!std::isfinite(m.challenger)) {
+      d.reason = m.name + " is undefined for the challenger on the holdout (champion " +
+                 fmt(m.champion) + ")";
+      return d;
+    }
     const double worse =
         train::HigherIsBetter(m.name) ? m.champion - m.challenger : m.challenger - m.champion;
     if (worse > gate.max_regression) {
@@ -654,7 +702,11 @@ Result<RetrainJob> RunRetrainJob(const RetrainPolicy& policy, const RetrainEnv& 
   } joiner{watch_mu, watch_cv, done, watchdog};
 
   std::error_code ec;
-  const fs::path scratch = env.scratch_dir.empty() ? fs::temp_directory_path() : env.scratch_dir;
+  fs::path scratch = env.scratch_dir;
+  if (scratch.empty()) {
+    scratch = fs::temp_directory_path(ec);
+    if (ec) scratch = "/tmp";
+  }
   const fs::path job_dir =
       scratch / ("keel-retrain-" + std::to_string(job.id) + "-" + RandomHex(4));
   struct Cleanup {
@@ -689,6 +741,12 @@ Result<RetrainJob> RunRetrainJob(const RetrainPolicy& policy, const RetrainEnv& 
   {
     Result<registry::ModelVersion> v =
         env.registry->GetVersionByAlias(policy.model, policy.promote);
+    // An alias that is not set (InvalidArgument) or a model not registered
+    // yet (NotFound) means no champion; any other error ends the job.
+    if (!v.ok() && v.status().code() != StatusCode::kInvalidArgument &&
+        v.status().code() != StatusCode::kNotFound) {
+      return failed(v.status());
+    }
     if (v.ok()) {
       job.champion_version = v->version;
       Result<fs::path> path = env.model_path(policy.model, v->version);
@@ -732,9 +790,8 @@ Result<RetrainJob> RunRetrainJob(const RetrainPolicy& policy, const RetrainEnv& 
   if (!written.ok()) return failed(written.status());
   const TrainingData data = *written;
   if (!policy.train.data.empty()) {
-    Result<std::string> sha = Sha256File(policy.train.data);
-    if (!sha.ok()) return failed(sha.status());
-    job.data.push_back(DataSource{"data", policy.train.data, *sha, data.base_rows, 0, 0});
+    job.data.push_back(
+        DataSource{"data", policy.train.data, data.data_sha256, data.base_rows, 0, 0});
   }
   if (!window->empty()) {
     job.data.push_back(DataSource{"window", "labeled predictions of " + policy.model, "",
@@ -746,7 +803,7 @@ Result<RetrainJob> RunRetrainJob(const RetrainPolicy& policy, const RetrainEnv& 
                                   holdout.size(), holdout.front().record.time_ms,
                                   holdout.back().record.time_ms});
   }
-  KEEL_RETURN_IF_ERROR(UpdateJob(*env.db, job));
+  if (Status s = UpdateJob(*env.db, job); !s.ok()) return failed(s);
   status_line("job " + std::to_string(job.id) + ": training on " +
               std::to_string(data.base_rows + data.window_rows) + " rows (" +
               std::to_string(data.window_rows) + " from the window), holdout " +
@@ -760,7 +817,7 @@ Result<RetrainJob> RunRetrainJob(const RetrainPolicy& policy, const RetrainEnv& 
   if (!trained.ok()) return failed(trained.status());
   job.run_id = trained->run_id;
   job.challenger_version = trained->version;
-  KEEL_RETURN_IF_ERROR(UpdateJob(*env.db, job));
+  if (Status s = UpdateJob(*env.db, job); !s.ok()) return failed(s);
   if (trained->version_status != "READY") {
     return failed(FailedPrecondition("the challenger (version " + trained->version + ") is " +
                                      trained->version_status));
@@ -787,9 +844,17 @@ Result<RetrainJob> RunRetrainJob(const RetrainPolicy& policy, const RetrainEnv& 
 
   registry::ChangeContext promote_context = context;
   promote_context.reason += ": gate passed, " + decision->reason;
-  if (Status s = env.registry->SetAlias(policy.model, policy.promote, job.challenger_version,
-                                        promote_context);
+  const std::optional<std::string> expected =
+      job.champion_version.empty() ? std::nullopt
+                                   : std::optional<std::string>(job.champion_version);
+  if (Status s = env.registry->SetAliasIf(policy.model, policy.promote, expected,
+                                          job.challenger_version, promote_context);
       !s.ok()) {
+    if (s.code() == StatusCode::kFailedPrecondition) {
+      return finish("rejected",
+                    "not promoted: " + s.message() + " (the gate compared with version " +
+                        (job.champion_version.empty() ? "none" : job.champion_version) + ")");
+    }
     return failed(s);
   }
   return finish("promoted",
@@ -834,12 +899,31 @@ Result<int> MarkInterruptedJobs(store::Database& db, int64_t now_ms) {
     // process here.
     if (job.host != host) continue;
     if (job.pid > 0 && (::kill(static_cast<pid_t>(job.pid), 0) == 0 || errno == EPERM)) continue;
-    job.status = "failed";
-    job.finished_ms = now_ms;
-    job.message = "interrupted: the process running the job stopped" +
-                  (job.message.empty() ? std::string() : " (" + job.message + ")");
-    KEEL_RETURN_IF_ERROR(UpdateJob(db, job));
-    ++marked;
+    // Re-read and update in one transaction, only while still running: the
+    // job may have finished between the read above and now.
+    bool updated = false;
+    KEEL_RETURN_IF_ERROR(db.Write([&](store::Connection& c) -> Status {
+      std::optional<RetrainJob> now;
+      KEEL_RETURN_IF_ERROR(
+          c.Query("SELECT details FROM retrain_jobs WHERE job_id = ? AND status = 'running'",
+                  {store::Value(job.id)}, [&](const store::RowView& row) -> Status {
+                    Result<RetrainJob> j = RetrainJob::FromJson(row.Text(0));
+                    if (j.ok()) now = std::move(j).value();
+                    return OkStatus();
+                  }));
+      if (!now) return OkStatus();
+      now->status = "failed";
+      now->finished_ms = now_ms;
+      now->message = "interrupted: the process running the job stopped" +
+                     (now->message.empty() ? std::string() : " (" + now->message + ")");
+      updated = true;
+      return c.Exec(
+          "UPDATE retrain_jobs SET status = ?, finished_time = ?, details = ? WHERE job_id = ? "
+          "AND status = 'running'",
+          {store::Value(now->status), store::Value(now->finished_ms), store::Value(now->ToJson()),
+           store::Value(now->id)});
+    }));
+    marked += updated ? 1 : 0;
   }
   return marked;
 }

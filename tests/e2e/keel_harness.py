@@ -13,6 +13,7 @@ import os
 import shutil
 import signal
 import socket
+import statistics
 import subprocess
 import tempfile
 import time
@@ -195,3 +196,64 @@ def planted_churn_split(churn_csv, directory, factor=1.3):
             w.writerow(header)
             w.writerows(data)
     return header, cur, ref_path, cur_path
+
+
+def concept_change_split(churn_csv, directory):
+    """The first half of mlc_churn.csv as base.csv in `directory` (the old
+    concept), and the second half with a planted concept change: its label
+    becomes "total_eve_minutes above its median" (inputs unchanged).
+
+    Returns (header, base path, second-half rows, their new labels)."""
+    with open(churn_csv, newline="") as f:
+        rows = list(csv.reader(f))
+    header, body = rows[0], rows[1:]
+    half = len(body) // 2
+    eve = header.index("total_eve_minutes")
+    base = os.path.join(directory, "base.csv")
+    with open(base, "w", newline="") as f:
+        csv.writer(f).writerows([header] + body[:half])
+    later = [list(r) for r in body[half:]]
+    median = statistics.median(float(r[eve]) for r in later)
+    return header, base, later, ["yes" if float(r[eve]) > median else "no" for r in later]
+
+
+def predict_and_label(server, header, pairs, target="churn", label=True):
+    """Scores (row, label) pairs through `server`'s /predict/churn@champion in
+    requests of 50 (numbers sent as numbers, the target column left out), then
+    posts their labels, retrying until the prediction log has committed them.
+
+    Returns (probabilities, set of model versions that answered)."""
+    labels, probs, versions = [], [], set()
+    for start in range(0, len(pairs), 50):
+        chunk = pairs[start:start + 50]
+        recs = []
+        for r, _ in chunk:
+            rec = {}
+            for k, v in zip(header, r):
+                if k == target:
+                    continue
+                try:
+                    rec[k] = float(v)
+                except ValueError:
+                    rec[k] = v
+            recs.append(rec)
+        resp = server.session.post(server.url + "/predict/churn@champion", json=recs, timeout=30)
+        if resp.status_code != 200:
+            raise AssertionError(resp.text)
+        body = resp.json()
+        versions.add(body.get("model_version"))
+        probs += [p[target + "_probability"] for p in body["predictions"]]
+        rid = body["request_id"]
+        labels += [{"request_id": f"{rid}-{i}", "label": y} for i, (_, y) in enumerate(chunk)]
+    if label:
+        deadline = time.time() + 10
+        while True:  # the prediction log commits within its flush interval
+            resp = server.session.post(server.url + "/labels", json={"labels": labels}, timeout=30)
+            if resp.status_code != 200:
+                raise AssertionError(resp.text)
+            if resp.json().get("matched") == len(labels) or time.time() > deadline:
+                break
+            time.sleep(0.05)
+        if resp.json().get("matched") != len(labels):
+            raise AssertionError(f"labels not matched: {resp.text}")
+    return probs, versions

@@ -35,7 +35,8 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from keel_harness import REPO, KeelServer, free_port, keel_binary, planted_churn_split  # noqa: E402,E501
+from keel_harness import (REPO, KeelServer, free_port, keel_binary,  # noqa: E402
+                          planted_churn_split, predict_and_label)
 
 SHARED = os.environ.get("KEEL_SHARED_DIR") or os.path.join(REPO, "..", "shared")
 CHURN = os.path.join(SHARED, "data", "mlc_churn.csv")
@@ -285,34 +286,7 @@ class ShiftHalfWayTest(unittest.TestCase):
     def send(self, rows):
         """Scores rows in requests of 50 through /predict and posts their labels."""
         churn = self.header.index("churn")
-        labels = []
-        for start in range(0, len(rows), 50):
-            chunk = rows[start:start + 50]
-            recs = []
-            for r in chunk:
-                rec = {}
-                for k, v in zip(self.header, r):
-                    if k == "churn":
-                        continue
-                    try:
-                        rec[k] = float(v)
-                    except ValueError:
-                        rec[k] = v
-                recs.append(rec)
-            resp = self.server.session.post(self.server.url + "/predict/churn@champion",
-                                            json=recs, timeout=30)
-            self.assertEqual(resp.status_code, 200, resp.text)
-            rid = resp.json()["request_id"]
-            labels += [{"request_id": f"{rid}-{i}", "label": r[churn]} for i, r in enumerate(chunk)]
-        deadline = time.time() + 10
-        while True:  # the prediction log commits within its flush interval
-            resp = self.server.session.post(self.server.url + "/labels", json={"labels": labels},
-                                            timeout=30)
-            self.assertEqual(resp.status_code, 200, resp.text)
-            if resp.json().get("matched") == len(labels) or time.time() > deadline:
-                break
-            time.sleep(0.05)
-        self.assertEqual(resp.json().get("matched"), len(labels), resp.text)
+        predict_and_label(self.server, self.header, [(r, r[churn]) for r in rows])
 
     def alerts(self):
         out = run_keel(self.env, "alerts", "list", "--json").stdout

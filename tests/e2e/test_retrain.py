@@ -25,7 +25,6 @@ import json
 import os
 import re
 import sqlite3
-import statistics
 import subprocess
 import sys
 import tempfile
@@ -35,7 +34,7 @@ import unittest
 from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from keel_harness import REPO, KeelServer, keel_binary  # noqa: E402
+from keel_harness import REPO, KeelServer, concept_change_split, keel_binary  # noqa: E402
 
 SHARED = os.environ.get("KEEL_SHARED_DIR") or os.path.join(REPO, "..", "shared")
 CHURN = os.path.join(SHARED, "data", "mlc_churn.csv")
@@ -46,18 +45,8 @@ class RetrainTest(unittest.TestCase):
     def setUpClass(cls):
         cls.tmp = tempfile.TemporaryDirectory(prefix="keel-retrain-")
         d = cls.tmp.name
-        with open(CHURN, newline="") as f:
-            rows = list(csv.reader(f))
-        header, body = rows[0], rows[1:]
-        half = len(body) // 2
-        churn, eve = header.index("churn"), header.index("total_eve_minutes")
+        header, cls.base, recent, cls.new_labels = concept_change_split(CHURN, d)
         cls.header = header
-        cls.base = os.path.join(d, "base.csv")
-        with open(cls.base, "w", newline="") as f:
-            csv.writer(f).writerows([header] + body[:half])
-        recent = [list(r) for r in body[half:]]
-        median = statistics.median(float(r[eve]) for r in recent)
-        cls.new_labels = ["yes" if float(r[eve]) > median else "no" for r in recent]
         recent_path = os.path.join(d, "recent.csv")
         with open(recent_path, "w", newline="") as f:
             csv.writer(f).writerows([header] + recent)
@@ -253,6 +242,9 @@ job: { timeout: 1s }
         self.assertLess(time.monotonic() - t0, 30)
         self.assertNotEqual(p.returncode, 0)
         self.assertIn("cancelled: timed out after 1s", p.stderr)
+        # The command's process group is gone with the job.
+        left = subprocess.run(["pgrep", "-f", "sleep 60"], capture_output=True, text=True)
+        self.assertEqual(left.stdout.strip(), "", "the timed-out command is still running")
         self.assertEqual(self.alias_version("champion"), before)
 
     def test_4_a_killed_job_registers_nothing(self):

@@ -12,6 +12,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdint>
 #include <fstream>
@@ -723,6 +724,102 @@ TEST(MonitorStatsEdgeTest, RadixSortedSampleEqualsComparisonSort) {
     ASSERT_EQ(s.sorted[i], expected[i]) << "at " << i;
     if (expected[i] != 0) {
       ASSERT_EQ(std::signbit(s.sorted[i]), std::signbit(expected[i]));
+    }
+  }
+}
+
+// The run-by-run loops CompareSorted replaced, kept as the reference the one
+// merge must equal bit for bit (statistic, location, sign, Wasserstein).
+struct ReferenceMerge {
+  double d = 0, at = 0, wasserstein = 0;
+  int sign = 1;
+};
+ReferenceMerge RunByRun(const std::vector<double>& a, const std::vector<double>& b) {
+  const size_t n1 = a.size(), n2 = b.size();
+  const double d1 = static_cast<double>(n1), d2 = static_cast<double>(n2);
+  struct Extreme {
+    double value = -INFINITY, at = 0;
+    bool set = false;
+    void Offer(double v, double x) {
+      if (!set || v > value) {
+        value = v;
+        at = x;
+        set = true;
+      }
+    }
+  } max_ref, max_cur, min_ref, min_cur;
+  internal::NumpySummer terms;
+  size_t i = 0, j = 0;
+  while (i < n1 || j < n2) {
+    const double v = (j >= n2 || (i < n1 && a[i] <= b[j])) ? a[i] : b[j];
+    size_t i2 = i, j2 = j;
+    while (i2 < n1 && a[i2] == v) ++i2;
+    while (j2 < n2 && b[j2] == v) ++j2;
+    const double diff = static_cast<double>(i2) / d1 - static_cast<double>(j2) / d2;
+    if (i2 > i) {
+      max_ref.Offer(diff, v);
+      min_ref.Offer(-diff, v);
+    }
+    if (j2 > j) {
+      max_cur.Offer(diff, v);
+      min_cur.Offer(-diff, v);
+    }
+    const double gap = std::fabs(diff);
+    for (size_t r = 0; r + 1 < (i2 - i) + (j2 - j); ++r) terms.Add(gap * 0.0);
+    if (i2 < n1 || j2 < n2) {
+      const double next = (j2 >= n2 || (i2 < n1 && a[i2] <= b[j2])) ? a[i2] : b[j2];
+      terms.Add(gap * (next - v));
+    }
+    i = i2;
+    j = j2;
+  }
+  auto pick = [](const Extreme& x, const Extreme& y) {
+    return (x.set && (!y.set || x.value >= y.value)) ? x : y;
+  };
+  const Extreme mx = pick(max_ref, max_cur), mn = pick(min_ref, min_cur);
+  ReferenceMerge out;
+  const double min_s = std::clamp(mn.value, 0.0, 1.0);
+  if (min_s > mx.value) {
+    out.d = min_s;
+    out.at = mn.at;
+    out.sign = -1;
+  } else {
+    out.d = mx.value;
+    out.at = mx.at;
+    out.sign = 1;
+  }
+  out.wasserstein = terms.Total();
+  return out;
+}
+
+TEST(MonitorStatsEdgeTest, OneMergeEqualsTheRunByRunLoopsBitForBit) {
+  uint64_t state = 99;
+  auto next = [&state] {
+    state = state * 6364136223846793005ULL + 1442695040888963407ULL;
+    return state >> 33;
+  };
+  for (int distinct : {1, 2, 3, 10, 1000, 0}) {  // 0: continuous
+    for (auto [n1, n2] : {std::pair{1, 1}, {1, 7}, {9, 1}, {50, 80}, {20000, 15000}}) {
+      std::vector<double> a, b;
+      for (int k = 0; k < n1; ++k) {
+        a.push_back(distinct ? static_cast<double>(next() % distinct) : next() / 1e6);
+      }
+      for (int k = 0; k < n2; ++k) {
+        b.push_back(distinct ? static_cast<double>(next() % distinct) + (k % 3 == 0 ? 1 : 0)
+                             : next() / 1e6 + 3.0);
+      }
+      std::sort(a.begin(), a.end());
+      std::sort(b.begin(), b.end());
+      SCOPED_TRACE(std::to_string(distinct) + " distinct, " + std::to_string(n1) + " x " +
+                   std::to_string(n2));
+      const ReferenceMerge want = RunByRun(a, b);
+      ASSERT_OK_AND_ASSIGN(SortedComparison got, CompareSorted(a, b));
+      EXPECT_EQ(std::bit_cast<uint64_t>(got.wasserstein), std::bit_cast<uint64_t>(want.wasserstein));
+      EXPECT_EQ(got.ks.location, want.at);
+      EXPECT_EQ(got.ks.sign, want.sign);
+      if (!got.ks.exact) {
+        EXPECT_EQ(got.ks.statistic, want.d);  // the exact path rounds d to h / lcm
+      }
     }
   }
 }

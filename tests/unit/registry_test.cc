@@ -11,13 +11,15 @@ using keel::testing::TempDir;
 
 class RegistryTest : public ::testing::Test {
  protected:
-  RegistryTest() : db_(keel::testing::OpenTestDb(dir_)), clock_(1'700'000'000'000), registry_(*db_, clock_) {
+  RegistryTest()
+      : db_(keel::testing::OpenTestDb(dir_)), clock_(1'700'000'000'000), registry_(*db_, clock_) {
     EXPECT_TRUE(registry_.CreateRegisteredModel("churn", {}, "").ok());
   }
 
   std::string NewVersion() {
     clock_.Advance(1000);
-    auto v = registry_.CreateModelVersion({"churn", "mlflow-artifacts:/1/r/artifacts/model", "r", "", "", "alice", {}});
+    auto v = registry_.CreateModelVersion(
+        {"churn", "mlflow-artifacts:/1/r/artifacts/model", "r", "", "", "alice", {}});
     EXPECT_TRUE(v.ok()) << v.status().ToString();
     return v.ok() ? v->version : "";
   }
@@ -49,7 +51,8 @@ TEST_F(RegistryTest, NewVersionIsReadyInStageNone) {
   EXPECT_EQ(v->current_stage, "None");
   EXPECT_EQ(registry_.GetModelVersion("churn", "9").status().message(),
             "Model Version (name=churn, version=9) not found");
-  EXPECT_EQ(registry_.CreateRegisteredModel("churn", {}, "").status().code(), StatusCode::kAlreadyExists);
+  EXPECT_EQ(registry_.CreateRegisteredModel("churn", {}, "").status().code(),
+            StatusCode::kAlreadyExists);
 }
 
 TEST_F(RegistryTest, StagesAndLatestVersions) {
@@ -97,14 +100,38 @@ TEST_F(RegistryTest, AliasChangesAreRecordedAndRollBack) {
   EXPECT_EQ(*registry_.Rollback("churn", "champion", {"carol", ""})->to_version, "3");
 }
 
+TEST_F(RegistryTest, SetAliasIfIsACompareAndSet) {
+  NewVersion();
+  NewVersion();
+  NewVersion();
+  // Expected unset: only while the alias does not exist.
+  ASSERT_OK(registry_.SetAliasIf("churn", "champion", std::nullopt, "1", {"job", "first"}));
+  Status s = registry_.SetAliasIf("churn", "champion", std::nullopt, "2", {"job", "again"});
+  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(s.message(),
+            "churn@champion is version 1, not unset as expected: it was moved meanwhile");
+  // Someone moves it; a change decided on the old reading is refused.
+  ASSERT_OK(registry_.SetAlias("churn", "champion", "3", {"alice", "manual"}));
+  s = registry_.SetAliasIf("churn", "champion", std::string("1"), "2", {"job", "gate passed"});
+  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(s.message(),
+            "churn@champion is version 3, not version 1 as expected: it was moved meanwhile");
+  EXPECT_EQ(registry_.GetVersionByAlias("churn", "champion")->version, "3");
+  ASSERT_OK(registry_.SetAliasIf("churn", "champion", std::string("3"), "2", {"job", "gate"}));
+  EXPECT_EQ(registry_.GetVersionByAlias("churn", "champion")->version, "2");
+  EXPECT_EQ(registry_.AliasHistory("churn", "champion")->size(), 3u);
+}
+
 TEST_F(RegistryTest, RollbackWithoutHistoryOrToADeletedVersionFails) {
   NewVersion();
   NewVersion();
   ASSERT_OK(registry_.SetAlias("churn", "prod", "1", {}));
-  EXPECT_EQ(registry_.Rollback("churn", "prod", {}).status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(registry_.Rollback("churn", "prod", {}).status().code(),
+            StatusCode::kFailedPrecondition);
   ASSERT_OK(registry_.SetAlias("churn", "prod", "2", {}));
   ASSERT_OK(registry_.DeleteModelVersion("churn", "1"));
-  EXPECT_EQ(registry_.Rollback("churn", "prod", {}).status().code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(registry_.Rollback("churn", "prod", {}).status().code(),
+            StatusCode::kFailedPrecondition);
   EXPECT_EQ(registry_.GetVersionByAlias("churn", "prod")->version, "2");
 }
 

@@ -39,13 +39,23 @@ TEST(CronTest, NextFireTimesMatchCroniter) {
 
 TEST(CronTest, StrictlyAfterAndMinuteResolution) {
   ASSERT_OK_AND_ASSIGN(CronSchedule s, CronSchedule::Parse("*/15 * * * *"));
-  // 2026-12-07T03:00:00Z = 1796958000000.
+  // 2026-12-11T03:00:00Z.
   const int64_t on = 1'796'958'000'000;
   EXPECT_TRUE(s.Matches(on));
   EXPECT_TRUE(s.Matches(on + 59'999));  // the whole minute matches
   EXPECT_EQ(s.NextAfter(on), on + 15 * 60'000);
   EXPECT_EQ(s.NextAfter(on - 1), on);
   EXPECT_EQ(s.NextAfter(on + 1), on + 15 * 60'000);
+}
+
+TEST(CronTest, HugeStepsStopAtTheFieldsEnd) {
+  ASSERT_OK_AND_ASSIGN(CronSchedule s, CronSchedule::Parse("1/2147483647 0 * * 1/2147483647"));
+  // Minute 1 only, Mondays only.
+  const int64_t monday = 1'796'601'600'000;               // 2026-12-07T00:00:00Z
+  EXPECT_TRUE(s.Matches(monday + 60'000));                // Monday 00:01
+  EXPECT_FALSE(s.Matches(monday + 2 * 60'000));           // 00:02
+  EXPECT_FALSE(s.Matches(monday + 86'400'000 + 60'000));  // Tuesday 00:01
+  EXPECT_EQ(s.NextAfter(monday + 60'000), monday + 7 * 86'400'000 + 60'000);
 }
 
 TEST(CronTest, ImpossibleDatesNeverFire) {

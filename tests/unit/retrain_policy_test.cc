@@ -61,7 +61,8 @@ policies:
     timezone: "+01:00"
     schedule: "@daily"
     missed: skip
-)", "p.yaml"));
+)",
+                                                                    "p.yaml"));
   ASSERT_EQ(ps.size(), 2u);
   EXPECT_EQ(ps[0].promote, "champion");
   EXPECT_FALSE(ps[0].schedule.has_value());
@@ -89,7 +90,8 @@ TEST(RetrainPolicyTest, ErrorsNameSourceModelAndKey) {
   const std::string train = "train: { data: d.csv, target: y }\n";
   for (const Bad& b : {
            Bad{"model: churn\n" + train + "gate: { min_rows: many }\n",
-               "r.yaml: policy 'churn': gate.min_rows: expected a non-negative integer, got 'many'"},
+               "r.yaml: policy 'churn': gate.min_rows: expected a non-negative integer, got "
+               "'many'"},
            Bad{"model: churn\n" + train + "gate: { min_row: 5 }\n",
                "r.yaml: policy 'churn': gate.min_row: unknown key"},
            Bad{"model: churn\n" + train + "schedul: \"0 3 * * 1\"\n",
@@ -107,6 +109,10 @@ TEST(RetrainPolicyTest, ErrorsNameSourceModelAndKey) {
            Bad{"model: churn\n" + train + "gate: { holdout_fraction: 1.5 }\n",
                "gate.holdout_fraction: must be between 0 and 1"},
            Bad{"model: churn\n" + train + "timezone: Europe/Paris\n", "timezone: time zone"},
+           Bad{"model: churn\n" + train + "schedule: \"0 3 * * 1\"\ntimezone: Mars/Olympus\n",
+               "r.yaml: policy 'churn': timezone: time zone 'Mars/Olympus'"},
+           Bad{"model: churn\n" + train + "gate: { metric: acu }\n",
+               "gate.metric: 'acu' is not a metric keel computes"},
            Bad{"model: a\n" + train + "---\nmodel: a\n" + train, "two policies for model 'a'"},
            Bad{"model: [unclosed\n", "r.yaml:"},
            Bad{"", "no retraining policy"},

@@ -163,6 +163,13 @@ class RegistryService {
 
   Status SetAlias(const std::string& name, const std::string& alias, const std::string& version,
                   const ChangeContext& context);
+  // SetAlias only when the alias points at `expected` now (nullopt: the
+  // alias must not exist), checked in the same transaction: a compare-and-set
+  // for changes decided on an earlier reading. FailedPrecondition naming the
+  // alias's current version otherwise.
+  Status SetAliasIf(const std::string& name, const std::string& alias,
+                    const std::optional<std::string>& expected, const std::string& version,
+                    const ChangeContext& context);
   Status DeleteAlias(const std::string& name, const std::string& alias,
                      const ChangeContext& context);
   // An unknown alias is InvalidArgument (MLflow's 400 INVALID_PARAMETER_VALUE).
@@ -183,6 +190,9 @@ class RegistryService {
                           const std::string& message);
 
   void NotifyAlias(const std::string& name, const std::string& alias);
+  Status SetAliasChecked(const std::string& name, const std::string& alias,
+                         const std::optional<std::string>* expected, const std::string& version,
+                         const ChangeContext& context);
 
   store::Database& db_;
   const Clock& clock_;

@@ -1,0 +1,143 @@
+// File: keel/retrain/scheduler.h
+//
+// The retraining scheduler of `keel server`: runs the policies' jobs when
+// their cron schedule comes due, when monitoring raises one of their alerts,
+// or when asked, one job per model at a time and at most `max_concurrent`
+// jobs at once, with retries and cancellation.
+//
+//   keel::retrain::RetrainScheduler scheduler(policies, db, clock, run_job, {});
+//   KEEL_RETURN_IF_ERROR(scheduler.Start());
+//   alert_bus.Subscribe([&](const monitor::Alert& a) { scheduler.OnAlert(a); });
+//   ...
+//   scheduler.Stop();   // cancels running jobs and waits for them
+//
+// Triggers:
+//   - schedule: the first slot after the last one fired comes due on the
+//     injected Clock. The last slot fired per model is kept in the store
+//     (retrain_schedule), so a restart neither repeats nor forgets a run.
+//     Slots missed while the server was down (or skipped by a forward clock
+//     jump) follow policy.missed: run_once runs one job for all of them at
+//     start (or at the jump), skip runs none and waits for the next slot. A
+//     backward clock jump never re-runs a slot already fired: nothing fires
+//     until the clock passes the next slot after the last one fired. A
+//     policy seen for the first time starts counting from now (no run for
+//     the past).
+//   - alert: an alert whose rule is in policy.on_alerts, for the policy's
+//     model (any version).
+//   - manual: Trigger().
+// A trigger for a model whose job is queued or running is folded into it
+// (counted in folded()); it does not queue a second job.
+//
+// Retries: a job that ends `failed` is queued again after
+// job.retry_backoff * 2^(attempt-1), up to job.retries times; rejected,
+// promoted and cancelled jobs are not retried.
+//
+// Time: due times are read from the Clock at each Tick(); Start() runs a
+// thread that calls Tick() every tick_interval of real time (tests call
+// Tick() themselves with a ManualClock).
+//
+// Threads: all members may be called from any thread; mu_ guards the queue,
+// the running set and the counters; jobs run on the scheduler's worker
+// threads (max_concurrent of them), never on the caller's.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "keel/core/clock.h"
+#include "keel/core/result.h"
+#include "keel/monitor/alerts.h"
+#include "keel/retrain/policy.h"
+#include "keel/retrain/retrain.h"
+#include "keel/store/store.h"
+
+namespace keel::retrain {
+
+struct SchedulerOptions {
+  int max_concurrent = 1;
+  std::chrono::milliseconds tick_interval{1000};
+};
+
+class RetrainScheduler {
+ public:
+  // Runs one job (RunRetrainJob with the server's RetrainEnv, in the server).
+  using JobRunner = std::function<Result<RetrainJob>(const RetrainPolicy&, const RetrainRequest&)>;
+
+  RetrainScheduler(std::vector<RetrainPolicy> policies, store::Database& db, const Clock& clock,
+                   JobRunner run_job, SchedulerOptions options);
+  ~RetrainScheduler();
+  RetrainScheduler(const RetrainScheduler&) = delete;
+  RetrainScheduler& operator=(const RetrainScheduler&) = delete;
+
+  // Loads the schedule state, applies the missed-run policy (one Tick()) and
+  // starts the ticker and the workers.
+  Status Start();
+  // Cancels queued and running jobs, waits for the workers. Idempotent.
+  void Stop();
+
+  // One scheduling pass at the Clock's time: queues due schedules and
+  // retries whose backoff has passed. Thread-safe; Start()'s ticker calls it.
+  Status Tick();
+  // Queues a job for `model` (NotFound when no policy names it).
+  Status Trigger(const std::string& model, const std::string& trigger, const std::string& actor);
+  // Queues jobs for the policies that list the alert's rule.
+  void OnAlert(const monitor::Alert& alert);
+  // Cancels the model's queued or running job (NotFound when none).
+  Status Cancel(const std::string& model);
+
+  // Blocks until no job is queued, waiting for retry or running (tests).
+  void WaitIdle();
+
+  uint64_t started() const;  // jobs started
+  uint64_t folded() const;   // triggers folded into a queued or running job
+  const std::vector<RetrainPolicy>& policies() const { return policies_; }
+
+ private:
+  struct Pending {
+    std::string model;
+    std::string trigger;
+    std::string actor;
+    int attempt = 1;
+    int64_t not_before_ms = 0;  // retries wait for their backoff
+  };
+  struct Running {
+    std::shared_ptr<std::atomic<bool>> cancel;
+  };
+
+  const RetrainPolicy* Find(const std::string& model) const;
+  // Queues unless the model has a job queued or running. mu_ held.
+  void EnqueueLocked(Pending p);
+  void WorkerLoop();
+  Status SaveSlot(const std::string& model, int64_t slot_ms);
+
+  std::vector<RetrainPolicy> policies_;
+  store::Database& db_;
+  const Clock& clock_;
+  JobRunner run_job_;
+  SchedulerOptions options_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;                // work queued, job done, stop
+  std::deque<Pending> queue_;                 // guarded by mu_
+  std::map<std::string, Running> running_;    // by model; guarded by mu_
+  std::map<std::string, int64_t> last_slot_;  // by model; guarded by mu_
+  bool loaded_ = false;                       // guarded by mu_
+  bool stopping_ = false;                     // guarded by mu_
+  bool started_flag_ = false;                 // guarded by mu_
+  uint64_t started_ = 0;                      // guarded by mu_
+  uint64_t folded_ = 0;                       // guarded by mu_
+  std::vector<std::thread> workers_;
+  std::thread ticker_;
+};
+
+}  // namespace keel::retrain

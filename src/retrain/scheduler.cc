@@ -1,0 +1,243 @@
+// RetrainScheduler (keel/retrain/scheduler.h).
+#include "keel/retrain/scheduler.h"
+
+#include <algorithm>
+
+namespace keel::retrain {
+namespace {
+
+// A slot older than this when first seen due is "missed" (the server was
+// down, or the clock jumped forward), not merely noticed late by a tick.
+constexpr int64_t kOnTimeGraceMs = 2 * 60'000;
+// Scanning for the newest slot due stops after this many slots.
+constexpr int kMaxSlotsScanned = 1'000'000;
+
+}  // namespace
+
+RetrainScheduler::RetrainScheduler(std::vector<RetrainPolicy> policies, store::Database& db,
+                                   const Clock& clock, JobRunner run_job, SchedulerOptions options)
+    : policies_(std::move(policies)),
+      db_(db),
+      clock_(clock),
+      run_job_(std::move(run_job)),
+      options_(options) {
+  options_.max_concurrent = std::max(1, options_.max_concurrent);
+}
+
+RetrainScheduler::~RetrainScheduler() { Stop(); }
+
+const RetrainPolicy* RetrainScheduler::Find(const std::string& model) const {
+  for (const RetrainPolicy& p : policies_) {
+    if (p.model == model) return &p;
+  }
+  return nullptr;
+}
+
+Status RetrainScheduler::SaveSlot(const std::string& model, int64_t slot_ms) {
+  return db_.Write([&](store::Connection& c) {
+    return c.Exec(
+        "INSERT INTO retrain_schedule(model, last_slot) VALUES (?, ?) ON CONFLICT(model) DO "
+        "UPDATE SET last_slot = excluded.last_slot",
+        {store::Value(model), store::Value(slot_ms)});
+  });
+}
+
+Status RetrainScheduler::Start() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (started_flag_) return FailedPrecondition("the retraining scheduler is already started");
+    started_flag_ = true;
+  }
+  KEEL_RETURN_IF_ERROR(Tick());
+  for (int i = 0; i < options_.max_concurrent; ++i) workers_.emplace_back([this] { WorkerLoop(); });
+  ticker_ = std::thread([this] {
+    std::unique_lock<std::mutex> lock(mu_);
+    while (!stopping_) {
+      cv_.wait_for(lock, options_.tick_interval);
+      if (stopping_) return;
+      lock.unlock();
+      Tick().IgnoreError();  // a store error is retried at the next tick
+      lock.lock();
+    }
+  });
+  return OkStatus();
+}
+
+void RetrainScheduler::Stop() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) return;
+    stopping_ = true;
+    queue_.clear();
+    for (auto& [model, r] : running_) r.cancel->store(true);
+  }
+  cv_.notify_all();
+  if (ticker_.joinable()) ticker_.join();
+  for (std::thread& t : workers_) t.join();
+  workers_.clear();
+}
+
+Status RetrainScheduler::Tick() {
+  const int64_t now = clock_.NowMillis();
+  std::unique_lock<std::mutex> lock(mu_);
+  if (stopping_) return OkStatus();
+  if (!loaded_) {
+    std::map<std::string, int64_t> slots;
+    KEEL_RETURN_IF_ERROR(db_.Read([&](store::Connection& c) {
+      return c.Query("SELECT model, last_slot FROM retrain_schedule", {},
+                     [&](const store::RowView& row) {
+                       slots[std::string(row.Text(0))] = row.Int(1);
+                       return OkStatus();
+                     });
+    }));
+    last_slot_ = std::move(slots);
+    loaded_ = true;
+  }
+  for (const RetrainPolicy& p : policies_) {
+    if (!p.schedule) continue;
+    auto it = last_slot_.find(p.model);
+    if (it == last_slot_.end()) {
+      // First sight: count from now, no run for the past.
+      last_slot_[p.model] = now;
+      KEEL_RETURN_IF_ERROR(SaveSlot(p.model, now));
+      continue;
+    }
+    const int64_t due = p.schedule->NextAfter(it->second);
+    if (due < 0 || due > now) continue;  // not yet (also after a backward jump)
+    int64_t newest = due;
+    int slots = 1;
+    for (; slots < kMaxSlotsScanned; ++slots) {
+      const int64_t next = p.schedule->NextAfter(newest);
+      if (next < 0 || next > now) break;
+      newest = next;
+    }
+    const bool on_time = slots == 1 && now - due <= kOnTimeGraceMs;
+    it->second = newest;
+    KEEL_RETURN_IF_ERROR(SaveSlot(p.model, newest));
+    if (on_time) {
+      EnqueueLocked({p.model, "schedule", "keel-scheduler", 1, 0});
+    } else if (p.missed == "run_once") {
+      EnqueueLocked(
+          {p.model, "schedule (missed " + std::to_string(slots) + ")", "keel-scheduler", 1, 0});
+    }
+  }
+  lock.unlock();
+  cv_.notify_all();
+  return OkStatus();
+}
+
+void RetrainScheduler::EnqueueLocked(Pending p) {
+  const bool busy = running_.count(p.model) > 0 ||
+                    std::any_of(queue_.begin(), queue_.end(),
+                                [&](const Pending& q) { return q.model == p.model; });
+  if (busy) {
+    ++folded_;
+    return;
+  }
+  queue_.push_back(std::move(p));
+}
+
+Status RetrainScheduler::Trigger(const std::string& model, const std::string& trigger,
+                                 const std::string& actor) {
+  if (Find(model) == nullptr) return NotFound("no retraining policy for model '" + model + "'");
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) return Unavailable("the retraining scheduler is stopping");
+    EnqueueLocked({model, trigger, actor, 1, 0});
+  }
+  cv_.notify_all();
+  return OkStatus();
+}
+
+void RetrainScheduler::OnAlert(const monitor::Alert& alert) {
+  for (const RetrainPolicy& p : policies_) {
+    if (p.model != alert.model) continue;
+    if (std::find(p.on_alerts.begin(), p.on_alerts.end(), alert.rule) == p.on_alerts.end())
+      continue;
+    Trigger(p.model, "alert:" + alert.rule, "keel-monitor").IgnoreError();
+  }
+}
+
+Status RetrainScheduler::Cancel(const std::string& model) {
+  std::lock_guard<std::mutex> lock(mu_);
+  auto q = std::find_if(queue_.begin(), queue_.end(),
+                        [&](const Pending& p) { return p.model == model; });
+  if (q != queue_.end()) {
+    queue_.erase(q);
+    cv_.notify_all();
+    return OkStatus();
+  }
+  auto r = running_.find(model);
+  if (r == running_.end()) return NotFound("no retraining job of model '" + model + "' to cancel");
+  r->second.cancel->store(true);
+  return OkStatus();
+}
+
+void RetrainScheduler::WorkerLoop() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (true) {
+    // The oldest queued job that is due and whose model has none running.
+    auto ready = queue_.end();
+    if (!stopping_) {
+      const int64_t now = clock_.NowMillis();
+      ready = std::find_if(queue_.begin(), queue_.end(), [&](const Pending& p) {
+        return p.not_before_ms <= now && running_.count(p.model) == 0;
+      });
+    }
+    if (stopping_) return;
+    if (ready == queue_.end()) {
+      cv_.wait_for(lock, options_.tick_interval);
+      continue;
+    }
+    Pending job = std::move(*ready);
+    queue_.erase(ready);
+    const RetrainPolicy* policy = Find(job.model);
+    auto cancel = std::make_shared<std::atomic<bool>>(false);
+    running_[job.model] = Running{cancel};
+    ++started_;
+    lock.unlock();
+
+    RetrainRequest request;
+    request.trigger = job.attempt > 1
+                          ? job.trigger + " (attempt " + std::to_string(job.attempt) + ")"
+                          : job.trigger;
+    request.actor = job.actor;
+    request.cancel = cancel.get();
+    Result<RetrainJob> result = run_job_(*policy, request);
+    const bool failed = !result.ok() || result->status == "failed";
+
+    lock.lock();
+    running_.erase(job.model);
+    if (failed && !stopping_ && !cancel->load() && job.attempt <= policy->job.retries) {
+      Pending retry = job;
+      retry.attempt = job.attempt + 1;
+      const int64_t backoff = policy->job.retry_backoff_ms << std::min(job.attempt - 1, 20);
+      retry.not_before_ms = clock_.NowMillis() + backoff;
+      queue_.push_back(std::move(retry));
+    }
+    cv_.notify_all();
+  }
+}
+
+void RetrainScheduler::WaitIdle() {
+  std::unique_lock<std::mutex> lock(mu_);
+  while (true) {
+    const int64_t now = clock_.NowMillis();
+    const bool due = std::any_of(queue_.begin(), queue_.end(),
+                                 [&](const Pending& p) { return p.not_before_ms <= now; });
+    if (stopping_ || (running_.empty() && !due)) return;
+    cv_.wait_for(lock, std::chrono::milliseconds(20));
+  }
+}
+
+uint64_t RetrainScheduler::started() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return started_;
+}
+
+uint64_t RetrainScheduler::folded() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return folded_;
+}
+
+}  // namespace keel::retrain

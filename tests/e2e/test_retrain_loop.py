@@ -1,0 +1,170 @@
+"""The whole retraining loop inside `keel server`: a concept change in live
+traffic, the performance-decay alert, a retraining job triggered by it, the
+gate, the promotion, the hot swap, and the new champion's live performance.
+
+A churn champion is trained on the first half of ../shared/data/mlc_churn.csv.
+The server monitors every 300 ms with one rule (AUC more than 0.1 below
+validation on a 1-minute window with at least 300 labeled predictions) and
+runs a policy that retrains on that alert (base data plus the labeled window;
+gate on the newest 30%). Traffic from the second half carries a planted
+concept change (the label becomes "total_eve_minutes above its median") and
+is sent through /predict with its labels. Checks:
+  - no alert and no job before the change (the first 400 rows keep the old
+    concept);
+  - after it: the alert fires, one job runs with trigger alert:auc_decay and
+    is promoted, the champion alias moves to version 2, and the server's
+    answers come from version 2 without a restart (hot swap);
+  - the new champion's AUC on fresh traffic of the new concept is far above
+    the old champion's on the same rows (recovery), measured with
+    scikit-learn on the served probabilities;
+  - the job's audit record and the alias history name the alert.
+
+Run: KEEL_SHARED_DIR=../shared /usr/bin/python3 tests/e2e/test_retrain_loop.py
+"""
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import unittest
+
+from sklearn.metrics import roc_auc_score
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from keel_harness import (REPO, KeelServer, concept_change_split, keel_binary,  # noqa: E402
+                          predict_and_label)
+
+SHARED = os.environ.get("KEEL_SHARED_DIR") or os.path.join(REPO, "..", "shared")
+CHURN = os.path.join(SHARED, "data", "mlc_churn.csv")
+
+RULES = """rules:
+  - {name: auc_decay, metric: performance.auc.drop, threshold: 0.1,
+     window: 1m, min_samples: 300, cooldown: 1h, severity: critical}
+"""
+
+
+def run_keel(env, *args):
+    p = subprocess.run([keel_binary()] + list(args), capture_output=True, text=True, env=env,
+                       timeout=300)
+    if p.returncode != 0:
+        raise AssertionError(f"keel {' '.join(args)} -> {p.returncode}\n{p.stdout}\n{p.stderr}")
+    return p
+
+
+class RetrainLoopTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.TemporaryDirectory(prefix="keel-loop-")
+        d = cls.tmp.name
+        header, cls.base, later, new_labels = concept_change_split(CHURN, d)
+        cls.header = header
+        churn = header.index("churn")
+        cls.old = [(r, r[churn]) for r in later[:400]]                   # the old concept
+        changed = list(zip(later[400:], new_labels[400:]))
+        cls.changed, cls.fresh = changed[:1600], changed[1600:]          # fresh: after the swap
+
+        cls.store = os.path.join(d, "store")
+        cls.env = dict(os.environ)
+        cls.env["KEEL_STORE_URI"] = "sqlite://" + os.path.join(cls.store, "keel.db")
+        cls.env["KEEL_ARTIFACT_ROOT"] = os.path.join(cls.store, "artifacts")
+        run_keel(cls.env, "train", "--data", cls.base, "--target", "churn", "--param",
+                 "n_estimators=40", "--experiment", "churn", "--register", "churn")
+        run_keel(cls.env, "models", "alias", "churn@champion", "1")
+        rules = os.path.join(d, "rules.yaml")
+        with open(rules, "w") as f:
+            f.write(RULES)
+        policy = os.path.join(d, "retrain.yaml")
+        with open(policy, "w") as f:
+            f.write(f"""
+model: churn
+train: {{ data: {cls.base}, target: churn, params: {{ n_estimators: 40 }} }}
+on_alerts: [auc_decay]
+window: {{ recent: 1d }}
+gate: {{ metric: auc, min_delta: 0.05, max_regression: 1.0, min_rows: 300 }}
+""")
+        cls.server = KeelServer(data_dir=cls.store, extra_args=[
+            "--monitor-interval", "300ms", "--alert-rules", rules, "--retrain-policies", policy,
+            "--log-flush-ms", "20", "--poll-ms", "100"])
+        cls.server.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.session.close()
+        cls.server.stop()
+        cls.tmp.cleanup()
+
+    def send(self, pairs, label=True):
+        """(probabilities, versions that answered) of pairs sent through /predict."""
+        return predict_and_label(self.server, self.header, pairs, label=label)
+
+    def jobs(self):
+        return json.loads(run_keel(self.env, "retrain", "history", "churn", "--json").stdout)["jobs"]
+
+    def alerts(self):
+        return json.loads(run_keel(self.env, "alerts", "list", "--json").stdout)["alerts"]
+
+    def champion(self):
+        r = self.server.get("registered-models/alias", params={"name": "churn", "alias": "champion"})
+        return r.json()["model_version"]["version"]
+
+    def test_the_loop(self):
+        # Before the change: the old concept holds; no alert, no job.
+        _, versions = self.send(self.old)
+        self.assertEqual(versions, {"1"})
+        time.sleep(1.5)  # several monitoring passes
+        self.assertEqual([a for a in self.alerts() if a["rule"] == "auc_decay"], [])
+        self.assertEqual(self.jobs(), [])
+
+        # The concept changes.
+        old_probs, _ = self.send(self.changed)
+        deadline = time.time() + 240
+        job = None
+        while time.time() < deadline:
+            jobs = self.jobs()
+            if jobs and jobs[0]["status"] != "running":
+                job = jobs[0]
+                break
+            time.sleep(0.5)
+        self.assertIsNotNone(job, "no finished retraining job after the change")
+        self.assertEqual(len(self.jobs()), 1)
+        self.assertEqual(job["trigger"], "alert:auc_decay")
+        self.assertEqual(job["actor"], "keel-monitor")
+        self.assertEqual(job["status"], "promoted", job)
+        self.assertGreater(job["gate"]["challenger"], job["gate"]["champion"] + 0.05)
+        alerts = [a for a in self.alerts() if a["rule"] == "auc_decay"]
+        self.assertEqual(len(alerts), 1)
+        self.assertEqual(self.champion(), job["challenger_version"])
+
+        # Hot swap: the server answers with the new version, no restart.
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            _, versions = self.send(self.fresh[:50], label=False)
+            if versions == {job["challenger_version"]}:
+                break
+            time.sleep(0.1)
+        self.assertEqual(versions, {job["challenger_version"]})
+
+        # Recovery: on fresh rows of the new concept, the new champion ranks far
+        # better than the old one did on the changed traffic.
+        new_probs, _ = self.send(self.fresh)
+        y_fresh = [1 if y == "yes" else 0 for _, y in self.fresh]
+        y_changed = [1 if y == "yes" else 0 for _, y in self.changed]
+        auc_new = roc_auc_score(y_fresh, new_probs)
+        auc_old = roc_auc_score(y_changed, old_probs)
+        self.assertLess(auc_old, 0.65)
+        self.assertGreater(auc_new, auc_old + 0.2)
+        print(f"\nlive AUC of the new concept: old champion {auc_old:.3f} on "
+              f"{len(y_changed)} rows, new champion {auc_new:.3f} on {len(y_fresh)} rows",
+              file=sys.stderr)
+
+        # The alias history names the job and the alert.
+        r = self.server.session.get(self.server.url + "/api/2.0/keel/registered-models/alias-history",
+                                    params={"name": "churn", "alias": "champion"})
+        change = r.json()["changes"][0]
+        self.assertEqual(change["actor"], "keel-monitor")
+        self.assertIn(f"retrain job {job['id']} (alert:auc_decay)", change["reason"])
+
+
+if __name__ == "__main__":
+    unittest.main(verbosity=2)

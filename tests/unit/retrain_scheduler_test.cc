@@ -1,0 +1,311 @@
+// The retraining scheduler on a ManualClock and a real SQLite store: cron
+// slots on time, missed while down (run_once / skip), clock jumps, alert
+// triggers, one job per model with folding, the concurrency limit, retries
+// with backoff, cancellation. The job itself is the JobRunner seam here (the
+// real job is covered by tests/e2e/test_retrain.py).
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <condition_variable>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "keel/retrain/scheduler.h"
+#include "test_util.h"
+
+namespace keel::retrain {
+namespace {
+
+using keel::testing::OpenTestDb;
+using keel::testing::TempDir;
+
+constexpr int64_t kMinute = 60'000;
+constexpr int64_t kHour = 60 * kMinute;
+constexpr int64_t kDay = 24 * kHour;
+// 2026-12-07T00:00:00Z, a Monday.
+constexpr int64_t kMonday = 1'796'601'600'000;
+
+RetrainPolicy Policy(const std::string& model, const std::string& cron = "",
+                     const std::string& missed = "run_once") {
+  RetrainPolicy p;
+  p.model = model;
+  p.train.data = model + ".csv";
+  p.train.target = "y";
+  p.missed = missed;
+  if (!cron.empty()) p.schedule = *CronSchedule::Parse(cron);
+  return p;
+}
+
+// Records every job; a job may be held until released, or fail.
+class Jobs {
+ public:
+  RetrainScheduler::JobRunner Runner() {
+    return [this](const RetrainPolicy& p, const RetrainRequest& r) -> Result<RetrainJob> {
+      std::unique_lock<std::mutex> lock(mu_);
+      calls_.push_back(p.model + " " + r.trigger);
+      ++running_;
+      max_running_ = std::max(max_running_, running_);
+      cv_.notify_all();
+      // The cancel flag is set without a notify: look at it every few ms.
+      while (hold_ && !(r.cancel != nullptr && r.cancel->load())) {
+        cv_.wait_for(lock, std::chrono::milliseconds(5));
+      }
+      --running_;
+      RetrainJob job;
+      job.model = p.model;
+      job.status = r.cancel != nullptr && r.cancel->load() ? "cancelled"
+                   : failures_ > 0                         ? "failed"
+                                                           : "promoted";
+      if (failures_ > 0 && job.status == "failed") --failures_;
+      return job;
+    };
+  }
+  void Hold() {
+    std::lock_guard<std::mutex> lock(mu_);
+    hold_ = true;
+  }
+  void Release() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      hold_ = false;
+    }
+    cv_.notify_all();
+  }
+  void FailNext(int n) {
+    std::lock_guard<std::mutex> lock(mu_);
+    failures_ = n;
+  }
+  void WaitRunning(int n) {
+    std::unique_lock<std::mutex> lock(mu_);
+    ASSERT_TRUE(cv_.wait_for(lock, std::chrono::seconds(10), [&] { return running_ == n; }));
+  }
+  std::vector<std::string> calls() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return calls_;
+  }
+  int max_running() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return max_running_;
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::vector<std::string> calls_;
+  bool hold_ = false;
+  int failures_ = 0;
+  int running_ = 0;
+  int max_running_ = 0;
+};
+
+SchedulerOptions Fast(int concurrent = 1) {
+  SchedulerOptions o;
+  o.max_concurrent = concurrent;
+  o.tick_interval = std::chrono::milliseconds(10);
+  return o;
+}
+
+TEST(RetrainSchedulerTest, CronSlotsFireOnTimeOnceEach) {
+  TempDir dir;
+  auto db = OpenTestDb(dir);
+  ManualClock clock(kMonday + 2 * kHour + 59 * kMinute);  // Monday 02:59
+  Jobs jobs;
+  RetrainScheduler s({Policy("churn", "0 3 * * *")}, *db, clock, jobs.Runner(), Fast());
+  ASSERT_OK(s.Start());
+  s.WaitIdle();
+  EXPECT_TRUE(jobs.calls().empty());        // first sight: no run for the past
+  clock.Set(kMonday + 3 * kHour + 10'000);  // 03:00:10
+  ASSERT_OK(s.Tick());
+  s.WaitIdle();
+  EXPECT_EQ(jobs.calls(), (std::vector<std::string>{"churn schedule"}));
+  clock.Set(kMonday + 3 * kHour + 5 * kMinute);
+  ASSERT_OK(s.Tick());
+  s.WaitIdle();
+  EXPECT_EQ(jobs.calls().size(), 1u);
+  clock.Set(kMonday + kDay + 3 * kHour + 30'000);  // Tuesday 03:00:30
+  ASSERT_OK(s.Tick());
+  s.WaitIdle();
+  EXPECT_EQ(jobs.calls().size(), 2u);
+  s.Stop();
+}
+
+TEST(RetrainSchedulerTest, MissedWhileDownRunsOnceOrSkips) {
+  for (const std::string missed : {"run_once", "skip"}) {
+    SCOPED_TRACE(missed);
+    TempDir dir;
+    auto db = OpenTestDb(dir);
+    ManualClock clock(kMonday + 2 * kHour);
+    {
+      Jobs jobs;
+      RetrainScheduler s({Policy("churn", "0 3 * * *", missed)}, *db, clock, jobs.Runner(), Fast());
+      ASSERT_OK(s.Start());
+      clock.Set(kMonday + 3 * kHour);
+      ASSERT_OK(s.Tick());
+      s.WaitIdle();
+      ASSERT_EQ(jobs.calls().size(), 1u);
+    }  // the server stops; three slots pass (Tuesday, Wednesday, Thursday 03:00)
+    clock.Set(kMonday + 3 * kDay + 12 * kHour);
+    Jobs jobs;
+    RetrainScheduler s({Policy("churn", "0 3 * * *", missed)}, *db, clock, jobs.Runner(), Fast());
+    ASSERT_OK(s.Start());
+    s.WaitIdle();
+    if (missed == "run_once") {
+      EXPECT_EQ(jobs.calls(), (std::vector<std::string>{"churn schedule (missed 3)"}));
+    } else {
+      EXPECT_TRUE(jobs.calls().empty());
+    }
+    // The next slot runs normally either way, and the missed ones never again.
+    clock.Set(kMonday + 4 * kDay + 3 * kHour + 1000);
+    ASSERT_OK(s.Tick());
+    s.WaitIdle();
+    EXPECT_EQ(jobs.calls().back(), "churn schedule");
+    EXPECT_EQ(jobs.calls().size(), missed == "run_once" ? 2u : 1u);
+  }
+}
+
+TEST(RetrainSchedulerTest, ClockJumps) {
+  TempDir dir;
+  auto db = OpenTestDb(dir);
+  ManualClock clock(kMonday + 2 * kHour);
+  Jobs jobs;
+  RetrainScheduler s({Policy("churn", "0 3 * * *")}, *db, clock, jobs.Runner(), Fast());
+  ASSERT_OK(s.Start());
+  clock.Set(kMonday + 3 * kHour);
+  ASSERT_OK(s.Tick());
+  s.WaitIdle();
+  ASSERT_EQ(jobs.calls().size(), 1u);
+  // Backwards by an hour, then forward through 03:00 again: not re-run.
+  clock.Set(kMonday + 2 * kHour);
+  ASSERT_OK(s.Tick());
+  clock.Set(kMonday + 3 * kHour + 30'000);
+  ASSERT_OK(s.Tick());
+  s.WaitIdle();
+  EXPECT_EQ(jobs.calls().size(), 1u);
+  // Forward by two days at once: the missed slots are one run (run_once).
+  clock.Set(kMonday + 2 * kDay + 3 * kHour + 30 * kMinute);
+  ASSERT_OK(s.Tick());
+  s.WaitIdle();
+  EXPECT_EQ(jobs.calls().back(), "churn schedule (missed 2)");
+  EXPECT_EQ(jobs.calls().size(), 2u);
+}
+
+TEST(RetrainSchedulerTest, AlertsTriggerTheirPolicies) {
+  TempDir dir;
+  auto db = OpenTestDb(dir);
+  ManualClock clock(kMonday);
+  Jobs jobs;
+  RetrainPolicy churn = Policy("churn");
+  churn.on_alerts = {"performance_decay", "data_drift"};
+  RetrainScheduler s({churn, Policy("fraud")}, *db, clock, jobs.Runner(), Fast());
+  ASSERT_OK(s.Start());
+  monitor::Alert a;
+  a.model = "churn";
+  a.version = "3";
+  a.rule = "performance_decay";
+  s.OnAlert(a);
+  s.WaitIdle();
+  a.rule = "latency_p99";  // not listed
+  s.OnAlert(a);
+  a.model = "fraud";  // no alert triggers for fraud
+  a.rule = "performance_decay";
+  s.OnAlert(a);
+  s.WaitIdle();
+  EXPECT_EQ(jobs.calls(), (std::vector<std::string>{"churn alert:performance_decay"}));
+  EXPECT_EQ(s.Trigger("nosuch", "manual", "me").code(), StatusCode::kNotFound);
+}
+
+TEST(RetrainSchedulerTest, OneJobPerModelAndAConcurrencyLimit) {
+  for (int limit : {1, 2}) {
+    SCOPED_TRACE(limit);
+    TempDir dir;
+    auto db = OpenTestDb(dir);
+    ManualClock clock(kMonday);
+    Jobs jobs;
+    jobs.Hold();
+    RetrainScheduler s({Policy("a"), Policy("b")}, *db, clock, jobs.Runner(), Fast(limit));
+    ASSERT_OK(s.Start());
+    ASSERT_OK(s.Trigger("a", "manual", "me"));
+    jobs.WaitRunning(1);
+    ASSERT_OK(s.Trigger("a", "manual", "me"));  // folded into the running job
+    ASSERT_OK(s.Trigger("b", "manual", "me"));
+    ASSERT_OK(s.Trigger("b", "manual", "me"));  // folded into the queued (or running) one
+    if (limit == 2) jobs.WaitRunning(2);
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    EXPECT_EQ(jobs.max_running(), limit);
+    jobs.Release();
+    s.WaitIdle();
+    EXPECT_EQ(s.started(), 2u);
+    EXPECT_EQ(s.folded(), 2u);
+    EXPECT_EQ(jobs.calls().size(), 2u);
+  }
+}
+
+TEST(RetrainSchedulerTest, FailedJobsAreRetriedWithBackoff) {
+  TempDir dir;
+  auto db = OpenTestDb(dir);
+  ManualClock clock(kMonday);
+  Jobs jobs;
+  jobs.FailNext(2);
+  RetrainPolicy p = Policy("churn");
+  p.job.retries = 2;
+  p.job.retry_backoff_ms = 5 * kMinute;
+  RetrainScheduler s({p}, *db, clock, jobs.Runner(), Fast());
+  ASSERT_OK(s.Start());
+  ASSERT_OK(s.Trigger("churn", "manual", "me"));
+  s.WaitIdle();
+  EXPECT_EQ(jobs.calls().size(), 1u);  // failed; the retry waits 5 minutes
+  clock.Advance(5 * kMinute);
+  ASSERT_OK(s.Tick());
+  s.WaitIdle();
+  EXPECT_EQ(jobs.calls().size(), 2u);  // failed again; now 10 minutes
+  clock.Advance(5 * kMinute);
+  ASSERT_OK(s.Tick());
+  s.WaitIdle();
+  EXPECT_EQ(jobs.calls().size(), 2u);
+  clock.Advance(5 * kMinute);
+  ASSERT_OK(s.Tick());
+  s.WaitIdle();
+  EXPECT_EQ(jobs.calls(), (std::vector<std::string>{"churn manual", "churn manual (attempt 2)",
+                                                    "churn manual (attempt 3)"}));
+  // Retries are used up: a job failing every time runs 1 + retries times.
+  jobs.FailNext(10);
+  ASSERT_OK(s.Trigger("churn", "manual", "me"));
+  for (int i = 0; i < 5; ++i) {
+    s.WaitIdle();
+    clock.Advance(kHour);
+    ASSERT_OK(s.Tick());
+  }
+  s.WaitIdle();
+  EXPECT_EQ(jobs.calls().size(), 6u);
+}
+
+TEST(RetrainSchedulerTest, CancelAndStop) {
+  TempDir dir;
+  auto db = OpenTestDb(dir);
+  ManualClock clock(kMonday);
+  Jobs jobs;
+  jobs.Hold();
+  RetrainPolicy p = Policy("churn");
+  p.job.retries = 3;
+  RetrainScheduler s({p, Policy("fraud")}, *db, clock, jobs.Runner(), Fast());
+  ASSERT_OK(s.Start());
+  ASSERT_OK(s.Trigger("churn", "manual", "me"));
+  jobs.WaitRunning(1);
+  ASSERT_OK(s.Cancel("churn"));
+  s.WaitIdle();
+  clock.Advance(kDay);
+  ASSERT_OK(s.Tick());
+  s.WaitIdle();
+  EXPECT_EQ(jobs.calls().size(), 1u);  // a cancelled job is not retried
+  EXPECT_EQ(s.Cancel("churn").code(), StatusCode::kNotFound);
+  ASSERT_OK(s.Trigger("fraud", "manual", "me"));
+  jobs.WaitRunning(1);
+  s.Stop();  // cancels the running job and returns
+  EXPECT_EQ(jobs.calls().size(), 2u);
+  EXPECT_EQ(s.Trigger("fraud", "manual", "me").code(), StatusCode::kUnavailable);
+}
+
+}  // namespace
+}  // namespace keel::retrain
