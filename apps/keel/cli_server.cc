@@ -41,6 +41,7 @@ struct ServerFlags {
   // keel server only: retraining.
   std::string retrain_policies;
   int retrain_concurrency = 1;
+  std::string retrain_watch_interval = "30s";
 };
 
 // Monitoring flags (keel server only).
@@ -60,6 +61,9 @@ void AddMonitorFlags(CLI::App* cmd, ServerFlags& f) {
   cmd->add_option("--retrain-policies", f.retrain_policies,
                   "retraining policies file (YAML, docs/retraining.md): their schedules and "
                   "alert triggers run in this server");
+  cmd->add_option("--retrain-watch-interval", f.retrain_watch_interval,
+                  "how often promotions under watch are checked against the version before")
+      ->capture_default_str();
   cmd->add_option("--retrain-concurrency", f.retrain_concurrency,
                   "retraining jobs running at once (one per model at most)")
       ->check(CLI::Range(1, 64))
@@ -274,6 +278,27 @@ Status RunServer(const GlobalOptions& global, const ServerFlags& f, bool serving
     };
     retrain::SchedulerOptions so;
     so.max_concurrent = f.retrain_concurrency;
+    KEEL_ASSIGN_OR_RETURN(so.watch_interval_ms, monitor::ParseDuration(f.retrain_watch_interval));
+    // The watch after promotions: a rollback is stored and published as an
+    // alert like monitoring's own.
+    store::Database* db = &app->db();
+    monitor::AlertBus* bus = &alerts;
+    so.watch = [env, db, bus](const retrain::RetrainPolicy& p) -> Status {
+      Result<std::optional<retrain::WatchOutcome>> watched = retrain::WatchPromotion(p, env);
+      if (!watched.ok()) {
+        std::cout << "  retrain: watch of " << p.model << ": " << watched.status().message()
+                  << std::endl;
+        return watched.status();
+      }
+      if (!*watched) return OkStatus();
+      const retrain::WatchOutcome& w = **watched;
+      std::cout << "  retrain: watch job " << w.job.id << " " << w.job.status << ": "
+                << w.job.message << std::endl;
+      if (!w.rolled_back) return OkStatus();
+      KEEL_ASSIGN_OR_RETURN(monitor::RecordedAlert stored, monitor::RecordAlert(*db, w.alert, 1));
+      if (stored.is_new) bus->Publish(stored.alert);
+      return OkStatus();
+    };
     scheduler = std::make_unique<retrain::RetrainScheduler>(
         policies, app->db(), SystemClock::Default(),
         [env](const retrain::RetrainPolicy& p, const retrain::RetrainRequest& r) {

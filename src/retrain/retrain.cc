@@ -863,6 +863,111 @@ Result<RetrainJob> RunRetrainJob(const RetrainPolicy& policy, const RetrainEnv& 
                     ": " + decision->reason);
 }
 
+Result<std::optional<WatchOutcome>> WatchPromotion(const RetrainPolicy& policy,
+                                                   const RetrainEnv& env) {
+  if (policy.watch.duration_ms <= 0) return std::optional<WatchOutcome>();
+  if (env.db == nullptr || env.registry == nullptr || env.clock == nullptr || !env.model_path) {
+    return InvalidArgument("RetrainEnv needs db, registry, clock and model_path");
+  }
+  const int64_t now = env.clock->NowMillis();
+  Result<std::vector<registry::AliasChange>> history =
+      env.registry->AliasHistory(policy.model, policy.promote);
+  if (!history.ok()) {
+    // No such model yet: nothing promoted, nothing to watch.
+    if (history.status().code() == StatusCode::kNotFound) return std::optional<WatchOutcome>();
+    return history.status();
+  }
+  if (history->empty()) return std::optional<WatchOutcome>();
+  const registry::AliasChange& change = history->front();
+  if (!change.to_version || !change.from_version || change.actor == kWatchActor ||
+      now >= change.time + policy.watch.duration_ms) {
+    return std::optional<WatchOutcome>();
+  }
+  const std::string& fresh = *change.to_version;
+  const std::string& before = *change.from_version;
+
+  serve::PredictionQuery q;
+  q.model = policy.model;
+  q.version = fresh;
+  q.from_ms = change.time;
+  q.to_ms = now + 1;
+  q.labelled_only = true;
+  q.limit = 200'000;
+  q.newest = true;
+  KEEL_ASSIGN_OR_RETURN(std::vector<serve::LoggedPrediction> rows,
+                        serve::ReadPredictions(*env.db, q));
+  if (rows.size() < policy.gate.min_rows) return std::optional<WatchOutcome>();
+  KEEL_ASSIGN_OR_RETURN(fs::path fresh_path, env.model_path(policy.model, fresh));
+  KEEL_ASSIGN_OR_RETURN(fs::path before_path, env.model_path(policy.model, before));
+  KEEL_ASSIGN_OR_RETURN(std::shared_ptr<const model::LoadedModel> fresh_model,
+                        model::LoadModelPackage(fresh_path));
+  KEEL_ASSIGN_OR_RETURN(std::shared_ptr<const model::LoadedModel> before_model,
+                        model::LoadModelPackage(before_path));
+  GateConfig g = policy.gate;
+  if (!policy.watch.metric.empty()) g.metric = policy.watch.metric;
+  // In the record, "champion" is the version under watch and "challenger"
+  // the one before it, which the alias would return to.
+  KEEL_ASSIGN_OR_RETURN(GateDecision d, EvaluateGate(g, fresh_model.get(), *before_model, rows));
+  if (d.holdout_rows < g.min_rows || !std::isfinite(d.champion) || !std::isfinite(d.challenger)) {
+    return std::optional<WatchOutcome>();
+  }
+  const double drop =
+      train::HigherIsBetter(d.metric) ? d.challenger - d.champion : d.champion - d.challenger;
+  if (!(drop > policy.watch.drop_more_than)) return std::optional<WatchOutcome>();
+
+  WatchOutcome out;
+  out.rolled_back = true;
+  RetrainJob& job = out.job;
+  job.model = policy.model;
+  job.trigger = "watch";
+  job.actor = kWatchActor;
+  job.status = "running";
+  job.started_ms = now;
+  job.promote_alias = policy.promote;
+  job.champion_version = fresh;     // what the alias held before the rollback
+  job.challenger_version = before;  // what it returns to
+  job.host = HostName();
+  job.pid = static_cast<int64_t>(::getpid());
+  d.passed = false;
+  d.reason = d.metric + " " + FormatDouble(d.champion) + " for version " + fresh + " vs " +
+             FormatDouble(d.challenger) + " for version " + before + " on the same " +
+             std::to_string(d.holdout_rows) + " live rows since the change: a drop of " +
+             FormatDouble(drop) + " > watch.rollback_if.drop_more_than " +
+             FormatDouble(policy.watch.drop_more_than);
+  job.gate = d;
+  KEEL_RETURN_IF_ERROR(InsertJob(*env.db, job));
+  const registry::ChangeContext context{
+      kWatchActor, "watch rolled back (job " + std::to_string(job.id) + "): " + d.reason};
+  Status moved = env.registry->SetAliasIf(policy.model, policy.promote, fresh, before, context);
+  job.finished_ms = env.clock->NowMillis();
+  if (moved.ok()) {
+    job.status = "rolled_back";
+    job.message = policy.promote + " -> version " + before + " (was " + fresh + "): " + d.reason;
+  } else {
+    job.status = moved.code() == StatusCode::kFailedPrecondition ? "rejected" : "failed";
+    job.message = "no rollback: " + moved.message();
+    out.rolled_back = false;
+  }
+  KEEL_RETURN_IF_ERROR(UpdateJob(*env.db, job));
+  if (out.rolled_back) {
+    monitor::Alert& a = out.alert;
+    a.model = policy.model;
+    a.version = fresh;
+    a.rule = "watch_rollback";
+    a.severity = "critical";
+    a.metric = "performance." + d.metric + ".drop";
+    a.op = ">";
+    a.value = drop;
+    a.threshold = policy.watch.drop_more_than;
+    a.window_ms = now - change.time;
+    a.first_ms = now;
+    a.last_ms = now;
+    a.summary = policy.model + "@" + policy.promote + " rolled back from version " + fresh +
+                " to " + before + ": " + d.reason;
+  }
+  return std::optional<WatchOutcome>(std::move(out));
+}
+
 Result<std::vector<RetrainJob>> RetrainHistory(store::Database& db, const std::string& model,
                                                size_t limit) {
   std::vector<RetrainJob> out;

@@ -121,8 +121,15 @@ Status RetrainScheduler::Tick() {
           {p.model, "schedule (missed " + std::to_string(slots) + ")", "keel-scheduler", 1, 0});
     }
   }
+  const bool watch_now = options_.watch && now - last_watch_ms_ >= options_.watch_interval_ms;
+  if (watch_now) last_watch_ms_ = now;
   lock.unlock();
   cv_.notify_all();
+  if (watch_now) {
+    for (const RetrainPolicy& p : policies_) {
+      if (p.watch.duration_ms > 0) options_.watch(p).IgnoreError();  // retried next interval
+    }
+  }
   return OkStatus();
 }
 

@@ -21,6 +21,7 @@ is sent through /predict with its labels. Checks:
 
 Run: KEEL_SHARED_DIR=../shared /usr/bin/python3 tests/e2e/test_retrain_loop.py
 """
+import csv
 import json
 import os
 import subprocess
@@ -52,11 +53,39 @@ def run_keel(env, *args):
     return p
 
 
-class RetrainLoopTest(unittest.TestCase):
+class StoreAndServer(unittest.TestCase):
+    """A temporary store for the class, a server on it, and the alias read back."""
+
+    @classmethod
+    def make_store(cls, prefix):
+        cls.tmp = tempfile.TemporaryDirectory(prefix=prefix)
+        cls.store = os.path.join(cls.tmp.name, "store")
+        cls.env = dict(os.environ)
+        cls.env["KEEL_STORE_URI"] = "sqlite://" + os.path.join(cls.store, "keel.db")
+        cls.env["KEEL_ARTIFACT_ROOT"] = os.path.join(cls.store, "artifacts")
+        return cls.tmp.name
+
+    @classmethod
+    def start_server(cls, *args):
+        cls.server = KeelServer(data_dir=cls.store, extra_args=list(args) + [
+            "--log-flush-ms", "20", "--poll-ms", "100"])
+        cls.server.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.session.close()
+        cls.server.stop()
+        cls.tmp.cleanup()
+
+    def champion(self):
+        r = self.server.get("registered-models/alias", params={"name": "churn", "alias": "champion"})
+        return r.json()["model_version"]["version"]
+
+
+class RetrainLoopTest(StoreAndServer):
     @classmethod
     def setUpClass(cls):
-        cls.tmp = tempfile.TemporaryDirectory(prefix="keel-loop-")
-        d = cls.tmp.name
+        d = cls.make_store("keel-loop-")
         header, cls.base, later, new_labels = concept_change_split(CHURN, d)
         cls.header = header
         churn = header.index("churn")
@@ -64,10 +93,6 @@ class RetrainLoopTest(unittest.TestCase):
         changed = list(zip(later[400:], new_labels[400:]))
         cls.changed, cls.fresh = changed[:1600], changed[1600:]          # fresh: after the swap
 
-        cls.store = os.path.join(d, "store")
-        cls.env = dict(os.environ)
-        cls.env["KEEL_STORE_URI"] = "sqlite://" + os.path.join(cls.store, "keel.db")
-        cls.env["KEEL_ARTIFACT_ROOT"] = os.path.join(cls.store, "artifacts")
         run_keel(cls.env, "train", "--data", cls.base, "--target", "churn", "--param",
                  "n_estimators=40", "--experiment", "churn", "--register", "churn")
         run_keel(cls.env, "models", "alias", "churn@champion", "1")
@@ -83,16 +108,8 @@ on_alerts: [auc_decay]
 window: {{ recent: 1d }}
 gate: {{ metric: auc, min_delta: 0.05, max_regression: 1.0, min_rows: 300 }}
 """)
-        cls.server = KeelServer(data_dir=cls.store, extra_args=[
-            "--monitor-interval", "300ms", "--alert-rules", rules, "--retrain-policies", policy,
-            "--log-flush-ms", "20", "--poll-ms", "100"])
-        cls.server.start()
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.server.session.close()
-        cls.server.stop()
-        cls.tmp.cleanup()
+        cls.start_server("--monitor-interval", "300ms", "--alert-rules", rules,
+                         "--retrain-policies", policy)
 
     def send(self, pairs, label=True):
         """(probabilities, versions that answered) of pairs sent through /predict."""
@@ -103,10 +120,6 @@ gate: {{ metric: auc, min_delta: 0.05, max_regression: 1.0, min_rows: 300 }}
 
     def alerts(self):
         return json.loads(run_keel(self.env, "alerts", "list", "--json").stdout)["alerts"]
-
-    def champion(self):
-        r = self.server.get("registered-models/alias", params={"name": "churn", "alias": "champion"})
-        return r.json()["model_version"]["version"]
 
     def test_the_loop(self):
         # Before the change: the old concept holds; no alert, no job.
@@ -164,6 +177,84 @@ gate: {{ metric: auc, min_delta: 0.05, max_regression: 1.0, min_rows: 300 }}
         change = r.json()["changes"][0]
         self.assertEqual(change["actor"], "keel-monitor")
         self.assertIn(f"retrain job {job['id']} (alert:auc_decay)", change["reason"])
+
+
+class WatchRollbackTest(StoreAndServer):
+    """A deliberately bad forced promotion is rolled back by the watch: version
+    2 is trained on the changed concept, forced to champion by hand, and then
+    scored on traffic of the old concept; the server's watch compares it with
+    version 1 on those same rows and moves the alias back."""
+
+    @classmethod
+    def setUpClass(cls):
+        d = cls.make_store("keel-watch-")
+        header, base, later, new_labels = concept_change_split(CHURN, d)
+        cls.header = header
+        churn = header.index("churn")
+        cls.old = [(r, r[churn]) for r in later[:600]]
+        changed = os.path.join(d, "changed.csv")
+        with open(changed, "w", newline="") as f:
+            w = csv.writer(f)
+            w.writerow(header)
+            for r, y in zip(later, new_labels):
+                w.writerow(r[:churn] + [y] + r[churn + 1:])
+        for data in (base, changed):
+            run_keel(cls.env, "train", "--data", data, "--target", "churn", "--param",
+                     "n_estimators=40", "--experiment", "churn", "--register", "churn")
+        run_keel(cls.env, "models", "alias", "churn@champion", "1")
+        policy = os.path.join(d, "retrain.yaml")
+        with open(policy, "w") as f:
+            f.write(f"""
+model: churn
+train: {{ data: {base}, target: churn }}
+gate: {{ min_rows: 300 }}
+watch: {{ duration: 1h, rollback_if: {{ metric: auc, drop_more_than: 0.05 }} }}
+""")
+        cls.start_server("--monitor-interval", "off", "--retrain-policies", policy,
+                         "--retrain-watch-interval", "200ms")
+
+    def test_a_bad_forced_promotion_is_rolled_back(self):
+        run_keel(self.env, "models", "alias", "churn@champion", "2", "--reason", "forced")
+        deadline = time.time() + 10
+        while time.time() < deadline:  # the server follows the alias
+            _, versions = predict_and_label(self.server, self.header, self.old[:50], label=False)
+            if versions == {"2"}:
+                break
+            time.sleep(0.1)
+        self.assertEqual(versions, {"2"})
+        predict_and_label(self.server, self.header, self.old[50:])  # 550 labeled rows for v2
+        deadline = time.time() + 60
+        while time.time() < deadline and self.champion() != "1":
+            time.sleep(0.2)
+        self.assertEqual(self.champion(), "1")
+        jobs = json.loads(run_keel(self.env, "retrain", "history", "churn", "--json").stdout)["jobs"]
+        self.assertEqual(len(jobs), 1)
+        job = jobs[0]
+        self.assertEqual((job["trigger"], job["status"], job["actor"]),
+                         ("watch", "rolled_back", "keel-watch"))
+        self.assertEqual((job["champion_version"], job["challenger_version"]), ("2", "1"))
+        # In a watch record "champion" is the version under watch (2), "challenger" the one before.
+        self.assertGreater(job["gate"]["challenger"] - job["gate"]["champion"], 0.05)
+        self.assertGreaterEqual(job["gate"]["holdout_rows"], 300)
+        alerts = json.loads(run_keel(self.env, "alerts", "list", "--json").stdout)["alerts"]
+        self.assertEqual([a["rule"] for a in alerts], ["watch_rollback"])
+        self.assertEqual(alerts[0]["severity"], "critical")
+        r = self.server.session.get(self.server.url + "/api/2.0/keel/registered-models/alias-history",
+                                    params={"name": "churn", "alias": "champion"})
+        change = r.json()["changes"][0]
+        self.assertEqual((change["actor"], change["from_version"], change["to_version"]),
+                         ("keel-watch", "2", "1"))
+        # The server answers from version 1 again.
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            _, versions = predict_and_label(self.server, self.header, self.old[:10], label=False)
+            if versions == {"1"}:
+                break
+            time.sleep(0.1)
+        self.assertEqual(versions, {"1"})
+        print(f"\nwatch: auc {job['gate']['challenger']:.3f} (version 1) vs "
+              f"{job['gate']['champion']:.3f} (version 2) on {job['gate']['holdout_rows']} rows",
+              file=sys.stderr)
 
 
 if __name__ == "__main__":

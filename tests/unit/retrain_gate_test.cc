@@ -6,6 +6,8 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <filesystem>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -20,8 +22,8 @@ namespace {
 using keel::testing::OpenTestDb;
 using keel::testing::TempDir;
 
-// p(yes) = sigmoid(w * x).
-std::shared_ptr<const model::LoadedModel> Linear(const TempDir& dir, double w) {
+// A binary keel-linear package: p(yes) = sigmoid(w * x).
+model::PackageContents LinearContents(double w) {
   model::PackageContents c;
   c.model_bytes = R"({"keel_linear": 1, "task": "binary", "num_features": 1, "weights": [)" +
                   FormatDouble(w) + R"(], "bias": [0], "feature_names": ["x"]})";
@@ -30,8 +32,12 @@ std::shared_ptr<const model::LoadedModel> Linear(const TempDir& dir, double w) {
   c.info.output_name = "p";
   c.info.classes = {"no", "yes"};
   c.input_example_json = R"({"columns": ["x"], "data": [[1.0]]})";
+  return c;
+}
+
+std::shared_ptr<const model::LoadedModel> Linear(const TempDir& dir, double w) {
   const auto path = dir.path() / ("w" + FormatDouble(w));
-  const Status written = model::WriteModelPackage(path, c);
+  const Status written = model::WriteModelPackage(path, LinearContents(w));
   EXPECT_TRUE(written.ok()) << written.ToString();
   auto loaded = model::LoadModelPackage(path);
   EXPECT_TRUE(loaded.ok()) << loaded.status().ToString();
@@ -170,6 +176,129 @@ TEST(RetrainJobsTest, InterruptedJobsOfThisHostAreMarkedFailed) {
   EXPECT_EQ(jobs[0].status, "promoted");
   ASSERT_OK_AND_ASSIGN(marked, MarkInterruptedJobs(*db, 5678));
   EXPECT_EQ(marked, 0);
+}
+
+// The watch: a real registry and prediction log on SQLite, keel-linear
+// packages as versions 1 (sharp) and 2 (inverted, or as good), a ManualClock.
+class WatchTest : public ::testing::Test {
+ protected:
+  WatchTest() : db_(OpenTestDb(dir_)), clock_(1'800'000'000'000), registry_(*db_, clock_) {}
+
+  void SetUp() override {
+    ASSERT_TRUE(registry_.CreateRegisteredModel("churn", {}, "").ok());
+    for (int v = 1; v <= 2; ++v) {
+      ASSERT_TRUE(
+          registry_
+              .CreateModelVersion({"churn", "test:/v" + std::to_string(v), "", "", "", "me", {}})
+              .ok());
+    }
+    policy_.model = "churn";
+    policy_.train.data = "x.csv";
+    policy_.train.target = "y";
+    policy_.gate.min_rows = 200;
+    policy_.watch.duration_ms = 3'600'000;
+    policy_.watch.drop_more_than = 0.05;
+    env_.db = db_.get();
+    env_.registry = &registry_;
+    env_.clock = &clock_;
+    env_.model_path = [this](const std::string&,
+                             const std::string& version) -> Result<std::filesystem::path> {
+      auto it = paths_.find(version);
+      if (it == paths_.end()) return NotFound("no package for version " + version);
+      return it->second;
+    };
+  }
+
+  void Package(const std::string& version, double w) {
+    paths_[version] = dir_.path() / ("pkg" + version + "-" + std::to_string(++serial_));
+    ASSERT_OK(model::WriteModelPackage(paths_[version], LinearContents(w)));
+  }
+
+  // n labeled predictions answered by `version`, logged now.
+  void Traffic(const std::string& version, int n) {
+    std::vector<serve::Label> labels;
+    ASSERT_OK(db_->Write([&](store::Connection& c) -> Status {
+      for (int i = 0; i < n; ++i) {
+        const double x = -1.0 + 2.0 * i / (n - 1);
+        const std::string id = "r" + std::to_string(++serial_);
+        KEEL_RETURN_IF_ERROR(c.Exec(
+            "INSERT INTO predictions(request_id, time, model, version, endpoint, input, output, "
+            "latency_us) VALUES (?, ?, 'churn', ?, 'predict', ?, '0.5', 10)",
+            {store::Value(id), store::Value(clock_.NowMillis()), store::Value(version),
+             store::Value(R"({"x": )" + FormatDouble(x) + "}")}));
+        labels.push_back({id, x + 0.3 * std::sin(i * 12.9898) > 0 ? R"("yes")" : R"("no")"});
+      }
+      return OkStatus();
+    }));
+    ASSERT_TRUE(serve::RecordLabels(*db_, labels, clock_.NowMillis()).ok());
+  }
+
+  TempDir dir_;
+  std::unique_ptr<store::Database> db_;
+  ManualClock clock_;
+  registry::RegistryService registry_;
+  std::map<std::string, std::filesystem::path> paths_;
+  int serial_ = 0;  // unique package folders and request ids
+  RetrainPolicy policy_;
+  RetrainEnv env_;
+};
+
+TEST_F(WatchTest, ABadPromotionIsRolledBack) {
+  Package("1", 4.0);
+  Package("2", -4.0);  // ranks the wrong way round
+  ASSERT_OK(registry_.SetAlias("churn", "champion", "1", {"alice", "first"}));
+  clock_.Advance(60'000);
+  ASSERT_OK(registry_.SetAlias("churn", "champion", "2", {"bob", "forced"}));
+  clock_.Advance(60'000);
+  Traffic("1", 300);  // before the change it was version 1; not counted
+  Traffic("2", 100);
+  ASSERT_OK_AND_ASSIGN(std::optional<WatchOutcome> none, WatchPromotion(policy_, env_));
+  EXPECT_FALSE(none.has_value());  // 100 rows < gate.min_rows 200: no verdict yet
+  Traffic("2", 150);
+  ASSERT_OK_AND_ASSIGN(std::optional<WatchOutcome> out, WatchPromotion(policy_, env_));
+  ASSERT_TRUE(out.has_value());
+  EXPECT_TRUE(out->rolled_back);
+  EXPECT_EQ(registry_.GetVersionByAlias("churn", "champion")->version, "1");
+  const RetrainJob& job = out->job;
+  EXPECT_EQ(job.status, "rolled_back");
+  EXPECT_EQ(job.trigger, "watch");
+  EXPECT_EQ(job.champion_version, "2");
+  EXPECT_EQ(job.challenger_version, "1");
+  ASSERT_TRUE(job.gate.has_value());
+  EXPECT_EQ(job.gate->holdout_rows, 250u);                    // version 2's rows since the change
+  EXPECT_GT(job.gate->challenger - job.gate->champion, 0.5);  // version 1 over version 2
+  EXPECT_EQ(out->alert.rule, "watch_rollback");
+  EXPECT_EQ(out->alert.version, "2");
+  EXPECT_EQ(out->alert.metric, "performance.auc.drop");
+  EXPECT_GT(out->alert.value, 0.05);
+  auto history = *registry_.AliasHistory("churn", "champion");
+  EXPECT_EQ(history.front().actor, kWatchActor);
+  EXPECT_NE(history.front().reason.find("watch rolled back"), std::string::npos);
+  ASSERT_OK_AND_ASSIGN(std::vector<RetrainJob> jobs, RetrainHistory(*db_, "churn"));
+  ASSERT_EQ(jobs.size(), 1u);
+  EXPECT_EQ(jobs[0].status, "rolled_back");
+  // The rollback itself is not watched.
+  ASSERT_OK_AND_ASSIGN(none, WatchPromotion(policy_, env_));
+  EXPECT_FALSE(none.has_value());
+}
+
+TEST_F(WatchTest, AGoodPromotionStaysAndTheWatchEnds) {
+  Package("1", 0.5);
+  Package("2", 4.0);  // the same ranking, sharper: AUC equal, no drop
+  ASSERT_OK(registry_.SetAlias("churn", "champion", "1", {"alice", "first"}));
+  clock_.Advance(60'000);
+  ASSERT_OK(registry_.SetAlias("churn", "champion", "2", {"job", "gate passed"}));
+  clock_.Advance(60'000);
+  Traffic("2", 300);
+  ASSERT_OK_AND_ASSIGN(std::optional<WatchOutcome> none, WatchPromotion(policy_, env_));
+  EXPECT_FALSE(none.has_value());
+  EXPECT_EQ(registry_.GetVersionByAlias("churn", "champion")->version, "2");
+  // Once watch.duration has passed, even a bad version is left alone.
+  Package("2", -4.0);
+  clock_.Advance(policy_.watch.duration_ms);
+  ASSERT_OK_AND_ASSIGN(none, WatchPromotion(policy_, env_));
+  EXPECT_FALSE(none.has_value());
+  EXPECT_EQ(registry_.GetVersionByAlias("churn", "champion")->version, "2");
 }
 
 }  // namespace

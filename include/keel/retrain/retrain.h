@@ -35,8 +35,9 @@
 // A job that fails or is cancelled before step 6 never touches the
 // champion; a failure after the challenger was registered leaves it
 // registered with alias `challenger` and the job `failed` with the reason.
-// Not yet: the shadow phase and the watch after promotion (the policy's
-// shadow and watch settings are read and recorded, not acted on).
+// After promotion, WatchPromotion (run by the scheduler) compares the new
+// champion with the old on live traffic and rolls the alias back. Not yet:
+// the shadow phase (its settings are read and recorded, not acted on).
 //
 // Timeout: policy.job.timeout cancels the job (keel's trainer stops at the
 // next round; a command gets SIGTERM, then SIGKILL 10 s later).
@@ -57,6 +58,7 @@
 #include "keel/core/clock.h"
 #include "keel/core/result.h"
 #include "keel/model/package.h"
+#include "keel/monitor/alerts.h"
 #include "keel/registry/registry.h"
 #include "keel/retrain/policy.h"
 #include "keel/serve/prediction_log.h"
@@ -141,6 +143,26 @@ Result<RetrainJob> RunRetrainJob(const RetrainPolicy& policy, const RetrainEnv& 
 Result<GateDecision> EvaluateGate(const GateConfig& gate, const model::LoadedModel* champion,
                                   const model::LoadedModel& challenger,
                                   const std::vector<serve::LoggedPrediction>& holdout);
+
+// The watch after a promotion (policy.watch): when the latest change of the
+// alias policy.promote (from the alias history; by a job or by hand, but not
+// a rollback by the watch itself) is younger than watch.duration, both the
+// new version and the one before score the new version's labeled
+// predictions since the change (EvaluateGate: the same rows for both). With
+// at least gate.min_rows of them, a drop of watch.metric (default: the
+// gate's) by more than watch.drop_more_than moves the alias back, compared-
+// and-set on the new version (actor "keel-watch"), and records a job with
+// trigger "watch" and status "rolled_back" carrying both scores; the
+// returned alert (rule "watch_rollback", critical) is for the caller to
+// store and publish. Nothing to do: no outcome, OK.
+struct WatchOutcome {
+  bool rolled_back = false;
+  RetrainJob job;        // the audit record, when rolled back
+  monitor::Alert alert;  // when rolled back
+};
+Result<std::optional<WatchOutcome>> WatchPromotion(const RetrainPolicy& policy,
+                                                   const RetrainEnv& env);
+inline constexpr char kWatchActor[] = "keel-watch";
 
 // Jobs of `model` (all models when empty), newest first.
 Result<std::vector<RetrainJob>> RetrainHistory(store::Database& db, const std::string& model,

@@ -66,6 +66,11 @@ namespace keel::retrain {
 struct SchedulerOptions {
   int max_concurrent = 1;
   std::chrono::milliseconds tick_interval{1000};
+  // Called for every policy with a watch (policy.watch.duration > 0) at most
+  // once per watch_interval of the Clock, from Tick() (WatchPromotion in the
+  // server). Errors are retried at the next interval.
+  std::function<Status(const RetrainPolicy&)> watch;
+  int64_t watch_interval_ms = 30'000;
 };
 
 class RetrainScheduler {
@@ -131,6 +136,7 @@ class RetrainScheduler {
   std::deque<Pending> queue_;                 // guarded by mu_
   std::map<std::string, Running> running_;    // by model; guarded by mu_
   std::map<std::string, int64_t> last_slot_;  // by model; guarded by mu_
+  int64_t last_watch_ms_ = 0;                 // guarded by mu_
   bool loaded_ = false;                       // guarded by mu_
   bool stopping_ = false;                     // guarded by mu_
   bool started_flag_ = false;                 // guarded by mu_
