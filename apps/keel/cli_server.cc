@@ -187,8 +187,10 @@ Status RunServer(const GlobalOptions& global, const ServerFlags& f, bool serving
   }
 
   std::vector<retrain::RetrainPolicy> policies;
+  int64_t watch_interval_ms = 0;
   if (!serving_only && !f.retrain_policies.empty()) {
     KEEL_ASSIGN_OR_RETURN(policies, retrain::LoadPolicies(f.retrain_policies));
+    KEEL_ASSIGN_OR_RETURN(watch_interval_ms, monitor::ParseDuration(f.retrain_watch_interval));
   }
 
   KEEL_ASSIGN_OR_RETURN(auto app, api::App::Open(app_options));
@@ -228,14 +230,16 @@ Status RunServer(const GlobalOptions& global, const ServerFlags& f, bool serving
   monitor::AlertBus alerts;
   std::unique_ptr<monitor::WebhookNotifier> webhook;
   std::unique_ptr<monitor::MonitorService> monitoring;
+  // The webhook takes every alert published here: monitoring's, and the
+  // retraining watch's rollbacks (also with monitoring off).
+  if (!serving_only && !f.alert_webhook.empty()) {
+    monitor::WebhookNotifier::Options wo;
+    wo.url = f.alert_webhook;
+    wo.secret = secret;
+    webhook = std::make_unique<monitor::WebhookNotifier>(wo, PostWebhook);
+    alerts.Subscribe([&webhook](const monitor::Alert& a) { webhook->Enqueue(a); });
+  }
   if (monitor_every) {
-    if (!f.alert_webhook.empty()) {
-      monitor::WebhookNotifier::Options wo;
-      wo.url = f.alert_webhook;
-      wo.secret = secret;
-      webhook = std::make_unique<monitor::WebhookNotifier>(wo, PostWebhook);
-      alerts.Subscribe([&webhook](const monitor::Alert& a) { webhook->Enqueue(a); });
-    }
     monitor::MonitorService::Options mo;
     mo.interval = *monitor_every;
     mo.rules = rules;
@@ -278,7 +282,7 @@ Status RunServer(const GlobalOptions& global, const ServerFlags& f, bool serving
     };
     retrain::SchedulerOptions so;
     so.max_concurrent = f.retrain_concurrency;
-    KEEL_ASSIGN_OR_RETURN(so.watch_interval_ms, monitor::ParseDuration(f.retrain_watch_interval));
+    so.watch_interval_ms = watch_interval_ms;
     // The watch after promotions: a rollback is stored and published as an
     // alert like monitoring's own.
     store::Database* db = &app->db();
@@ -305,9 +309,12 @@ Status RunServer(const GlobalOptions& global, const ServerFlags& f, bool serving
           return retrain::RunRetrainJob(p, env, r);
         },
         so);
-    KEEL_RETURN_IF_ERROR(scheduler->Start());
     retrain::RetrainScheduler* sch = scheduler.get();
     alerts.Subscribe([sch](const monitor::Alert& a) { sch->OnAlert(a); });
+    if (Status s = scheduler->Start(); !s.ok()) {
+      if (monitoring) monitoring->Stop();  // no more alerts to a scheduler about to go
+      return s;
+    }
     std::string models;
     for (const retrain::RetrainPolicy& p : policies)
       models += (models.empty() ? "" : ", ") + p.model;

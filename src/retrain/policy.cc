@@ -15,6 +15,15 @@
 namespace keel::retrain {
 namespace {
 
+constexpr char kGateMetrics[] =
+    "auc, log_loss, accuracy, precision, recall, f1, f1_macro, rmse, mae, r2";
+
+bool IsGateMetric(const std::string& name) {
+  static const std::set<std::string> kNames = {"auc", "log_loss", "accuracy", "precision", "recall",
+                                               "f1",  "f1_macro", "rmse",     "mae",       "r2"};
+  return kNames.count(name) > 0;
+}
+
 // Reads one policy mapping; every error names source, model and key path.
 class PolicyReader {
  public:
@@ -184,14 +193,9 @@ Result<RetrainPolicy> ParseOne(const YAML::Node& node, const std::string& source
         {"metric", "min_delta", "max_regression", "min_rows", "holdout", "holdout_fraction"}));
     if (g["metric"]) {
       KEEL_ASSIGN_OR_RETURN(p.gate.metric, r.Text(g["metric"], "gate.metric"));
-      static const std::set<std::string> kMetrics = {"auc",    "log_loss", "accuracy", "precision",
-                                                     "recall", "f1",       "f1_macro", "rmse",
-                                                     "mae",    "r2"};
-      if (kMetrics.count(p.gate.metric) == 0) {
-        return r.Error("gate.metric",
-                       "'" + p.gate.metric +
-                           "' is not a metric keel computes (auc, log_loss, "
-                           "accuracy, precision, recall, f1, f1_macro, rmse, mae, r2)");
+      if (!IsGateMetric(p.gate.metric)) {
+        return r.Error("gate.metric", "'" + p.gate.metric + "' is not a metric keel computes (" +
+                                          std::string(kGateMetrics) + ")");
       }
     }
     if (g["min_delta"]) {
@@ -245,6 +249,11 @@ Result<RetrainPolicy> ParseOne(const YAML::Node& node, const std::string& source
       KEEL_RETURN_IF_ERROR(r.OnlyKeys(rb, "watch.rollback_if", {"metric", "drop_more_than"}));
       if (rb["metric"]) {
         KEEL_ASSIGN_OR_RETURN(p.watch.metric, r.Text(rb["metric"], "watch.rollback_if.metric"));
+        if (!IsGateMetric(p.watch.metric)) {
+          return r.Error("watch.rollback_if.metric", "'" + p.watch.metric +
+                                                         "' is not a metric keel computes (" +
+                                                         std::string(kGateMetrics) + ")");
+        }
       }
       if (rb["drop_more_than"]) {
         KEEL_ASSIGN_OR_RETURN(p.watch.drop_more_than,

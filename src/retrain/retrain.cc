@@ -565,6 +565,7 @@ Result<GateDecision> EvaluateGate(const GateConfig& gate, const model::LoadedMod
   const size_t non_finite =
       static_cast<size_t>(std::count_if(scored[0].outputs.begin(), scored[0].outputs.end(),
                                         [](float v) { return !std::isfinite(v); }));
+  d.non_finite = non_finite;
   if (non_finite > 0) {
     d.reason =
         "the challenger gave " + std::to_string(non_finite) + " non-finite outputs on the holdout";
@@ -883,6 +884,14 @@ Result<std::optional<WatchOutcome>> WatchPromotion(const RetrainPolicy& policy,
       now >= change.time + policy.watch.duration_ms) {
     return std::optional<WatchOutcome>();
   }
+  // A change that undoes the one before (a rollback, by hand or by
+  // Rollback) is a decision to return, not a promotion to judge.
+  if (history->size() >= 2) {
+    const registry::AliasChange& earlier = (*history)[1];
+    if (earlier.from_version == change.to_version && earlier.to_version == change.from_version) {
+      return std::optional<WatchOutcome>();
+    }
+  }
   const std::string& fresh = *change.to_version;
   const std::string& before = *change.from_version;
 
@@ -905,14 +914,23 @@ Result<std::optional<WatchOutcome>> WatchPromotion(const RetrainPolicy& policy,
                         model::LoadModelPackage(before_path));
   GateConfig g = policy.gate;
   if (!policy.watch.metric.empty()) g.metric = policy.watch.metric;
-  // In the record, "champion" is the version under watch and "challenger"
-  // the one before it, which the alias would return to.
-  KEEL_ASSIGN_OR_RETURN(GateDecision d, EvaluateGate(g, fresh_model.get(), *before_model, rows));
-  if (d.holdout_rows < g.min_rows || !std::isfinite(d.champion) || !std::isfinite(d.challenger)) {
-    return std::optional<WatchOutcome>();
+  // Scored with the version under watch in the challenger's seat (its
+  // non-finite outputs are counted there), then written the other way round:
+  // in the record "champion" is the version under watch and "challenger"
+  // the one the alias would return to.
+  KEEL_ASSIGN_OR_RETURN(GateDecision d, EvaluateGate(g, before_model.get(), *fresh_model, rows));
+  if (d.holdout_rows < g.min_rows) return std::optional<WatchOutcome>();  // not enough yet
+  // (EvaluateGate stops before the metrics when the challenger's outputs are
+  // not all finite.)
+  if (d.non_finite == 0 && !std::isfinite(d.champion)) {
+    return std::optional<WatchOutcome>();  // the version before gives nothing to compare with
   }
-  const double drop =
-      train::HigherIsBetter(d.metric) ? d.challenger - d.champion : d.champion - d.challenger;
+  std::swap(d.champion, d.challenger);
+  for (GateMetric& m : d.metrics) std::swap(m.champion, m.challenger);
+  const bool broken = d.non_finite > 0 || !std::isfinite(d.champion);
+  const double drop = broken                            ? std::numeric_limits<double>::infinity()
+                      : train::HigherIsBetter(d.metric) ? d.challenger - d.champion
+                                                        : d.champion - d.challenger;
   if (!(drop > policy.watch.drop_more_than)) return std::optional<WatchOutcome>();
 
   WatchOutcome out;
@@ -929,11 +947,17 @@ Result<std::optional<WatchOutcome>> WatchPromotion(const RetrainPolicy& policy,
   job.host = HostName();
   job.pid = static_cast<int64_t>(::getpid());
   d.passed = false;
-  d.reason = d.metric + " " + FormatDouble(d.champion) + " for version " + fresh + " vs " +
-             FormatDouble(d.challenger) + " for version " + before + " on the same " +
-             std::to_string(d.holdout_rows) + " live rows since the change: a drop of " +
-             FormatDouble(drop) + " > watch.rollback_if.drop_more_than " +
-             FormatDouble(policy.watch.drop_more_than);
+  if (broken) {
+    d.reason = "version " + fresh + " gave " + std::to_string(d.non_finite) +
+               " non-finite outputs (" + d.metric + " " + FormatDouble(d.champion) + ") on " +
+               std::to_string(d.holdout_rows) + " live rows since the change";
+  } else {
+    d.reason = d.metric + " " + FormatDouble(d.champion) + " for version " + fresh + " vs " +
+               FormatDouble(d.challenger) + " for version " + before + " on the same " +
+               std::to_string(d.holdout_rows) + " live rows since the change: a drop of " +
+               FormatDouble(drop) + " > watch.rollback_if.drop_more_than " +
+               FormatDouble(policy.watch.drop_more_than);
+  }
   job.gate = d;
   KEEL_RETURN_IF_ERROR(InsertJob(*env.db, job));
   const registry::ChangeContext context{
@@ -948,7 +972,10 @@ Result<std::optional<WatchOutcome>> WatchPromotion(const RetrainPolicy& policy,
     job.message = "no rollback: " + moved.message();
     out.rolled_back = false;
   }
-  KEEL_RETURN_IF_ERROR(UpdateJob(*env.db, job));
+  // Once the alias moved, the outcome (and its alert) is returned even if
+  // the record cannot be completed: the rollback must not go unannounced.
+  if (Status s = UpdateJob(*env.db, job); !s.ok())
+    job.message += " (record not updated: " + s.message() + ")";
   if (out.rolled_back) {
     monitor::Alert& a = out.alert;
     a.model = policy.model;
@@ -957,7 +984,7 @@ Result<std::optional<WatchOutcome>> WatchPromotion(const RetrainPolicy& policy,
     a.severity = "critical";
     a.metric = "performance." + d.metric + ".drop";
     a.op = ">";
-    a.value = drop;
+    a.value = std::isfinite(drop) ? drop : std::numeric_limits<double>::max();
     a.threshold = policy.watch.drop_more_than;
     a.window_ms = now - change.time;
     a.first_ms = now;

@@ -45,7 +45,9 @@ Status RetrainScheduler::SaveSlot(const std::string& model, int64_t slot_ms) {
 Status RetrainScheduler::Start() {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (started_flag_) return FailedPrecondition("the retraining scheduler is already started");
+    if (started_flag_ || stopping_) {
+      return FailedPrecondition("the retraining scheduler is already started (or stopped)");
+    }
     started_flag_ = true;
   }
   KEEL_RETURN_IF_ERROR(Tick());
@@ -60,20 +62,45 @@ Status RetrainScheduler::Start() {
       lock.lock();
     }
   });
+  if (options_.watch) {
+    // The watch scores live rows with two models: on its own thread, so a
+    // slow pass never delays a schedule or a trigger.
+    watcher_ = std::thread([this] {
+      std::unique_lock<std::mutex> lock(mu_);
+      while (!stopping_) {
+        const int64_t now = clock_.NowMillis();
+        if (now - last_watch_ms_ >= options_.watch_interval_ms) {
+          last_watch_ms_ = now;
+          lock.unlock();
+          for (const RetrainPolicy& p : policies_) {
+            if (p.watch.duration_ms > 0) options_.watch(p).IgnoreError();  // retried next time
+          }
+          lock.lock();
+          continue;
+        }
+        cv_.wait_for(lock, std::min(options_.tick_interval,
+                                    std::chrono::milliseconds(options_.watch_interval_ms)));
+      }
+    });
+  }
   return OkStatus();
 }
 
 void RetrainScheduler::Stop() {
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (stopping_) return;
     stopping_ = true;
     queue_.clear();
     for (auto& [model, r] : running_) r.cancel->store(true);
   }
   cv_.notify_all();
+  // One caller joins; a concurrent Stop() waits for it through join_mu_.
+  std::lock_guard<std::mutex> join_lock(join_mu_);
   if (ticker_.joinable()) ticker_.join();
-  for (std::thread& t : workers_) t.join();
+  if (watcher_.joinable()) watcher_.join();
+  for (std::thread& t : workers_) {
+    if (t.joinable()) t.join();
+  }
   workers_.clear();
 }
 
@@ -93,13 +120,17 @@ Status RetrainScheduler::Tick() {
     last_slot_ = std::move(slots);
     loaded_ = true;
   }
+  Status first_error;
   for (const RetrainPolicy& p : policies_) {
     if (!p.schedule) continue;
     auto it = last_slot_.find(p.model);
     if (it == last_slot_.end()) {
       // First sight: count from now, no run for the past.
+      if (Status s = SaveSlot(p.model, now); !s.ok()) {
+        if (first_error.ok()) first_error = s;
+        continue;
+      }
       last_slot_[p.model] = now;
-      KEEL_RETURN_IF_ERROR(SaveSlot(p.model, now));
       continue;
     }
     const int64_t due = p.schedule->NextAfter(it->second);
@@ -112,8 +143,13 @@ Status RetrainScheduler::Tick() {
       newest = next;
     }
     const bool on_time = slots == 1 && now - due <= kOnTimeGraceMs;
+    // Stored first: a slot counts as fired only once that is durable (a
+    // failed write leaves it due for the next tick).
+    if (Status s = SaveSlot(p.model, newest); !s.ok()) {
+      if (first_error.ok()) first_error = s;
+      continue;
+    }
     it->second = newest;
-    KEEL_RETURN_IF_ERROR(SaveSlot(p.model, newest));
     if (on_time) {
       EnqueueLocked({p.model, "schedule", "keel-scheduler", 1, 0});
     } else if (p.missed == "run_once") {
@@ -121,20 +157,16 @@ Status RetrainScheduler::Tick() {
           {p.model, "schedule (missed " + std::to_string(slots) + ")", "keel-scheduler", 1, 0});
     }
   }
-  const bool watch_now = options_.watch && now - last_watch_ms_ >= options_.watch_interval_ms;
-  if (watch_now) last_watch_ms_ = now;
   lock.unlock();
   cv_.notify_all();
-  if (watch_now) {
-    for (const RetrainPolicy& p : policies_) {
-      if (p.watch.duration_ms > 0) options_.watch(p).IgnoreError();  // retried next interval
-    }
-  }
-  return OkStatus();
+  return first_error;
 }
 
 void RetrainScheduler::EnqueueLocked(Pending p) {
-  const bool busy = running_.count(p.model) > 0 ||
+  // A running job whose cancel flag is set will not do the work: queue
+  // behind it instead of folding into it.
+  auto r = running_.find(p.model);
+  const bool busy = (r != running_.end() && !r->second.cancel->load()) ||
                     std::any_of(queue_.begin(), queue_.end(),
                                 [&](const Pending& q) { return q.model == p.model; });
   if (busy) {

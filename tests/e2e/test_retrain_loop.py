@@ -24,6 +24,7 @@ Run: KEEL_SHARED_DIR=../shared /usr/bin/python3 tests/e2e/test_retrain_loop.py
 import csv
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -115,6 +116,22 @@ gate: {{ metric: auc, min_delta: 0.05, max_regression: 1.0, min_rows: 300 }}
         """(probabilities, versions that answered) of pairs sent through /predict."""
         return predict_and_label(self.server, self.header, pairs, label=label)
 
+    def wait_for_window(self, after_ms, labelled):
+        """Waits (up to 30 s) for a monitoring window computed after `after_ms`
+        that holds `labelled` labeled predictions."""
+        deadline = time.time() + 30
+        while time.time() < deadline:
+            db = sqlite3.connect(os.path.join(self.store, "keel.db"))
+            try:
+                rows = db.execute("SELECT report FROM monitor_windows WHERE computed_time > ?",
+                                  (after_ms,)).fetchall()
+            finally:
+                db.close()
+            if any(json.loads(r)["performance"]["labelled"] >= labelled for (r,) in rows):
+                return
+            time.sleep(0.1)
+        self.fail(f"no monitoring window with {labelled} labeled predictions")
+
     def jobs(self):
         return json.loads(run_keel(self.env, "retrain", "history", "churn", "--json").stdout)["jobs"]
 
@@ -123,9 +140,10 @@ gate: {{ metric: auc, min_delta: 0.05, max_regression: 1.0, min_rows: 300 }}
 
     def test_the_loop(self):
         # Before the change: the old concept holds; no alert, no job.
+        t0 = int(time.time() * 1000)
         _, versions = self.send(self.old)
         self.assertEqual(versions, {"1"})
-        time.sleep(1.5)  # several monitoring passes
+        self.wait_for_window(t0, len(self.old))  # a monitoring pass saw all of it
         self.assertEqual([a for a in self.alerts() if a["rule"] == "auc_decay"], [])
         self.assertEqual(self.jobs(), [])
 
@@ -223,11 +241,15 @@ watch: {{ duration: 1h, rollback_if: {{ metric: auc, drop_more_than: 0.05 }} }}
             time.sleep(0.1)
         self.assertEqual(versions, {"2"})
         predict_and_label(self.server, self.header, self.old[50:])  # 550 labeled rows for v2
+        # The alias moves first, then the record and the alert are written.
         deadline = time.time() + 60
-        while time.time() < deadline and self.champion() != "1":
+        while time.time() < deadline:
+            jobs = json.loads(run_keel(self.env, "retrain", "history", "churn", "--json").stdout)["jobs"]
+            alerts = json.loads(run_keel(self.env, "alerts", "list", "--json").stdout)["alerts"]
+            if self.champion() == "1" and jobs and jobs[0]["status"] != "running" and alerts:
+                break
             time.sleep(0.2)
         self.assertEqual(self.champion(), "1")
-        jobs = json.loads(run_keel(self.env, "retrain", "history", "churn", "--json").stdout)["jobs"]
         self.assertEqual(len(jobs), 1)
         job = jobs[0]
         self.assertEqual((job["trigger"], job["status"], job["actor"]),
@@ -236,7 +258,6 @@ watch: {{ duration: 1h, rollback_if: {{ metric: auc, drop_more_than: 0.05 }} }}
         # In a watch record "champion" is the version under watch (2), "challenger" the one before.
         self.assertGreater(job["gate"]["challenger"] - job["gate"]["champion"], 0.05)
         self.assertGreaterEqual(job["gate"]["holdout_rows"], 300)
-        alerts = json.loads(run_keel(self.env, "alerts", "list", "--json").stdout)["alerts"]
         self.assertEqual([a["rule"] for a in alerts], ["watch_rollback"])
         self.assertEqual(alerts[0]["severity"], "critical")
         r = self.server.session.get(self.server.url + "/api/2.0/keel/registered-models/alias-history",

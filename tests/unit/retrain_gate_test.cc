@@ -248,9 +248,11 @@ TEST_F(WatchTest, ABadPromotionIsRolledBack) {
   Package("2", -4.0);  // ranks the wrong way round
   ASSERT_OK(registry_.SetAlias("churn", "champion", "1", {"alice", "first"}));
   clock_.Advance(60'000);
+  Traffic("2", 300);  // version 2 answered before it was promoted: not counted
+  clock_.Advance(60'000);
   ASSERT_OK(registry_.SetAlias("churn", "champion", "2", {"bob", "forced"}));
   clock_.Advance(60'000);
-  Traffic("1", 300);  // before the change it was version 1; not counted
+  Traffic("1", 300);  // another version's rows: not counted
   Traffic("2", 100);
   ASSERT_OK_AND_ASSIGN(std::optional<WatchOutcome> none, WatchPromotion(policy_, env_));
   EXPECT_FALSE(none.has_value());  // 100 rows < gate.min_rows 200: no verdict yet
@@ -280,6 +282,22 @@ TEST_F(WatchTest, ABadPromotionIsRolledBack) {
   // The rollback itself is not watched.
   ASSERT_OK_AND_ASSIGN(none, WatchPromotion(policy_, env_));
   EXPECT_FALSE(none.has_value());
+}
+
+TEST_F(WatchTest, APersonsRollbackIsNotUndone) {
+  Package("1", 4.0);
+  Package("2", -4.0);
+  ASSERT_OK(registry_.SetAlias("churn", "champion", "2", {"alice", "first"}));
+  clock_.Advance(60'000);
+  ASSERT_OK(registry_.SetAlias("churn", "champion", "1", {"bob", "better"}));
+  clock_.Advance(60'000);
+  // Bob is overruled by hand (version 2 back), for a reason the metric cannot see.
+  ASSERT_TRUE(registry_.Rollback("churn", "champion", {"carol", "latency"}).ok());
+  clock_.Advance(60'000);
+  Traffic("2", 300);  // version 2 scores far worse than version 1 on these rows
+  ASSERT_OK_AND_ASSIGN(std::optional<WatchOutcome> none, WatchPromotion(policy_, env_));
+  EXPECT_FALSE(none.has_value());
+  EXPECT_EQ(registry_.GetVersionByAlias("churn", "champion")->version, "2");
 }
 
 TEST_F(WatchTest, AGoodPromotionStaysAndTheWatchEnds) {

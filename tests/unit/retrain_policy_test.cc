@@ -113,6 +113,8 @@ TEST(RetrainPolicyTest, ErrorsNameSourceModelAndKey) {
                "r.yaml: policy 'churn': timezone: time zone 'Mars/Olympus'"},
            Bad{"model: churn\n" + train + "gate: { metric: acu }\n",
                "gate.metric: 'acu' is not a metric keel computes"},
+           Bad{"model: churn\n" + train + "watch: { duration: 1h, rollback_if: { metric: acu } }\n",
+               "watch.rollback_if.metric: 'acu' is not a metric keel computes"},
            Bad{"model: a\n" + train + "---\nmodel: a\n" + train, "two policies for model 'a'"},
            Bad{"model: [unclosed\n", "r.yaml:"},
            Bad{"", "no retraining policy"},

@@ -55,7 +55,9 @@ class Jobs {
       --running_;
       RetrainJob job;
       job.model = p.model;
-      job.status = r.cancel != nullptr && r.cancel->load() ? "cancelled"
+      // A cancelled job reports "failed" here, so the tests see that the
+      // scheduler's own cancel flag (not the status) stops the retries.
+      job.status = r.cancel != nullptr && r.cancel->load() ? "failed"
                    : failures_ > 0                         ? "failed"
                                                            : "promoted";
       if (failures_ > 0 && job.status == "failed") --failures_;
@@ -294,16 +296,24 @@ TEST(RetrainSchedulerTest, CancelAndStop) {
   ASSERT_OK(s.Trigger("churn", "manual", "me"));
   jobs.WaitRunning(1);
   ASSERT_OK(s.Cancel("churn"));
+  // A trigger while the job is being cancelled queues behind it.
+  ASSERT_OK(s.Trigger("churn", "alert:x", "monitor"));
+  jobs.Release();
   s.WaitIdle();
+  EXPECT_EQ(jobs.calls(), (std::vector<std::string>{"churn manual", "churn alert:x"}));
+  jobs.Hold();
   clock.Advance(kDay);
   ASSERT_OK(s.Tick());
   s.WaitIdle();
-  EXPECT_EQ(jobs.calls().size(), 1u);  // a cancelled job is not retried
+  EXPECT_EQ(jobs.calls().size(), 2u);  // the cancelled job was not retried
   EXPECT_EQ(s.Cancel("churn").code(), StatusCode::kNotFound);
+  // A queued job can be cancelled too.
   ASSERT_OK(s.Trigger("fraud", "manual", "me"));
   jobs.WaitRunning(1);
+  ASSERT_OK(s.Trigger("churn", "manual", "me"));  // queued: the only worker is busy
+  ASSERT_OK(s.Cancel("churn"));
   s.Stop();  // cancels the running job and returns
-  EXPECT_EQ(jobs.calls().size(), 2u);
+  EXPECT_EQ(jobs.calls().size(), 3u);
   EXPECT_EQ(s.Trigger("fraud", "manual", "me").code(), StatusCode::kUnavailable);
 }
 

@@ -97,6 +97,7 @@ struct GateDecision {
   double champion = std::numeric_limits<double>::quiet_NaN();
   double challenger = std::numeric_limits<double>::quiet_NaN();
   uint64_t holdout_rows = 0;        // labeled holdout rows both models scored
+  uint64_t non_finite = 0;          // the challenger's non-finite outputs on them
   std::vector<GateMetric> metrics;  // every metric of the task
   std::string reason;               // one line: why it passed or not
 };
@@ -146,12 +147,15 @@ Result<GateDecision> EvaluateGate(const GateConfig& gate, const model::LoadedMod
 
 // The watch after a promotion (policy.watch): when the latest change of the
 // alias policy.promote (from the alias history; by a job or by hand, but not
-// a rollback by the watch itself) is younger than watch.duration, both the
+// a rollback by the watch itself, nor a change that undoes the one before it,
+// such as `keel models rollback`) is younger than watch.duration, both the
 // new version and the one before score the new version's labeled
 // predictions since the change (EvaluateGate: the same rows for both). With
 // at least gate.min_rows of them, a drop of watch.metric (default: the
 // gate's) by more than watch.drop_more_than moves the alias back, compared-
-// and-set on the new version (actor "keel-watch"), and records a job with
+// and-set on the new version (actor "keel-watch"); so does any non-finite
+// output of the new version, or a metric it cannot compute where the version
+// before can. It records a job with
 // trigger "watch" and status "rolled_back" carrying both scores; the
 // returned alert (rule "watch_rollback", critical) is for the caller to
 // store and publish. Nothing to do: no outcome, OK.

@@ -26,7 +26,8 @@
 //     model (any version).
 //   - manual: Trigger().
 // A trigger for a model whose job is queued or running is folded into it
-// (counted in folded()); it does not queue a second job.
+// (counted in folded()); it does not queue a second job. A running job being
+// cancelled takes no more triggers: they queue behind it.
 //
 // Retries: a job that ends `failed` is queued again after
 // job.retry_backoff * 2^(attempt-1), up to job.retries times; rejected,
@@ -66,9 +67,9 @@ namespace keel::retrain {
 struct SchedulerOptions {
   int max_concurrent = 1;
   std::chrono::milliseconds tick_interval{1000};
-  // Called for every policy with a watch (policy.watch.duration > 0) at most
-  // once per watch_interval of the Clock, from Tick() (WatchPromotion in the
-  // server). Errors are retried at the next interval.
+  // Called for every policy with a watch (policy.watch.duration > 0) once
+  // per watch_interval of the Clock, on the scheduler's own watch thread
+  // (WatchPromotion in the server). Errors are retried at the next interval.
   std::function<Status(const RetrainPolicy&)> watch;
   int64_t watch_interval_ms = 30'000;
 };
@@ -85,13 +86,17 @@ class RetrainScheduler {
   RetrainScheduler& operator=(const RetrainScheduler&) = delete;
 
   // Loads the schedule state, applies the missed-run policy (one Tick()) and
-  // starts the ticker and the workers.
+  // starts the ticker, the workers and the watch thread. Once only, and not
+  // after Stop().
   Status Start();
-  // Cancels queued and running jobs, waits for the workers. Idempotent.
+  // Cancels queued and running jobs, waits for every thread. Idempotent;
+  // concurrent calls all return after the threads are joined.
   void Stop();
 
-  // One scheduling pass at the Clock's time: queues due schedules and
-  // retries whose backoff has passed. Thread-safe; Start()'s ticker calls it.
+  // One scheduling pass at the Clock's time: queues due schedules (a slot
+  // counts as fired once stored; a store error leaves it due and is
+  // returned after the other policies were seen). Thread-safe; Start()'s
+  // ticker calls it.
   Status Tick();
   // Queues a job for `model` (NotFound when no policy names it).
   Status Trigger(const std::string& model, const std::string& trigger, const std::string& actor);
@@ -100,7 +105,8 @@ class RetrainScheduler {
   // Cancels the model's queued or running job (NotFound when none).
   Status Cancel(const std::string& model);
 
-  // Blocks until no job is queued, waiting for retry or running (tests).
+  // Blocks until no job runs and none queued is due; retries still waiting
+  // out their backoff do not count (tests).
   void WaitIdle();
 
   uint64_t started() const;  // jobs started
@@ -142,8 +148,10 @@ class RetrainScheduler {
   bool started_flag_ = false;                 // guarded by mu_
   uint64_t started_ = 0;                      // guarded by mu_
   uint64_t folded_ = 0;                       // guarded by mu_
+  std::mutex join_mu_;                        // held by the Stop() that joins the threads
   std::vector<std::thread> workers_;
   std::thread ticker_;
+  std::thread watcher_;
 };
 
 }  // namespace keel::retrain
