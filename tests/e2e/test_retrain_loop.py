@@ -189,6 +189,16 @@ gate: {{ metric: auc, min_delta: 0.05, max_regression: 1.0, min_rows: 300 }}
               f"{len(y_changed)} rows, new champion {auc_new:.3f} on {len(y_fresh)} rows",
               file=sys.stderr)
 
+        # The read endpoint gives the same records as `keel retrain history`.
+        r = self.server.session.get(self.server.url + "/api/2.0/keel/retrain/jobs",
+                                    params={"model": "churn"})
+        self.assertEqual(r.status_code, 200, r.text)
+        self.assertEqual(r.json()["jobs"], self.jobs())
+        r = self.server.session.get(self.server.url + "/api/2.0/keel/retrain/jobs",
+                                    params={"limit": "0"})
+        self.assertEqual(r.status_code, 400, r.text)
+        self.assertIn("limit must be between 1 and 1000", r.json()["message"])
+
         # The alias history names the job and the alert.
         r = self.server.session.get(self.server.url + "/api/2.0/keel/registered-models/alias-history",
                                     params={"name": "churn", "alias": "champion"})

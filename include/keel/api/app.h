@@ -218,5 +218,7 @@ std::span<const Route> ServiceRoutes();
 std::span<const Route> ServingRoutes();
 // /api/2.0/keel/alerts, /api/2.0/keel/monitor/windows (src/api/monitoring_routes.cc).
 std::span<const Route> MonitoringRoutes();
+// /api/2.0/keel/retrain/jobs (src/api/retrain_routes.cc).
+std::span<const Route> RetrainRoutes();
 
 }  // namespace keel::api
