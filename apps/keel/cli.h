@@ -13,6 +13,7 @@
 #include "keel/api/app.h"
 #include "keel/core/json.h"
 #include "keel/monitor/drift.h"
+#include "keel/retrain/retrain.h"
 #include "keel/train/train.h"
 
 namespace keel::cli {
@@ -89,6 +90,11 @@ std::string JsonQuote(std::string_view s);
 // it under registered-models/<name>/<id>/model and creates the version.
 Status RegisterLocalModel(Transport& t, const std::string& name, const std::filesystem::path& path,
                           const std::string& description, const std::string& output_name);
+
+// The retraining job's host seam over an App in this process: its store,
+// registry and artifact root, runs recorded by `recorder`, the system clock
+// (apps/keel/cli_retrain.cc; keel retrain and keel server share it).
+retrain::RetrainEnv RetrainEnvOf(api::App& app, train::RunRecorder& recorder);
 
 // Records runs through the REST API the transport talks to.
 std::unique_ptr<train::RunRecorder> MakeApiRecorder(Transport& t);

@@ -88,23 +88,27 @@ struct LoadedReference {
   std::map<std::string, data::ColumnType> types;  // column -> type, to read the current file
 };
 
+// A regular file that starts with a reference profile's magic.
+bool IsProfileFile(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::is_regular_file(path, ec)) return false;
+  std::ifstream in(path, std::ios::binary);
+  char head[16] = {};
+  in.read(head, sizeof head);
+  return monitor::LooksLikeReference(std::string_view(head, static_cast<size_t>(in.gcount())));
+}
+
 Result<LoadedReference> LoadReference(const GlobalOptions& global, const std::string& ref,
                                       const std::function<Result<data::Table>()>& read_csv) {
   LoadedReference out;
   out.description = ref;
   std::error_code ec;
-  bool is_profile = false;
-  if (std::filesystem::is_regular_file(ref, ec)) {
-    std::ifstream in(ref, std::ios::binary);
-    char head[16] = {};
-    in.read(head, sizeof head);
-    is_profile = monitor::LooksLikeReference(std::string_view(head, static_cast<size_t>(in.gcount())));
-    if (!is_profile) {
-      KEEL_ASSIGN_OR_RETURN(data::Table table, read_csv());
-      for (const data::Column& c : table.columns()) out.types[c.name()] = c.type();
-      out.table = std::move(table);
-      return out;
-    }
+  const bool is_profile = IsProfileFile(ref);
+  if (!is_profile && std::filesystem::is_regular_file(ref, ec)) {
+    KEEL_ASSIGN_OR_RETURN(data::Table table, read_csv());
+    for (const data::Column& c : table.columns()) out.types[c.name()] = c.type();
+    out.table = std::move(table);
+    return out;
   }
   std::filesystem::path file = ref;
   if (!is_profile) {
@@ -156,14 +160,8 @@ Status RunDrift(const GlobalOptions& global, const DriftFlags& f, int& exit_code
   // Two CSV files are read at once, one thread each (cutting each into
   // parts as well only adds copying on 2 cores); one file is read in parts.
   std::error_code ec;
-  bool reference_is_csv = false;
-  if (std::filesystem::is_regular_file(f.reference, ec)) {
-    std::ifstream in(f.reference, std::ios::binary);
-    char head[16] = {};
-    in.read(head, sizeof head);
-    reference_is_csv =
-        !monitor::LooksLikeReference(std::string_view(head, static_cast<size_t>(in.gcount())));
-  }
+  const bool reference_is_csv =
+      std::filesystem::is_regular_file(f.reference, ec) && !IsProfileFile(f.reference);
   auto read = [&](const std::string& path, int side) {
     data::CsvOptions o = csv;
     o.reader.progress = progress.For(side);

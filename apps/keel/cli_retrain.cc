@@ -85,14 +85,7 @@ Status RetrainCommand(const GlobalOptions& global, const RetrainFlags& f) {
   KEEL_ASSIGN_OR_RETURN(std::unique_ptr<api::App> app, api::App::Open(app_options));
   std::unique_ptr<Transport> transport = MakeEmbeddedTransport(*app);
   std::unique_ptr<train::RunRecorder> recorder = MakeApiRecorder(*transport);
-  retrain::RetrainEnv env;
-  env.db = &app->db();
-  env.registry = &app->registry();
-  env.recorder = recorder.get();
-  env.clock = &SystemClock::Default();
-  env.model_path = [&app](const std::string& name, const std::string& version) {
-    return app->ModelVersionPath(name, version);
-  };
+  retrain::RetrainEnv env = RetrainEnvOf(*app, *recorder);
   if (!f.json) env.on_status = [](const std::string& line) { std::cerr << line << "\n"; };
   KEEL_ASSIGN_OR_RETURN(
       int interrupted, retrain::MarkInterruptedJobs(app->db(), SystemClock::Default().NowMillis()));
@@ -166,6 +159,19 @@ Status HistoryCommand(const GlobalOptions& global, const HistoryFlags& f) {
 }
 
 }  // namespace
+
+retrain::RetrainEnv RetrainEnvOf(api::App& app, train::RunRecorder& recorder) {
+  retrain::RetrainEnv env;
+  env.db = &app.db();
+  env.registry = &app.registry();
+  env.recorder = &recorder;
+  env.clock = &SystemClock::Default();
+  api::App* a = &app;
+  env.model_path = [a](const std::string& name, const std::string& version) {
+    return a->ModelVersionPath(name, version);
+  };
+  return env;
+}
 
 void AddRetrainCommand(CLI::App& app, GlobalOptions& global, Action& run) {
   auto* cmd = app.add_subcommand(

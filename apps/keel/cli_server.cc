@@ -268,15 +268,7 @@ Status RunServer(const GlobalOptions& global, const ServerFlags& f, bool serving
                                                app->db(), SystemClock::Default().NowMillis()));
     retrain_transport = MakeEmbeddedTransport(*app);
     retrain_recorder = MakeApiRecorder(*retrain_transport);
-    retrain::RetrainEnv env;
-    env.db = &app->db();
-    env.registry = &app->registry();
-    env.recorder = retrain_recorder.get();
-    env.clock = &SystemClock::Default();
-    api::App* a = app.get();
-    env.model_path = [a](const std::string& name, const std::string& version) {
-      return a->ModelVersionPath(name, version);
-    };
+    retrain::RetrainEnv env = RetrainEnvOf(*app, *retrain_recorder);
     env.on_status = [](const std::string& line) {
       std::cout << "  retrain: " << line << std::endl;
     };

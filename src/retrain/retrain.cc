@@ -403,6 +403,13 @@ Result<Trained> TrainWithKeel(const RetrainPolicy& policy, const RetrainJob& job
 
 // ------------------------------------------------------------------ gate
 
+Result<std::shared_ptr<const model::LoadedModel>> LoadVersion(const RetrainEnv& env,
+                                                              const std::string& name,
+                                                              const std::string& version) {
+  KEEL_ASSIGN_OR_RETURN(fs::path path, env.model_path(name, version));
+  return model::LoadModelPackage(path);
+}
+
 std::string DefaultMetric(const std::string& task) {
   if (task == "multiclass") return "accuracy";
   if (task == "regression") return "rmse";
@@ -750,9 +757,8 @@ Result<RetrainJob> RunRetrainJob(const RetrainPolicy& policy, const RetrainEnv& 
     }
     if (v.ok()) {
       job.champion_version = v->version;
-      Result<fs::path> path = env.model_path(policy.model, v->version);
-      if (!path.ok()) return failed(path.status());
-      Result<std::shared_ptr<const model::LoadedModel>> loaded = model::LoadModelPackage(*path);
+      Result<std::shared_ptr<const model::LoadedModel>> loaded =
+          LoadVersion(env, policy.model, v->version);
       if (!loaded.ok()) return failed(loaded.status());
       champion = *loaded;
       if (!v->run_id.empty()) {
@@ -833,9 +839,8 @@ Result<RetrainJob> RunRetrainJob(const RetrainPolicy& policy, const RetrainEnv& 
   if (cancel.load()) return failed(Unavailable("cancelled before the gate"));
 
   // Gate.
-  Result<fs::path> path = env.model_path(policy.model, job.challenger_version);
-  if (!path.ok()) return failed(path.status());
-  Result<std::shared_ptr<const model::LoadedModel>> challenger = model::LoadModelPackage(*path);
+  Result<std::shared_ptr<const model::LoadedModel>> challenger =
+      LoadVersion(env, policy.model, job.challenger_version);
   if (!challenger.ok()) return failed(challenger.status());
   Result<GateDecision> decision = EvaluateGate(policy.gate, champion.get(), **challenger, holdout);
   if (!decision.ok()) return failed(decision.status());
@@ -906,12 +911,10 @@ Result<std::optional<WatchOutcome>> WatchPromotion(const RetrainPolicy& policy,
   KEEL_ASSIGN_OR_RETURN(std::vector<serve::LoggedPrediction> rows,
                         serve::ReadPredictions(*env.db, q));
   if (rows.size() < policy.gate.min_rows) return std::optional<WatchOutcome>();
-  KEEL_ASSIGN_OR_RETURN(fs::path fresh_path, env.model_path(policy.model, fresh));
-  KEEL_ASSIGN_OR_RETURN(fs::path before_path, env.model_path(policy.model, before));
   KEEL_ASSIGN_OR_RETURN(std::shared_ptr<const model::LoadedModel> fresh_model,
-                        model::LoadModelPackage(fresh_path));
+                        LoadVersion(env, policy.model, fresh));
   KEEL_ASSIGN_OR_RETURN(std::shared_ptr<const model::LoadedModel> before_model,
-                        model::LoadModelPackage(before_path));
+                        LoadVersion(env, policy.model, before));
   GateConfig g = policy.gate;
   if (!policy.watch.metric.empty()) g.metric = policy.watch.metric;
   // Scored with the version under watch in the challenger's seat (its

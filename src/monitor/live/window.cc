@@ -135,7 +135,9 @@ int ClassOf(simdjson::dom::element v, const std::vector<std::string>& classes) {
 }  // namespace
 
 int LabelClass(std::string_view label_json, const std::vector<std::string>& classes) {
-  simdjson::dom::parser parser;
+  // Called once per labeled row (the retraining gate and watch): the parser
+  // and its buffers are kept per thread rather than built per label.
+  thread_local simdjson::dom::parser parser;
   simdjson::dom::element v;
   if (parser.parse(label_json.data(), label_json.size()).get(v)) return -1;
   return ClassOf(v, classes);
