@@ -56,6 +56,20 @@ void PrintJob(const retrain::RetrainJob& job) {
     }
     if (!rows.empty()) PrintTable({"  metric", "champion", "challenger"}, rows);
   }
+  if (job.shadow) {
+    const retrain::ShadowReport& r = *job.shadow;
+    if (job.status == "shadow") {
+      std::cout << "  shadow     from " << FormatTime(r.started_ms) << ", decided by keel server "
+                << "(--retrain-policies) from " << FormatTime(r.ends_ms) << "\n";
+    } else if (r.requests > 0 || !r.reason.empty()) {
+      std::cout << "  shadow     " << (r.passed ? "passed" : "not passed") << ": " << r.reason
+                << "\n";
+      std::cout << "             " << r.requests << " requests, " << r.errors << " errors, "
+                << r.non_finite << " non-finite, agreement " << Metric(r.agreement)
+                << ", mean |difference| " << Metric(r.mean_abs_diff) << ", p50 "
+                << Metric(r.latency_p50_us) << " us/row\n";
+    }
+  }
   if (!job.message.empty() && job.status != "promoted" && job.status != "rejected") {
     std::cout << "  message    " << job.message << "\n";
   }

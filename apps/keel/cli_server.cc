@@ -295,6 +295,21 @@ Status RunServer(const GlobalOptions& global, const ServerFlags& f, bool serving
       if (stored.is_new) bus->Publish(stored.alert);
       return OkStatus();
     };
+    // The shadow phases: decided once due; a promotion is published by the
+    // alias observer like any other alias change.
+    so.shadow = [env](const retrain::RetrainPolicy& p) -> Status {
+      Result<std::optional<retrain::RetrainJob>> done = retrain::FinishShadow(p, env);
+      if (!done.ok()) {
+        std::cout << "  retrain: shadow of " << p.model << ": " << done.status().message()
+                  << std::endl;
+        return done.status();
+      }
+      if (*done) {
+        std::cout << "  retrain: job " << (*done)->id << " " << (*done)->status << ": "
+                  << (*done)->message << std::endl;
+      }
+      return OkStatus();
+    };
     scheduler = std::make_unique<retrain::RetrainScheduler>(
         policies, app->db(), SystemClock::Default(),
         [env](const retrain::RetrainPolicy& p, const retrain::RetrainRequest& r) {
@@ -307,6 +322,7 @@ Status RunServer(const GlobalOptions& global, const ServerFlags& f, bool serving
       if (monitoring) monitoring->Stop();  // no more alerts to a scheduler about to go
       return s;
     }
+    app->set_retrain_scheduler(scheduler.get());
     std::string models;
     for (const retrain::RetrainPolicy& p : policies)
       models += (models.empty() ? "" : ", ") + p.model;
@@ -318,6 +334,7 @@ Status RunServer(const GlobalOptions& global, const ServerFlags& f, bool serving
               << std::endl;
   }
   server.RunUntilSignal();
+  app->set_retrain_scheduler(nullptr);
   if (scheduler) scheduler->Stop();
   if (monitoring) monitoring->Stop();
   if (webhook) webhook->Drain(std::chrono::seconds(5));

@@ -185,6 +185,10 @@ Result<std::unique_ptr<App>> App::Open(const AppOptions& options) {
     m.AddCounterCallback("keel_prediction_log_sampled_out_total",
                          "Predictions not logged because of the sampling rate.",
                          [log] { return static_cast<double>(log->sampled_out()); });
+    // Shadow phases compare with the logged answers, so they need the log.
+    app->shadow_ = std::make_unique<serve::ShadowScorer>(*app->db_, app->metrics_.get(),
+                                                         serve::ShadowOptions{});
+    KEEL_RETURN_IF_ERROR(app->shadow_->Start());
   }
   m.AddGaugeCallback("keel_models_served", "References the serving engine follows.",
                      [engine] { return static_cast<double>(engine->size()); });
@@ -196,6 +200,7 @@ App::~App() { Shutdown(); }
 void App::Shutdown() {
   if (engine_) engine_->Stop();
   if (log_) log_->Stop();
+  if (shadow_) shadow_->Stop();
 }
 
 std::string App::NewRequestId() {
@@ -280,7 +285,7 @@ Response App::Run(const RouteMatch& match, Request& request) {
 }
 
 Result<std::filesystem::path> App::ModelVersionPath(const std::string& name,
-                                                   const std::string& version) {
+                                                    const std::string& version) {
   KEEL_ASSIGN_OR_RETURN(registry::ModelVersion v, registry_->GetModelVersion(name, version));
   return MakeSourceResolver(*this)(v);
 }

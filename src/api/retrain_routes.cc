@@ -1,13 +1,23 @@
-// Read endpoints for retraining (keel/retrain/retrain.h), for the dashboard
-// and scripts:
+// Retraining over REST (keel/retrain/retrain.h, keel/retrain/scheduler.h),
+// for the dashboard and scripts:
 //
-//   GET /api/2.0/keel/retrain/jobs?model=churn&limit=50
-//       {"jobs": [RetrainJob::ToJson(), ...]}        newest first; every model
-//                                                    when model is not given
-//
-// What `keel retrain history --json` prints, read from the same store.
+//   GET  /api/2.0/keel/retrain/jobs?model=churn&limit=50      (read)
+//        {"jobs": [RetrainJob::ToJson(), ...]}        newest first; every model
+//                                                     when model is not given;
+//        what `keel retrain history --json` prints, from the same store
+//   POST /api/2.0/keel/retrain/jobs {"model": "churn"}       (write)
+//        202 {"model": "churn", "trigger": "manual", "queued": true}: a job
+//        queued on the server's scheduler (folded into the model's job if
+//        one is queued or running), actor = the caller
+//   POST /api/2.0/keel/retrain/jobs/cancel {"model": "churn"} (write)
+//        {"model": "churn", "cancelled": "job" | "shadow"}: the model's
+//        queued or running job is cancelled; without one, its shadow phase
+//        ends (CancelShadow). 404 when there is neither.
+// Triggering and cancelling need a server started with --retrain-policies
+// (otherwise 400 FAILED_PRECONDITION naming the flag).
 #include "keel/api/app.h"
 #include "keel/retrain/retrain.h"
+#include "keel/retrain/scheduler.h"
 #include "src/api/handler_util.h"
 #include "src/api/params.h"
 
@@ -34,8 +44,69 @@ Result<std::string> ListJobs(App& app, const Request& request) {
   return out + "]}";
 }
 
+Result<retrain::RetrainScheduler*> SchedulerOf(App& app) {
+  retrain::RetrainScheduler* s = app.retrain_scheduler();
+  if (s == nullptr) {
+    return FailedPrecondition(
+        "this server runs no retraining policies; start it with --retrain-policies FILE");
+  }
+  return s;
+}
+
+Response TriggerJob(App& app, const Request& request) {
+  auto run = [&]() -> Result<std::string> {
+    KEEL_ASSIGN_OR_RETURN(Params p, Params::From(request));
+    KEEL_ASSIGN_OR_RETURN(std::string model, p.RequiredStr("model"));
+    KEEL_ASSIGN_OR_RETURN(retrain::RetrainScheduler * s, SchedulerOf(app));
+    KEEL_RETURN_IF_ERROR(s->Trigger(model, "manual", request.principal.name));
+    JsonWriter w;
+    w.BeginObject();
+    w.Key("model");
+    w.String(model);
+    w.Key("trigger");
+    w.String("manual");
+    w.Key("queued");
+    w.Bool(true);
+    w.EndObject();
+    return std::move(w).Take();
+  };
+  Result<std::string> body = run();
+  if (!body.ok()) return Response::Error(body.status());
+  Response r = Response::Json(std::move(*body));
+  r.status = 202;
+  return r;
+}
+
+Result<std::string> CancelJob(App& app, const Request& request) {
+  KEEL_ASSIGN_OR_RETURN(Params p, Params::From(request));
+  KEEL_ASSIGN_OR_RETURN(std::string model, p.RequiredStr("model"));
+  KEEL_ASSIGN_OR_RETURN(retrain::RetrainScheduler * s, SchedulerOf(app));
+  std::string what = "job";
+  if (Status c = s->Cancel(model); !c.ok()) {
+    if (c.code() != StatusCode::kNotFound) return c;
+    const registry::ChangeContext context{request.principal.name, "cancelled over the API"};
+    KEEL_ASSIGN_OR_RETURN(
+        int ended, retrain::CancelShadow(app.db(), app.registry(), app.clock(), model, context));
+    if (ended == 0) {
+      return NotFound("no retraining job of model '" + model +
+                      "' is queued, running or in its shadow phase");
+    }
+    what = "shadow";
+  }
+  JsonWriter w;
+  w.BeginObject();
+  w.Key("model");
+  w.String(model);
+  w.Key("cancelled");
+  w.String(what);
+  w.EndObject();
+  return std::move(w).Take();
+}
+
 const std::array kRetrainRoutes = {
     Route{"GET", "/api/2.0/keel/retrain/jobs", &internal::Wrap<&ListJobs>, Access::kRead},
+    Route{"POST", "/api/2.0/keel/retrain/jobs", &TriggerJob, Access::kWrite},
+    Route{"POST", "/api/2.0/keel/retrain/jobs/cancel", &internal::Wrap<&CancelJob>, Access::kWrite},
 };
 
 }  // namespace

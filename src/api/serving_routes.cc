@@ -68,6 +68,11 @@ Status LogRows(App& app, const Deployment& d, std::string_view endpoint,
   serve::PredictionLog* log = app.prediction_log();
   if (log == nullptr || batch.raw_rows.size() != batch.rows) return OkStatus();
   const double latency_us = std::chrono::duration<double, std::micro>(Clock::now() - start).count();
+  // A version in its shadow phase scores the same rows off the request path.
+  std::vector<serve::ShadowRow> shadow_rows;
+  std::shared_ptr<const Deployment> shadow;
+  if (app.shadow_scorer() != nullptr) shadow = app.engine().Shadow(d.ref);
+  if (shadow) shadow_rows.resize(batch.rows);
   std::vector<serve::PredictionRecord> records(batch.rows);
   for (size_t i = 0; i < batch.rows; ++i) {
     serve::PredictionRecord& r = records[i];
@@ -79,8 +84,11 @@ Status LogRows(App& app, const Deployment& d, std::string_view endpoint,
     r.input_json = std::move(batch.raw_rows[i]);
     AppendJsonFloats(r.output_json, out.data() + i * d.outputs_per_row, d.outputs_per_row);
     r.latency_us = latency_us;
+    if (shadow) shadow_rows[i] = serve::ShadowRow{r.request_id, time_ms, r.input_json};
   }
-  return log->Append(std::move(records));
+  Status logged = log->Append(std::move(records));
+  if (shadow && logged.ok()) app.shadow_scorer()->Submit(std::move(shadow), std::move(shadow_rows));
+  return logged;
 }
 
 bool WantRaw(App& app) {
@@ -553,6 +561,10 @@ Response ServingStatus(App& app, const Request&) {
     w.Int(static_cast<int64_t>(st.failures));
     w.Key("swaps");
     w.Int(static_cast<int64_t>(st.swaps));
+    if (!st.shadow_version.empty()) {
+      w.Key("shadow_version");
+      w.String(st.shadow_version);
+    }
     if (!st.last_error.empty()) {
       w.Key("last_error");
       w.String(st.last_error);

@@ -425,6 +425,42 @@ struct Scored {
 
 // ------------------------------------------------------------------ JSON
 
+namespace {
+
+json GateToJson(const GateDecision& gate) {
+  json g = {{"passed", gate.passed},
+            {"metric", gate.metric},
+            {"champion", Num(gate.champion)},
+            {"challenger", Num(gate.challenger)},
+            {"holdout_rows", gate.holdout_rows},
+            {"non_finite", gate.non_finite},
+            {"reason", gate.reason},
+            {"metrics", json::array()}};
+  for (const GateMetric& m : gate.metrics) {
+    g["metrics"].push_back(
+        {{"name", m.name}, {"champion", Num(m.champion)}, {"challenger", Num(m.challenger)}});
+  }
+  return g;
+}
+
+GateDecision GateFromJson(const json& g) {
+  GateDecision d;
+  d.passed = g.value("passed", false);
+  d.metric = g.value("metric", "");
+  d.champion = NumOf(g, "champion");
+  d.challenger = NumOf(g, "challenger");
+  d.holdout_rows = g.value("holdout_rows", uint64_t{0});
+  d.non_finite = g.value("non_finite", uint64_t{0});
+  d.reason = g.value("reason", "");
+  for (const json& m : g.value("metrics", json::array())) {
+    d.metrics.push_back(
+        GateMetric{m.value("name", ""), NumOf(m, "champion"), NumOf(m, "challenger")});
+  }
+  return d;
+}
+
+}  // namespace
+
 std::string RetrainJob::ToJson() const {
   json j;
   j["id"] = id;
@@ -450,21 +486,22 @@ std::string RetrainJob::ToJson() const {
                          {"from_ms", d.from_ms},
                          {"to_ms", d.to_ms}});
   }
-  if (gate) {
-    json g = {{"passed", gate->passed},
-              {"metric", gate->metric},
-              {"champion", Num(gate->champion)},
-              {"challenger", Num(gate->challenger)},
-              {"holdout_rows", gate->holdout_rows},
-              {"reason", gate->reason},
-              {"metrics", json::array()}};
-    for (const GateMetric& m : gate->metrics) {
-      g["metrics"].push_back(
-          {{"name", m.name}, {"champion", Num(m.champion)}, {"challenger", Num(m.challenger)}});
-    }
-    j["gate"] = std::move(g);
-  } else {
-    j["gate"] = nullptr;
+  j["gate"] = gate ? GateToJson(*gate) : json(nullptr);
+  if (shadow) {
+    const ShadowReport& r = *shadow;
+    j["shadow"] = {{"started_ms", r.started_ms},
+                   {"ends_ms", r.ends_ms},
+                   {"requests", r.requests},
+                   {"errors", r.errors},
+                   {"non_finite", r.non_finite},
+                   {"agreement", Num(r.agreement)},
+                   {"mean_abs_diff", Num(r.mean_abs_diff)},
+                   {"latency_p50_us", r.latency_p50_us},
+                   {"latency_p99_us", r.latency_p99_us},
+                   {"labeled_rows", r.labeled_rows},
+                   {"live", r.live ? GateToJson(*r.live) : json(nullptr)},
+                   {"passed", r.passed},
+                   {"reason", r.reason}};
   }
   return j.dump();
 }
@@ -492,20 +529,24 @@ Result<RetrainJob> RetrainJob::FromJson(std::string_view text) {
                                     d.value("rows", uint64_t{0}), d.value("from_ms", int64_t{0}),
                                     d.value("to_ms", int64_t{0})});
     }
-    if (j.contains("gate") && j["gate"].is_object()) {
-      const json& g = j["gate"];
-      GateDecision d;
-      d.passed = g.value("passed", false);
-      d.metric = g.value("metric", "");
-      d.champion = NumOf(g, "champion");
-      d.challenger = NumOf(g, "challenger");
-      d.holdout_rows = g.value("holdout_rows", uint64_t{0});
-      d.reason = g.value("reason", "");
-      for (const json& m : g.value("metrics", json::array())) {
-        d.metrics.push_back(
-            GateMetric{m.value("name", ""), NumOf(m, "champion"), NumOf(m, "challenger")});
-      }
-      job.gate = std::move(d);
+    if (j.contains("gate") && j["gate"].is_object()) job.gate = GateFromJson(j["gate"]);
+    if (j.contains("shadow") && j["shadow"].is_object()) {
+      const json& g = j["shadow"];
+      ShadowReport r;
+      r.started_ms = g.value("started_ms", int64_t{0});
+      r.ends_ms = g.value("ends_ms", int64_t{0});
+      r.requests = g.value("requests", uint64_t{0});
+      r.errors = g.value("errors", uint64_t{0});
+      r.non_finite = g.value("non_finite", uint64_t{0});
+      r.agreement = NumOf(g, "agreement");
+      r.mean_abs_diff = NumOf(g, "mean_abs_diff");
+      r.latency_p50_us = g.value("latency_p50_us", 0.0);
+      r.latency_p99_us = g.value("latency_p99_us", 0.0);
+      r.labeled_rows = g.value("labeled_rows", uint64_t{0});
+      if (g.contains("live") && g["live"].is_object()) r.live = GateFromJson(g["live"]);
+      r.passed = g.value("passed", false);
+      r.reason = g.value("reason", "");
+      job.shadow = std::move(r);
     }
     return job;
   } catch (const json::exception& e) {
@@ -514,6 +555,106 @@ Result<RetrainJob> RetrainJob::FromJson(std::string_view text) {
 }
 
 // ------------------------------------------------------------------ gate
+
+namespace {
+
+// The gate's decision on scored rows: the challenger's outputs, the
+// champion's (null: none) and the labels, row-aligned. `where` names the
+// rows in reasons ("holdout", "live").
+Result<GateDecision> Decide(const GateConfig& gate, const std::string& task, GateDecision d,
+                            const Scored& chal_scored, const Scored* champ_scored,
+                            const std::vector<float>& labels, std::string_view where) {
+  const bool regression = task == "regression";
+  const bool multiclass = task == "multiclass";
+  const bool has_champion = champ_scored != nullptr;
+  d.holdout_rows = labels.size();
+  const size_t non_finite =
+      static_cast<size_t>(std::count_if(chal_scored.outputs.begin(), chal_scored.outputs.end(),
+                                        [](float v) { return !std::isfinite(v); }));
+  d.non_finite = non_finite;
+  if (non_finite > 0) {
+    d.reason = "the challenger gave " + std::to_string(non_finite) + " non-finite outputs on the " +
+               std::string(where);
+    return d;
+  }
+  auto metrics_of = [&](const Scored& s) {
+    if (regression) return train::RegressionMetrics(s.outputs, labels);
+    if (multiclass) return train::MulticlassMetrics(s.outputs, s.outputs_per_row, labels);
+    return train::BinaryMetrics(s.outputs, labels);
+  };
+  std::vector<train::Metric> chal, champ;
+  if (!labels.empty()) {
+    chal = metrics_of(chal_scored);
+    if (has_champion) champ = metrics_of(*champ_scored);
+  }
+  for (const train::Metric& m : chal) {
+    GateMetric g;
+    g.name = m.name;
+    g.challenger = m.value;
+    g.champion = has_champion ? train::FindMetric(champ, m.name) : kNaN;
+    d.metrics.push_back(g);
+  }
+  d.challenger = train::FindMetric(chal, d.metric);
+  d.champion = has_champion ? train::FindMetric(champ, d.metric) : kNaN;
+
+  auto fmt = [](double v) { return FormatDouble(v); };
+  if (d.holdout_rows < gate.min_rows) {
+    d.reason = "the " + std::string(where) + " has " + std::to_string(d.holdout_rows) +
+               " labeled rows both models can score; gate.min_rows is " +
+               std::to_string(gate.min_rows);
+    return d;
+  }
+  if (!chal.empty() && std::none_of(chal.begin(), chal.end(),
+                                    [&](const train::Metric& m) { return m.name == d.metric; })) {
+    std::string known;
+    for (const train::Metric& m : chal) known += (known.empty() ? "" : ", ") + m.name;
+    return InvalidArgument("gate.metric '" + d.metric + "' is not a metric of a " + task +
+                           " model (known: " + known + ")");
+  }
+  if (!std::isfinite(d.challenger)) {
+    d.reason =
+        d.metric + " is undefined on the " + std::string(where) + " (e.g. AUC with one class only)";
+    return d;
+  }
+  if (!has_champion) {
+    d.passed = true;
+    d.reason = "no champion to beat; challenger " + d.metric + " " + fmt(d.challenger) + " on " +
+               std::to_string(d.holdout_rows) + " " + std::string(where) + " rows";
+    return d;
+  }
+  const bool higher = train::HigherIsBetter(d.metric);
+  const double gain = std::isfinite(d.champion)
+                          ? (higher ? d.challenger - d.champion : d.champion - d.challenger)
+                          : std::numeric_limits<double>::infinity();
+  if (!(gain >= gate.min_delta)) {
+    d.reason = d.metric + " " + fmt(d.challenger) + " vs champion " + fmt(d.champion) +
+               ": improvement " + fmt(gain) + " is below gate.min_delta " + fmt(gate.min_delta);
+    return d;
+  }
+  for (const GateMetric& m : d.metrics) {
+    if (m.name == d.metric || !std::isfinite(m.champion)) continue;
+    if (!std::isfinite(m.challenger)) {
+      d.reason = m.name + " is undefined for the challenger on the " + std::string(where) +
+                 " (champion " + fmt(m.champion) + ")";
+      return d;
+    }
+    const double worse =
+        train::HigherIsBetter(m.name) ? m.champion - m.challenger : m.challenger - m.champion;
+    if (worse > gate.max_regression) {
+      d.reason = m.name + " " + fmt(m.challenger) + " vs champion " + fmt(m.champion) +
+                 ": worse by " + fmt(worse) + ", more than gate.max_regression " +
+                 fmt(gate.max_regression);
+      return d;
+    }
+  }
+  d.passed = true;
+  d.reason = d.metric + " " + fmt(d.challenger) + " vs champion " + fmt(d.champion) + " (+" +
+             fmt(gain) + ") on " + std::to_string(d.holdout_rows) + " " + std::string(where) +
+             " rows";
+  return d;
+}
+
+}  // namespace
 
 Result<GateDecision> EvaluateGate(const GateConfig& gate, const model::LoadedModel* champion,
                                   const model::LoadedModel& challenger,
@@ -526,7 +667,6 @@ Result<GateDecision> EvaluateGate(const GateConfig& gate, const model::LoadedMod
                               ") differs from the challenger's (" + challenger.info.task + ")");
   }
   const bool regression = task == "regression";
-  const bool multiclass = task == "multiclass";
   std::vector<const model::LoadedModel*> models = {&challenger};
   if (champion != nullptr) models.push_back(champion);
 
@@ -568,89 +708,8 @@ Result<GateDecision> EvaluateGate(const GateConfig& gate, const model::LoadedMod
     }
     labels.push_back(label);
   }
-  d.holdout_rows = labels.size();
-  const size_t non_finite =
-      static_cast<size_t>(std::count_if(scored[0].outputs.begin(), scored[0].outputs.end(),
-                                        [](float v) { return !std::isfinite(v); }));
-  d.non_finite = non_finite;
-  if (non_finite > 0) {
-    d.reason =
-        "the challenger gave " + std::to_string(non_finite) + " non-finite outputs on the holdout";
-    return d;
-  }
-  auto metrics_of = [&](const Scored& s) {
-    if (regression) return train::RegressionMetrics(s.outputs, labels);
-    if (multiclass) return train::MulticlassMetrics(s.outputs, s.outputs_per_row, labels);
-    return train::BinaryMetrics(s.outputs, labels);
-  };
-  std::vector<train::Metric> chal, champ;
-  if (!labels.empty()) {
-    chal = metrics_of(scored[0]);
-    if (champion != nullptr) champ = metrics_of(scored[1]);
-  }
-  for (const train::Metric& m : chal) {
-    GateMetric g;
-    g.name = m.name;
-    g.challenger = m.value;
-    g.champion = champion != nullptr ? train::FindMetric(champ, m.name) : kNaN;
-    d.metrics.push_back(g);
-  }
-  d.challenger = train::FindMetric(chal, d.metric);
-  d.champion = champion != nullptr ? train::FindMetric(champ, d.metric) : kNaN;
-
-  auto fmt = [](double v) { return FormatDouble(v); };
-  if (d.holdout_rows < gate.min_rows) {
-    d.reason = "the holdout has " + std::to_string(d.holdout_rows) +
-               " labeled rows both models can score; gate.min_rows is " +
-               std::to_string(gate.min_rows);
-    return d;
-  }
-  if (!chal.empty() && std::none_of(chal.begin(), chal.end(),
-                                    [&](const train::Metric& m) { return m.name == d.metric; })) {
-    std::string known;
-    for (const train::Metric& m : chal) known += (known.empty() ? "" : ", ") + m.name;
-    return InvalidArgument("gate.metric '" + d.metric + "' is not a metric of a " + task +
-                           " model (known: " + known + ")");
-  }
-  if (!std::isfinite(d.challenger)) {
-    d.reason = d.metric + " is undefined on the holdout (e.g. AUC with one class only)";
-    return d;
-  }
-  if (champion == nullptr) {
-    d.passed = true;
-    d.reason = "no champion to beat; challenger " + d.metric + " " + fmt(d.challenger) + " on " +
-               std::to_string(d.holdout_rows) + " holdout rows";
-    return d;
-  }
-  const bool higher = train::HigherIsBetter(d.metric);
-  const double gain = std::isfinite(d.champion)
-                          ? (higher ? d.challenger - d.champion : d.champion - d.challenger)
-                          : std::numeric_limits<double>::infinity();
-  if (!(gain >= gate.min_delta)) {
-    d.reason = d.metric + " " + fmt(d.challenger) + " vs champion " + fmt(d.champion) +
-               ": improvement " + fmt(gain) + " is below gate.min_delta " + fmt(gate.min_delta);
-    return d;
-  }
-  for (const GateMetric& m : d.metrics) {
-    if (m.name == d.metric || !std::isfinite(m.champion)) continue;
-    if (!std::isfinite(m.challenger)) {
-      d.reason = m.name + " is undefined for the challenger on the holdout (champion " +
-                 fmt(m.champion) + ")";
-      return d;
-    }
-    const double worse =
-        train::HigherIsBetter(m.name) ? m.champion - m.challenger : m.challenger - m.champion;
-    if (worse > gate.max_regression) {
-      d.reason = m.name + " " + fmt(m.challenger) + " vs champion " + fmt(m.champion) +
-                 ": worse by " + fmt(worse) + ", more than gate.max_regression " +
-                 fmt(gate.max_regression);
-      return d;
-    }
-  }
-  d.passed = true;
-  d.reason = d.metric + " " + fmt(d.challenger) + " vs champion " + fmt(d.champion) + " (+" +
-             fmt(gain) + ") on " + std::to_string(d.holdout_rows) + " holdout rows";
-  return d;
+  return Decide(gate, task, std::move(d), scored[0], champion != nullptr ? &scored[1] : nullptr,
+                labels, "holdout");
 }
 
 // ------------------------------------------------------------------ the job
@@ -733,7 +792,7 @@ Result<RetrainJob> RunRetrainJob(const RetrainPolicy& policy, const RetrainEnv& 
     } else {
       job.message = message;
     }
-    job.finished_ms = clock.NowMillis();
+    job.finished_ms = job.status == "shadow" ? 0 : clock.NowMillis();
     KEEL_RETURN_IF_ERROR(UpdateJob(*env.db, job));
     status_line("job " + std::to_string(job.id) + " " + job.status + ": " + job.message);
     return job;
@@ -848,6 +907,26 @@ Result<RetrainJob> RunRetrainJob(const RetrainPolicy& policy, const RetrainEnv& 
   if (!decision->passed) return finish("rejected", decision->reason);
   if (cancel.load()) return failed(Unavailable("cancelled before promotion"));
 
+  if (policy.shadow.duration_ms > 0 && champion) {
+    registry::ChangeContext shadow_context = context;
+    shadow_context.reason += ": gate passed, shadow phase";
+    if (Status s = env.registry->SetAlias(policy.model, serve::kShadowAlias, job.challenger_version,
+                                          shadow_context);
+        !s.ok()) {
+      return failed(s);
+    }
+    ShadowReport phase;
+    phase.started_ms = clock.NowMillis();
+    phase.ends_ms = phase.started_ms + policy.shadow.duration_ms;
+    job.shadow = phase;
+    return finish("shadow", "gate passed (" + decision->reason + "); version " +
+                                job.challenger_version + " scores live traffic in shadow for " +
+                                monitor::FormatDuration(policy.shadow.duration_ms) +
+                                " and at least " +
+                                std::to_string(std::max<uint64_t>(1, policy.shadow.min_requests)) +
+                                " requests before promotion");
+  }
+
   registry::ChangeContext promote_context = context;
   promote_context.reason += ": gate passed, " + decision->reason;
   const std::optional<std::string> expected =
@@ -867,6 +946,287 @@ Result<RetrainJob> RunRetrainJob(const RetrainPolicy& policy, const RetrainEnv& 
                 policy.promote + " -> version " + job.challenger_version +
                     (job.champion_version.empty() ? "" : " (was " + job.champion_version + ")") +
                     ": " + decision->reason);
+}
+
+// ------------------------------------------------------------------ shadow
+
+namespace {
+
+// A logged output (a JSON number, null, or an array of them) into `out`;
+// null elements are NaN. False when it is not k values.
+bool ParseOutputs(std::string_view json_text, size_t k, std::vector<float>& out) {
+  out.clear();
+  std::string_view t = json_text;
+  auto trim = [](std::string_view v) {
+    while (!v.empty() && (v.front() == ' ' || v.front() == '\n')) v.remove_prefix(1);
+    while (!v.empty() && (v.back() == ' ' || v.back() == '\n')) v.remove_suffix(1);
+    return v;
+  };
+  t = trim(t);
+  auto one = [&](std::string_view v) {
+    v = trim(v);
+    if (v == "null") {
+      out.push_back(std::numeric_limits<float>::quiet_NaN());
+      return true;
+    }
+    const std::string text(v);
+    char* end = nullptr;
+    const double d = std::strtod(text.c_str(), &end);
+    if (text.empty() || end != text.c_str() + text.size()) return false;
+    out.push_back(static_cast<float>(d));
+    return true;
+  };
+  if (!t.empty() && t.front() == '[') {
+    if (t.back() != ']') return false;
+    t = t.substr(1, t.size() - 2);
+    while (!t.empty()) {
+      const size_t comma = t.find(',');
+      if (!one(t.substr(0, comma))) return false;
+      if (comma == std::string_view::npos) break;
+      t.remove_prefix(comma + 1);
+    }
+  } else if (!one(t)) {
+    return false;
+  }
+  return out.size() == k;
+}
+
+size_t ArgMax(const float* v, size_t k) {
+  return static_cast<size_t>(std::max_element(v, v + k) - v);
+}
+
+double Percentile(std::vector<double> v, double q) {
+  if (v.empty()) return 0;
+  const size_t i = std::min(v.size() - 1, static_cast<size_t>(q * static_cast<double>(v.size())));
+  std::nth_element(v.begin(), v.begin() + static_cast<std::ptrdiff_t>(i), v.end());
+  return v[i];
+}
+
+}  // namespace
+
+Result<ShadowReport> CompareShadow(const GateConfig& gate, const model::LoadedModel& champion,
+                                   const std::string& champion_version,
+                                   const model::LoadedModel& challenger,
+                                   const std::vector<serve::ShadowPair>& pairs) {
+  const std::string task = challenger.info.task.empty() ? "binary" : challenger.info.task;
+  if (champion.info.task != challenger.info.task) {
+    return FailedPrecondition("the champion's task (" + champion.info.task +
+                              ") differs from the challenger's (" + challenger.info.task + ")");
+  }
+  const bool regression = task == "regression";
+  const auto k_chal = static_cast<size_t>(challenger.predictor.num_outputs());
+  const auto k_champ = static_cast<size_t>(champion.predictor.num_outputs());
+  ShadowReport r;
+  Scored chal, champ;
+  chal.outputs_per_row = static_cast<int>(k_chal);
+  champ.outputs_per_row = static_cast<int>(k_champ);
+  std::vector<float> labels, a, b;
+  std::vector<double> latencies;
+  uint64_t agree = 0, compared = 0, diff_n = 0;
+  double diff_sum = 0;
+  std::string first_error;
+  for (const serve::ShadowPair& p : pairs) {
+    if (p.champion_version != champion_version) continue;
+    ++r.requests;
+    if (!p.error.empty()) {
+      ++r.errors;
+      if (first_error.empty()) first_error = "request " + p.request_id + ": " + p.error;
+      continue;
+    }
+    if (!ParseOutputs(p.shadow_output, k_chal, b) ||
+        std::any_of(b.begin(), b.end(), [](float v) { return !std::isfinite(v); })) {
+      ++r.non_finite;
+      continue;
+    }
+    latencies.push_back(p.shadow_latency_us);
+    if (!ParseOutputs(p.champion_output, k_champ, a)) continue;  // not comparable
+    ++compared;
+    if (k_chal == k_champ) {
+      for (size_t j = 0; j < k_chal; ++j) diff_sum += std::fabs(double(a[j]) - double(b[j]));
+      diff_n += k_chal;
+      if (!regression) {
+        const bool same = k_chal == 1 ? (a[0] >= 0.5f) == (b[0] >= 0.5f)
+                                      : ArgMax(a.data(), k_chal) == ArgMax(b.data(), k_chal);
+        agree += same ? 1 : 0;
+      }
+    }
+    if (!p.label_json) continue;
+    float label = 0;
+    if (regression) {
+      char* end = nullptr;
+      const double v = std::strtod(p.label_json->c_str(), &end);
+      if (end != p.label_json->c_str() + p.label_json->size() || !std::isfinite(v)) continue;
+      label = static_cast<float>(v);
+    } else {
+      const int k = monitor::LabelClass(*p.label_json, challenger.info.classes);
+      if (k < 0 || monitor::LabelClass(*p.label_json, champion.info.classes) != k) continue;
+      label = static_cast<float>(k);
+    }
+    labels.push_back(label);
+    chal.outputs.insert(chal.outputs.end(), b.begin(), b.end());
+    champ.outputs.insert(champ.outputs.end(), a.begin(), a.end());
+  }
+  r.labeled_rows = labels.size();
+  if (!regression && compared > 0 && k_chal == k_champ) {
+    r.agreement = static_cast<double>(agree) / static_cast<double>(compared);
+  }
+  if (diff_n > 0) r.mean_abs_diff = diff_sum / static_cast<double>(diff_n);
+  r.latency_p50_us = Percentile(latencies, 0.5);
+  r.latency_p99_us = Percentile(latencies, 0.99);
+  if (r.labeled_rows >= gate.min_rows && r.labeled_rows > 0) {
+    GateDecision d;
+    d.metric = gate.metric.empty() ? DefaultMetric(task) : gate.metric;
+    KEEL_ASSIGN_OR_RETURN(GateDecision live,
+                          Decide(gate, task, std::move(d), chal, &champ, labels, "live"));
+    r.live = std::move(live);
+  }
+  const std::string n = std::to_string(r.requests);
+  auto pct = [](double v) { return FormatDouble(std::round(v * 1000) / 10) + "%"; };
+  if (r.requests == 0) {
+    r.reason = "no shadowed request to compare";
+  } else if (r.errors > 0) {
+    r.reason = "the challenger could not score " + std::to_string(r.errors) + " of " + n +
+               " shadowed requests (first: " + first_error + ")";
+  } else if (r.non_finite > 0) {
+    r.reason = "the challenger gave non-finite outputs for " + std::to_string(r.non_finite) +
+               " of " + n + " shadowed requests";
+  } else if (r.live && !r.live->passed) {
+    r.reason = "on " + std::to_string(r.labeled_rows) + " labeled live rows: " + r.live->reason;
+  } else {
+    r.passed = true;
+    r.reason =
+        n + " shadowed requests scored" +
+        (std::isfinite(r.agreement) ? ", agreement " + pct(r.agreement) : std::string()) +
+        (std::isfinite(r.mean_abs_diff) ? ", mean |difference| " + FormatDouble(r.mean_abs_diff)
+                                        : std::string()) +
+        (r.live
+             ? "; on " + std::to_string(r.labeled_rows) + " labeled live rows: " + r.live->reason
+             : "; " + std::to_string(r.labeled_rows) + " labeled rows, fewer than gate.min_rows " +
+                   std::to_string(gate.min_rows) + ": the holdout's verdict stands");
+  }
+  return r;
+}
+
+namespace {
+
+Result<std::vector<RetrainJob>> JobsInStatus(store::Database& db, const std::string& model,
+                                             const std::string& status) {
+  std::vector<RetrainJob> out;
+  KEEL_RETURN_IF_ERROR(db.Read([&](store::Connection& c) {
+    return c.Query(
+        "SELECT details FROM retrain_jobs WHERE model = ? AND status = ? ORDER BY job_id DESC",
+        {store::Value(model), store::Value(status)}, [&](const store::RowView& row) -> Status {
+          KEEL_ASSIGN_OR_RETURN(RetrainJob job, RetrainJob::FromJson(row.Text(0)));
+          out.push_back(std::move(job));
+          return OkStatus();
+        });
+  }));
+  return out;
+}
+
+}  // namespace
+
+Result<std::optional<RetrainJob>> FinishShadow(const RetrainPolicy& policy, const RetrainEnv& env) {
+  if (policy.shadow.duration_ms <= 0) return std::optional<RetrainJob>();
+  if (env.db == nullptr || env.registry == nullptr || env.clock == nullptr || !env.model_path) {
+    return InvalidArgument("RetrainEnv needs db, registry, clock and model_path");
+  }
+  KEEL_ASSIGN_OR_RETURN(std::vector<RetrainJob> jobs,
+                        JobsInStatus(*env.db, policy.model, "shadow"));
+  if (jobs.empty()) return std::optional<RetrainJob>();
+  std::optional<std::string> held;  // the version holding the shadow alias
+  {
+    Result<registry::ModelVersion> v =
+        env.registry->GetVersionByAlias(policy.model, serve::kShadowAlias);
+    if (v.ok()) {
+      held = v->version;
+    } else if (v.status().code() != StatusCode::kInvalidArgument &&
+               v.status().code() != StatusCode::kNotFound) {
+      return v.status();
+    }
+  }
+  const int64_t now = env.clock->NowMillis();
+  std::optional<RetrainJob> decided;
+  for (RetrainJob& job : jobs) {
+    if (!job.shadow) {
+      job.shadow.emplace();
+      job.shadow->started_ms = job.shadow->ends_ms = job.started_ms;
+    }
+    if (held != job.challenger_version) {
+      job.status = "superseded";
+      job.finished_ms = now;
+      job.message = held ? "the shadow alias moved to version " + *held + " before a decision"
+                         : "the shadow alias was removed before a decision";
+      KEEL_RETURN_IF_ERROR(UpdateJob(*env.db, job));
+      continue;
+    }
+    if (now < job.shadow->ends_ms) continue;
+    serve::ShadowQuery q;
+    q.model = policy.model;
+    q.shadow_version = job.challenger_version;
+    q.from_ms = job.shadow->started_ms;
+    q.to_ms = now + 1;
+    KEEL_ASSIGN_OR_RETURN(std::vector<serve::ShadowPair> pairs, serve::ReadShadowPairs(*env.db, q));
+    const auto compared = static_cast<uint64_t>(std::count_if(
+        pairs.begin(), pairs.end(),
+        [&](const serve::ShadowPair& p) { return p.champion_version == job.champion_version; }));
+    if (compared < std::max<uint64_t>(1, policy.shadow.min_requests)) continue;  // wait
+    KEEL_ASSIGN_OR_RETURN(std::shared_ptr<const model::LoadedModel> champion,
+                          LoadVersion(env, policy.model, job.champion_version));
+    KEEL_ASSIGN_OR_RETURN(std::shared_ptr<const model::LoadedModel> challenger,
+                          LoadVersion(env, policy.model, job.challenger_version));
+    KEEL_ASSIGN_OR_RETURN(
+        ShadowReport report,
+        CompareShadow(policy.gate, *champion, job.champion_version, *challenger, pairs));
+    report.started_ms = job.shadow->started_ms;
+    report.ends_ms = job.shadow->ends_ms;
+    job.shadow = report;
+    job.finished_ms = env.clock->NowMillis();
+    const registry::ChangeContext context{
+        job.actor, "retrain job " + std::to_string(job.id) + " (" + job.trigger + "): shadow " +
+                       (report.passed ? "passed" : "failed") + ", " + report.reason};
+    // The phase ends before the decision takes effect: a store error here
+    // leaves the job in its shadow phase, decided again at the next call.
+    KEEL_RETURN_IF_ERROR(env.registry->DeleteAlias(policy.model, serve::kShadowAlias, context));
+    if (!report.passed) {
+      job.status = "rejected";
+      job.message = "shadow: " + report.reason;
+    } else {
+      Status moved = env.registry->SetAliasIf(policy.model, policy.promote, job.champion_version,
+                                              job.challenger_version, context);
+      if (moved.ok()) {
+        job.status = "promoted";
+        job.message = policy.promote + " -> version " + job.challenger_version + " (was " +
+                      job.champion_version + "): shadow passed, " + report.reason;
+      } else {
+        job.status = moved.code() == StatusCode::kFailedPrecondition ? "rejected" : "failed";
+        job.message = "not promoted after the shadow: " + moved.message() +
+                      " (the gate compared with version " + job.champion_version + ")";
+      }
+    }
+    KEEL_RETURN_IF_ERROR(UpdateJob(*env.db, job));
+    decided = job;
+  }
+  return decided;
+}
+
+Result<int> CancelShadow(store::Database& db, registry::RegistryService& registry,
+                         const Clock& clock, const std::string& model,
+                         const registry::ChangeContext& context) {
+  KEEL_ASSIGN_OR_RETURN(std::vector<RetrainJob> jobs, JobsInStatus(db, model, "shadow"));
+  if (jobs.empty()) return 0;
+  if (Status s = registry.DeleteAlias(model, serve::kShadowAlias, context);
+      !s.ok() && s.code() != StatusCode::kInvalidArgument && s.code() != StatusCode::kNotFound) {
+    return s;
+  }
+  for (RetrainJob& job : jobs) {
+    job.status = "cancelled";
+    job.finished_ms = clock.NowMillis();
+    job.message = "cancelled by " + context.actor + " during the shadow phase" +
+                  (context.reason.empty() ? "" : " (" + context.reason + ")");
+    KEEL_RETURN_IF_ERROR(UpdateJob(db, job));
+  }
+  return static_cast<int>(jobs.size());
 }
 
 Result<std::optional<WatchOutcome>> WatchPromotion(const RetrainPolicy& policy,

@@ -62,9 +62,10 @@ Status RetrainScheduler::Start() {
       lock.lock();
     }
   });
-  if (options_.watch) {
-    // The watch scores live rows with two models: on its own thread, so a
-    // slow pass never delays a schedule or a trigger.
+  if (options_.watch || options_.shadow) {
+    // The watch and the shadow decisions score live rows with two models:
+    // on their own thread, so a slow pass never delays a schedule or a
+    // trigger.
     watcher_ = std::thread([this] {
       std::unique_lock<std::mutex> lock(mu_);
       while (!stopping_) {
@@ -72,8 +73,10 @@ Status RetrainScheduler::Start() {
         if (now - last_watch_ms_ >= options_.watch_interval_ms) {
           last_watch_ms_ = now;
           lock.unlock();
+          // Errors are retried next time.
           for (const RetrainPolicy& p : policies_) {
-            if (p.watch.duration_ms > 0) options_.watch(p).IgnoreError();  // retried next time
+            if (options_.shadow && p.shadow.duration_ms > 0) options_.shadow(p).IgnoreError();
+            if (options_.watch && p.watch.duration_ms > 0) options_.watch(p).IgnoreError();
           }
           lock.lock();
           continue;

@@ -74,6 +74,9 @@ struct ServingEngine::Entry {
   std::string last_error;
   int64_t last_error_ms = 0;
   uint64_t loads = 0, failures = 0, swaps = 0;
+  // The version of the model's shadow alias, scoring beside `current`.
+  std::atomic<std::shared_ptr<const Deployment>> shadow;
+  std::string shadow_failed_version;  // guarded by load_mu_
 };
 
 ServingEngine::ServingEngine(registry::RegistryService& registry, SourceResolver resolve,
@@ -112,41 +115,26 @@ Result<registry::ModelVersion> ServingEngine::Lookup(const ModelRef& ref) {
   return v;
 }
 
-Status ServingEngine::LoadInto(Entry& entry, const registry::ModelVersion& version) {
-  // Requires load_mu_.
-  ++entry.loads;
-  auto fail = [&](const Status& s) {
-    ++entry.failures;
-    entry.failed_version = version.version;
-    entry.last_error = s.message();
-    entry.last_error_ms = clock_.NowMillis();
-    if (loads_) loads_->WithLabels({entry.ref.name, "failure"}).Inc();
-    if (failed_) failed_->WithLabels({entry.ref.name, entry.key}).Set(1);
-    std::cerr << "keel serve: " << entry.key << ": version " << version.version
-              << " not loaded: " << s.message() << std::endl;
-    return s;
-  };
+Result<std::shared_ptr<Deployment>> ServingEngine::LoadPackage(
+    const Entry& entry, const registry::ModelVersion& version) {
   if (version.status != "READY") {
-    return fail(FailedPrecondition(
+    return FailedPrecondition(
         "version " + version.version + " is " + version.status +
-        (version.status_message.empty() ? std::string() : " (" + version.status_message + ")")));
+        (version.status_message.empty() ? std::string() : " (" + version.status_message + ")"));
   }
   auto path = resolve_(version);
-  if (!path.ok()) return fail(path.status());
+  if (!path.ok()) return path.status();
   auto loaded = model::LoadModelPackage(*path);
-  if (!loaded.ok()) return fail(WithSource(loaded.status(), *path, version.source));
+  if (!loaded.ok()) return WithSource(loaded.status(), *path, version.source);
   const model::LoadedModel& m = **loaded;
   // Warm-up: the registration check (input example scored, output finite),
   // then a few predictions so first requests meet warm caches.
-  if (Status s = model::CheckLoadedModel(m); !s.ok()) {
-    return fail(WithSource(s, *path, version.source));
-  }
+  if (Status s = model::CheckLoadedModel(m); !s.ok()) return WithSource(s, *path, version.source);
   const size_t nf = static_cast<size_t>(m.predictor.num_features());
   const size_t no = static_cast<size_t>(m.predictor.num_outputs());
   if (m.pipeline.num_features() != nf) {
-    return fail(FailedPrecondition("the pipeline encodes " +
-                                   std::to_string(m.pipeline.num_features()) +
-                                   " features but the model reads " + std::to_string(nf)));
+    return FailedPrecondition("the pipeline encodes " + std::to_string(m.pipeline.num_features()) +
+                              " features but the model reads " + std::to_string(nf));
   }
   {
     std::vector<float> x(nf), out(no);
@@ -160,6 +148,26 @@ Status ServingEngine::LoadInto(Entry& entry, const registry::ModelVersion& versi
   d->model = std::move(*loaded);
   d->loaded_at_ms = clock_.NowMillis();
   d->outputs_per_row = no;
+  return d;
+}
+
+Status ServingEngine::LoadInto(Entry& entry, const registry::ModelVersion& version) {
+  // Requires load_mu_.
+  ++entry.loads;
+  Result<std::shared_ptr<Deployment>> loaded = LoadPackage(entry, version);
+  if (!loaded.ok()) {
+    const Status& s = loaded.status();
+    ++entry.failures;
+    entry.failed_version = version.version;
+    entry.last_error = s.message();
+    entry.last_error_ms = clock_.NowMillis();
+    if (loads_) loads_->WithLabels({entry.ref.name, "failure"}).Inc();
+    if (failed_) failed_->WithLabels({entry.ref.name, entry.key}).Set(1);
+    std::cerr << "keel serve: " << entry.key << ": version " << version.version
+              << " not loaded: " << s.message() << std::endl;
+    return s;
+  }
+  std::shared_ptr<Deployment> d = std::move(loaded).value();
   std::shared_ptr<const Deployment> previous = entry.current.exchange(std::move(d));
   entry.failed_version.clear();
   if (failed_) failed_->WithLabels({entry.ref.name, entry.key}).Set(0);
@@ -212,6 +220,7 @@ Status ServingEngine::Add(std::string_view ref_text) {
     failed_adds_[key] = {now, loaded};
     return loaded;
   }
+  if (ref.version.empty()) RefreshShadow(*entry);
   std::unique_lock<std::shared_mutex> lock(mu_);
   Entry* e = entry.get();
   entries_.push_back(std::move(entry));
@@ -277,6 +286,7 @@ void ServingEngine::Refresh(bool force, std::string_view only_name) {
     // Read the alias under load_mu_: a reading made before another Refresh
     // published a newer version must not be published after it.
     std::lock_guard<std::mutex> load_lock(load_mu_);
+    RefreshShadow(*e);
     auto version = Lookup(e->ref);
     if (!version.ok()) continue;  // alias deleted or store busy: keep serving what we have
     std::shared_ptr<const Deployment> current = e->current.load();
@@ -291,6 +301,53 @@ void ServingEngine::Refresh(bool force, std::string_view only_name) {
     if (!force && e->failed_version == version->version) continue;
     LoadInto(*e, *version).IgnoreError();  // counted and logged; the old version keeps serving
   }
+}
+
+void ServingEngine::RefreshShadow(Entry& e) {
+  auto v = registry_.GetVersionByAlias(e.ref.name, kShadowAlias);
+  std::shared_ptr<const Deployment> current = e.shadow.load();
+  if (!v.ok()) {
+    const StatusCode code = v.status().code();
+    if (code != StatusCode::kInvalidArgument && code != StatusCode::kNotFound) return;  // busy
+    e.shadow_failed_version.clear();
+    if (current) {
+      e.shadow.store(nullptr);
+      shadows_.fetch_sub(1);
+      std::cerr << "keel serve: " << e.key << ": shadow of version " << current->version << " ended"
+                << std::endl;
+    }
+    return;
+  }
+  if (current && current->version == v->version) return;
+  if (e.shadow_failed_version == v->version) return;
+  Result<std::shared_ptr<Deployment>> loaded = LoadPackage(e, *v);
+  if (!loaded.ok()) {
+    e.shadow_failed_version = v->version;
+    std::cerr << "keel serve: " << e.key << ": shadow version " << v->version
+              << " not loaded: " << loaded.status().message() << std::endl;
+    return;
+  }
+  e.shadow_failed_version.clear();
+  e.shadow.store(std::move(loaded).value());
+  if (!current) shadows_.fetch_add(1);
+  std::cerr << "keel serve: " << e.key << ": version " << v->version
+            << " scores in shadow (it does not answer)" << std::endl;
+}
+
+std::shared_ptr<const Deployment> ServingEngine::Shadow(std::string_view ref) const {
+  if (shadows_.load(std::memory_order_relaxed) == 0) return nullptr;
+  Entry* e = nullptr;
+  {
+    std::shared_lock<std::shared_mutex> lock(mu_);
+    auto it = by_ref_.find(std::string(ref));
+    if (it == by_ref_.end()) return nullptr;
+    e = it->second;
+  }
+  std::shared_ptr<const Deployment> s = e->shadow.load();
+  if (!s) return nullptr;
+  std::shared_ptr<const Deployment> c = e->current.load();
+  if (c && c->version == s->version) return nullptr;
+  return s;
 }
 
 Status ServingEngine::Start() {
@@ -354,6 +411,7 @@ std::vector<ServedStatus> ServingEngine::Served() const {
     s.loads = e->loads;
     s.failures = e->failures;
     s.swaps = e->swaps;
+    if (auto sh = e->shadow.load()) s.shadow_version = sh->version;
     out.push_back(std::move(s));
   }
   return out;

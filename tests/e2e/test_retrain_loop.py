@@ -288,5 +288,125 @@ watch: {{ duration: 1h, rollback_if: {{ metric: auc, drop_more_than: 0.05 }} }}
               file=sys.stderr)
 
 
+class ShadowPhaseTest(StoreAndServer):
+    """A job started over REST passes the gate and enters its shadow phase:
+    the challenger takes the `shadow` alias and scores live traffic beside
+    the champion without answering; once shadow.duration has passed with
+    shadow.min_requests shadowed requests, the server compares the two on
+    those requests (with their labels) and promotes."""
+
+    @classmethod
+    def setUpClass(cls):
+        d = cls.make_store("keel-shadow-")
+        header, base, later, new_labels = concept_change_split(CHURN, d)
+        cls.header = header
+        changed = list(zip(later, new_labels))
+        cls.window, cls.live = changed[:600], changed[600:1000]
+        run_keel(cls.env, "train", "--data", base, "--target", "churn", "--param",
+                 "n_estimators=40", "--experiment", "churn", "--register", "churn")
+        run_keel(cls.env, "models", "alias", "churn@champion", "1")
+        policy = os.path.join(d, "retrain.yaml")
+        with open(policy, "w") as f:
+            f.write(f"""
+model: churn
+train: {{ data: {base}, target: churn, params: {{ n_estimators: 40 }} }}
+window: {{ recent: 1d }}
+gate: {{ metric: auc, min_delta: 0.05, max_regression: 1.0, min_rows: 150 }}
+shadow: {{ duration: 2s, min_requests: 300 }}
+""")
+        cls.start_server("--monitor-interval", "off", "--retrain-policies", policy,
+                         "--retrain-watch-interval", "200ms")
+
+    def api(self, path, body):
+        return self.server.session.post(self.server.url + "/api/2.0/keel/retrain/" + path,
+                                        json=body, timeout=30)
+
+    def alias(self, name):
+        r = self.server.get("registered-models/alias", params={"name": "churn", "alias": name})
+        return r.json()["model_version"]["version"] if r.status_code == 200 else None
+
+    def wait_job(self, statuses, timeout=240):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            jobs = self.api_jobs()
+            if jobs and jobs[0]["status"] in statuses:
+                return jobs[0]
+            time.sleep(0.2)
+        self.fail(f"no job reached {statuses}: {self.api_jobs()}")
+
+    def api_jobs(self):
+        r = self.server.session.get(self.server.url + "/api/2.0/keel/retrain/jobs",
+                                    params={"model": "churn"})
+        self.assertEqual(r.status_code, 200, r.text)
+        return r.json()["jobs"]
+
+    def test_shadow_then_promotion(self):
+        # Bad requests are named; nothing is queued.
+        r = self.api("jobs", {"model": "fraud"})
+        self.assertEqual(r.status_code, 404, r.text)
+        self.assertIn("no retraining policy for model 'fraud'", r.json()["message"])
+        r = self.api("jobs", {})
+        self.assertEqual(r.status_code, 400, r.text)
+        r = self.api("jobs/cancel", {"model": "churn"})
+        self.assertEqual(r.status_code, 404, r.text)
+
+        predict_and_label(self.server, self.header, self.window)  # the changed concept, labeled
+        r = self.api("jobs", {"model": "churn"})
+        self.assertEqual(r.status_code, 202, r.text)
+        self.assertEqual(r.json(), {"model": "churn", "trigger": "manual", "queued": True})
+
+        job = self.wait_job({"shadow", "promoted", "rejected", "failed"})
+        self.assertEqual(job["status"], "shadow", job)
+        self.assertTrue(job["gate"]["passed"])
+        self.assertEqual(self.alias("shadow"), job["challenger_version"])
+        self.assertEqual(self.champion(), "1")
+        deadline = time.time() + 10
+        while time.time() < deadline:  # keel server lists what it serves, and the shadow
+            served = self.server.session.get(self.server.url + "/api/2.0/keel/serving").json()
+            if any(m.get("shadow_version") == job["challenger_version"] for m in served["models"]):
+                break
+            time.sleep(0.1)
+        self.assertIn(job["challenger_version"],
+                      [m.get("shadow_version") for m in served["models"]], served)
+
+        # Live traffic: version 1 answers every request; version 2 scores them in shadow.
+        deadline = time.time() + 10
+        while time.time() < deadline:  # the engine follows the shadow alias
+            text = self.server.session.get(self.server.url + "/metrics").text
+            if 'keel_shadow_rows_total{model="churn",result="scored"}' in text:
+                break
+            _, versions = predict_and_label(self.server, self.header, self.live[:20], label=False)
+            time.sleep(0.1)
+        _, versions = predict_and_label(self.server, self.header, self.live)
+        self.assertEqual(versions, {"1"})
+
+        done = self.wait_job({"promoted", "rejected", "failed"}, timeout=60)
+        self.assertEqual(done["id"], job["id"])
+        self.assertEqual(done["status"], "promoted", done)
+        shadow = done["shadow"]
+        self.assertGreaterEqual(shadow["requests"], 300)
+        self.assertEqual(shadow["errors"], 0)
+        self.assertEqual(shadow["non_finite"], 0)
+        self.assertGreaterEqual(shadow["labeled_rows"], 150)
+        live = shadow["live"]
+        self.assertTrue(live["passed"], live)
+        self.assertGreater(live["challenger"], live["champion"] + 0.05)  # new concept, live rows
+        self.assertEqual(self.champion(), job["challenger_version"])
+        self.assertIsNone(self.alias("shadow"))  # the phase is over
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            _, versions = predict_and_label(self.server, self.header, self.live[:10], label=False)
+            if versions == {job["challenger_version"]}:
+                break
+            time.sleep(0.1)
+        self.assertEqual(versions, {job["challenger_version"]})
+        r = self.server.session.get(self.server.url + "/api/2.0/keel/registered-models/alias-history",
+                                    params={"name": "churn", "alias": "champion"})
+        self.assertIn("shadow passed", r.json()["changes"][0]["reason"])
+        print(f"\nshadow: {shadow['requests']} requests, agreement {shadow['agreement']:.3f}; "
+              f"live auc {live['challenger']:.3f} (challenger) vs {live['champion']:.3f} "
+              f"(champion) on {live['holdout_rows']} labeled rows", file=sys.stderr)
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

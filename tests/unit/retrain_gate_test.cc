@@ -319,5 +319,238 @@ TEST_F(WatchTest, AGoodPromotionStaysAndTheWatchEnds) {
   EXPECT_EQ(registry_.GetVersionByAlias("churn", "champion")->version, "2");
 }
 
+// The shadow phase: jobs in status `shadow` decided by FinishShadow on the
+// champion's logged answers and the challenger's shadow answers, written by
+// a real ShadowScorer.
+class ShadowTest : public WatchTest {
+ protected:
+  void SetUp() override {
+    WatchTest::SetUp();
+    policy_.shadow.duration_ms = 3'600'000;
+    policy_.shadow.min_requests = 100;
+    policy_.gate.max_regression = 10;  // the deciding metric only
+  }
+
+  // A job of this fixture's model in its shadow phase from now on.
+  RetrainJob ShadowJob(int64_t id, const std::string& champion, const std::string& challenger) {
+    RetrainJob job;
+    job.id = id;
+    job.model = "churn";
+    job.trigger = "manual";
+    job.actor = "tester";
+    job.status = "shadow";
+    job.started_ms = clock_.NowMillis();
+    job.champion_version = champion;
+    job.challenger_version = challenger;
+    job.promote_alias = "champion";
+    job.shadow.emplace();
+    job.shadow->started_ms = clock_.NowMillis();
+    job.shadow->ends_ms = clock_.NowMillis() + policy_.shadow.duration_ms;
+    const Status s = db_->Write([&](store::Connection& c) {
+      return c.Exec(
+          "INSERT INTO retrain_jobs(job_id, model, trigger_name, actor, status, started_time, "
+          "finished_time, details) VALUES (?, 'churn', 'manual', 'tester', 'shadow', ?, 0, ?)",
+          {store::Value(id), store::Value(job.started_ms), store::Value(job.ToJson())});
+    });
+    EXPECT_TRUE(s.ok()) << s.ToString();
+    return job;
+  }
+
+  // n labeled requests answered by `champion` (its real outputs logged) and
+  // scored in shadow by `challenger`.
+  void Shadowed(const std::string& champion, double w_champion, const std::string& challenger,
+                int n) {
+    auto loaded = model::LoadModelPackage(paths_[challenger]);
+    ASSERT_TRUE(loaded.ok()) << loaded.status().ToString();
+    auto d = std::make_shared<serve::Deployment>();
+    d->name = "churn";
+    d->version = challenger;
+    d->ref = "churn@champion";
+    d->model = *loaded;
+    std::vector<serve::ShadowRow> rows;
+    std::vector<serve::Label> labels;
+    ASSERT_OK(db_->Write([&](store::Connection& c) -> Status {
+      for (int i = 0; i < n; ++i) {
+        const double x = -1.0 + 2.0 * i / (n - 1);
+        const std::string id = "s" + std::to_string(++serial_);
+        const std::string input = R"({"x": )" + FormatDouble(x) + "}";
+        const double p = 1.0 / (1.0 + std::exp(-w_champion * x));
+        KEEL_RETURN_IF_ERROR(c.Exec(
+            "INSERT INTO predictions(request_id, time, model, version, endpoint, input, output, "
+            "latency_us) VALUES (?, ?, 'churn', ?, 'predict', ?, ?, 10)",
+            {store::Value(id), store::Value(clock_.NowMillis()), store::Value(champion),
+             store::Value(input), store::Value(FormatDouble(p))}));
+        rows.push_back({id, clock_.NowMillis(), input});
+        labels.push_back({id, x + 0.3 * std::sin(i * 12.9898) > 0 ? R"("yes")" : R"("no")"});
+      }
+      return OkStatus();
+    }));
+    ASSERT_TRUE(serve::RecordLabels(*db_, labels, clock_.NowMillis()).ok());
+    serve::ShadowScorer scorer(*db_, nullptr, {});
+    ASSERT_OK(scorer.Start());
+    ASSERT_TRUE(scorer.Submit(d, std::move(rows)));
+    ASSERT_OK(scorer.Flush());
+  }
+
+  std::string Alias(const std::string& alias) {
+    auto v = registry_.GetVersionByAlias("churn", alias);
+    return v.ok() ? v->version : "";
+  }
+};
+
+TEST_F(ShadowTest, ABetterChallengerIsPromotedOnceTheShadowIsDue) {
+  Package("1", 0.5);
+  Package("2", 4.0);
+  ASSERT_OK(registry_.SetAlias("churn", "champion", "1", {"alice", "first"}));
+  ASSERT_OK(registry_.SetAlias("churn", serve::kShadowAlias, "2", {"job", "gate passed"}));
+  ShadowJob(1, "1", "2");
+  clock_.Advance(60'000);
+  Shadowed("1", 0.5, "2", 300);
+  // Not due yet: the phase lasts shadow.duration whatever the traffic.
+  ASSERT_OK_AND_ASSIGN(std::optional<RetrainJob> none, FinishShadow(policy_, env_));
+  EXPECT_FALSE(none.has_value());
+  EXPECT_EQ(Alias("champion"), "1");
+  clock_.Advance(policy_.shadow.duration_ms);
+  ASSERT_OK_AND_ASSIGN(std::optional<RetrainJob> done, FinishShadow(policy_, env_));
+  ASSERT_TRUE(done.has_value());
+  EXPECT_EQ(done->status, "promoted") << done->message;
+  EXPECT_EQ(Alias("champion"), "2");
+  EXPECT_EQ(Alias(serve::kShadowAlias), "");  // the phase is over
+  ASSERT_TRUE(done->shadow.has_value());
+  const ShadowReport& r = *done->shadow;
+  EXPECT_TRUE(r.passed);
+  EXPECT_EQ(r.requests, 300u);
+  EXPECT_EQ(r.labeled_rows, 300u);
+  EXPECT_EQ(r.errors, 0u);
+  EXPECT_DOUBLE_EQ(r.agreement, 1.0);  // both increasing in x: the same side of 0.5
+  EXPECT_GT(r.mean_abs_diff, 0.05);
+  ASSERT_TRUE(r.live.has_value());
+  EXPECT_TRUE(r.live->passed);
+  EXPECT_EQ(r.live->holdout_rows, 300u);
+  EXPECT_NEAR(r.live->champion, r.live->challenger, 1e-9);  // same ranking, same AUC
+  // The record kept it all, and the alias history says why.
+  ASSERT_OK_AND_ASSIGN(std::vector<RetrainJob> jobs, RetrainHistory(*db_, "churn"));
+  ASSERT_EQ(jobs.size(), 1u);
+  EXPECT_EQ(jobs[0].status, "promoted");
+  ASSERT_TRUE(jobs[0].shadow.has_value());
+  EXPECT_EQ(jobs[0].shadow->requests, 300u);
+  EXPECT_TRUE(jobs[0].shadow->live.has_value());
+  EXPECT_NE(registry_.AliasHistory("churn", "champion")->front().reason.find("shadow passed"),
+            std::string::npos);
+  // Nothing left to decide.
+  ASSERT_OK_AND_ASSIGN(none, FinishShadow(policy_, env_));
+  EXPECT_FALSE(none.has_value());
+}
+
+TEST_F(ShadowTest, AChallengerWorseOnLiveTrafficIsRejected) {
+  Package("1", 4.0);
+  Package("2", -4.0);  // passed a holdout somehow; ranks live traffic the wrong way round
+  ASSERT_OK(registry_.SetAlias("churn", "champion", "1", {"alice", "first"}));
+  ASSERT_OK(registry_.SetAlias("churn", serve::kShadowAlias, "2", {"job", "gate passed"}));
+  ShadowJob(1, "1", "2");
+  Shadowed("1", 4.0, "2", 300);
+  clock_.Advance(policy_.shadow.duration_ms);
+  ASSERT_OK_AND_ASSIGN(std::optional<RetrainJob> done, FinishShadow(policy_, env_));
+  ASSERT_TRUE(done.has_value());
+  EXPECT_EQ(done->status, "rejected");
+  EXPECT_NE(done->message.find("shadow: on 300 labeled live rows: auc"), std::string::npos)
+      << done->message;
+  EXPECT_EQ(Alias("champion"), "1");  // untouched
+  EXPECT_EQ(Alias(serve::kShadowAlias), "");
+  EXPECT_LT(done->shadow->agreement, 0.2);
+  EXPECT_FALSE(done->shadow->passed);
+}
+
+TEST_F(ShadowTest, TooLittleTrafficWaitsAndANewerChallengerSupersedes) {
+  ASSERT_TRUE(registry_.CreateModelVersion({"churn", "test:/v3", "", "", "", "me", {}}).ok());
+  Package("1", 4.0);
+  Package("2", 4.0);
+  Package("3", 4.0);
+  ASSERT_OK(registry_.SetAlias("churn", "champion", "1", {"alice", "first"}));
+  ShadowJob(1, "1", "2");
+  ShadowJob(2, "1", "3");
+  ASSERT_OK(registry_.SetAlias("churn", serve::kShadowAlias, "3", {"job 2", "gate passed"}));
+  Shadowed("1", 4.0, "3", 50);  // below shadow.min_requests 100
+  clock_.Advance(policy_.shadow.duration_ms);
+  ASSERT_OK_AND_ASSIGN(std::optional<RetrainJob> none, FinishShadow(policy_, env_));
+  EXPECT_FALSE(none.has_value());
+  ASSERT_OK_AND_ASSIGN(std::vector<RetrainJob> jobs, RetrainHistory(*db_, "churn"));
+  ASSERT_EQ(jobs.size(), 2u);
+  EXPECT_EQ(jobs[0].status, "shadow");  // waiting for traffic
+  EXPECT_EQ(jobs[1].status, "superseded");
+  EXPECT_NE(jobs[1].message.find("moved to version 3"), std::string::npos) << jobs[1].message;
+  Shadowed("1", 4.0, "3", 60);
+  ASSERT_OK_AND_ASSIGN(std::optional<RetrainJob> done, FinishShadow(policy_, env_));
+  ASSERT_TRUE(done.has_value());
+  EXPECT_EQ(done->id, 2);
+  EXPECT_EQ(done->status, "promoted") << done->message;
+  EXPECT_EQ(done->shadow->requests, 110u);
+  // 110 labeled rows < gate.min_rows 200: no live verdict, the holdout's stands.
+  EXPECT_FALSE(done->shadow->live.has_value());
+  EXPECT_NE(done->message.find("the holdout's verdict stands"), std::string::npos);
+  EXPECT_EQ(Alias("champion"), "3");
+}
+
+TEST_F(ShadowTest, CancellingEndsThePhaseAndLeavesTheChampion) {
+  Package("1", 4.0);
+  Package("2", 4.0);
+  ASSERT_OK(registry_.SetAlias("churn", "champion", "1", {"alice", "first"}));
+  ASSERT_OK(registry_.SetAlias("churn", serve::kShadowAlias, "2", {"job", "gate passed"}));
+  ShadowJob(1, "1", "2");
+  ASSERT_OK_AND_ASSIGN(int ended,
+                       CancelShadow(*db_, registry_, clock_, "churn", {"bob", "not now"}));
+  EXPECT_EQ(ended, 1);
+  EXPECT_EQ(Alias(serve::kShadowAlias), "");
+  EXPECT_EQ(Alias("champion"), "1");
+  ASSERT_OK_AND_ASSIGN(std::vector<RetrainJob> jobs, RetrainHistory(*db_, "churn"));
+  EXPECT_EQ(jobs[0].status, "cancelled");
+  EXPECT_EQ(jobs[0].message, "cancelled by bob during the shadow phase (not now)");
+  ASSERT_OK_AND_ASSIGN(ended, CancelShadow(*db_, registry_, clock_, "churn", {"bob", ""}));
+  EXPECT_EQ(ended, 0);
+  Shadowed("1", 4.0, "2", 300);
+  clock_.Advance(policy_.shadow.duration_ms);
+  ASSERT_OK_AND_ASSIGN(std::optional<RetrainJob> none, FinishShadow(policy_, env_));
+  EXPECT_FALSE(none.has_value());
+  EXPECT_EQ(Alias("champion"), "1");
+}
+
+TEST_F(ShadowTest, ErrorsAndNonFiniteOutputsFailTheShadow) {
+  TempDir dir;
+  auto champion = Linear(dir, 1.0);
+  auto challenger = Linear(dir, 2.0);
+  ASSERT_NE(champion, nullptr);
+  ASSERT_NE(challenger, nullptr);
+  std::vector<serve::ShadowPair> pairs;
+  for (int i = 0; i < 10; ++i) {
+    serve::ShadowPair p;
+    p.request_id = "r" + std::to_string(i);
+    p.champion_version = "1";
+    p.champion_output = "0.75";
+    p.shadow_output = "0.25";
+    pairs.push_back(p);
+  }
+  serve::ShadowPair other = pairs[0];
+  other.champion_version = "7";  // answered by another version: left out
+  other.shadow_output = "null";
+  pairs.push_back(other);
+  ASSERT_OK_AND_ASSIGN(ShadowReport ok, CompareShadow({}, *champion, "1", *challenger, pairs));
+  EXPECT_TRUE(ok.passed) << ok.reason;
+  EXPECT_EQ(ok.requests, 10u);
+  EXPECT_DOUBLE_EQ(ok.agreement, 0.0);  // 0.75 vs 0.25: opposite classes every time
+  EXPECT_DOUBLE_EQ(ok.mean_abs_diff, 0.5);
+  pairs[3].shadow_output = "null";
+  ASSERT_OK_AND_ASSIGN(ShadowReport nf, CompareShadow({}, *champion, "1", *challenger, pairs));
+  EXPECT_FALSE(nf.passed);
+  EXPECT_EQ(nf.non_finite, 1u);
+  EXPECT_NE(nf.reason.find("non-finite outputs for 1 of 10"), std::string::npos) << nf.reason;
+  pairs[5].error = "row 0, field \"x\": expected a number";
+  ASSERT_OK_AND_ASSIGN(ShadowReport err, CompareShadow({}, *champion, "1", *challenger, pairs));
+  EXPECT_FALSE(err.passed);
+  EXPECT_EQ(err.errors, 1u);
+  EXPECT_NE(err.reason.find("could not score 1 of 10 shadowed requests (first: request r5"),
+            std::string::npos)
+      << err.reason;
+}
+
 }  // namespace
 }  // namespace keel::retrain

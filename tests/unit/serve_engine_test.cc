@@ -4,11 +4,14 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cmath>
 #include <fstream>
 #include <thread>
 
 #include "keel/registry/registry.h"
 #include "keel/serve/engine.h"
+#include "keel/serve/prediction_log.h"
+#include "keel/serve/shadow.h"
 #include "test_util.h"
 
 namespace keel::serve {
@@ -129,6 +132,98 @@ TEST_F(EngineTest, FollowsTheAliasAndSwaps) {
   // Not served, not loadable on demand.
   EXPECT_EQ(e->Get("m/1").status().code(), StatusCode::kNotFound);
   EXPECT_EQ(e->Get("other").status().code(), StatusCode::kNotFound);
+}
+
+TEST_F(EngineTest, FollowsTheShadowAliasBesideTheServedOne) {
+  const std::string v1 = AddVersion(1.0), v2 = AddVersion(-1.0), broken = AddBrokenVersion();
+  Alias(v1);
+  auto e = Engine();
+  ASSERT_OK(e->Add("m@champion"));
+  ASSERT_OK(e->Add("m/" + v1));  // pinned: never shadowed
+  EXPECT_EQ(e->Shadow("m@champion"), nullptr);
+  ASSERT_TRUE(registry_->SetAlias("m", kShadowAlias, v2, {}).ok());
+  e->Refresh();
+  std::shared_ptr<const Deployment> s = e->Shadow("m@champion");
+  ASSERT_NE(s, nullptr);
+  EXPECT_EQ(s->version, v2);
+  EXPECT_EQ(s->ref, "m@champion");
+  EXPECT_EQ(e->Shadow("m/" + v1), nullptr);
+  EXPECT_EQ((*e->Get("m@champion"))->version, v1);  // the shadow never answers
+  EXPECT_EQ(e->Served()[0].shadow_version, v2);
+  // A shadow that cannot load is not followed; the served version is untouched.
+  ASSERT_TRUE(registry_->SetAlias("m", kShadowAlias, broken, {}).ok());
+  e->Refresh();
+  EXPECT_EQ(e->Shadow("m@champion")->version, v2);
+  EXPECT_EQ((*e->Get("m@champion"))->version, v1);
+  // The shadow alias on the served version itself: nothing to compare.
+  ASSERT_TRUE(registry_->SetAlias("m", kShadowAlias, v1, {}).ok());
+  e->Refresh();
+  EXPECT_EQ(e->Shadow("m@champion"), nullptr);
+  ASSERT_TRUE(registry_->SetAlias("m", kShadowAlias, v2, {}).ok());
+  e->Refresh();
+  EXPECT_EQ(e->Shadow("m@champion")->version, v2);
+  ASSERT_TRUE(registry_->DeleteAlias("m", kShadowAlias, {}).ok());
+  e->Refresh();
+  EXPECT_EQ(e->Shadow("m@champion"), nullptr);
+  EXPECT_EQ(e->Served()[0].shadow_version, "");
+}
+
+TEST_F(EngineTest, ShadowScorerWritesBesideTheLoggedAnswers) {
+  const std::string v1 = AddVersion(1.0), v2 = AddVersion(2.0);
+  Alias(v1);
+  ASSERT_TRUE(registry_->SetAlias("m", kShadowAlias, v2, {}).ok());
+  auto e = Engine();
+  ASSERT_OK(e->Add("m@champion"));
+  std::shared_ptr<const Deployment> shadow = e->Shadow("m@champion");
+  ASSERT_NE(shadow, nullptr);
+  // The champion's answers, as the serving routes log them.
+  ASSERT_OK(db_->Write([&](store::Connection& c) -> Status {
+    for (const char* id : {"a", "b", "c"}) {
+      KEEL_RETURN_IF_ERROR(c.Exec(
+          "INSERT INTO predictions(request_id, time, model, version, endpoint, input, output, "
+          "latency_us) VALUES (?, 100, 'm', ?, 'predict', '{}', '0.25', 10)",
+          {store::Value(std::string(id)), store::Value(v1)}));
+    }
+    return OkStatus();
+  }));
+  std::vector<Label> labels = {{"a", "1"}};
+  ASSERT_TRUE(RecordLabels(*db_, labels, 200).ok());
+  metrics::Registry m;
+  ShadowScorer scorer(*db_, &m, {});
+  ASSERT_OK(scorer.Start());
+  EXPECT_TRUE(scorer.Submit(shadow, {{"a", 100, R"({"x": 1})"},
+                                     {"b", 101, R"({"x": "high"})"},
+                                     {"z", 102, R"({"x": 0})"}}));  // z: no logged answer
+  ASSERT_OK(scorer.Flush());
+  EXPECT_EQ(scorer.scored(), 2u);
+  EXPECT_EQ(scorer.errors(), 1u);
+  ShadowQuery q;
+  q.model = "m";
+  q.shadow_version = v2;
+  ASSERT_OK_AND_ASSIGN(std::vector<ShadowPair> pairs, ReadShadowPairs(*db_, q));
+  ASSERT_EQ(pairs.size(), 2u);  // z has no champion answer to compare with
+  EXPECT_EQ(pairs[0].request_id, "a");
+  EXPECT_EQ(pairs[0].champion_version, v1);
+  EXPECT_EQ(pairs[0].champion_output, "0.25");
+  EXPECT_NEAR(std::stod(pairs[0].shadow_output), 1.0 / (1.0 + std::exp(-2.0)), 1e-6);
+  EXPECT_TRUE(pairs[0].error.empty());
+  ASSERT_TRUE(pairs[0].label_json.has_value());
+  EXPECT_EQ(*pairs[0].label_json, "1");
+  EXPECT_EQ(pairs[1].request_id, "b");
+  EXPECT_EQ(pairs[1].shadow_output, "null");
+  EXPECT_NE(pairs[1].error.find("x"), std::string::npos) << pairs[1].error;
+  EXPECT_FALSE(pairs[1].label_json.has_value());
+  // A full queue drops (counted) instead of blocking the request path.
+  ShadowOptions small;
+  small.queue_rows = 1;
+  ShadowScorer tiny(*db_, nullptr, small);
+  EXPECT_FALSE(tiny.Submit(shadow, {{"c", 1, "{}"}, {"d", 1, "{}"}}));
+  EXPECT_EQ(tiny.dropped(), 2u);
+  scorer.Stop();
+  EXPECT_FALSE(scorer.Submit(shadow, {{"c", 1, "{}"}}));
+  const std::string text = m.Render();
+  EXPECT_NE(text.find("keel_shadow_rows_total{model=\"m\",result=\"scored\"} 2"), std::string::npos)
+      << text;
 }
 
 TEST_F(EngineTest, FailedVersionNeverReplacesAWorkingOne) {

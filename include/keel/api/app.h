@@ -31,8 +31,13 @@
 #include "keel/registry/registry.h"
 #include "keel/serve/engine.h"
 #include "keel/serve/prediction_log.h"
+#include "keel/serve/shadow.h"
 #include "keel/store/store.h"
 #include "keel/tracking/tracking.h"
+
+namespace keel::retrain {
+class RetrainScheduler;
+}
 
 namespace keel::api {
 
@@ -168,7 +173,15 @@ class App {
                                                  const std::string& version);
   // Null when prediction logging is off.
   serve::PredictionLog* prediction_log() { return log_.get(); }
+  // Scores logged requests with a model's shadow version; null when
+  // prediction logging is off.
+  serve::ShadowScorer* shadow_scorer() { return shadow_.get(); }
   metrics::Registry& metrics() { return *metrics_; }
+  // The retraining scheduler the REST routes trigger and cancel jobs on;
+  // null (the default) when the server runs no policies. Set by keel server
+  // once the scheduler has started, cleared before it stops.
+  void set_retrain_scheduler(retrain::RetrainScheduler* scheduler) { scheduler_ = scheduler; }
+  retrain::RetrainScheduler* retrain_scheduler() const { return scheduler_.load(); }
   // A new request id: unique in this process, unlikely to repeat across processes.
   std::string NewRequestId();
   // Counts a request answered outside Run (rejected by the transport before
@@ -202,9 +215,11 @@ class App {
   metrics::CounterFamily* requests_total_ = nullptr;     // {endpoint, model, version, code}
   metrics::HistogramFamily* request_seconds_ = nullptr;  // {endpoint, model}
   metrics::Gauge* in_flight_ = nullptr;
-  std::unique_ptr<serve::PredictionLog> log_;  // stopped before engine_ and db_ go
+  std::unique_ptr<serve::PredictionLog> log_;    // stopped before engine_ and db_ go
+  std::unique_ptr<serve::ShadowScorer> shadow_;  // stopped after log_
   std::unique_ptr<serve::ServingEngine> engine_;
   std::string request_id_prefix_;
+  std::atomic<retrain::RetrainScheduler*> scheduler_{nullptr};
   std::atomic<uint64_t> request_counter_{0};
 };
 
@@ -218,7 +233,7 @@ std::span<const Route> ServiceRoutes();
 std::span<const Route> ServingRoutes();
 // /api/2.0/keel/alerts, /api/2.0/keel/monitor/windows (src/api/monitoring_routes.cc).
 std::span<const Route> MonitoringRoutes();
-// /api/2.0/keel/retrain/jobs (src/api/retrain_routes.cc).
+// /api/2.0/keel/retrain/jobs, .../jobs/cancel (src/api/retrain_routes.cc).
 std::span<const Route> RetrainRoutes();
 
 }  // namespace keel::api

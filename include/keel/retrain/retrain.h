@@ -29,10 +29,17 @@
 //     champion's gate.metric by at least gate.min_delta, and no other metric
 //     of the task is worse by more than gate.max_regression. Without a
 //     champion the challenger passes on min_rows alone;
-//  6. passed: the alias policy.promote moves to the challenger (actor and
+//  6. shadow (policy.shadow.duration > 0 and a champion exists): the
+//     challenger takes the registry alias `shadow`; every server following
+//     the champion scores the requests it logs with the challenger too,
+//     without answering (keel/serve/shadow.h), and the job ends its first
+//     part in status `shadow`. FinishShadow (run by the scheduler) decides
+//     once shadow.duration has passed and at least shadow.min_requests
+//     requests were shadowed: see ShadowReport;
+//  7. passed: the alias policy.promote moves to the challenger (actor and
 //     reason recorded in the alias history); the previous version stays
 //     registered, so `keel models rollback` (or Rollback) returns to it.
-// A job that fails or is cancelled before step 6 never touches the
+// A job that fails or is cancelled before step 7 never touches the
 // champion; a failure after the challenger was registered leaves it
 // registered with alias `challenger` and the job `failed` with the reason.
 // After promotion, WatchPromotion (run by the scheduler) compares the new
@@ -62,6 +69,7 @@
 #include "keel/registry/registry.h"
 #include "keel/retrain/policy.h"
 #include "keel/serve/prediction_log.h"
+#include "keel/serve/shadow.h"
 #include "keel/store/store.h"
 #include "keel/train/train.h"
 
@@ -102,6 +110,31 @@ struct GateDecision {
   std::string reason;               // one line: why it passed or not
 };
 
+// The shadow phase's comparison (step 6), over the requests the champion
+// answered and logged since the phase began, each scored by the challenger
+// too. It passes when the challenger scored every one of them (no encoding
+// errors, no non-finite outputs) and, when at least gate.min_rows of them
+// are labeled, the gate's rule (min_delta, max_regression) holds on those
+// live rows with the champion's logged answers against the challenger's.
+// With fewer labeled rows the holdout's verdict stands: the shadow then
+// checks that the challenger runs on live traffic, not that it is better.
+struct ShadowReport {
+  int64_t started_ms = 0;
+  int64_t ends_ms = 0;    // started_ms + shadow.duration (the earliest decision)
+  uint64_t requests = 0;  // shadowed requests compared
+  uint64_t errors = 0;    // requests the challenger could not encode
+  uint64_t non_finite = 0;
+  // Binary and multiclass: share of requests where both predict the same
+  // class (binary at 0.5). NaN for regression.
+  double agreement = std::numeric_limits<double>::quiet_NaN();
+  double mean_abs_diff = std::numeric_limits<double>::quiet_NaN();  // over output values
+  double latency_p50_us = 0, latency_p99_us = 0;  // the challenger's per-row scoring time
+  uint64_t labeled_rows = 0;
+  std::optional<GateDecision> live;  // the gate on labeled live rows (>= gate.min_rows)
+  bool passed = false;
+  std::string reason;
+};
+
 struct DataSource {
   std::string role;  // data | window | holdout
   std::string path;  // file, or the window's description
@@ -116,7 +149,9 @@ struct RetrainJob {
   std::string model;
   std::string trigger;
   std::string actor;
-  std::string status;  // running | promoted | rejected | failed | cancelled
+  // running | shadow | promoted | rejected | failed | cancelled | superseded
+  // (a shadow phase whose alias moved to a newer challenger) | rolled_back
+  std::string status;
   int64_t started_ms = 0;
   int64_t finished_ms = 0;
   std::string run_id;
@@ -125,6 +160,7 @@ struct RetrainJob {
   std::string promote_alias;
   std::vector<DataSource> data;
   std::optional<GateDecision> gate;
+  std::optional<ShadowReport> shadow;
   std::string message;  // the failure, or a one-line summary
   std::string host;     // where the job runs (gethostname)
   int64_t pid = 0;      // the process running it
@@ -144,6 +180,31 @@ Result<RetrainJob> RunRetrainJob(const RetrainPolicy& policy, const RetrainEnv& 
 Result<GateDecision> EvaluateGate(const GateConfig& gate, const model::LoadedModel* champion,
                                   const model::LoadedModel& challenger,
                                   const std::vector<serve::LoggedPrediction>& holdout);
+
+// Compares the logged champion answers with the challenger's shadow answers
+// (ShadowReport). Pairs whose champion version is not `champion_version`
+// are left out.
+Result<ShadowReport> CompareShadow(const GateConfig& gate, const model::LoadedModel& champion,
+                                   const std::string& champion_version,
+                                   const model::LoadedModel& challenger,
+                                   const std::vector<serve::ShadowPair>& pairs);
+
+// Ends the model's shadow phase when it is due (step 6): a job in status
+// `shadow` whose challenger no longer holds the `shadow` alias is marked
+// `superseded`; the one that does is decided once shadow.duration has passed
+// and shadow.min_requests requests were compared: `promoted` (the alias
+// policy.promote moves, compared-and-set on the champion the gate saw) or
+// `rejected`, and the `shadow` alias is removed. Returns the job decided, if
+// any. The phase has no upper bound: with too little traffic it waits (a
+// newer job supersedes it; deleting the `shadow` alias ends it).
+Result<std::optional<RetrainJob>> FinishShadow(const RetrainPolicy& policy, const RetrainEnv& env);
+
+// Ends the shadow phase of `model` without a decision: its jobs in status
+// `shadow` become `cancelled` and the `shadow` alias is removed (the
+// champion is untouched). Returns how many jobs it ended.
+Result<int> CancelShadow(store::Database& db, registry::RegistryService& registry,
+                         const Clock& clock, const std::string& model,
+                         const registry::ChangeContext& context);
 
 // The watch after a promotion (policy.watch): when the latest change of the
 // alias policy.promote (from the alias history; by a job or by hand, but not

@@ -25,6 +25,9 @@
 //   - alert: an alert whose rule is in policy.on_alerts, for the policy's
 //     model (any version).
 //   - manual: Trigger().
+// A job whose challenger is in its shadow phase has finished as far as the
+// scheduler is concerned: a new trigger runs a new job, whose challenger
+// supersedes the one in shadow if it passes the gate.
 // A trigger for a model whose job is queued or running is folded into it
 // (counted in folded()); it does not queue a second job. A running job being
 // cancelled takes no more triggers: they queue behind it.
@@ -71,6 +74,9 @@ struct SchedulerOptions {
   // per watch_interval of the Clock, on the scheduler's own watch thread
   // (WatchPromotion in the server). Errors are retried at the next interval.
   std::function<Status(const RetrainPolicy&)> watch;
+  // The same for every policy with a shadow phase (policy.shadow.duration >
+  // 0), before its watch: FinishShadow in the server.
+  std::function<Status(const RetrainPolicy&)> shadow;
   int64_t watch_interval_ms = 30'000;
 };
 

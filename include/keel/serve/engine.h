@@ -32,7 +32,14 @@
 // and reported in Served(); that version is not retried until the alias
 // moves away and back, or Refresh(force).
 //
-// Threads: Get, Add, Served and Notify are thread-safe. `mu_` (shared)
+// Shadow: every served alias also follows the model's `shadow` alias
+// (kShadowAlias; set by a retraining job for its challenger's shadow phase,
+// keel/retrain/retrain.h). The version it names is loaded and warmed up the
+// same way, off the request path, and Shadow() returns it; it never answers.
+// When the alias is deleted the shadow is dropped. A shadow version that
+// fails to load is logged and not retried until the alias moves.
+//
+// Threads: Get, Add, Served, Shadow and Notify are thread-safe. `mu_` (shared)
 // guards the entry table; each entry's deployment is a
 // std::atomic<std::shared_ptr> read without locks; `load_mu_` serialises
 // loads (follower thread and on-demand Adds). The follower thread is owned
@@ -61,6 +68,9 @@
 #include "keel/registry/registry.h"
 
 namespace keel::serve {
+
+// The registry alias whose version scores traffic beside the served one.
+inline constexpr char kShadowAlias[] = "shadow";
 
 struct ModelRef {
   std::string name;
@@ -105,6 +115,7 @@ struct ServedStatus {
   std::string failed_version;  // the version that failed
   int64_t last_error_ms = 0;
   uint64_t loads = 0, failures = 0, swaps = 0;
+  std::string shadow_version;  // the version in its shadow phase, if any
 };
 
 class ServingEngine {
@@ -134,6 +145,11 @@ class ServingEngine {
   // its failure recorded).
   void Refresh(bool force = false, std::string_view only_name = {});
 
+  // The shadow deployment beside served reference `ref` (Deployment::ref),
+  // or null when none is followed (or it is the version being served).
+  // Lock-free when no shadow is followed anywhere.
+  std::shared_ptr<const Deployment> Shadow(std::string_view ref) const;
+
   std::vector<ServedStatus> Served() const;
   // The served references (canonical text), in the order they were added.
   std::vector<std::string> Refs() const;
@@ -144,7 +160,10 @@ class ServingEngine {
 
  private:
   struct Entry;
+  Result<std::shared_ptr<Deployment>> LoadPackage(const Entry& entry,
+                                                  const registry::ModelVersion& version);
   keel::Status LoadInto(Entry& entry, const registry::ModelVersion& version);
+  void RefreshShadow(Entry& entry);  // requires load_mu_
   Result<registry::ModelVersion> Lookup(const ModelRef& ref);
   Entry* Find(std::string_view ref_text) const;  // requires mu_ (shared)
   void FollowLoop();
@@ -158,7 +177,8 @@ class ServingEngine {
   std::vector<std::unique_ptr<Entry>> entries_;                   // guarded by mu_
   std::unordered_map<std::string, Entry*> by_ref_;                // canonical ref; guarded by mu_
   std::unordered_map<std::string, std::vector<Entry*>> by_name_;  // guarded by mu_
-  mutable std::mutex load_mu_;  // taken before mu_ when both are held
+  mutable std::mutex load_mu_;   // taken before mu_ when both are held
+  std::atomic<int> shadows_{0};  // entries with a shadow deployment
 
   std::mutex follow_mu_;
   std::condition_variable follow_cv_;
