@@ -148,9 +148,11 @@ Result<std::unique_ptr<App>> App::Open(const AppOptions& options) {
   app->in_flight_ = &m.AddGauge("keel_http_requests_in_flight", "Requests being handled now.")
                          .WithLabels(std::vector<std::string>{});
   app->request_id_prefix_ = RandomHex(6) + "-";
-  app->engine_ = std::make_unique<serve::ServingEngine>(*app->registry_, MakeSourceResolver(*app),
-                                                        *app->clock_, app->metrics_.get(),
-                                                        options.serving.engine);
+  serve::EngineOptions engine_options = options.serving.engine;
+  // Shadow versions score only logged requests: without the log, none.
+  if (!options.serving.log_predictions) engine_options.follow_shadow = false;
+  app->engine_ = std::make_unique<serve::ServingEngine>(
+      *app->registry_, MakeSourceResolver(*app), *app->clock_, app->metrics_.get(), engine_options);
   for (const std::string& ref : options.serving.models) {
     KEEL_RETURN_IF_ERROR(app->engine_->Add(ref));
   }

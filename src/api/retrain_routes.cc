@@ -14,7 +14,7 @@
 //        queued or running job is cancelled; without one, its shadow phase
 //        ends (CancelShadow). 404 when there is neither.
 // Triggering and cancelling need a server started with --retrain-policies
-// (otherwise 400 FAILED_PRECONDITION naming the flag).
+// (otherwise 409 INVALID_STATE naming the flag).
 #include "keel/api/app.h"
 #include "keel/retrain/retrain.h"
 #include "keel/retrain/scheduler.h"

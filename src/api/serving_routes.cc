@@ -565,6 +565,10 @@ Response ServingStatus(App& app, const Request&) {
       w.Key("shadow_version");
       w.String(st.shadow_version);
     }
+    if (!st.shadow_failed_version.empty()) {
+      w.Key("shadow_failed_version");
+      w.String(st.shadow_failed_version);
+    }
     if (!st.last_error.empty()) {
       w.Key("last_error");
       w.String(st.last_error);

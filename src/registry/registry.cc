@@ -714,10 +714,27 @@ Status RegistryService::SetAliasChecked(const std::string& name, const std::stri
 
 Status RegistryService::DeleteAlias(const std::string& name, const std::string& alias,
                                     const ChangeContext& context) {
+  return DeleteAliasChecked(name, alias, nullptr, context);
+}
+
+Status RegistryService::DeleteAliasIf(const std::string& name, const std::string& alias,
+                                      const std::string& expected, const ChangeContext& context) {
+  return DeleteAliasChecked(name, alias, &expected, context);
+}
+
+Status RegistryService::DeleteAliasChecked(const std::string& name, const std::string& alias,
+                                           const std::string* expected,
+                                           const ChangeContext& context) {
   int64_t now = clock_.NowMillis();
   KEEL_RETURN_IF_ERROR(db_.Write([&](Connection& c) -> Status {
     KEEL_RETURN_IF_ERROR(RequireModel(c, name));
     KEEL_ASSIGN_OR_RETURN(std::optional<int64_t> current, CurrentAlias(c, name, alias));
+    if (expected != nullptr && (!current || std::to_string(*current) != *expected)) {
+      return FailedPrecondition(name + "@" + alias + " is " +
+                                (current ? "version " + std::to_string(*current) : "unset") +
+                                ", not version " + *expected +
+                                " as expected: it was moved meanwhile");
+    }
     if (!current) return OkStatus();  // MLflow: deleting a missing alias succeeds
     KEEL_RETURN_IF_ERROR(c.Exec("DELETE FROM registered_model_aliases WHERE name = ? AND alias = ?",
                                 {Value(std::string_view(name)), Value(std::string_view(alias))}));

@@ -232,6 +232,10 @@ Result<RetrainPolicy> ParseOne(const YAML::Node& node, const std::string& source
     if (s["min_requests"]) {
       KEEL_ASSIGN_OR_RETURN(p.shadow.min_requests,
                             r.Count(s["min_requests"], "shadow.min_requests"));
+      if (p.shadow.min_requests > kMaxShadowRequests) {
+        return r.Error("shadow.min_requests", "at most " + std::to_string(kMaxShadowRequests) +
+                                                  " (the requests a shadow phase compares)");
+      }
     }
   }
   if (node["promote"]) {

@@ -67,6 +67,23 @@ Status UpdateJob(store::Database& db, const RetrainJob& job) {
   });
 }
 
+// UpdateJob only while the stored job is in `expected` status (a
+// compare-and-set: a job claimed or ended meanwhile is left alone). Returns
+// whether it was updated.
+Result<bool> UpdateJobIf(store::Database& db, const RetrainJob& job, const std::string& expected) {
+  bool updated = false;
+  KEEL_RETURN_IF_ERROR(db.Write([&](store::Connection& c) -> Status {
+    KEEL_RETURN_IF_ERROR(c.Exec(
+        "UPDATE retrain_jobs SET status = ?, finished_time = ?, details = ? WHERE job_id = ? AND "
+        "status = ?",
+        {store::Value(job.status), store::Value(job.finished_ms), store::Value(job.ToJson()),
+         store::Value(job.id), store::Value(expected)}));
+    updated = c.ChangedRows() > 0;
+    return OkStatus();
+  }));
+  return updated;
+}
+
 std::string HostName() {
   char name[256] = {};
   if (::gethostname(name, sizeof name - 1) != 0) return "";
@@ -1039,7 +1056,11 @@ Result<ShadowReport> CompareShadow(const GateConfig& gate, const model::LoadedMo
       continue;
     }
     latencies.push_back(p.shadow_latency_us);
-    if (!ParseOutputs(p.champion_output, k_champ, a)) continue;  // not comparable
+    // A champion answer that is not k finite values cannot be compared.
+    if (!ParseOutputs(p.champion_output, k_champ, a) ||
+        std::any_of(a.begin(), a.end(), [](float v) { return !std::isfinite(v); })) {
+      continue;
+    }
     ++compared;
     if (k_chal == k_champ) {
       for (size_t j = 0; j < k_chal; ++j) diff_sum += std::fabs(double(a[j]) - double(b[j]));
@@ -1126,51 +1147,106 @@ Result<std::vector<RetrainJob>> JobsInStatus(store::Database& db, const std::str
 
 }  // namespace
 
+namespace {
+
+// The version holding the model's shadow alias, if any.
+Result<std::optional<std::string>> ShadowHolder(registry::RegistryService& registry,
+                                                const std::string& model) {
+  Result<registry::ModelVersion> v = registry.GetVersionByAlias(model, serve::kShadowAlias);
+  if (v.ok()) return std::optional<std::string>(v->version);
+  const StatusCode code = v.status().code();
+  if (code == StatusCode::kInvalidArgument || code == StatusCode::kNotFound) {
+    return std::optional<std::string>();
+  }
+  return v.status();
+}
+
+// Ends a job's shadow phase without a decision (cancelled or superseded):
+// claimed from status `shadow` first, so a phase decided or ended
+// meanwhile is left as it is; then the alias goes if it still names this
+// job's challenger. Returns whether this call ended it.
+Result<bool> EndShadowPhase(const RetrainEnv& env, RetrainJob job, const std::string& status,
+                            const std::string& message, const registry::ChangeContext& context) {
+  job.status = status;
+  job.finished_ms = env.clock->NowMillis();
+  job.message = message;
+  KEEL_ASSIGN_OR_RETURN(bool claimed, UpdateJobIf(*env.db, job, "shadow"));
+  if (!claimed) return false;
+  Status s =
+      env.registry->DeleteAliasIf(job.model, serve::kShadowAlias, job.challenger_version, context);
+  if (!s.ok() && s.code() != StatusCode::kFailedPrecondition) return s;
+  return true;
+}
+
+}  // namespace
+
 Result<std::optional<RetrainJob>> FinishShadow(const RetrainPolicy& policy, const RetrainEnv& env) {
-  if (policy.shadow.duration_ms <= 0) return std::optional<RetrainJob>();
   if (env.db == nullptr || env.registry == nullptr || env.clock == nullptr || !env.model_path) {
     return InvalidArgument("RetrainEnv needs db, registry, clock and model_path");
   }
   KEEL_ASSIGN_OR_RETURN(std::vector<RetrainJob> jobs,
                         JobsInStatus(*env.db, policy.model, "shadow"));
-  if (jobs.empty()) return std::optional<RetrainJob>();
-  std::optional<std::string> held;  // the version holding the shadow alias
-  {
-    Result<registry::ModelVersion> v =
-        env.registry->GetVersionByAlias(policy.model, serve::kShadowAlias);
-    if (v.ok()) {
-      held = v->version;
-    } else if (v.status().code() != StatusCode::kInvalidArgument &&
-               v.status().code() != StatusCode::kNotFound) {
-      return v.status();
+  KEEL_ASSIGN_OR_RETURN(std::optional<std::string> held, ShadowHolder(*env.registry, policy.model));
+  const int64_t now = env.clock->NowMillis();
+  if (held && std::none_of(jobs.begin(), jobs.end(),
+                           [&](const RetrainJob& j) { return j.challenger_version == *held; })) {
+    // An alias no job in its phase owns: left by a job whose record could
+    // not be finished, or set by hand. Removed once no job is running for
+    // that version (a running job sets the alias just before its record).
+    KEEL_ASSIGN_OR_RETURN(std::vector<RetrainJob> running,
+                          JobsInStatus(*env.db, policy.model, "running"));
+    if (std::none_of(running.begin(), running.end(),
+                     [&](const RetrainJob& j) { return j.challenger_version == *held; })) {
+      KEEL_RETURN_IF_ERROR(env.registry->DeleteAliasIf(
+          policy.model, serve::kShadowAlias, *held,
+          {kShadowActor, "no retraining job is in its shadow phase with version " + *held}));
+      held.reset();
     }
   }
-  const int64_t now = env.clock->NowMillis();
   std::optional<RetrainJob> decided;
   for (RetrainJob& job : jobs) {
     if (!job.shadow) {
       job.shadow.emplace();
       job.shadow->started_ms = job.shadow->ends_ms = job.started_ms;
     }
+    const registry::ChangeContext end_context{kShadowActor,
+                                              "retrain job " + std::to_string(job.id)};
     if (held != job.challenger_version) {
-      job.status = "superseded";
-      job.finished_ms = now;
-      job.message = held ? "the shadow alias moved to version " + *held + " before a decision"
-                         : "the shadow alias was removed before a decision";
-      KEEL_RETURN_IF_ERROR(UpdateJob(*env.db, job));
+      // Moved to a newer challenger, or removed (by hand, or a cancel that
+      // could not update the record).
+      if (held) {
+        KEEL_RETURN_IF_ERROR(
+            EndShadowPhase(env, job, "superseded",
+                           "the shadow alias moved to version " + *held + " before a decision",
+                           end_context)
+                .status());
+      } else {
+        KEEL_RETURN_IF_ERROR(EndShadowPhase(env, job, "cancelled",
+                                            "the shadow alias was removed before a decision",
+                                            end_context)
+                                 .status());
+      }
+      continue;
+    }
+    if (policy.shadow.duration_ms <= 0) {
+      // The policy no longer has a shadow phase: the phase ends undecided.
+      KEEL_RETURN_IF_ERROR(
+          EndShadowPhase(env, job, "cancelled",
+                         "the policy has no shadow phase any more; the champion is unchanged",
+                         end_context)
+              .status());
       continue;
     }
     if (now < job.shadow->ends_ms) continue;
     serve::ShadowQuery q;
     q.model = policy.model;
     q.shadow_version = job.challenger_version;
+    q.champion_version = job.champion_version;
     q.from_ms = job.shadow->started_ms;
     q.to_ms = now + 1;
-    KEEL_ASSIGN_OR_RETURN(std::vector<serve::ShadowPair> pairs, serve::ReadShadowPairs(*env.db, q));
-    const auto compared = static_cast<uint64_t>(std::count_if(
-        pairs.begin(), pairs.end(),
-        [&](const serve::ShadowPair& p) { return p.champion_version == job.champion_version; }));
+    KEEL_ASSIGN_OR_RETURN(uint64_t compared, serve::CountShadowPairs(*env.db, q));
     if (compared < std::max<uint64_t>(1, policy.shadow.min_requests)) continue;  // wait
+    KEEL_ASSIGN_OR_RETURN(std::vector<serve::ShadowPair> pairs, serve::ReadShadowPairs(*env.db, q));
     KEEL_ASSIGN_OR_RETURN(std::shared_ptr<const model::LoadedModel> champion,
                           LoadVersion(env, policy.model, job.champion_version));
     KEEL_ASSIGN_OR_RETURN(std::shared_ptr<const model::LoadedModel> challenger,
@@ -1180,31 +1256,60 @@ Result<std::optional<RetrainJob>> FinishShadow(const RetrainPolicy& policy, cons
         CompareShadow(policy.gate, *champion, job.champion_version, *challenger, pairs));
     report.started_ms = job.shadow->started_ms;
     report.ends_ms = job.shadow->ends_ms;
+
+    // Claim the decision (from `shadow` to `running`, this process): a
+    // cancel or another replica that got there first wins. A crash from
+    // here on leaves the job to MarkInterruptedJobs.
+    RetrainJob claimed = job;
+    claimed.status = "running";
+    claimed.host = HostName();
+    claimed.pid = static_cast<int64_t>(::getpid());
+    KEEL_ASSIGN_OR_RETURN(bool mine, UpdateJobIf(*env.db, claimed, "shadow"));
+    if (!mine) continue;
+    job = claimed;
     job.shadow = report;
-    job.finished_ms = env.clock->NowMillis();
     const registry::ChangeContext context{
         job.actor, "retrain job " + std::to_string(job.id) + " (" + job.trigger + "): shadow " +
                        (report.passed ? "passed" : "failed") + ", " + report.reason};
-    // The phase ends before the decision takes effect: a store error here
-    // leaves the job in its shadow phase, decided again at the next call.
-    KEEL_RETURN_IF_ERROR(env.registry->DeleteAlias(policy.model, serve::kShadowAlias, context));
+    auto end = [&](const std::string& status, const std::string& message) -> Status {
+      job.status = status;
+      job.message = message;
+      job.finished_ms = env.clock->NowMillis();
+      return UpdateJobIf(*env.db, job, "running").status();
+    };
+    // The phase ends before the decision takes effect, and only while the
+    // alias still names this challenger.
+    if (Status s = env.registry->DeleteAliasIf(policy.model, serve::kShadowAlias,
+                                               job.challenger_version, context);
+        !s.ok()) {
+      if (s.code() == StatusCode::kFailedPrecondition) {
+        KEEL_RETURN_IF_ERROR(
+            end("superseded", "the shadow alias moved before the decision: " + s.message()));
+        continue;
+      }
+      // A store error: back to the phase, decided again at the next call.
+      job.status = "shadow";
+      UpdateJobIf(*env.db, job, "running").status().IgnoreError();
+      return s;
+    }
     if (!report.passed) {
-      job.status = "rejected";
-      job.message = "shadow: " + report.reason;
+      KEEL_RETURN_IF_ERROR(end("rejected", "shadow: " + report.reason));
     } else {
       Status moved = env.registry->SetAliasIf(policy.model, policy.promote, job.champion_version,
                                               job.challenger_version, context);
       if (moved.ok()) {
-        job.status = "promoted";
-        job.message = policy.promote + " -> version " + job.challenger_version + " (was " +
-                      job.champion_version + "): shadow passed, " + report.reason;
+        KEEL_RETURN_IF_ERROR(
+            end("promoted", policy.promote + " -> version " + job.challenger_version + " (was " +
+                                job.champion_version + "): shadow passed, " + report.reason));
       } else {
-        job.status = moved.code() == StatusCode::kFailedPrecondition ? "rejected" : "failed";
-        job.message = "not promoted after the shadow: " + moved.message() +
-                      " (the gate compared with version " + job.champion_version + ")";
+        // Moved meanwhile (rejected), or a store error (failed): either way
+        // the champion is untouched.
+        KEEL_RETURN_IF_ERROR(
+            end(moved.code() == StatusCode::kFailedPrecondition ? "rejected" : "failed",
+                "not promoted after the shadow: " + moved.message() +
+                    " (the gate compared with version " + job.champion_version + ")"));
       }
     }
-    KEEL_RETURN_IF_ERROR(UpdateJob(*env.db, job));
     decided = job;
   }
   return decided;
@@ -1214,19 +1319,20 @@ Result<int> CancelShadow(store::Database& db, registry::RegistryService& registr
                          const Clock& clock, const std::string& model,
                          const registry::ChangeContext& context) {
   KEEL_ASSIGN_OR_RETURN(std::vector<RetrainJob> jobs, JobsInStatus(db, model, "shadow"));
-  if (jobs.empty()) return 0;
-  if (Status s = registry.DeleteAlias(model, serve::kShadowAlias, context);
-      !s.ok() && s.code() != StatusCode::kInvalidArgument && s.code() != StatusCode::kNotFound) {
-    return s;
+  RetrainEnv env;
+  env.db = &db;
+  env.registry = &registry;
+  env.clock = &clock;
+  int ended = 0;
+  for (const RetrainJob& job : jobs) {
+    KEEL_ASSIGN_OR_RETURN(
+        bool mine, EndShadowPhase(env, job, "cancelled",
+                                  "cancelled by " + context.actor + " during the shadow phase" +
+                                      (context.reason.empty() ? "" : " (" + context.reason + ")"),
+                                  context));
+    ended += mine ? 1 : 0;
   }
-  for (RetrainJob& job : jobs) {
-    job.status = "cancelled";
-    job.finished_ms = clock.NowMillis();
-    job.message = "cancelled by " + context.actor + " during the shadow phase" +
-                  (context.reason.empty() ? "" : " (" + context.reason + ")");
-    KEEL_RETURN_IF_ERROR(UpdateJob(db, job));
-  }
-  return static_cast<int>(jobs.size());
+  return ended;
 }
 
 Result<std::optional<WatchOutcome>> WatchPromotion(const RetrainPolicy& policy,

@@ -75,7 +75,7 @@ Status RetrainScheduler::Start() {
           lock.unlock();
           // Errors are retried next time.
           for (const RetrainPolicy& p : policies_) {
-            if (options_.shadow && p.shadow.duration_ms > 0) options_.shadow(p).IgnoreError();
+            if (options_.shadow) options_.shadow(p).IgnoreError();
             if (options_.watch && p.watch.duration_ms > 0) options_.watch(p).IgnoreError();
           }
           lock.lock();

@@ -220,7 +220,7 @@ Status ServingEngine::Add(std::string_view ref_text) {
     failed_adds_[key] = {now, loaded};
     return loaded;
   }
-  if (ref.version.empty()) RefreshShadow(*entry);
+  if (ref.version.empty()) RefreshShadow(*entry, false);
   std::unique_lock<std::shared_mutex> lock(mu_);
   Entry* e = entry.get();
   entries_.push_back(std::move(entry));
@@ -286,7 +286,7 @@ void ServingEngine::Refresh(bool force, std::string_view only_name) {
     // Read the alias under load_mu_: a reading made before another Refresh
     // published a newer version must not be published after it.
     std::lock_guard<std::mutex> load_lock(load_mu_);
-    RefreshShadow(*e);
+    RefreshShadow(*e, force);
     auto version = Lookup(e->ref);
     if (!version.ok()) continue;  // alias deleted or store busy: keep serving what we have
     std::shared_ptr<const Deployment> current = e->current.load();
@@ -303,28 +303,34 @@ void ServingEngine::Refresh(bool force, std::string_view only_name) {
   }
 }
 
-void ServingEngine::RefreshShadow(Entry& e) {
+void ServingEngine::RefreshShadow(Entry& e, bool force) {
+  if (!options_.follow_shadow) return;
   auto v = registry_.GetVersionByAlias(e.ref.name, kShadowAlias);
   std::shared_ptr<const Deployment> current = e.shadow.load();
+  auto drop = [&](const char* why) {
+    if (!current) return;
+    e.shadow.store(nullptr);
+    shadows_.fetch_sub(1);
+    std::cerr << "keel serve: " << e.key << ": shadow of version " << current->version << " " << why
+              << std::endl;
+  };
   if (!v.ok()) {
     const StatusCode code = v.status().code();
     if (code != StatusCode::kInvalidArgument && code != StatusCode::kNotFound) return;  // busy
     e.shadow_failed_version.clear();
-    if (current) {
-      e.shadow.store(nullptr);
-      shadows_.fetch_sub(1);
-      std::cerr << "keel serve: " << e.key << ": shadow of version " << current->version << " ended"
-                << std::endl;
-    }
+    drop("ended");
     return;
   }
   if (current && current->version == v->version) return;
-  if (e.shadow_failed_version == v->version) return;
+  if (!force && e.shadow_failed_version == v->version) return;
   Result<std::shared_ptr<Deployment>> loaded = LoadPackage(e, *v);
   if (!loaded.ok()) {
+    // The alias names another version now: the old shadow must not go on
+    // scoring in its name.
     e.shadow_failed_version = v->version;
     std::cerr << "keel serve: " << e.key << ": shadow version " << v->version
               << " not loaded: " << loaded.status().message() << std::endl;
+    drop("ended (the alias moved)");
     return;
   }
   e.shadow_failed_version.clear();
@@ -412,6 +418,7 @@ std::vector<ServedStatus> ServingEngine::Served() const {
     s.failures = e->failures;
     s.swaps = e->swaps;
     if (auto sh = e->shadow.load()) s.shadow_version = sh->version;
+    s.shadow_failed_version = e->shadow_failed_version;
     out.push_back(std::move(s));
   }
   return out;

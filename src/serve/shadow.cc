@@ -37,6 +37,7 @@ Status ShadowScorer::Start() {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_) return FailedPrecondition("the shadow scorer was stopped");
+    started_ = true;
   }
   worker_ = std::thread([this] { WorkerLoop(); });
   return OkStatus();
@@ -52,7 +53,7 @@ void ShadowScorer::Stop() {
   if (worker_.joinable()) worker_.join();
   // Rows queued without a worker (never started) are dropped.
   std::lock_guard<std::mutex> lock(mu_);
-  for (const Item& item : queue_) dropped_.fetch_add(item.rows.size(), std::memory_order_relaxed);
+  for (const Item& item : queue_) CountDropped(item);
   queue_.clear();
   queued_rows_ = 0;
   done_seq_ = enqueued_seq_;
@@ -72,13 +73,20 @@ bool ShadowScorer::Submit(std::shared_ptr<const Deployment> shadow, std::vector<
       return true;
     }
   }
-  dropped_.fetch_add(n, std::memory_order_relaxed);
-  if (rows_) rows_->WithLabels({shadow->name, "dropped"}).Inc(static_cast<double>(n));
+  CountDropped(Item{std::move(shadow), std::move(rows), 0});
   return false;
+}
+
+void ShadowScorer::CountDropped(const Item& item) {
+  dropped_.fetch_add(item.rows.size(), std::memory_order_relaxed);
+  if (rows_) {
+    rows_->WithLabels({item.shadow->name, "dropped"}).Inc(static_cast<double>(item.rows.size()));
+  }
 }
 
 Status ShadowScorer::Flush() {
   std::unique_lock<std::mutex> lock(mu_);
+  if (!started_) return FailedPrecondition("the shadow scorer is not started");
   const uint64_t target = enqueued_seq_;
   const uint64_t failures_before = failed_commits_;
   done_cv_.wait(lock, [&] { return done_seq_ >= target; });
@@ -108,7 +116,7 @@ void ShadowScorer::WorkerLoop() {
       scored_.fetch_add(scored, std::memory_order_relaxed);
       errors_.fetch_add(errors, std::memory_order_relaxed);
     } else {
-      dropped_.fetch_add(rows, std::memory_order_relaxed);
+      for (const Item& item : batch) CountDropped(item);
       std::fprintf(stderr, "keel: shadow scoring: commit of %zu rows failed, rows dropped: %s\n",
                    rows, s.ToString().c_str());
     }
@@ -183,34 +191,67 @@ uint64_t ShadowScorer::scored() const { return scored_.load(std::memory_order_re
 uint64_t ShadowScorer::errors() const { return errors_.load(std::memory_order_relaxed); }
 uint64_t ShadowScorer::dropped() const { return dropped_.load(std::memory_order_relaxed); }
 
+namespace {
+
+// The join of ReadShadowPairs after "SELECT <columns> ", and its parameters.
+std::string PairsSql(const ShadowQuery& q, std::vector<Value>& params) {
+  std::string sql =
+      " FROM shadow_predictions s JOIN predictions p ON p.request_id = s.request_id "
+      "LEFT JOIN labels l ON l.request_id = s.request_id WHERE s.model = ? AND s.version = ? "
+      "AND s.time >= ? AND s.time < ?";
+  params = {Value(q.model), Value(q.shadow_version), Value(q.from_ms), Value(q.to_ms)};
+  if (!q.champion_version.empty()) {
+    sql += " AND p.version = ?";
+    params.emplace_back(q.champion_version);
+  }
+  return sql;
+}
+
+}  // namespace
+
 Result<std::vector<ShadowPair>> ReadShadowPairs(store::Database& db, const ShadowQuery& query) {
   if (query.model.empty() || query.shadow_version.empty()) {
     return InvalidArgument("ReadShadowPairs needs a model and a shadow version");
   }
+  std::vector<Value> params;
+  const std::string sql =
+      "SELECT s.request_id, s.time, p.version, p.output, s.output, s.latency_us, s.error, "
+      "l.label" +
+      PairsSql(query, params) + " ORDER BY s.time, s.request_id LIMIT ?";
+  params.emplace_back(static_cast<int64_t>(query.limit));
   std::vector<ShadowPair> out;
   KEEL_RETURN_IF_ERROR(db.Read([&](Connection& c) {
-    return c.Query(
-        "SELECT s.request_id, s.time, p.version, p.output, s.output, s.latency_us, s.error, "
-        "l.label FROM shadow_predictions s JOIN predictions p ON p.request_id = s.request_id "
-        "LEFT JOIN labels l ON l.request_id = s.request_id WHERE s.model = ? AND s.version = ? "
-        "AND s.time >= ? AND s.time < ? ORDER BY s.time, s.request_id LIMIT ?",
-        {Value(query.model), Value(query.shadow_version), Value(query.from_ms), Value(query.to_ms),
-         Value(static_cast<int64_t>(query.limit))},
-        [&](const store::RowView& row) -> Status {
-          ShadowPair p;
-          p.request_id = std::string(row.Text(0));
-          p.time_ms = row.Int(1);
-          p.champion_version = std::string(row.Text(2));
-          p.champion_output = std::string(row.Text(3));
-          p.shadow_output = std::string(row.Text(4));
-          p.shadow_latency_us = row.Double(5);
-          p.error = std::string(row.Text(6));
-          if (!row.IsNull(7)) p.label_json = std::string(row.Text(7));
-          out.push_back(std::move(p));
-          return OkStatus();
-        });
+    return c.Query(sql, params, [&](const store::RowView& row) -> Status {
+      ShadowPair p;
+      p.request_id = std::string(row.Text(0));
+      p.time_ms = row.Int(1);
+      p.champion_version = std::string(row.Text(2));
+      p.champion_output = std::string(row.Text(3));
+      p.shadow_output = std::string(row.Text(4));
+      p.shadow_latency_us = row.Double(5);
+      p.error = std::string(row.Text(6));
+      if (!row.IsNull(7)) p.label_json = std::string(row.Text(7));
+      out.push_back(std::move(p));
+      return OkStatus();
+    });
   }));
   return out;
+}
+
+Result<uint64_t> CountShadowPairs(store::Database& db, const ShadowQuery& query) {
+  if (query.model.empty() || query.shadow_version.empty()) {
+    return InvalidArgument("CountShadowPairs needs a model and a shadow version");
+  }
+  std::vector<Value> params;
+  const std::string sql = "SELECT COUNT(*)" + PairsSql(query, params);
+  uint64_t n = 0;
+  KEEL_RETURN_IF_ERROR(db.Read([&](Connection& c) {
+    return c.Query(sql, params, [&](const store::RowView& row) -> Status {
+      n = static_cast<uint64_t>(row.Int(0));
+      return OkStatus();
+    });
+  }));
+  return n;
 }
 
 }  // namespace keel::serve

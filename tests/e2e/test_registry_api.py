@@ -601,5 +601,17 @@ class AliasHistoryTest(RegistryTestCase):
                    "INVALID_PARAMETER_VALUE", "'name'", base=KEEL_API)
 
 
+class RetrainWithoutPoliciesTest(RegistryTestCase):
+    def test_jobs_cannot_be_started_or_cancelled(self):
+        """A server run without --retrain-policies lists jobs but refuses to
+        start or cancel one, naming the flag (409, as every failed precondition)."""
+        self.assertEqual(self.call("GET", "retrain/jobs", base=KEEL_API), {"jobs": []})
+        for path in ("retrain/jobs", "retrain/jobs/cancel"):
+            self.error("POST", path, {"model": "churn"}, 409, "INVALID_STATE",
+                       "start it with --retrain-policies FILE", base=KEEL_API)
+        self.error("POST", "retrain/jobs", {}, 400, "INVALID_PARAMETER_VALUE", "'model'",
+                   base=KEEL_API)
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -355,7 +355,29 @@ shadow: {{ duration: 2s, min_requests: 300 }}
         self.assertEqual(r.status_code, 202, r.text)
         self.assertEqual(r.json(), {"model": "churn", "trigger": "manual", "queued": True})
 
-        job = self.wait_job({"shadow", "promoted", "rejected", "failed"})
+        # The first job's shadow phase is cancelled over REST: champion untouched.
+        first = self.wait_job({"shadow", "promoted", "rejected", "failed"})
+        self.assertEqual(first["status"], "shadow", first)
+        self.assertEqual(first["finished_ms"], 0)
+        self.assertEqual(self.alias("shadow"), first["challenger_version"])
+        r = self.api("jobs/cancel", {"model": "churn"})
+        self.assertEqual(r.status_code, 200, r.text)
+        self.assertEqual(r.json(), {"model": "churn", "cancelled": "shadow"})
+        cancelled = self.api_jobs()[0]
+        self.assertEqual((cancelled["id"], cancelled["status"]), (first["id"], "cancelled"))
+        self.assertIn("during the shadow phase", cancelled["message"])
+        self.assertIsNone(self.alias("shadow"))
+        self.assertEqual(self.champion(), "1")
+
+        # The second job goes through its shadow phase to promotion.
+        r = self.api("jobs", {"model": "churn"})
+        self.assertEqual(r.status_code, 202, r.text)
+        deadline = time.time() + 240
+        while time.time() < deadline:
+            job = self.api_jobs()[0]
+            if job["id"] != first["id"] and job["status"] != "running":
+                break
+            time.sleep(0.2)
         self.assertEqual(job["status"], "shadow", job)
         self.assertTrue(job["gate"]["passed"])
         self.assertEqual(self.alias("shadow"), job["challenger_version"])
@@ -377,7 +399,12 @@ shadow: {{ duration: 2s, min_requests: 300 }}
                 break
             _, versions = predict_and_label(self.server, self.header, self.live[:20], label=False)
             time.sleep(0.1)
-        _, versions = predict_and_label(self.server, self.header, self.live)
+        # Labels follow each batch of 50, so the phase (due after 2 s) is
+        # decided with most of its requests labeled.
+        versions = set()
+        for start in range(0, len(self.live), 50):
+            _, v = predict_and_label(self.server, self.header, self.live[start:start + 50])
+            versions |= v
         self.assertEqual(versions, {"1"})
 
         done = self.wait_job({"promoted", "rejected", "failed"}, timeout=60)

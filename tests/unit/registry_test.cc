@@ -122,6 +122,27 @@ TEST_F(RegistryTest, SetAliasIfIsACompareAndSet) {
   EXPECT_EQ(registry_.AliasHistory("churn", "champion")->size(), 3u);
 }
 
+TEST_F(RegistryTest, DeleteAliasIfIsACompareAndDelete) {
+  NewVersion();
+  NewVersion();
+  Status s = registry_.DeleteAliasIf("churn", "shadow", "1", {"job", "done"});
+  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(s.message(),
+            "churn@shadow is unset, not version 1 as expected: it was moved meanwhile");
+  ASSERT_OK(registry_.SetAlias("churn", "shadow", "2", {"job 2", "gate passed"}));
+  s = registry_.DeleteAliasIf("churn", "shadow", "1", {"job 1", "done"});
+  EXPECT_EQ(s.code(), StatusCode::kFailedPrecondition);
+  EXPECT_EQ(s.message(),
+            "churn@shadow is version 2, not version 1 as expected: it was moved meanwhile");
+  EXPECT_EQ(registry_.GetVersionByAlias("churn", "shadow")->version, "2");
+  ASSERT_OK(registry_.DeleteAliasIf("churn", "shadow", "2", {"job 2", "done"}));
+  EXPECT_FALSE(registry_.GetVersionByAlias("churn", "shadow").ok());
+  auto history = *registry_.AliasHistory("churn", "shadow");
+  ASSERT_EQ(history.size(), 2u);
+  EXPECT_FALSE(history.front().to_version.has_value());
+  EXPECT_EQ(history.front().actor, "job 2");
+}
+
 TEST_F(RegistryTest, RollbackWithoutHistoryOrToADeletedVersionFails) {
   NewVersion();
   NewVersion();

@@ -398,7 +398,7 @@ class ShadowTest : public WatchTest {
   }
 };
 
-TEST_F(ShadowTest, ABetterChallengerIsPromotedOnceTheShadowIsDue) {
+TEST_F(ShadowTest, AnEquallyGoodChallengerIsPromotedOnceTheShadowIsDue) {
   Package("1", 0.5);
   Package("2", 4.0);
   ASSERT_OK(registry_.SetAlias("churn", "champion", "1", {"alice", "first"}));
@@ -406,6 +406,7 @@ TEST_F(ShadowTest, ABetterChallengerIsPromotedOnceTheShadowIsDue) {
   ShadowJob(1, "1", "2");
   clock_.Advance(60'000);
   Shadowed("1", 0.5, "2", 300);
+  Shadowed("7", 0.5, "2", 200);  // answered by another version: not compared
   // Not due yet: the phase lasts shadow.duration whatever the traffic.
   ASSERT_OK_AND_ASSIGN(std::optional<RetrainJob> none, FinishShadow(policy_, env_));
   EXPECT_FALSE(none.has_value());
@@ -440,6 +441,69 @@ TEST_F(ShadowTest, ABetterChallengerIsPromotedOnceTheShadowIsDue) {
   // Nothing left to decide.
   ASSERT_OK_AND_ASSIGN(none, FinishShadow(policy_, env_));
   EXPECT_FALSE(none.has_value());
+}
+
+TEST_F(ShadowTest, MinDeltaIsAppliedOnTheLabeledLiveRows) {
+  ASSERT_TRUE(registry_.CreateModelVersion({"churn", "test:/v3", "", "", "", "me", {}}).ok());
+  Package("1", -1.0);  // the champion ranks live traffic the wrong way round
+  Package("2", 4.0);
+  Package("3", 0.5);
+  policy_.gate.min_delta = 0.3;
+  ASSERT_OK(registry_.SetAlias("churn", "champion", "1", {"alice", "first"}));
+  ASSERT_OK(registry_.SetAlias("churn", serve::kShadowAlias, "2", {"job", "gate passed"}));
+  ShadowJob(1, "1", "2");
+  Shadowed("1", -1.0, "2", 300);
+  clock_.Advance(policy_.shadow.duration_ms);
+  ASSERT_OK_AND_ASSIGN(std::optional<RetrainJob> done, FinishShadow(policy_, env_));
+  ASSERT_TRUE(done.has_value());
+  EXPECT_EQ(done->status, "promoted") << done->message;
+  ASSERT_TRUE(done->shadow->live.has_value());
+  EXPECT_GT(done->shadow->live->challenger - done->shadow->live->champion, 0.3);
+  // Version 3 ranks as version 2 does: no gain of 0.3 over it, rejected.
+  ASSERT_OK(registry_.SetAlias("churn", serve::kShadowAlias, "3", {"job", "gate passed"}));
+  ShadowJob(2, "2", "3");
+  Shadowed("2", 4.0, "3", 300);
+  clock_.Advance(policy_.shadow.duration_ms);
+  ASSERT_OK_AND_ASSIGN(done, FinishShadow(policy_, env_));
+  ASSERT_TRUE(done.has_value());
+  EXPECT_EQ(done->status, "rejected");
+  EXPECT_NE(done->message.find("is below gate.min_delta 0.3"), std::string::npos) << done->message;
+  EXPECT_EQ(Alias("champion"), "2");
+}
+
+TEST_F(ShadowTest, AliasesMovedOrRemovedEndThePhaseWithoutADecision) {
+  ASSERT_TRUE(registry_.CreateModelVersion({"churn", "test:/v3", "", "", "", "me", {}}).ok());
+  Package("1", 4.0);
+  Package("2", 4.0);
+  Package("3", 4.0);
+  ASSERT_OK(registry_.SetAlias("churn", "champion", "1", {"alice", "first"}));
+  // Removed by hand: the job ends cancelled.
+  ShadowJob(1, "1", "2");
+  ASSERT_OK_AND_ASSIGN(std::optional<RetrainJob> none, FinishShadow(policy_, env_));
+  EXPECT_FALSE(none.has_value());
+  ASSERT_OK_AND_ASSIGN(std::vector<RetrainJob> jobs, RetrainHistory(*db_, "churn"));
+  EXPECT_EQ(jobs[0].status, "cancelled");
+  EXPECT_EQ(jobs[0].message, "the shadow alias was removed before a decision");
+  // An alias no job owns (set by hand, or left by a record that could not be
+  // finished) is removed.
+  ASSERT_OK(registry_.SetAlias("churn", serve::kShadowAlias, "3", {"bob", "try"}));
+  ASSERT_OK_AND_ASSIGN(none, FinishShadow(policy_, env_));
+  EXPECT_EQ(Alias(serve::kShadowAlias), "");
+  EXPECT_EQ(registry_.AliasHistory("churn", serve::kShadowAlias)->front().actor, kShadowActor);
+  // A policy whose shadow section went away ends the phase, champion untouched.
+  ASSERT_OK(registry_.SetAlias("churn", serve::kShadowAlias, "2", {"job", "gate passed"}));
+  ShadowJob(2, "1", "2");
+  Shadowed("1", 4.0, "2", 300);
+  RetrainPolicy plain = policy_;
+  plain.shadow = {};
+  clock_.Advance(policy_.shadow.duration_ms);
+  ASSERT_OK_AND_ASSIGN(none, FinishShadow(plain, env_));
+  EXPECT_FALSE(none.has_value());
+  ASSERT_OK_AND_ASSIGN(jobs, RetrainHistory(*db_, "churn"));
+  EXPECT_EQ(jobs[0].status, "cancelled");
+  EXPECT_NE(jobs[0].message.find("no shadow phase any more"), std::string::npos);
+  EXPECT_EQ(Alias(serve::kShadowAlias), "");
+  EXPECT_EQ(Alias("champion"), "1");
 }
 
 TEST_F(ShadowTest, AChallengerWorseOnLiveTrafficIsRejected) {

@@ -150,11 +150,15 @@ TEST_F(EngineTest, FollowsTheShadowAliasBesideTheServedOne) {
   EXPECT_EQ(e->Shadow("m/" + v1), nullptr);
   EXPECT_EQ((*e->Get("m@champion"))->version, v1);  // the shadow never answers
   EXPECT_EQ(e->Served()[0].shadow_version, v2);
-  // A shadow that cannot load is not followed; the served version is untouched.
+  // A shadow that cannot load is not followed, and the one before stops
+  // scoring in its name; the served version is untouched.
   ASSERT_TRUE(registry_->SetAlias("m", kShadowAlias, broken, {}).ok());
   e->Refresh();
-  EXPECT_EQ(e->Shadow("m@champion")->version, v2);
+  EXPECT_EQ(e->Shadow("m@champion"), nullptr);
+  EXPECT_EQ(e->Served()[0].shadow_failed_version, broken);
   EXPECT_EQ((*e->Get("m@champion"))->version, v1);
+  e->Refresh(/*force=*/true);  // tried again, fails again
+  EXPECT_EQ(e->Shadow("m@champion"), nullptr);
   // The shadow alias on the served version itself: nothing to compare.
   ASSERT_TRUE(registry_->SetAlias("m", kShadowAlias, v1, {}).ok());
   e->Refresh();
@@ -211,19 +215,37 @@ TEST_F(EngineTest, ShadowScorerWritesBesideTheLoggedAnswers) {
   EXPECT_EQ(*pairs[0].label_json, "1");
   EXPECT_EQ(pairs[1].request_id, "b");
   EXPECT_EQ(pairs[1].shadow_output, "null");
-  EXPECT_NE(pairs[1].error.find("x"), std::string::npos) << pairs[1].error;
+  EXPECT_EQ(pairs[1].error, "field 'x': \"high\" is not a number");
+  // Only requests a given champion version answered.
+  q.champion_version = "99";
+  ASSERT_OK_AND_ASSIGN(std::vector<ShadowPair> none, ReadShadowPairs(*db_, q));
+  EXPECT_TRUE(none.empty());
+  ASSERT_OK_AND_ASSIGN(uint64_t counted, CountShadowPairs(*db_, q));
+  EXPECT_EQ(counted, 0u);
+  q.champion_version = v1;
+  ASSERT_OK_AND_ASSIGN(counted, CountShadowPairs(*db_, q));
+  EXPECT_EQ(counted, 2u);
   EXPECT_FALSE(pairs[1].label_json.has_value());
-  // A full queue drops (counted) instead of blocking the request path.
+  // A full queue drops (counted) instead of blocking the request path: a
+  // scorer not started yet holds what fits and refuses the rest.
   ShadowOptions small;
-  small.queue_rows = 1;
+  small.queue_rows = 3;
   ShadowScorer tiny(*db_, nullptr, small);
-  EXPECT_FALSE(tiny.Submit(shadow, {{"c", 1, "{}"}, {"d", 1, "{}"}}));
+  EXPECT_EQ(tiny.Flush().code(), StatusCode::kFailedPrecondition);  // never waits forever
+  EXPECT_TRUE(tiny.Submit(shadow, {{"c", 1, "{}"}, {"d", 1, "{}"}}));
+  EXPECT_FALSE(tiny.Submit(shadow, {{"e", 1, "{}"}, {"f", 1, "{}"}}));
+  EXPECT_TRUE(tiny.Submit(shadow, {{"g", 1, "{}"}}));
   EXPECT_EQ(tiny.dropped(), 2u);
+  tiny.Stop();  // the queued rows were never scored: dropped too
+  EXPECT_EQ(tiny.dropped(), 5u);
   scorer.Stop();
   EXPECT_FALSE(scorer.Submit(shadow, {{"c", 1, "{}"}}));
   const std::string text = m.Render();
-  EXPECT_NE(text.find("keel_shadow_rows_total{model=\"m\",result=\"scored\"} 2"), std::string::npos)
-      << text;
+  for (const char* line : {"keel_shadow_rows_total{model=\"m\",result=\"scored\"} 2",
+                           "keel_shadow_rows_total{model=\"m\",result=\"error\"} 1",
+                           "keel_shadow_rows_total{model=\"m\",result=\"dropped\"} 1"}) {
+    EXPECT_NE(text.find(line), std::string::npos) << line << "\n" << text;
+  }
 }
 
 TEST_F(EngineTest, FailedVersionNeverReplacesAWorkingOne) {

@@ -172,6 +172,11 @@ class RegistryService {
                     const ChangeContext& context);
   Status DeleteAlias(const std::string& name, const std::string& alias,
                      const ChangeContext& context);
+  // Deletes the alias only while it points at `expected` (compare-and-
+  // delete); FailedPrecondition naming where it points otherwise (unset
+  // included).
+  Status DeleteAliasIf(const std::string& name, const std::string& alias,
+                       const std::string& expected, const ChangeContext& context);
   // An unknown alias is InvalidArgument (MLflow's 400 INVALID_PARAMETER_VALUE).
   Result<ModelVersion> GetVersionByAlias(const std::string& name, const std::string& alias);
   // Newest first; `alias` empty = all aliases of the model.
@@ -190,6 +195,8 @@ class RegistryService {
                           const std::string& message);
 
   void NotifyAlias(const std::string& name, const std::string& alias);
+  Status DeleteAliasChecked(const std::string& name, const std::string& alias,
+                            const std::string* expected, const ChangeContext& context);
   Status SetAliasChecked(const std::string& name, const std::string& alias,
                          const std::optional<std::string>* expected, const std::string& version,
                          const ChangeContext& context);

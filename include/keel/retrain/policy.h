@@ -79,9 +79,12 @@ struct GateConfig {
   double holdout_fraction = 0.3;  // of the window's labeled predictions
 };
 
+// The most requests a shadow phase compares (and so the largest min_requests).
+inline constexpr uint64_t kMaxShadowRequests = 1'000'000;
+
 struct ShadowConfig {
-  int64_t duration_ms = 0;  // 0: no shadow phase
-  uint64_t min_requests = 0;
+  int64_t duration_ms = 0;    // 0: no shadow phase
+  uint64_t min_requests = 0;  // at most kMaxShadowRequests
 };
 
 struct WatchConfig {

@@ -189,14 +189,25 @@ Result<ShadowReport> CompareShadow(const GateConfig& gate, const model::LoadedMo
                                    const model::LoadedModel& challenger,
                                    const std::vector<serve::ShadowPair>& pairs);
 
-// Ends the model's shadow phase when it is due (step 6): a job in status
-// `shadow` whose challenger no longer holds the `shadow` alias is marked
-// `superseded`; the one that does is decided once shadow.duration has passed
-// and shadow.min_requests requests were compared: `promoted` (the alias
-// policy.promote moves, compared-and-set on the champion the gate saw) or
-// `rejected`, and the `shadow` alias is removed. Returns the job decided, if
-// any. The phase has no upper bound: with too little traffic it waits (a
-// newer job supersedes it; deleting the `shadow` alias ends it).
+// Ends the model's shadow phase when it is due (step 6). Every state change
+// is a compare-and-set, so a cancel, a newer job or another server deciding
+// at the same moment never leaves two outcomes:
+//  - a job in status `shadow` whose challenger no longer holds the `shadow`
+//    alias ends `superseded` (the alias names a newer challenger) or
+//    `cancelled` (the alias was removed); with a policy that has no shadow
+//    phase any more it ends `cancelled`;
+//  - the job whose challenger holds it is decided once shadow.duration has
+//    passed and shadow.min_requests requests (answered by the champion the
+//    gate saw) were shadowed: CompareShadow on them; the job is claimed
+//    (status `running`, this process), the alias removed if it still names
+//    the challenger, then `promoted` (policy.promote compared-and-set on the
+//    champion the gate saw) or `rejected` (a store error at promotion:
+//    `failed`, the champion untouched);
+//  - a `shadow` alias no job owns (none in its phase or running with that
+//    version) is removed (actor keel-shadow).
+// Returns the job decided, if any. The phase has no upper bound: with too
+// little traffic it waits. At most 1,000,000 shadowed requests (the oldest)
+// are compared.
 Result<std::optional<RetrainJob>> FinishShadow(const RetrainPolicy& policy, const RetrainEnv& env);
 
 // Ends the shadow phase of `model` without a decision: its jobs in status
@@ -228,6 +239,9 @@ struct WatchOutcome {
 Result<std::optional<WatchOutcome>> WatchPromotion(const RetrainPolicy& policy,
                                                    const RetrainEnv& env);
 inline constexpr char kWatchActor[] = "keel-watch";
+// The actor of alias changes FinishShadow makes on its own (an orphaned
+// `shadow` alias removed).
+inline constexpr char kShadowActor[] = "keel-shadow";
 
 // Jobs of `model` (all models when empty), newest first.
 Result<std::vector<RetrainJob>> RetrainHistory(store::Database& db, const std::string& model,

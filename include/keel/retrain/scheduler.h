@@ -74,8 +74,8 @@ struct SchedulerOptions {
   // per watch_interval of the Clock, on the scheduler's own watch thread
   // (WatchPromotion in the server). Errors are retried at the next interval.
   std::function<Status(const RetrainPolicy&)> watch;
-  // The same for every policy with a shadow phase (policy.shadow.duration >
-  // 0), before its watch: FinishShadow in the server.
+  // The same for every policy, before its watch: FinishShadow in the
+  // server (which also ends phases of policies that no longer have one).
   std::function<Status(const RetrainPolicy&)> shadow;
   int64_t watch_interval_ms = 30'000;
 };

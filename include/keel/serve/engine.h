@@ -32,12 +32,14 @@
 // and reported in Served(); that version is not retried until the alias
 // moves away and back, or Refresh(force).
 //
-// Shadow: every served alias also follows the model's `shadow` alias
-// (kShadowAlias; set by a retraining job for its challenger's shadow phase,
-// keel/retrain/retrain.h). The version it names is loaded and warmed up the
+// Shadow: every served alias (not pinned versions) also follows the model's
+// `shadow` alias (kShadowAlias; set by a retraining job for its
+// challenger's shadow phase, keel/retrain/retrain.h), unless
+// follow_shadow is off. The version it names is loaded and warmed up the
 // same way, off the request path, and Shadow() returns it; it never answers.
-// When the alias is deleted the shadow is dropped. A shadow version that
-// fails to load is logged and not retried until the alias moves.
+// When the alias is deleted, or moves to a version that fails to load, the
+// shadow is dropped; a failed shadow version is logged, shown in Served()
+// and not retried until the alias moves or Refresh(force).
 //
 // Threads: Get, Add, Served, Shadow and Notify are thread-safe. `mu_` (shared)
 // guards the entry table; each entry's deployment is a
@@ -105,6 +107,9 @@ struct EngineOptions {
   // Get() of a reference not yet served adds it (keel server); otherwise NotFound.
   bool load_on_demand = false;
   size_t max_models = 64;  // on-demand Adds beyond this are ResourceExhausted
+  // Follow each model's `shadow` alias (off when nothing would score with it,
+  // e.g. without a prediction log).
+  bool follow_shadow = true;
 };
 
 struct ServedStatus {
@@ -115,7 +120,8 @@ struct ServedStatus {
   std::string failed_version;  // the version that failed
   int64_t last_error_ms = 0;
   uint64_t loads = 0, failures = 0, swaps = 0;
-  std::string shadow_version;  // the version in its shadow phase, if any
+  std::string shadow_version;         // the version in its shadow phase, if any
+  std::string shadow_failed_version;  // a shadow version that failed to load
 };
 
 class ServingEngine {
@@ -163,7 +169,7 @@ class ServingEngine {
   Result<std::shared_ptr<Deployment>> LoadPackage(const Entry& entry,
                                                   const registry::ModelVersion& version);
   keel::Status LoadInto(Entry& entry, const registry::ModelVersion& version);
-  void RefreshShadow(Entry& entry);  // requires load_mu_
+  void RefreshShadow(Entry& entry, bool force);  // requires load_mu_
   Result<registry::ModelVersion> Lookup(const ModelRef& ref);
   Entry* Find(std::string_view ref_text) const;  // requires mu_ (shared)
   void FollowLoop();

@@ -19,7 +19,8 @@
 //
 // Cost and bounds: the request path only copies the raw rows into the queue
 // (Submit never blocks and never fails a request); at most queue_rows rows
-// wait, more are dropped and counted (keel_shadow_rows_total{result="dropped"}).
+// wait, more are dropped and counted (keel_shadow_rows_total{result="dropped"},
+// which also counts rows lost to a failed commit or left queued by Stop()).
 // Only requests the prediction log samples are shadowed, since the comparison
 // needs the champion's logged answer. A row the challenger cannot encode is
 // stored with output null and the reason in `error`.
@@ -66,12 +67,13 @@ class ShadowScorer {
   ShadowScorer& operator=(const ShadowScorer&) = delete;
 
   Status Start();
-  // Flushes what is queued and joins the worker; later Submits are dropped.
+  // Writes what is queued and joins the worker; later Submits are dropped.
   void Stop();
   // Queues rows for `shadow` (the deployment ServingEngine::Shadow returned).
   // False when they were dropped (queue full or stopped).
   bool Submit(std::shared_ptr<const Deployment> shadow, std::vector<ShadowRow> rows);
-  // Returns once every row queued before the call is written (or failed).
+  // Returns once every row queued before the call is written (or failed);
+  // FailedPrecondition before Start().
   Status Flush();
 
   uint64_t scored() const;   // rows written with an output
@@ -85,6 +87,7 @@ class ShadowScorer {
     uint64_t seq_end = 0;  // rows queued up to and including this item
   };
   void WorkerLoop();
+  void CountDropped(const Item& item);
   Status Write(const std::vector<Item>& items, uint64_t* scored, uint64_t* errors);
 
   store::Database& db_;
@@ -98,6 +101,7 @@ class ShadowScorer {
   uint64_t enqueued_seq_ = 0;    // rows ever queued; guarded by mu_
   uint64_t done_seq_ = 0;        // rows written or failed; guarded by mu_
   bool stopping_ = false;        // guarded by mu_
+  bool started_ = false;         // guarded by mu_
   Status last_error_;            // the last failed commit; guarded by mu_
   uint64_t failed_commits_ = 0;  // guarded by mu_
   std::mutex lifecycle_mu_;      // serialises Start and Stop
@@ -118,16 +122,19 @@ struct ShadowPair {
 };
 
 struct ShadowQuery {
-  std::string model;           // required
-  std::string shadow_version;  // required
-  int64_t from_ms = 0;         // time >= from_ms
-  int64_t to_ms = INT64_MAX;   // time < to_ms
-  size_t limit = 1'000'000;    // the oldest rows first
+  std::string model;             // required
+  std::string shadow_version;    // required
+  std::string champion_version;  // only requests this version answered; empty: any
+  int64_t from_ms = 0;           // time >= from_ms
+  int64_t to_ms = INT64_MAX;     // time < to_ms
+  size_t limit = 1'000'000;      // the oldest rows first
 };
 
 // Shadow rows of one version in time order, each with the champion's logged
 // prediction for the same request id (rows without one are left out) and
 // its label, if any.
 Result<std::vector<ShadowPair>> ReadShadowPairs(store::Database& db, const ShadowQuery& query);
+// How many pairs ReadShadowPairs would return without a limit.
+Result<uint64_t> CountShadowPairs(store::Database& db, const ShadowQuery& query);
 
 }  // namespace keel::serve
