@@ -25,11 +25,16 @@ struct RetrainFlags {
   std::string model;
   std::string policy_file;
   bool json = false;
+  bool continuous = false;
 };
 
 std::string Metric(double v) { return std::isfinite(v) ? FormatDouble(v) : "-"; }
 
 void PrintJob(const retrain::RetrainJob& job) {
+  if (job.status == "skipped") {  // not run, not recorded
+    std::cout << "no update of " << job.model << ": " << job.message << "\n";
+    return;
+  }
   std::cout << "retrain job " << job.id << " of " << job.model << " (" << job.trigger
             << "): " << job.status << "\n";
   std::cout << "  champion   "
@@ -107,7 +112,8 @@ Status RetrainCommand(const GlobalOptions& global, const RetrainFlags& f) {
     std::cerr << "marked " << interrupted << " retraining job(s) of stopped processes as failed\n";
   }
   retrain::RetrainRequest request;
-  request.trigger = "manual";
+  request.trigger = f.continuous ? "manual (continuous)" : "manual";
+  request.continuous = f.continuous;
   request.actor = CurrentUser();
   request.cancel = &g_cancel;
   // Ctrl-C or SIGTERM cancel the job: the trainer is stopped and the job
@@ -195,6 +201,9 @@ void AddRetrainCommand(CLI::App& app, GlobalOptions& global, Action& run) {
   cmd->add_option("model", f->model, "registered model name");
   cmd->add_option("--policy", f->policy_file, "retraining policy file (YAML)");
   cmd->add_flag("--json", f->json, "print the job as JSON");
+  cmd->add_flag("--continuous", f->continuous,
+                "update the champion on the labeled predictions it has not learnt from "
+                "(the policy's continuous mode) instead of training from scratch");
   auto* history = cmd->add_subcommand("history", "Past retraining jobs, newest first");
   auto h = std::make_shared<HistoryFlags>();
   history->add_option("model", h->model, "only this model");

@@ -317,6 +317,65 @@ Status CheckLoadedModel(const LoadedModel& m) {
   return OkStatus();
 }
 
+Result<PackageContents> ReadModelPackage(const fs::path& dir) {
+  std::error_code ec;
+  if (!fs::is_directory(dir, ec)) {
+    return FailedPrecondition(dir.string() + ": not a model package directory");
+  }
+  const fs::path mlmodel_path = dir / "MLmodel";
+  KEEL_ASSIGN_OR_RETURN(std::string text, ReadFile(mlmodel_path, kMaxMlmodel));
+  PackageContents c;
+  try {
+    const YAML::Node root = YAML::Load(text);
+    const YAML::Node flavors = root.IsMap() ? root["flavors"] : YAML::Node();
+    const YAML::Node k = flavors && flavors.IsMap() ? flavors["keel"] : YAML::Node();
+    if (!k || !k.IsMap()) {
+      return FailedPrecondition(mlmodel_path.string() + ": no keel flavor");
+    }
+    PackageInfo& info = c.info;
+    info.flavor = "keel";
+    info.format = YamlString(k, "format");
+    info.model_file = YamlString(k, "model");
+    info.pipeline_file = YamlString(k, "pipeline");
+    info.profile_file = YamlString(k, "profile");
+    info.output_name = YamlString(k, "output_name", "prediction");
+    info.task = YamlString(k, "task");
+    info.keel_version = YamlString(k, "keel_version");
+    info.run_id = YamlString(root, "run_id");
+    if (const YAML::Node cl = k["classes"]; cl && cl.IsSequence()) {
+      for (const auto& v : cl) info.classes.push_back(v.as<std::string>());
+    }
+    const std::string reference = YamlString(k, "reference");
+    if (const YAML::Node x = flavors["xgboost"]; x && x.IsMap()) {
+      c.xgboost_version = YamlString(x, "xgb_version");
+    }
+    if (const YAML::Node sig = root["signature"]; sig && sig.IsMap()) {
+      c.signature_inputs = YamlString(sig, "inputs");
+      c.signature_outputs = YamlString(sig, "outputs");
+    }
+    std::string example;
+    if (const YAML::Node ex = root["saved_input_example_info"]; ex && ex.IsMap()) {
+      example = YamlString(ex, "artifact_path");
+    }
+    auto side = [&](const std::string& rel, const char* what, size_t max,
+                    std::string* out) -> Status {
+      if (rel.empty()) return OkStatus();
+      KEEL_ASSIGN_OR_RETURN(fs::path p, InsidePackage(dir, rel, what));
+      KEEL_ASSIGN_OR_RETURN(*out, ReadFile(p, max));
+      return OkStatus();
+    };
+    KEEL_RETURN_IF_ERROR(side(info.model_file, "model file", size_t{2} << 30, &c.model_bytes));
+    KEEL_RETURN_IF_ERROR(side(info.pipeline_file, "pipeline", kMaxSideFile, &c.pipeline_json));
+    KEEL_RETURN_IF_ERROR(side(info.profile_file, "profile", kMaxSideFile, &c.profile_json));
+    KEEL_RETURN_IF_ERROR(side(reference, "reference", size_t{1} << 30, &c.reference_bytes));
+    KEEL_RETURN_IF_ERROR(side(example, "input example", kMaxSideFile, &c.input_example_json));
+    info.input_example_file = example;
+  } catch (const YAML::Exception& e) {
+    return InvalidArgument(mlmodel_path.string() + ": " + e.msg);
+  }
+  return c;
+}
+
 Status WriteModelPackage(const fs::path& dir, const PackageContents& c) {
   std::error_code ec;
   if (fs::exists(dir, ec) && !fs::is_empty(dir, ec)) {

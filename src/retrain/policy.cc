@@ -111,9 +111,10 @@ Result<RetrainPolicy> ParseOne(const YAML::Node& node, const std::string& source
   }
   p.model = node["model"].as<std::string>();
   const PolicyReader r(source, p.model);
-  KEEL_RETURN_IF_ERROR(r.OnlyKeys(node, "",
-                                  {"model", "train", "schedule", "timezone", "missed", "on_alerts",
-                                   "window", "gate", "shadow", "promote", "watch", "job"}));
+  KEEL_RETURN_IF_ERROR(
+      r.OnlyKeys(node, "",
+                 {"model", "train", "schedule", "timezone", "missed", "on_alerts", "window", "gate",
+                  "shadow", "promote", "watch", "continuous", "job"}));
 
   const YAML::Node train = node["train"];
   if (!train) return r.Error("train", "required ({data, target, ...} or {command})");
@@ -266,6 +267,36 @@ Result<RetrainPolicy> ParseOne(const YAML::Node& node, const std::string& source
           return r.Error("watch.rollback_if.drop_more_than", "must not be negative");
         }
       }
+    }
+  }
+  if (const YAML::Node c = node["continuous"]) {
+    KEEL_RETURN_IF_ERROR(
+        r.OnlyKeys(c, "continuous", {"every", "min_rows", "rounds", "learning_rate"}));
+    if (!c["every"]) return r.Error("continuous.every", "required (the cadence, e.g. 1h)");
+    KEEL_ASSIGN_OR_RETURN(p.continuous.every_ms, r.Duration(c["every"], "continuous.every"));
+    if (p.continuous.every_ms < 1000) {
+      return r.Error("continuous.every", "at least 1s");
+    }
+    if (c["min_rows"]) {
+      KEEL_ASSIGN_OR_RETURN(p.continuous.min_rows, r.Count(c["min_rows"], "continuous.min_rows"));
+      if (p.continuous.min_rows == 0) return r.Error("continuous.min_rows", "at least 1");
+    }
+    if (c["rounds"]) {
+      KEEL_ASSIGN_OR_RETURN(uint64_t n, r.Count(c["rounds"], "continuous.rounds"));
+      if (n == 0 || n > 10000) return r.Error("continuous.rounds", "between 1 and 10000");
+      p.continuous.rounds = static_cast<int>(n);
+    }
+    if (c["learning_rate"]) {
+      KEEL_ASSIGN_OR_RETURN(p.continuous.learning_rate,
+                            r.Number(c["learning_rate"], "continuous.learning_rate"));
+      if (!(p.continuous.learning_rate > 0)) {
+        return r.Error("continuous.learning_rate", "must be positive");
+      }
+    }
+    if (!p.train.command.empty()) {
+      return r.Error("continuous",
+                     "updates keel-trained models; a policy with train.command "
+                     "has no continuous mode");
     }
   }
   if (const YAML::Node j = node["job"]) {

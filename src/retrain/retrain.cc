@@ -418,6 +418,108 @@ Result<Trained> TrainWithKeel(const RetrainPolicy& policy, const RetrainJob& job
   return Trained{r.run_id, r.version, r.version_status};
 }
 
+// Continuous mode: the champion updated on the window's labeled rows
+// (encoded with its own pipeline), recorded and registered as a new version.
+Result<Trained> TrainContinued(const RetrainPolicy& policy, const RetrainJob& job,
+                               const fs::path& job_dir, const model::LoadedModel& champion,
+                               const std::vector<serve::LoggedPrediction>& rows,
+                               const std::string& rows_label, const std::string& rows_sha256,
+                               const std::string& experiment_id, const RetrainEnv& env,
+                               const std::atomic<bool>& cancel) {
+  const bool regression = champion.info.task == "regression";
+  const auto nf = static_cast<size_t>(champion.pipeline.num_features());
+  std::vector<float> x, y, row(nf);
+  for (const serve::LoggedPrediction& lp : rows) {
+    if (!lp.label_json) continue;
+    float label = 0;
+    if (regression) {
+      char* end = nullptr;
+      const double v = std::strtod(lp.label_json->c_str(), &end);
+      if (end != lp.label_json->c_str() + lp.label_json->size() || !std::isfinite(v)) continue;
+      label = static_cast<float>(v);
+    } else {
+      const int k = monitor::LabelClass(*lp.label_json, champion.info.classes);
+      if (k < 0) continue;
+      label = static_cast<float>(k);
+    }
+    if (!champion.pipeline.EncodeJsonObject(lp.record.input_json, row.data()).ok()) continue;
+    x.insert(x.end(), row.begin(), row.end());
+    y.push_back(label);
+  }
+  if (y.empty()) {
+    return FailedPrecondition("none of the " + std::to_string(rows.size()) +
+                              " new labeled rows encodes with the champion's pipeline");
+  }
+  train::ContinueSpec spec;
+  KEEL_ASSIGN_OR_RETURN(spec.base_package, env.model_path(policy.model, job.champion_version));
+  spec.base_label = policy.model + " version " + job.champion_version;
+  spec.x = x.data();
+  spec.labels = y.data();
+  spec.rows = y.size();
+  spec.rounds = policy.continuous.rounds;
+  spec.learning_rate = policy.continuous.learning_rate;
+  for (const auto& [k, v] : policy.train.params) {
+    // Booster parameters carry over; the size and rate of the update are the
+    // continuous section's.
+    if (k != "n_estimators" && k != "learning_rate" && k != "early_stopping_rounds") {
+      spec.params.emplace_back(k, v);
+    }
+  }
+  spec.data_label = rows_label;
+  spec.data_sha256 = rows_sha256;
+  train::TrainProgress progress;
+  progress.cancel = &cancel;
+  progress.on_status = env.on_status;
+  train::RecordOptions options;
+  options.experiment_id = experiment_id;
+  options.run_name = "continue-" + policy.model + "-job" + std::to_string(job.id);
+  options.register_name = policy.model;
+  options.scratch_dir = job_dir;
+  options.extra_tags = {{"keel.retrain.job", std::to_string(job.id)},
+                        {"keel.retrain.trigger", job.trigger},
+                        {"keel.retrain.window_rows", std::to_string(spec.rows)},
+                        {"keel.continue.base_version", job.champion_version}};
+  KEEL_ASSIGN_OR_RETURN(train::RecordResult r,
+                        train::ContinueAndRecord(spec, progress, *env.recorder, options));
+  return Trained{r.run_id, r.version, r.version_status};
+}
+
+// The newest logged time the champion has learnt from: the end of the
+// window and holdout of the job that promoted it (0 when it was not
+// promoted by a job, e.g. registered by hand).
+Result<int64_t> SeenUntil(store::Database& db, const std::string& model,
+                          const std::string& champion_version) {
+  int64_t seen = 0;
+  KEEL_RETURN_IF_ERROR(db.Read([&](store::Connection& c) {
+    return c.Query(
+        "SELECT details FROM retrain_jobs WHERE model = ? AND status = 'promoted' ORDER BY "
+        "job_id DESC",
+        {store::Value(model)}, [&](const store::RowView& row) -> Status {
+          if (seen > 0) return OkStatus();
+          Result<RetrainJob> j = RetrainJob::FromJson(row.Text(0));
+          if (!j.ok() || j->challenger_version != champion_version) return OkStatus();
+          for (const DataSource& d : j->data) {
+            if (d.role == "window" || d.role == "holdout") seen = std::max(seen, d.to_ms);
+          }
+          if (seen == 0) seen = 1;  // promoted without window rows: from its start
+          return OkStatus();
+        });
+  }));
+  return seen;
+}
+
+// SHA-256 of rows as `input label` lines: the version of data that is not a file.
+std::string RowsSha256(const std::vector<serve::LoggedPrediction>& rows) {
+  Sha256 h;
+  for (const serve::LoggedPrediction& lp : rows) {
+    h.Update(lp.record.input_json);
+    h.Update("\t");
+    h.Update(lp.label_json.value_or("null"));
+    h.Update("\n");
+  }
+  return h.HexDigest();
+}
+
 // ------------------------------------------------------------------ gate
 
 Result<std::shared_ptr<const model::LoadedModel>> LoadVersion(const RetrainEnv& env,
@@ -750,6 +852,41 @@ Result<RetrainJob> RunRetrainJob(const RetrainPolicy& policy, const RetrainEnv& 
   job.promote_alias = policy.promote;
   job.host = HostName();
   job.pid = static_cast<int64_t>(::getpid());
+  // Continuous mode: the labeled rows the champion has not learnt from yet.
+  int64_t window_from = job.started_ms - policy.window.recent_ms;
+  if (request.continuous) {
+    auto skipped = [&](const std::string& why) -> Result<RetrainJob> {
+      job.status = "skipped";
+      job.message = why;
+      job.finished_ms = clock.NowMillis();
+      status_line("continuous update of " + policy.model + " skipped: " + why);
+      return job;
+    };
+    Result<registry::ModelVersion> v =
+        env.registry->GetVersionByAlias(policy.model, policy.promote);
+    if (!v.ok()) {
+      if (v.status().code() != StatusCode::kInvalidArgument &&
+          v.status().code() != StatusCode::kNotFound) {
+        return v.status();
+      }
+      return skipped("no " + policy.promote + " to update");
+    }
+    KEEL_ASSIGN_OR_RETURN(int64_t seen, SeenUntil(*env.db, policy.model, v->version));
+    window_from = std::max(window_from, seen + 1);
+    serve::PredictionQuery q;
+    q.model = policy.model;
+    q.from_ms = window_from;
+    q.to_ms = job.started_ms + 1;
+    q.labelled_only = true;
+    KEEL_ASSIGN_OR_RETURN(uint64_t fresh, serve::CountPredictions(*env.db, q));
+    const uint64_t needed = policy.continuous.min_rows;
+    if (fresh < needed) {
+      return skipped(std::to_string(fresh) + " new labeled rows since " +
+                     (seen > 0 ? "the champion's data (" + std::to_string(seen) + " ms)"
+                               : std::string("the window's start")) +
+                     ", fewer than " + std::to_string(needed) + " (continuous.min_rows)");
+    }
+  }
   KEEL_RETURN_IF_ERROR(InsertJob(*env.db, job));
 
   // Cancellation: the caller's flag, or the timeout.
@@ -851,7 +988,7 @@ Result<RetrainJob> RunRetrainJob(const RetrainPolicy& policy, const RetrainEnv& 
   const int64_t now = clock.NowMillis();
   serve::PredictionQuery q;
   q.model = policy.model;
-  q.from_ms = now - policy.window.recent_ms;
+  q.from_ms = std::min(window_from, now);
   q.to_ms = now + 1;
   q.labelled_only = true;
   q.limit = 2'000'000;
@@ -866,37 +1003,65 @@ Result<RetrainJob> RunRetrainJob(const RetrainPolicy& policy, const RetrainEnv& 
   window->resize(n - holdout_n);
   if (!policy.window.include_labeled_predictions) window->clear();
 
-  // Data.
-  const fs::path data_csv = job_dir / "train.csv";
-  Result<TrainingData> written = WriteTrainingData(
-      policy, *window, champion ? champion->info.classes : std::vector<std::string>{}, data_csv);
-  if (!written.ok()) return failed(written.status());
-  const TrainingData data = *written;
-  if (!policy.train.data.empty()) {
-    job.data.push_back(
-        DataSource{"data", policy.train.data, data.data_sha256, data.base_rows, 0, 0});
+  Result<Trained> trained_result = Internal("not trained");
+  if (request.continuous) {
+    if (!champion) return failed(FailedPrecondition("no " + policy.promote + " to update"));
+    // Updated on the window's rows (minus the holdout), nothing else.
+    const std::string sha = RowsSha256(*window);
+    if (!window->empty()) {
+      job.data.push_back(DataSource{"window", "new labeled predictions of " + policy.model, sha,
+                                    window->size(), window->front().record.time_ms,
+                                    window->back().record.time_ms});
+    }
+    if (!holdout.empty()) {
+      job.data.push_back(DataSource{"holdout", "newest labeled predictions of " + policy.model, "",
+                                    holdout.size(), holdout.front().record.time_ms,
+                                    holdout.back().record.time_ms});
+    }
+    if (Status s = UpdateJob(*env.db, job); !s.ok()) return failed(s);
+    status_line("job " + std::to_string(job.id) + ": updating version " + job.champion_version +
+                " on " + std::to_string(window->size()) + " new rows, holdout " +
+                std::to_string(holdout.size()) + " rows");
+    Result<Trained> updated = TrainContinued(
+        policy, job, job_dir, *champion, *window,
+        std::to_string(window->size()) + " new labeled predictions of " + policy.model, sha,
+        experiment_id, env, cancel);
+    if (!updated.ok()) return failed(updated.status());
+    trained_result = *updated;
+  } else {
+    // Data.
+    const fs::path data_csv = job_dir / "train.csv";
+    Result<TrainingData> written = WriteTrainingData(
+        policy, *window, champion ? champion->info.classes : std::vector<std::string>{}, data_csv);
+    if (!written.ok()) return failed(written.status());
+    const TrainingData data = *written;
+    if (!policy.train.data.empty()) {
+      job.data.push_back(
+          DataSource{"data", policy.train.data, data.data_sha256, data.base_rows, 0, 0});
+    }
+    if (!window->empty()) {
+      job.data.push_back(DataSource{"window", "labeled predictions of " + policy.model, "",
+                                    data.window_rows, window->front().record.time_ms,
+                                    window->back().record.time_ms});
+    }
+    if (!holdout.empty()) {
+      job.data.push_back(DataSource{"holdout", "newest labeled predictions of " + policy.model, "",
+                                    holdout.size(), holdout.front().record.time_ms,
+                                    holdout.back().record.time_ms});
+    }
+    if (Status s = UpdateJob(*env.db, job); !s.ok()) return failed(s);
+    status_line("job " + std::to_string(job.id) + ": training on " +
+                std::to_string(data.base_rows + data.window_rows) + " rows (" +
+                std::to_string(data.window_rows) + " from the window), holdout " +
+                std::to_string(holdout.size()) + " rows");
+    trained_result =
+        policy.train.command.empty()
+            ? TrainWithKeel(policy, job, job_dir, data, experiment_id, env, cancel)
+            : TrainWithCommand(policy, job, job_dir, data_csv, experiment_id, env, cancel);
   }
-  if (!window->empty()) {
-    job.data.push_back(DataSource{"window", "labeled predictions of " + policy.model, "",
-                                  data.window_rows, window->front().record.time_ms,
-                                  window->back().record.time_ms});
-  }
-  if (!holdout.empty()) {
-    job.data.push_back(DataSource{"holdout", "newest labeled predictions of " + policy.model, "",
-                                  holdout.size(), holdout.front().record.time_ms,
-                                  holdout.back().record.time_ms});
-  }
-  if (Status s = UpdateJob(*env.db, job); !s.ok()) return failed(s);
-  status_line("job " + std::to_string(job.id) + ": training on " +
-              std::to_string(data.base_rows + data.window_rows) + " rows (" +
-              std::to_string(data.window_rows) + " from the window), holdout " +
-              std::to_string(holdout.size()) + " rows");
 
-  // Train and register the challenger.
-  Result<Trained> trained =
-      policy.train.command.empty()
-          ? TrainWithKeel(policy, job, job_dir, data, experiment_id, env, cancel)
-          : TrainWithCommand(policy, job, job_dir, data_csv, experiment_id, env, cancel);
+  // Register the challenger.
+  const Result<Trained>& trained = trained_result;
   if (!trained.ok()) return failed(trained.status());
   job.run_id = trained->run_id;
   job.challenger_version = trained->version;

@@ -125,6 +125,15 @@ Status RetrainScheduler::Tick() {
   }
   Status first_error;
   for (const RetrainPolicy& p : policies_) {
+    if (p.continuous.every_ms <= 0) continue;
+    auto [it, first] = next_continuous_.try_emplace(p.model, now + p.continuous.every_ms);
+    if (first || now < it->second) continue;
+    it->second = now + p.continuous.every_ms;
+    Pending update{p.model, "continuous", "keel-scheduler", 1, 0};
+    update.continuous = true;
+    EnqueueLocked(std::move(update));
+  }
+  for (const RetrainPolicy& p : policies_) {
     if (!p.schedule) continue;
     auto it = last_slot_.find(p.model);
     if (it == last_slot_.end()) {
@@ -174,6 +183,13 @@ void RetrainScheduler::EnqueueLocked(Pending p) {
                                 [&](const Pending& q) { return q.model == p.model; });
   if (busy) {
     ++folded_;
+    if (!p.continuous) {
+      // A full retrain replaces a queued continuous update (it sees the
+      // same rows and more).
+      auto q = std::find_if(queue_.begin(), queue_.end(),
+                            [&](const Pending& x) { return x.model == p.model && x.continuous; });
+      if (q != queue_.end()) *q = std::move(p);
+    }
     return;
   }
   queue_.push_back(std::move(p));
@@ -245,6 +261,7 @@ void RetrainScheduler::WorkerLoop() {
                           : job.trigger;
     request.actor = job.actor;
     request.cancel = cancel.get();
+    request.continuous = job.continuous;
     Result<RetrainJob> result = run_job_(*policy, request);
     const bool failed = !result.ok() || result->status == "failed";
 

@@ -129,4 +129,60 @@ Result<std::string> TrainLinear(const float* x, const float* y, size_t rows, siz
   return doc.dump();
 }
 
+Result<std::string> UpdateLinear(const std::string& model_json, const float* x, const float* y,
+                                 size_t rows, size_t cols, const OnlineOptions& o) {
+  if (!(o.learning_rate > 0) || o.passes <= 0 || !(o.l2 >= 0)) {
+    return InvalidArgument("learning_rate must be > 0, passes > 0, l2 >= 0");
+  }
+  nlohmann::json doc = nlohmann::json::parse(model_json, nullptr, /*allow_exceptions=*/false);
+  if (doc.is_discarded() || !doc.is_object()) return InvalidArgument("keel-linear: not JSON");
+  try {
+    const std::string task = doc.value("task", "");
+    if (task != "binary" && task != "regression") {
+      return InvalidArgument("online updates take binary and regression keel-linear models, not " +
+                             (task.empty() ? std::string("this one") : task));
+    }
+    const auto n = doc.at("num_features").get<size_t>();
+    if (n != cols) {
+      return InvalidArgument("the rows have " + std::to_string(cols) +
+                             " features; the model reads " + std::to_string(n));
+    }
+    std::vector<double> w = doc.at("weights").get<std::vector<double>>();
+    std::vector<double> b = doc.at("bias").get<std::vector<double>>();
+    if (w.size() != n || b.size() != 1) return InvalidArgument("keel-linear: bad weights");
+    const bool logistic = task == "binary";
+    std::vector<double> g2(n + 1, 0.0);  // AdaGrad accumulators; last: the bias
+    constexpr double kEps = 1e-8;
+    for (int pass = 0; pass < o.passes; ++pass) {
+      for (size_t r = 0; r < rows; ++r) {
+        const float* row = x + r * cols;
+        double z = b[0];
+        for (size_t c = 0; c < n; ++c) {
+          if (!std::isnan(row[c])) z += w[c] * row[c];
+        }
+        const double pred = logistic ? 1.0 / (1.0 + std::exp(-z)) : z;
+        const double err = pred - static_cast<double>(y[r]);
+        for (size_t c = 0; c < n; ++c) {
+          const double v = std::isnan(row[c]) ? 0.0 : static_cast<double>(row[c]);
+          const double grad = err * v + o.l2 * w[c];
+          if (grad == 0) continue;
+          g2[c] += grad * grad;
+          w[c] -= o.learning_rate * grad / (std::sqrt(g2[c]) + kEps);
+        }
+        g2[n] += err * err;
+        b[0] -= o.learning_rate * err / (std::sqrt(g2[n]) + kEps);
+      }
+    }
+    for (double v : w) {
+      if (!std::isfinite(v)) return InvalidArgument("the online update diverged");
+    }
+    if (!std::isfinite(b[0])) return InvalidArgument("the online update diverged");
+    doc["weights"] = w;
+    doc["bias"] = b;
+    return doc.dump();
+  } catch (const nlohmann::json::exception& e) {
+    return InvalidArgument(std::string("keel-linear: ") + e.what());
+  }
+}
+
 }  // namespace keel::train

@@ -21,6 +21,7 @@
 #include "keel/monitor/reference.h"
 #include "keel/train/linear_trainer.h"
 #include "keel/train/xgboost_trainer.h"
+#include "src/train/record_internal.h"
 
 namespace keel::train {
 namespace fs = std::filesystem;
@@ -727,6 +728,42 @@ Result<TrainSpec> SpecFromParams(const KeyValues& params) {
   return spec;
 }
 
+namespace internal {
+
+Result<RecordResult> PackageAndRegister(const TrainedModel& m, const TrainProgress& progress,
+                                        RunRecorder& recorder, const RecordOptions& options,
+                                        RecordResult result,
+                                        const std::function<Status(const Status&)>& fail) {
+  fs::path scratch = options.scratch_dir.empty() ? fs::temp_directory_path() : options.scratch_dir;
+  const fs::path staged = scratch / ("keel-model-" + RandomHex(8));
+  const fs::path dir = staged / "model";
+  std::error_code ec;
+  Status s = model::WriteModelPackage(dir, m.package);
+  if (s.ok()) {
+    // The package must load and score its own input example before it is logged.
+    auto loaded = model::LoadModelPackage(dir);
+    s = loaded.ok() ? model::CheckLoadedModel(**loaded) : loaded.status();
+  }
+  if (s.ok() && progress.cancel != nullptr && progress.cancel->load()) {
+    s = Unavailable("training cancelled");
+  }
+  Result<std::string> uri =
+      s.ok() ? recorder.UploadDirectory(result.run_id, dir, "model") : Result<std::string>(s);
+  fs::remove_all(staged, ec);
+  if (!uri.ok()) return fail(uri.status());
+  result.model_uri = *uri;
+  KEEL_RETURN_IF_ERROR(recorder.EndRun(result.run_id, "FINISHED"));
+  if (!options.register_name.empty()) {
+    KEEL_ASSIGN_OR_RETURN(auto version, recorder.RegisterModel(options.register_name,
+                                                               result.model_uri, result.run_id));
+    result.version = version.first;
+    result.version_status = version.second;
+  }
+  return result;
+}
+
+}  // namespace internal
+
 Result<RecordResult> TrainAndRecord(const TrainSpec& spec, const TrainProgress& progress,
                                     RunRecorder& recorder, const RecordOptions& options) {
   RecordResult result;
@@ -764,32 +801,7 @@ Result<RecordResult> TrainAndRecord(const TrainSpec& spec, const TrainProgress& 
   }
   if (!s.ok()) return fail(s);
 
-  fs::path scratch = options.scratch_dir.empty() ? fs::temp_directory_path() : options.scratch_dir;
-  const fs::path staged = scratch / ("keel-model-" + RandomHex(8));
-  const fs::path dir = staged / "model";
-  std::error_code ec;
-  s = model::WriteModelPackage(dir, m.package);
-  if (s.ok()) {
-    // The package must load and score its own input example before it is logged.
-    auto loaded = model::LoadModelPackage(dir);
-    s = loaded.ok() ? model::CheckLoadedModel(**loaded) : loaded.status();
-  }
-  if (s.ok() && progress.cancel != nullptr && progress.cancel->load()) {
-    s = Unavailable("training cancelled");
-  }
-  Result<std::string> uri =
-      s.ok() ? recorder.UploadDirectory(result.run_id, dir, "model") : Result<std::string>(s);
-  fs::remove_all(staged, ec);
-  if (!uri.ok()) return fail(uri.status());
-  result.model_uri = *uri;
-  KEEL_RETURN_IF_ERROR(recorder.EndRun(result.run_id, "FINISHED"));
-  if (!options.register_name.empty()) {
-    KEEL_ASSIGN_OR_RETURN(auto version, recorder.RegisterModel(options.register_name,
-                                                               result.model_uri, result.run_id));
-    result.version = version.first;
-    result.version_status = version.second;
-  }
-  return result;
+  return internal::PackageAndRegister(m, progress, recorder, options, result, fail);
 }
 
 namespace {

@@ -108,6 +108,9 @@ Result<std::string> SaveJson(BoosterHandle b) {
 Result<XgbResult> TrainXgboost(const XgbMatrix& train, const XgbMatrix* valid,
                                const XgbOptions& options) {
   if (options.num_boost_round <= 0) return InvalidArgument("num_boost_round must be positive");
+  if (!options.init_model.empty() && options.early_stopping_rounds > 0) {
+    return InvalidArgument("continued training does not take early stopping");
+  }
   InstallLogCallback();
   std::string log;
   g_log_sink = &log;
@@ -124,6 +127,15 @@ Result<XgbResult> TrainXgboost(const XgbMatrix& train, const XgbMatrix* valid,
   BoosterHandle raw = nullptr;
   KEEL_XGB(XGBoosterCreate(cache.data(), cache.size(), &raw));
   Booster booster(raw);
+  int base_rounds = 0;
+  if (!options.init_model.empty()) {
+    if (XGBoosterLoadModelFromBuffer(raw, options.init_model.data(), options.init_model.size()) !=
+        0) {
+      return InvalidArgument(std::string("the model to continue from does not load: ") +
+                             XGBGetLastError());
+    }
+    KEEL_XGB(XGBoosterBoostedRounds(raw, &base_rounds));
+  }
   for (const auto& [k, v] : options.params) {
     if (XGBoosterSetParam(raw, k.c_str(), v.c_str()) != 0) {
       return InvalidArgument("xgboost parameter " + k + "=" + v + ": " + XGBGetLastError());
@@ -137,7 +149,7 @@ Result<XgbResult> TrainXgboost(const XgbMatrix& train, const XgbMatrix* valid,
     if (options.cancel != nullptr && options.cancel->load()) {
       return Unavailable("training cancelled at round " + std::to_string(round));
     }
-    if (XGBoosterUpdateOneIter(raw, round, dtrain.get()) != 0) {
+    if (XGBoosterUpdateOneIter(raw, base_rounds + round, dtrain.get()) != 0) {
       return InvalidArgument(std::string("xgboost training failed: ") + XGBGetLastError());
     }
     if (round == 0) {

@@ -435,5 +435,78 @@ shadow: {{ duration: 2s, min_requests: 300 }}
               f"(champion) on {live['holdout_rows']} labeled rows", file=sys.stderr)
 
 
+class ContinuousModeTest(StoreAndServer):
+    """Continuous mode in a server: every second the policy's cadence asks
+    for an update; with too few new labeled rows nothing runs or is
+    recorded; once there are enough, the champion is updated on them
+    (XGBoost continued training: new trees on top of version 1's), gated on
+    the newest of them, and promoted; the next update starts after the rows
+    the new champion learnt from."""
+
+    @classmethod
+    def setUpClass(cls):
+        d = cls.make_store("keel-continuous-")
+        header, base, later, new_labels = concept_change_split(CHURN, d)
+        cls.header = header
+        changed = list(zip(later, new_labels))
+        cls.first, cls.second = changed[:700], changed[700:1100]
+        run_keel(cls.env, "train", "--data", base, "--target", "churn", "--param",
+                 "n_estimators=40", "--param", "max_depth=4", "--experiment", "churn",
+                 "--register", "churn")
+        run_keel(cls.env, "models", "alias", "churn@champion", "1")
+        policy = os.path.join(d, "retrain.yaml")
+        with open(policy, "w") as f:
+            f.write(f"""
+model: churn
+train: {{ data: {base}, target: churn, params: {{ n_estimators: 40, max_depth: 4 }} }}
+continuous: {{ every: 1s, min_rows: 600, rounds: 30, learning_rate: 0.3 }}
+window: {{ recent: 1d }}
+gate: {{ metric: auc, min_delta: 0.05, max_regression: 1.0, min_rows: 150 }}
+""")
+        cls.start_server("--monitor-interval", "off", "--retrain-policies", policy)
+
+    def test_updates_on_new_rows_only(self):
+        # 300 labeled rows: under min_rows, so the cadence runs nothing.
+        predict_and_label(self.server, self.header, self.first[:300])
+        time.sleep(2.5)
+        self.assertEqual(self.jobs(), [])
+        predict_and_label(self.server, self.header, self.first[300:])
+        deadline = time.time() + 120
+        while time.time() < deadline:
+            jobs = self.jobs()
+            if jobs and jobs[0]["status"] != "running":
+                break
+            time.sleep(0.2)
+        self.assertEqual(len(jobs), 1, jobs)
+        job = jobs[0]
+        self.assertEqual((job["trigger"], job["actor"]), ("continuous", "keel-scheduler"))
+        self.assertEqual(job["status"], "promoted", job)
+        self.assertEqual(job["champion_version"], "1")
+        self.assertGreater(job["gate"]["challenger"], job["gate"]["champion"] + 0.05)
+        roles = {d["role"]: d for d in job["data"]}
+        self.assertEqual(set(roles), {"window", "holdout"})  # no base data: an update
+        self.assertEqual(roles["window"]["rows"] + roles["holdout"]["rows"], 700)
+        self.assertEqual(len(roles["window"]["sha256"]), 64)
+        self.assertEqual(self.champion(), job["challenger_version"])
+        # The run says what it grew from; the model has version 1's trees and 30 more.
+        run = self.server.get("runs/get", params={"run_id": job["run_id"]}).json()["run"]
+        params = {p["key"]: p["value"] for p in run["data"]["params"]}
+        self.assertEqual(params["keel.continue.base"], "churn version 1")
+        self.assertEqual(params["keel.continue.rounds"], "30")
+        self.assertEqual(params["keel.continue.rows"], str(roles["window"]["rows"]))
+
+        # The rows version 2 learnt from do not count again: 400 more are under min_rows.
+        predict_and_label(self.server, self.header, self.second)
+        time.sleep(2.5)
+        self.assertEqual(len(self.jobs()), 1)
+        print(f"\ncontinuous: auc {job['gate']['champion']:.3f} (version 1) -> "
+              f"{job['gate']['challenger']:.3f} (version {job['challenger_version']}, "
+              f"updated on {roles['window']['rows']} rows) on {job['gate']['holdout_rows']} "
+              f"holdout rows", file=sys.stderr)
+
+    def jobs(self):
+        return json.loads(run_keel(self.env, "retrain", "history", "churn", "--json").stdout)["jobs"]
+
+
 if __name__ == "__main__":
     unittest.main(verbosity=2)

@@ -56,6 +56,7 @@ TEST(RetrainPolicyTest, DefaultsListsAndCommands) {
 policies:
   - model: a
     train: { data: a.csv, target: y }
+    continuous: { every: 15m, min_rows: 50, rounds: 10, learning_rate: 0.1 }
   - model: b
     train: { command: "python train.py --out {output_dir}", target: label }
     timezone: "+01:00"
@@ -70,6 +71,12 @@ policies:
   EXPECT_EQ(ps[0].gate.min_rows, 500u);
   EXPECT_EQ(ps[0].gate.holdout_fraction, 0.3);
   EXPECT_EQ(ps[0].job.retries, 0);
+  EXPECT_EQ(ps[0].continuous.every_ms, 15 * 60'000);
+  EXPECT_EQ(ps[0].continuous.min_rows, 50u);
+  EXPECT_EQ(ps[0].continuous.rounds, 10);
+  EXPECT_EQ(ps[0].continuous.learning_rate, 0.1);
+  EXPECT_EQ(ps[1].continuous.every_ms, 0);  // no continuous mode unless asked
+  EXPECT_EQ(ps[1].continuous.min_rows, 200u);
   EXPECT_EQ(ps[1].train.command, "python train.py --out {output_dir}");
   ASSERT_TRUE(ps[1].schedule.has_value());
   EXPECT_EQ(ps[1].schedule->offset_minutes(), 60);
@@ -116,6 +123,19 @@ TEST(RetrainPolicyTest, ErrorsNameSourceModelAndKey) {
            Bad{"model: churn\n" + train + "watch: { duration: 1h, rollback_if: { metric: acu } }\n",
                "watch.rollback_if.metric: 'acu' is not a metric keel computes"},
            Bad{"model: a\n" + train + "---\nmodel: a\n" + train, "two policies for model 'a'"},
+           Bad{"model: churn\n" + train + "continuous: { min_rows: 10 }\n",
+               "r.yaml: policy 'churn': continuous.every: required"},
+           Bad{"model: churn\n" + train + "continuous: { every: 1h, rounds: 0 }\n",
+               "continuous.rounds: between 1 and 10000"},
+           Bad{"model: churn\n" + train + "continuous: { every: 1h, learning_rate: -1 }\n",
+               "continuous.learning_rate: must be positive"},
+           Bad{"model: churn\n" + train + "continuous: { every: 1h, epochs: 3 }\n",
+               "continuous.epochs: unknown key"},
+           Bad{"model: churn\ntrain: { command: \"x {output_dir}\", target: y }\n"
+               "continuous: { every: 1h }\n",
+               "continuous: updates keel-trained models"},
+           Bad{"model: churn\n" + train + "shadow: { duration: 1h, min_requests: 2000000 }\n",
+               "shadow.min_requests: at most 1000000"},
            Bad{"model: [unclosed\n", "r.yaml:"},
            Bad{"", "no retraining policy"},
        }) {

@@ -44,7 +44,7 @@ class Jobs {
   RetrainScheduler::JobRunner Runner() {
     return [this](const RetrainPolicy& p, const RetrainRequest& r) -> Result<RetrainJob> {
       std::unique_lock<std::mutex> lock(mu_);
-      calls_.push_back(p.model + " " + r.trigger);
+      calls_.push_back(p.model + " " + r.trigger + (r.continuous ? " [update]" : ""));
       ++running_;
       max_running_ = std::max(max_running_, running_);
       cv_.notify_all();
@@ -191,6 +191,45 @@ TEST(RetrainSchedulerTest, ClockJumps) {
   s.WaitIdle();
   EXPECT_EQ(jobs.calls().back(), "churn schedule (missed 2)");
   EXPECT_EQ(jobs.calls().size(), 2u);
+}
+
+TEST(RetrainSchedulerTest, ContinuousUpdatesAtTheirCadence) {
+  TempDir dir;
+  auto db = OpenTestDb(dir);
+  ManualClock clock(kMonday);
+  Jobs jobs;
+  RetrainPolicy churn = Policy("churn");
+  churn.continuous.every_ms = 10 * kMinute;
+  RetrainScheduler s({churn, Policy("b")}, *db, clock, jobs.Runner(), Fast());
+  ASSERT_OK(s.Start());
+  s.WaitIdle();
+  EXPECT_TRUE(jobs.calls().empty());  // counted from the start
+  clock.Set(kMonday + 10 * kMinute);
+  ASSERT_OK(s.Tick());
+  s.WaitIdle();
+  ASSERT_OK(s.Tick());
+  s.WaitIdle();
+  EXPECT_EQ(jobs.calls(), (std::vector<std::string>{"churn continuous [update]"}));
+  clock.Set(kMonday + 35 * kMinute);  // a forward jump over two intervals: one update
+  ASSERT_OK(s.Tick());
+  s.WaitIdle();
+  ASSERT_OK(s.Tick());
+  s.WaitIdle();
+  EXPECT_EQ(jobs.calls().size(), 2u);
+  // A full retrain takes the place of a queued update: with the only worker
+  // busy on model b, the update waits in the queue when churn is triggered.
+  jobs.Hold();
+  ASSERT_OK(s.Trigger("b", "manual", "me"));
+  jobs.WaitRunning(1);
+  clock.Set(kMonday + 45 * kMinute);
+  ASSERT_OK(s.Tick());
+  ASSERT_OK(s.Trigger("churn", "alert:auc_decay", "keel-monitor"));
+  jobs.Release();
+  s.WaitIdle();
+  EXPECT_EQ(jobs.calls(),
+            (std::vector<std::string>{"churn continuous [update]", "churn continuous [update]",
+                                      "b manual", "churn alert:auc_decay"}));
+  s.Stop();
 }
 
 TEST(RetrainSchedulerTest, AlertsTriggerTheirPolicies) {

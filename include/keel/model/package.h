@@ -88,6 +88,12 @@ struct PackageContents {
 // crash never leaves a half-written package under `dir`.
 Status WriteModelPackage(const std::filesystem::path& dir, const PackageContents& contents);
 
+// The contents of a package keel wrote (keel flavor), so that a derived
+// model (e.g. one updated by continued training) can be written with the
+// same pipeline, profiles, input example and signature. FailedPrecondition
+// for directories without the keel flavor and for bare files.
+Result<PackageContents> ReadModelPackage(const std::filesystem::path& dir);
+
 // The current UTC time as MLflow writes an MLmodel's utc_time_created
 // ("2024-07-01 12:00:00.000000").
 std::string MlflowUtcNow();

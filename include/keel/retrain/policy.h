@@ -21,6 +21,7 @@
 //   shadow: { duration: 1h, min_requests: 1000 }
 //   promote: champion
 //   watch: { duration: 24h, rollback_if: { metric: auc, drop_more_than: 0.02 } }
+//   continuous: { every: 1h, min_rows: 200, rounds: 20, learning_rate: 0.1 }
 //   job: { timeout: 2h, retries: 2, retry_backoff: 5m }
 //
 // Every field but `model` and `train` has the default shown in the structs
@@ -93,6 +94,18 @@ struct WatchConfig {
   double drop_more_than = 0.02;
 };
 
+// Continuous mode: at this cadence, a job (trigger `continuous`) updates the
+// champion on the labeled predictions it has not seen instead of training
+// from scratch (keel/train/train.h, ContinueSpec): XGBoost models get
+// `rounds` new trees, keel-linear models `rounds` online passes. The update
+// goes through the same gate (and shadow, and watch) as any challenger.
+struct ContinuousConfig {
+  int64_t every_ms = 0;     // 0: no continuous mode
+  uint64_t min_rows = 200;  // new labeled rows needed for an update (else no job)
+  int rounds = 20;
+  double learning_rate = 0;  // 0: the model kind's default (XGBoost eta 0.3; linear 0.05)
+};
+
 struct JobConfig {
   int64_t timeout_ms = 2LL * 3'600'000;
   int retries = 0;
@@ -111,6 +124,7 @@ struct RetrainPolicy {
   ShadowConfig shadow;
   std::string promote = "champion";  // the alias the challenger takes when it passes
   WatchConfig watch;
+  ContinuousConfig continuous;
   JobConfig job;
   std::string source;  // file the policy came from (for messages)
 };

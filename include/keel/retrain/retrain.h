@@ -8,7 +8,7 @@
 //                                 .model_path = resolve};
 //   KEEL_ASSIGN_OR_RETURN(keel::retrain::RetrainJob job,
 //                         keel::retrain::RunRetrainJob(policy, env, {.trigger = "manual"}));
-//   // job.status: promoted | rejected | failed | cancelled
+//   // job.status: promoted | rejected | failed | cancelled | shadow (| skipped)
 //
 // The job:
 //  1. records itself (status running) in retrain_jobs;
@@ -45,6 +45,17 @@
 // After promotion, WatchPromotion (run by the scheduler) compares the new
 // champion with the old on live traffic and rolls the alias back. Not yet:
 // the shadow phase (its settings are read and recorded, not acted on).
+//
+// Continuous mode (request.continuous, policy.continuous): the rows are the
+// labeled predictions of the window logged after the newest row the
+// champion learnt from (the end of the window and holdout of the job that
+// promoted it; the whole window for a champion promoted otherwise). With
+// fewer than continuous.min_rows of them the job is not run nor recorded:
+// it returns status `skipped`. Otherwise the newest holdout_fraction is the
+// holdout as above, and step 4 updates the champion on the rest
+// (train::ContinueAndRecord: XGBoost continued training, keel-linear online
+// passes) instead of training from scratch; policy.train.data is not read.
+// Steps 5 to 8 are the same.
 //
 // Timeout: policy.job.timeout cancels the job (keel's trainer stops at the
 // next round; a command gets SIGTERM, then SIGKILL 10 s later).
@@ -91,6 +102,9 @@ struct RetrainRequest {
   std::string trigger = "manual";  // manual | schedule | alert:<rule> | continuous
   std::string actor = "keel-retrain";
   const std::atomic<bool>* cancel = nullptr;
+  // Continuous mode (policy.continuous): update the champion on the labeled
+  // predictions it has not learnt from instead of training from scratch.
+  bool continuous = false;
 };
 
 struct GateMetric {

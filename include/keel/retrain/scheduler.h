@@ -24,12 +24,19 @@
 //     the past).
 //   - alert: an alert whose rule is in policy.on_alerts, for the policy's
 //     model (any version).
+//   - continuous: every policy.continuous.every of the Clock (counted from
+//     Start, not stored: a restart waits one interval), a continuous update
+//     (RetrainRequest::continuous; the job itself is skipped, unrecorded,
+//     while there are too few new labeled rows). A cadence that comes due
+//     while the clock jumped forward runs once.
 //   - manual: Trigger().
 // A job whose challenger is in its shadow phase has finished as far as the
 // scheduler is concerned: a new trigger runs a new job, whose challenger
 // supersedes the one in shadow if it passes the gate.
 // A trigger for a model whose job is queued or running is folded into it
-// (counted in folded()); it does not queue a second job. A running job being
+// (counted in folded()); it does not queue a second job. A full retrain
+// triggered while a continuous update is queued (not yet running) takes
+// its place. A running job being
 // cancelled takes no more triggers: they queue behind it.
 //
 // Retries: a job that ends `failed` is queued again after
@@ -126,6 +133,7 @@ class RetrainScheduler {
     std::string actor;
     int attempt = 1;
     int64_t not_before_ms = 0;  // retries wait for their backoff
+    bool continuous = false;    // an update of the champion (policy.continuous)
   };
   struct Running {
     std::shared_ptr<std::atomic<bool>> cancel;
@@ -144,17 +152,18 @@ class RetrainScheduler {
   SchedulerOptions options_;
 
   mutable std::mutex mu_;
-  std::condition_variable cv_;                // work queued, job done, stop
-  std::deque<Pending> queue_;                 // guarded by mu_
-  std::map<std::string, Running> running_;    // by model; guarded by mu_
-  std::map<std::string, int64_t> last_slot_;  // by model; guarded by mu_
-  int64_t last_watch_ms_ = 0;                 // guarded by mu_
-  bool loaded_ = false;                       // guarded by mu_
-  bool stopping_ = false;                     // guarded by mu_
-  bool started_flag_ = false;                 // guarded by mu_
-  uint64_t started_ = 0;                      // guarded by mu_
-  uint64_t folded_ = 0;                       // guarded by mu_
-  std::mutex join_mu_;                        // held by the Stop() that joins the threads
+  std::condition_variable cv_;                      // work queued, job done, stop
+  std::deque<Pending> queue_;                       // guarded by mu_
+  std::map<std::string, Running> running_;          // by model; guarded by mu_
+  std::map<std::string, int64_t> last_slot_;        // by model; guarded by mu_
+  std::map<std::string, int64_t> next_continuous_;  // by model; guarded by mu_
+  int64_t last_watch_ms_ = 0;                       // guarded by mu_
+  bool loaded_ = false;                             // guarded by mu_
+  bool stopping_ = false;                           // guarded by mu_
+  bool started_flag_ = false;                       // guarded by mu_
+  uint64_t started_ = 0;                            // guarded by mu_
+  uint64_t folded_ = 0;                             // guarded by mu_
+  std::mutex join_mu_;                              // held by the Stop() that joins the threads
   std::vector<std::thread> workers_;
   std::thread ticker_;
   std::thread watcher_;

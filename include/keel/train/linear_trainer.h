@@ -30,4 +30,19 @@ Result<std::string> TrainLinear(const float* x, const float* y, size_t rows, siz
                                 const std::vector<std::string>& feature_names,
                                 const LinearOptions& options);
 
+// Online update of a saved keel-linear binary or regression model: `passes`
+// passes over the rows in order, one gradient step per row (log loss for
+// binary, squared error for regression) with AdaGrad step sizes per
+// coefficient (learning_rate / sqrt(sum of its squared gradients)), so raw
+// feature scales need no standardising. NaN inputs count as 0. Returns the
+// updated model JSON. InvalidArgument for multiclass models or a feature
+// count that differs from the model's.
+struct OnlineOptions {
+  double learning_rate = 0.05;
+  int passes = 1;
+  double l2 = 0;  // per step, on the weights (not the bias)
+};
+Result<std::string> UpdateLinear(const std::string& model_json, const float* x, const float* y,
+                                 size_t rows, size_t cols, const OnlineOptions& options);
+
 }  // namespace keel::train

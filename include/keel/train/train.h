@@ -155,6 +155,37 @@ struct RecordResult {
 Result<RecordResult> TrainAndRecord(const TrainSpec& spec, const TrainProgress& progress,
                                     RunRecorder& recorder, const RecordOptions& options);
 
+// Continued training (retraining's continuous mode): a model keel trained,
+// updated on new rows instead of trained from scratch. XGBoost models
+// (xgboost-json, xgboost-ubj) get `rounds` new trees fitted on the rows on
+// top of theirs (their objective and base score kept; `params` are booster
+// parameters such as max_depth; `learning_rate` sets eta, default 0.3 as
+// XGBoost's). keel-linear binary and regression models take `rounds` passes
+// of online gradient steps over the rows in order (log loss or squared
+// error; AdaGrad steps scaled per feature, so raw feature scales need no
+// standardising; `learning_rate` default 0.05). The rows are the base
+// package's model inputs (encoded with its pipeline), labels as the base
+// model's outputs index them (class index, or the value for regression).
+// The new package keeps the base's pipeline, profiles, input example and
+// signature; its metrics are the updated model's on the rows (train_*).
+struct ContinueSpec {
+  std::filesystem::path base_package;  // a package keel wrote (keel flavor)
+  std::string base_label;              // names the base in params ("churn version 3")
+  const float* x = nullptr;            // rows x num_features of the base's pipeline
+  const float* labels = nullptr;
+  size_t rows = 0;
+  int rounds = 20;
+  double learning_rate = 0;  // 0: the default of the model kind
+  KeyValues params;          // XGBoost booster parameters
+  std::string data_label;    // where the rows came from (recorded as the train dataset)
+  std::string data_sha256;   // their version
+};
+
+Result<TrainedModel> ContinueModel(const ContinueSpec& spec, const TrainProgress& progress);
+// ContinueModel inside a run, recorded and registered as TrainAndRecord does.
+Result<RecordResult> ContinueAndRecord(const ContinueSpec& spec, const TrainProgress& progress,
+                                       RunRecorder& recorder, const RecordOptions& options);
+
 // Trains again from the spec a run recorded, into a new run of the same
 // experiment tagged keel.rerun_of. The data is the run's snapshot when it has
 // one; otherwise the file at the recorded path, which must still have the

@@ -48,6 +48,11 @@ struct XgbOptions {
   std::function<void(int, int, const std::string&)> progress;
   // When set and true, training stops with kUnavailable ("cancelled").
   const std::atomic<bool>* cancel = nullptr;
+  // Continued training: a saved booster (XGBoost JSON or UBJSON) that the
+  // num_boost_round new rounds are added to; its objective and base score
+  // come with it. Not with early stopping. The returned model holds the old
+  // trees and the new ones; XgbResult::rounds counts the new ones.
+  std::string init_model;
 };
 
 struct XgbResult {

@@ -1,0 +1,19 @@
+// Internal: the recording steps shared by keel's ways of training a model
+// (TrainAndRecord, ContinueAndRecord).
+#pragma once
+
+#include <functional>
+
+#include "keel/train/train.h"
+
+namespace keel::train::internal {
+
+// The tail every recorded training shares: writes the package, checks it
+// loads and scores its input example, uploads it, ends the run FINISHED and
+// registers it. `fail` ends the run FAILED (or KILLED) and passes the error on.
+Result<RecordResult> PackageAndRegister(const TrainedModel& m, const TrainProgress& progress,
+                                        RunRecorder& recorder, const RecordOptions& options,
+                                        RecordResult result,
+                                        const std::function<Status(const Status&)>& fail);
+
+}  // namespace keel::train::internal
