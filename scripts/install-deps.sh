@@ -10,6 +10,8 @@ PACKAGES=(
   libboost-dev libboost-system-dev libsimdjson-dev nlohmann-json3-dev libsqlite3-dev sqlite3
   libpq-dev libcli11-dev libfmt-dev libspdlog-dev libyaml-cpp-dev libzstd-dev libssl-dev zlib1g-dev
   libxgboost-dev libnats-dev
+  # the tz database (named time zones of cron schedules)
+  tzdata
   # tests and benchmarks
   libgtest-dev libgmock-dev libbenchmark-dev
   python3 python3-requests wrk curl nats-server postgresql zstd gzip time

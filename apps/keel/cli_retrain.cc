@@ -95,6 +95,10 @@ Status RetrainCommand(const GlobalOptions& global, const RetrainFlags& f) {
   if (policy == nullptr) {
     return NotFound(f.policy_file + " has no policy for model '" + f.model + "'");
   }
+  if (f.continuous && !policy->train.command.empty()) {
+    return InvalidArgument("the policy for '" + f.model +
+                           "' trains with a command; continuous updates take keel-trained models");
+  }
   api::AppOptions app_options;
   app_options.store_uri = global.store_uri;
   app_options.artifact_root = global.artifact_root;

@@ -323,6 +323,9 @@ Result<PackageContents> ReadModelPackage(const fs::path& dir) {
     return FailedPrecondition(dir.string() + ": not a model package directory");
   }
   const fs::path mlmodel_path = dir / "MLmodel";
+  if (!fs::is_regular_file(mlmodel_path, ec)) {
+    return FailedPrecondition(dir.string() + ": no MLmodel file (not a model package)");
+  }
   KEEL_ASSIGN_OR_RETURN(std::string text, ReadFile(mlmodel_path, kMaxMlmodel));
   PackageContents c;
   try {

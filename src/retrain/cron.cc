@@ -117,36 +117,13 @@ Status ParseField(std::string_view text, const FieldSpec& spec, const std::strin
   return OkStatus();
 }
 
-Result<int> ParseOffset(std::string_view tz) {
-  if (tz.empty() || tz == "UTC" || tz == "utc" || tz == "Z" || tz == "GMT") return 0;
-  auto fail = [&] {
-    return InvalidArgument("time zone '" + std::string(tz) +
-                           "': expected UTC or a fixed offset such as +02:00 or -0530 (named "
-                           "zones with daylight saving time are not supported)");
-  };
-  if (tz.size() != 6 && tz.size() != 5) return fail();
-  if (tz[0] != '+' && tz[0] != '-') return fail();
-  std::string digits;
-  for (char c : tz.substr(1)) {
-    if (c == ':') continue;
-    if (std::isdigit(static_cast<unsigned char>(c)) == 0) return fail();
-    digits += c;
-  }
-  if (digits.size() != 4 || (tz.size() == 6 && tz[3] != ':')) return fail();
-  const int hours = (digits[0] - '0') * 10 + (digits[1] - '0');
-  const int minutes = (digits[2] - '0') * 10 + (digits[3] - '0');
-  if (hours > 14 || minutes > 59) return fail();
-  const int sign = tz[0] == '-' ? -1 : 1;
-  return sign * (hours * 60 + minutes);
-}
-
 int64_t FloorDiv(int64_t a, int64_t b) { return a / b - ((a % b != 0) && ((a < 0) != (b < 0))); }
 
 }  // namespace
 
 Result<CronSchedule> CronSchedule::Parse(std::string_view expression, std::string_view timezone) {
   CronSchedule s;
-  KEEL_ASSIGN_OR_RETURN(s.offset_minutes_, ParseOffset(timezone));
+  KEEL_ASSIGN_OR_RETURN(s.zone_, TimeZone::Load(timezone));
   std::string text(expression);
   // Trim.
   while (!text.empty() && std::isspace(static_cast<unsigned char>(text.back())) != 0)
@@ -219,26 +196,58 @@ bool CronSchedule::DayMatches(int64_t days) const {
   return dom && dow;
 }
 
+bool CronSchedule::MinuteMatches(int64_t m) const {
+  return hours_[static_cast<size_t>(m / 60)] && minutes_[static_cast<size_t>(m % 60)];
+}
+
 bool CronSchedule::Matches(int64_t time_ms) const {
-  const int64_t local = time_ms + int64_t{offset_minutes_} * kMinuteMs;
+  const int64_t local = time_ms + zone_.OffsetMs(time_ms);
   const int64_t days = FloorDiv(local, kDayMs);
   const int64_t minute_of_day = (local - days * kDayMs) / kMinuteMs;
-  return DayMatches(days) && hours_[static_cast<size_t>(minute_of_day / 60)] &&
-         minutes_[static_cast<size_t>(minute_of_day % 60)];
+  return DayMatches(days) && MinuteMatches(minute_of_day);
+}
+
+int64_t CronSchedule::FireTime(int64_t local, int64_t after_ms) const {
+  if (zone_.fixed()) {
+    const int64_t u = local - zone_.OffsetMs(0);
+    return u > after_ms ? u : -1;
+  }
+  // The offsets on either side of any change near this wall-clock time
+  // (offsets stay within +-14 h, changes are months apart).
+  constexpr int64_t kProbe = 18 * 3'600'000LL;
+  const int64_t before = zone_.OffsetMs(local - kProbe);
+  const int64_t later = zone_.OffsetMs(local + kProbe);
+  // The earliest instant showing this wall-clock time; in a repeated hour
+  // only that first occurrence fires.
+  int64_t first = -1;
+  for (int64_t o : {before, later}) {
+    const int64_t u = local - o;
+    if (u + zone_.OffsetMs(u) == local && (first < 0 || u < first)) first = u;
+  }
+  if (first >= 0) return first > after_ms ? first : -1;
+  if (later <= before) return -1;  // no gap here
+  // In the gap a change to a larger offset skips over: fire when it ends,
+  // at the change itself (the first instant with the later offset).
+  int64_t lo = local - later;   // still the earlier offset
+  int64_t hi = local - before;  // already the later one
+  while (hi - lo > 1) {
+    const int64_t mid = lo + (hi - lo) / 2;
+    (zone_.OffsetMs(mid) == later ? hi : lo) = mid;
+  }
+  return hi > after_ms ? hi : -1;
 }
 
 int64_t CronSchedule::NextAfter(int64_t after_ms) const {
-  const int64_t offset_ms = int64_t{offset_minutes_} * kMinuteMs;
-  // The next whole minute after `after_ms`, in local time.
-  const int64_t local = (FloorDiv(after_ms + offset_ms, kMinuteMs) + 1) * kMinuteMs;
+  // The next whole wall-clock minute after `after_ms`.
+  const int64_t local = (FloorDiv(after_ms + zone_.OffsetMs(after_ms), kMinuteMs) + 1) * kMinuteMs;
   int64_t day = FloorDiv(local, kDayMs);
   int64_t first_minute = (local - day * kDayMs) / kMinuteMs;
   for (int scanned = 0; scanned < 366 * 8 + 2; ++scanned, ++day, first_minute = 0) {
     if (!DayMatches(day)) continue;
     for (int64_t m = first_minute; m < 24 * 60; ++m) {
-      if (hours_[static_cast<size_t>(m / 60)] && minutes_[static_cast<size_t>(m % 60)]) {
-        return day * kDayMs + m * kMinuteMs - offset_ms;
-      }
+      if (!MinuteMatches(m)) continue;
+      const int64_t fire = FireTime(day * kDayMs + m * kMinuteMs, after_ms);
+      if (fire >= 0) return fire;
     }
   }
   return -1;

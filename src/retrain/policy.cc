@@ -10,6 +10,7 @@
 #include <set>
 #include <sstream>
 
+#include "keel/core/json.h"
 #include "keel/monitor/alerts.h"
 
 namespace keel::retrain {
@@ -297,6 +298,18 @@ Result<RetrainPolicy> ParseOne(const YAML::Node& node, const std::string& source
       return r.Error("continuous",
                      "updates keel-trained models; a policy with train.command "
                      "has no continuous mode");
+    }
+    // An update's holdout is its newest rows: too few and the gate always
+    // rejects, after training and registering a version each time.
+    const auto holdout = static_cast<uint64_t>(
+        std::ceil(static_cast<double>(p.continuous.min_rows) * p.gate.holdout_fraction));
+    if (holdout < p.gate.min_rows) {
+      return r.Error("continuous.min_rows",
+                     std::to_string(p.continuous.min_rows) + " new rows give a holdout of " +
+                         std::to_string(holdout) + " (gate.holdout_fraction " +
+                         FormatDouble(p.gate.holdout_fraction) + "), below gate.min_rows " +
+                         std::to_string(p.gate.min_rows) +
+                         "; raise continuous.min_rows or lower gate.min_rows");
     }
   }
   if (const YAML::Node j = node["job"]) {

@@ -84,6 +84,21 @@ Result<bool> UpdateJobIf(store::Database& db, const RetrainJob& job, const std::
   return updated;
 }
 
+Result<std::vector<RetrainJob>> JobsInStatus(store::Database& db, const std::string& model,
+                                             const std::string& status) {
+  std::vector<RetrainJob> out;
+  KEEL_RETURN_IF_ERROR(db.Read([&](store::Connection& c) {
+    return c.Query(
+        "SELECT details FROM retrain_jobs WHERE model = ? AND status = ? ORDER BY job_id DESC",
+        {store::Value(model), store::Value(status)}, [&](const store::RowView& row) -> Status {
+          KEEL_ASSIGN_OR_RETURN(RetrainJob job, RetrainJob::FromJson(row.Text(0)));
+          out.push_back(std::move(job));
+          return OkStatus();
+        });
+  }));
+  return out;
+}
+
 std::string HostName() {
   char name[256] = {};
   if (::gethostname(name, sizeof name - 1) != 0) return "";
@@ -871,6 +886,28 @@ Result<RetrainJob> RunRetrainJob(const RetrainPolicy& policy, const RetrainEnv& 
       }
       return skipped("no " + policy.promote + " to update");
     }
+    if (!policy.train.command.empty()) {
+      return skipped(
+          "the policy trains with a command; continuous updates take keel-trained "
+          "models");
+    }
+    // An update waits while a challenger is in its shadow phase (it would
+    // learn the same rows and supersede it).
+    KEEL_ASSIGN_OR_RETURN(std::vector<RetrainJob> in_shadow,
+                          JobsInStatus(*env.db, policy.model, "shadow"));
+    if (!in_shadow.empty()) {
+      return skipped("job " + std::to_string(in_shadow.front().id) +
+                     "'s challenger is in its shadow phase");
+    }
+    {
+      Result<fs::path> path = env.model_path(policy.model, v->version);
+      if (!path.ok()) return skipped(path.status().message());
+      Result<model::PackageContents> package = model::ReadModelPackage(*path);
+      if (!package.ok()) return skipped(package.status().message());
+      if (Status can = train::CanContinue(package->info.format); !can.ok()) {
+        return skipped(policy.model + " version " + v->version + ": " + can.message());
+      }
+    }
     KEEL_ASSIGN_OR_RETURN(int64_t seen, SeenUntil(*env.db, policy.model, v->version));
     window_from = std::max(window_from, seen + 1);
     serve::PredictionQuery q;
@@ -1001,7 +1038,8 @@ Result<RetrainJob> RunRetrainJob(const RetrainPolicy& policy, const RetrainEnv& 
   std::vector<serve::LoggedPrediction> holdout(
       window->end() - static_cast<std::ptrdiff_t>(holdout_n), window->end());
   window->resize(n - holdout_n);
-  if (!policy.window.include_labeled_predictions) window->clear();
+  // (An update learns from the window's rows whatever this setting says.)
+  if (!policy.window.include_labeled_predictions && !request.continuous) window->clear();
 
   Result<Trained> trained_result = Internal("not trained");
   if (request.continuous) {
@@ -1292,25 +1330,6 @@ Result<ShadowReport> CompareShadow(const GateConfig& gate, const model::LoadedMo
   }
   return r;
 }
-
-namespace {
-
-Result<std::vector<RetrainJob>> JobsInStatus(store::Database& db, const std::string& model,
-                                             const std::string& status) {
-  std::vector<RetrainJob> out;
-  KEEL_RETURN_IF_ERROR(db.Read([&](store::Connection& c) {
-    return c.Query(
-        "SELECT details FROM retrain_jobs WHERE model = ? AND status = ? ORDER BY job_id DESC",
-        {store::Value(model), store::Value(status)}, [&](const store::RowView& row) -> Status {
-          KEEL_ASSIGN_OR_RETURN(RetrainJob job, RetrainJob::FromJson(row.Text(0)));
-          out.push_back(std::move(job));
-          return OkStatus();
-        });
-  }));
-  return out;
-}
-
-}  // namespace
 
 namespace {
 

@@ -178,7 +178,9 @@ void RetrainScheduler::EnqueueLocked(Pending p) {
   // A running job whose cancel flag is set will not do the work: queue
   // behind it instead of folding into it.
   auto r = running_.find(p.model);
-  const bool busy = (r != running_.end() && !r->second.cancel->load()) ||
+  // A full retrain does not fold into a running update (it learns more).
+  const bool busy = (r != running_.end() && !r->second.cancel->load() &&
+                     (p.continuous || !r->second.continuous)) ||
                     std::any_of(queue_.begin(), queue_.end(),
                                 [&](const Pending& q) { return q.model == p.model; });
   if (busy) {
@@ -251,7 +253,7 @@ void RetrainScheduler::WorkerLoop() {
     queue_.erase(ready);
     const RetrainPolicy* policy = Find(job.model);
     auto cancel = std::make_shared<std::atomic<bool>>(false);
-    running_[job.model] = Running{cancel};
+    running_[job.model] = Running{cancel, job.continuous};
     ++started_;
     lock.unlock();
 

@@ -1,8 +1,12 @@
 // Continued training (keel/train/train.h, ContinueSpec).
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <exception>
+#include <map>
+#include <nlohmann/json.hpp>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "keel/core/json.h"
@@ -28,8 +32,24 @@ Status GrowXgboost(const ContinueSpec& spec, const model::LoadedModel& base,
   XgbOptions o;
   o.init_model = c.model_bytes;
   o.num_boost_round = spec.rounds;
-  o.params = spec.params;
-  if (spec.learning_rate > 0) o.params.emplace_back("eta", FormatDouble(spec.learning_rate));
+  // keel train's booster defaults: a loaded booster does not keep its
+  // training parameters, and XGBoost's own tree_method (exact) would split
+  // native categorical features numerically.
+  std::map<std::string, std::string> kv;
+  for (const auto& [k, v] : spec.params) kv[k == "random_state" ? "seed" : k] = v;
+  if (spec.learning_rate > 0) kv["eta"] = FormatDouble(spec.learning_rate);
+  bool gblinear = false;
+  if (c.info.format == "xgboost-json") {
+    const nlohmann::json j = nlohmann::json::parse(c.model_bytes, nullptr, false);
+    gblinear = !j.is_discarded() &&
+               j.value("/learner/gradient_booster/name"_json_pointer, std::string()) == "gblinear";
+  }
+  if (!gblinear) kv.emplace("tree_method", "hist");
+  kv.emplace("seed", "42");
+  kv.emplace("nthread", std::to_string(std::max(1u, std::thread::hardware_concurrency())));
+  kv.emplace("verbosity", "1");  // unknown parameters are reported, and refused
+  kv.emplace("validate_parameters", "1");
+  for (auto& [k, v] : kv) o.params.emplace_back(k, v);
   o.cancel = progress.cancel;
   if (progress.on_status) {
     o.progress = [&](int round, int total, const std::string&) {
@@ -45,10 +65,17 @@ Status GrowXgboost(const ContinueSpec& spec, const model::LoadedModel& base,
 }
 
 // keel-linear: `rounds` online passes.
-Status GrowLinear(const ContinueSpec& spec, const model::LoadedModel& base, const TrainProgress&,
-                  model::PackageContents& c) {
+Status GrowLinear(const ContinueSpec& spec, const model::LoadedModel& base,
+                  const TrainProgress& progress, model::PackageContents& c) {
+  if (!spec.params.empty()) {
+    return InvalidArgument(
+        "keel-linear updates take no parameters besides rounds and "
+        "learning_rate (got " +
+        spec.params.front().first + ")");
+  }
   OnlineOptions o;
   o.passes = spec.rounds;
+  o.cancel = progress.cancel;
   if (spec.learning_rate > 0) o.learning_rate = spec.learning_rate;
   KEEL_ASSIGN_OR_RETURN(c.model_bytes,
                         UpdateLinear(c.model_bytes, spec.x, spec.labels, spec.rows,
@@ -114,7 +141,10 @@ Result<TrainedModel> ContinueUnchecked(const ContinueSpec& spec, const TrainProg
                                 : c.info.task == "multiclass"
                                     ? MulticlassMetrics(out, p.num_outputs(), y)
                                     : BinaryMetrics(out, y);
-  for (Metric& metric : metrics) m.metrics.push_back({"train_" + metric.name, metric.value});
+  for (Metric& metric : metrics) {
+    // Undefined values (AUC on one class) are not logged: not JSON numbers.
+    if (std::isfinite(metric.value)) m.metrics.push_back({"train_" + metric.name, metric.value});
+  }
   m.tags = {{"keel.task", c.info.task}, {"keel.continue.format", format}};
   DataVersion d;
   d.role = "train";
@@ -129,6 +159,18 @@ Result<TrainedModel> ContinueUnchecked(const ContinueSpec& spec, const TrainProg
 }
 
 }  // namespace
+
+Status CanContinue(const std::string& format) {
+  for (const ContinueMethod& m : kContinueMethods) {
+    if (m.format == format) return OkStatus();
+  }
+  std::string known;
+  for (const ContinueMethod& m : kContinueMethods) {
+    known += (known.empty() ? "" : ", ") + std::string(m.format);
+  }
+  return FailedPrecondition("continued training takes " + known + " models, not " +
+                            (format.empty() ? std::string("this one") : format));
+}
 
 Result<TrainedModel> ContinueModel(const ContinueSpec& spec, const TrainProgress& progress) {
   // Third-party code (JSON, YAML, libxgboost wrappers) may throw: training

@@ -151,28 +151,68 @@ Result<std::string> UpdateLinear(const std::string& model_json, const float* x, 
     std::vector<double> b = doc.at("bias").get<std::vector<double>>();
     if (w.size() != n || b.size() != 1) return InvalidArgument("keel-linear: bad weights");
     const bool logistic = task == "binary";
+    // Steps are taken on coefficients of standardised inputs (and, for
+    // regression, a standardised target), so raw scales do not matter:
+    // z = (x - mean) / sd with NaN as 0, then mapped back at the end.
+    auto at = [&](size_t r, size_t c) {
+      const float v = x[r * cols + c];
+      return std::isnan(v) ? 0.0 : static_cast<double>(v);
+    };
+    std::vector<double> mean(n, 0.0), sd(n, 0.0);
+    double my = 0, sy = 1;
+    for (size_t r = 0; r < rows; ++r) {
+      for (size_t c = 0; c < n; ++c) mean[c] += at(r, c);
+    }
+    for (double& m : mean) m /= static_cast<double>(rows);
+    for (size_t r = 0; r < rows; ++r) {
+      for (size_t c = 0; c < n; ++c) sd[c] += (at(r, c) - mean[c]) * (at(r, c) - mean[c]);
+    }
+    for (double& v : sd) v = v > 0 ? std::sqrt(v / static_cast<double>(rows)) : 1.0;
+    if (!logistic) {
+      double m2 = 0;
+      for (size_t r = 0; r < rows; ++r) my += y[r];
+      my /= static_cast<double>(rows);
+      for (size_t r = 0; r < rows; ++r) m2 += (y[r] - my) * (y[r] - my);
+      sy = m2 > 0 ? std::sqrt(m2 / static_cast<double>(rows)) : 1.0;
+    }
+    std::vector<double> ws(n);
+    double bs = b[0] - my;
+    for (size_t c = 0; c < n; ++c) {
+      ws[c] = w[c] * sd[c] / sy;
+      bs += w[c] * mean[c];
+    }
+    bs /= sy;
     std::vector<double> g2(n + 1, 0.0);  // AdaGrad accumulators; last: the bias
+    std::vector<double> z(n);
     constexpr double kEps = 1e-8;
     for (int pass = 0; pass < o.passes; ++pass) {
+      if (o.cancel != nullptr && o.cancel->load()) {
+        return Unavailable("online update cancelled at pass " + std::to_string(pass));
+      }
       for (size_t r = 0; r < rows; ++r) {
-        const float* row = x + r * cols;
-        double z = b[0];
+        double s = bs;
         for (size_t c = 0; c < n; ++c) {
-          if (!std::isnan(row[c])) z += w[c] * row[c];
+          z[c] = (at(r, c) - mean[c]) / sd[c];
+          s += ws[c] * z[c];
         }
-        const double pred = logistic ? 1.0 / (1.0 + std::exp(-z)) : z;
-        const double err = pred - static_cast<double>(y[r]);
+        const double pred = logistic ? 1.0 / (1.0 + std::exp(-s)) : s;
+        const double err = pred - (static_cast<double>(y[r]) - my) / sy;
         for (size_t c = 0; c < n; ++c) {
-          const double v = std::isnan(row[c]) ? 0.0 : static_cast<double>(row[c]);
-          const double grad = err * v + o.l2 * w[c];
+          const double grad = err * z[c] + o.l2 * ws[c];
           if (grad == 0) continue;
           g2[c] += grad * grad;
-          w[c] -= o.learning_rate * grad / (std::sqrt(g2[c]) + kEps);
+          ws[c] -= o.learning_rate * grad / (std::sqrt(g2[c]) + kEps);
         }
         g2[n] += err * err;
-        b[0] -= o.learning_rate * err / (std::sqrt(g2[n]) + kEps);
+        bs -= o.learning_rate * err / (std::sqrt(g2[n]) + kEps);
       }
     }
+    double bias = bs * sy + my;
+    for (size_t c = 0; c < n; ++c) {
+      w[c] = ws[c] * sy / sd[c];
+      bias -= w[c] * mean[c];
+    }
+    b[0] = bias;
     for (double v : w) {
       if (!std::isfinite(v)) return InvalidArgument("the online update diverged");
     }

@@ -454,7 +454,7 @@ class ContinuousModeTest(StoreAndServer):
                  "n_estimators=40", "--param", "max_depth=4", "--experiment", "churn",
                  "--register", "churn")
         run_keel(cls.env, "models", "alias", "churn@champion", "1")
-        policy = os.path.join(d, "retrain.yaml")
+        policy = cls.policy = os.path.join(d, "retrain.yaml")
         with open(policy, "w") as f:
             f.write(f"""
 model: churn
@@ -498,6 +498,12 @@ gate: {{ metric: auc, min_delta: 0.05, max_regression: 1.0, min_rows: 150 }}
         # The rows version 2 learnt from do not count again: 400 more are under min_rows.
         predict_and_label(self.server, self.header, self.second)
         time.sleep(2.5)
+        self.assertEqual(len(self.jobs()), 1)
+        # The same on demand: nothing runs, nothing is recorded, exit 0.
+        p = run_keel(self.env, "retrain", "churn", "--policy", self.policy, "--continuous")
+        self.assertIn("no update of churn: 400 new labeled rows since the champion's data",
+                      p.stdout)
+        self.assertIn("fewer than 600 (continuous.min_rows)", p.stdout)
         self.assertEqual(len(self.jobs()), 1)
         print(f"\ncontinuous: auc {job['gate']['champion']:.3f} (version 1) -> "
               f"{job['gate']['challenger']:.3f} (version {job['challenger_version']}, "

@@ -2,6 +2,7 @@
 // by make_cron_golden.py in the same folder), and the parser's errors.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -87,11 +88,59 @@ TEST(CronTest, ErrorsNameTheFieldAndTheText) {
     EXPECT_NE(s.status().message().find(b.want), std::string::npos)
         << b.expr << ": " << s.status().message();
   }
-  for (const char* tz : {"Europe/Paris", "+2", "+25:00", "02:00", "+02:60"}) {
+  for (const char* tz : {"Europe/Nowhere", "+2", "+25:00", "02:00", "+02:60"}) {
     Result<CronSchedule> s = CronSchedule::Parse("0 3 * * *", tz);
     ASSERT_FALSE(s.ok()) << tz;
     EXPECT_NE(s.status().message().find("time zone"), std::string::npos) << tz;
   }
+}
+
+// Daylight saving time in a named zone (Europe/Paris, 2026): the clock
+// goes from 02:00 to 03:00 on 29 March (01:00 UTC) and from 03:00 back to
+// 02:00 on 25 October (01:00 UTC). cronie's rule: a time in the skipped
+// hour runs once when the hour is skipped; a time in the repeated hour runs
+// at its first occurrence only.
+int64_t Utc(int y, unsigned mo, unsigned d, int h, int mi) {
+  using namespace std::chrono;
+  const sys_days day{year{y} / month{mo} / std::chrono::day{d}};
+  return (day.time_since_epoch().count() * 86400LL + h * 3600LL + mi * 60LL) * 1000;
+}
+
+TEST(CronTest, SpringForwardRunsSkippedTimesWhenTheGapEnds) {
+  ASSERT_OK_AND_ASSIGN(CronSchedule s, CronSchedule::Parse("30 2 * * *", "Europe/Paris"));
+  EXPECT_EQ(s.NextAfter(Utc(2026, 3, 27, 12, 0)), Utc(2026, 3, 28, 1, 30));  // 02:30 CET
+  // 02:30 does not exist on the 29th: once, at 03:00 CEST (01:00 UTC).
+  EXPECT_EQ(s.NextAfter(Utc(2026, 3, 28, 1, 30)), Utc(2026, 3, 29, 1, 0));
+  EXPECT_EQ(s.NextAfter(Utc(2026, 3, 29, 1, 0)), Utc(2026, 3, 30, 0, 30));  // 02:30 CEST
+  // Every quarter hour: the four skipped slots fire once, then 03:00 is the
+  // same instant and does not fire again.
+  ASSERT_OK_AND_ASSIGN(CronSchedule q, CronSchedule::Parse("*/15 * * * *", "Europe/Paris"));
+  EXPECT_EQ(q.NextAfter(Utc(2026, 3, 29, 0, 50)), Utc(2026, 3, 29, 1, 0));
+  EXPECT_EQ(q.NextAfter(Utc(2026, 3, 29, 1, 0)), Utc(2026, 3, 29, 1, 15));  // 03:15 CEST
+  // A time outside the gap is untouched; so is a fixed offset.
+  ASSERT_OK_AND_ASSIGN(CronSchedule three, CronSchedule::Parse("0 3 * * *", "Europe/Paris"));
+  EXPECT_EQ(three.NextAfter(Utc(2026, 3, 28, 12, 0)), Utc(2026, 3, 29, 1, 0));
+  EXPECT_EQ(three.NextAfter(Utc(2026, 3, 29, 1, 0)), Utc(2026, 3, 30, 1, 0));
+}
+
+TEST(CronTest, FallBackRunsRepeatedTimesOnce) {
+  ASSERT_OK_AND_ASSIGN(CronSchedule s, CronSchedule::Parse("30 2 * * *", "Europe/Paris"));
+  // 02:30 happens twice on 25 October: at 00:30 UTC (CEST) and 01:30 UTC (CET).
+  EXPECT_EQ(s.NextAfter(Utc(2026, 10, 24, 12, 0)), Utc(2026, 10, 25, 0, 30));
+  EXPECT_EQ(s.NextAfter(Utc(2026, 10, 25, 0, 30)), Utc(2026, 10, 26, 1, 30));
+  // Asked from inside the repeated hour (a server started then): the second
+  // 02:30 is not a new slot either.
+  EXPECT_EQ(s.NextAfter(Utc(2026, 10, 25, 1, 10)), Utc(2026, 10, 26, 1, 30));
+  // Hourly: 02:00 CEST, then 03:00 CET; the repeated 02:00 CET is not run.
+  ASSERT_OK_AND_ASSIGN(CronSchedule h, CronSchedule::Parse("0 * * * *", "Europe/Paris"));
+  EXPECT_EQ(h.NextAfter(Utc(2026, 10, 24, 23, 30)), Utc(2026, 10, 25, 0, 0));
+  EXPECT_EQ(h.NextAfter(Utc(2026, 10, 25, 0, 0)), Utc(2026, 10, 25, 2, 0));
+  // Winter and summer wall clocks: Mondays 03:00 in Paris.
+  ASSERT_OK_AND_ASSIGN(CronSchedule m, CronSchedule::Parse("0 3 * * 1", "Europe/Paris"));
+  EXPECT_EQ(m.NextAfter(Utc(2026, 12, 6, 0, 0)), Utc(2026, 12, 7, 2, 0));  // CET: 02:00 UTC
+  EXPECT_EQ(m.NextAfter(Utc(2026, 7, 1, 0, 0)), Utc(2026, 7, 6, 1, 0));    // CEST: 01:00 UTC
+  EXPECT_TRUE(m.Matches(Utc(2026, 7, 6, 1, 0)));
+  EXPECT_FALSE(m.Matches(Utc(2026, 7, 6, 2, 0)));
 }
 
 }  // namespace

@@ -56,6 +56,7 @@ TEST(RetrainPolicyTest, DefaultsListsAndCommands) {
 policies:
   - model: a
     train: { data: a.csv, target: y }
+    gate: { min_rows: 15 }
     continuous: { every: 15m, min_rows: 50, rounds: 10, learning_rate: 0.1 }
   - model: b
     train: { command: "python train.py --out {output_dir}", target: label }
@@ -68,7 +69,7 @@ policies:
   EXPECT_EQ(ps[0].promote, "champion");
   EXPECT_FALSE(ps[0].schedule.has_value());
   EXPECT_EQ(ps[0].missed, "run_once");
-  EXPECT_EQ(ps[0].gate.min_rows, 500u);
+  EXPECT_EQ(ps[0].gate.min_rows, 15u);
   EXPECT_EQ(ps[0].gate.holdout_fraction, 0.3);
   EXPECT_EQ(ps[0].job.retries, 0);
   EXPECT_EQ(ps[0].continuous.every_ms, 15 * 60'000);
@@ -79,7 +80,7 @@ policies:
   EXPECT_EQ(ps[1].continuous.min_rows, 200u);
   EXPECT_EQ(ps[1].train.command, "python train.py --out {output_dir}");
   ASSERT_TRUE(ps[1].schedule.has_value());
-  EXPECT_EQ(ps[1].schedule->offset_minutes(), 60);
+  EXPECT_EQ(ps[1].schedule->zone().OffsetMs(0), 3'600'000);
   EXPECT_EQ(ps[1].missed, "skip");
 
   // Several YAML documents are several policies too.
@@ -115,7 +116,8 @@ TEST(RetrainPolicyTest, ErrorsNameSourceModelAndKey) {
            Bad{"model: churn\n" + train + "promote: challenger\n", "promote: name the alias"},
            Bad{"model: churn\n" + train + "gate: { holdout_fraction: 1.5 }\n",
                "gate.holdout_fraction: must be between 0 and 1"},
-           Bad{"model: churn\n" + train + "timezone: Europe/Paris\n", "timezone: time zone"},
+           Bad{"model: churn\n" + train + "timezone: Europe/Nowhere\n",
+               "timezone: time zone 'Europe/Nowhere': no such zone"},
            Bad{"model: churn\n" + train + "schedule: \"0 3 * * 1\"\ntimezone: Mars/Olympus\n",
                "r.yaml: policy 'churn': timezone: time zone 'Mars/Olympus'"},
            Bad{"model: churn\n" + train + "gate: { metric: acu }\n",
@@ -125,9 +127,13 @@ TEST(RetrainPolicyTest, ErrorsNameSourceModelAndKey) {
            Bad{"model: a\n" + train + "---\nmodel: a\n" + train, "two policies for model 'a'"},
            Bad{"model: churn\n" + train + "continuous: { min_rows: 10 }\n",
                "r.yaml: policy 'churn': continuous.every: required"},
+           Bad{"model: churn\n" + train + "continuous: { every: 1h, min_rows: 1000 }\n",
+               "continuous.min_rows: 1000 new rows give a holdout of 300 (gate.holdout_fraction "
+               "0.3), below gate.min_rows 500; raise continuous.min_rows or lower gate.min_rows"},
            Bad{"model: churn\n" + train + "continuous: { every: 1h, rounds: 0 }\n",
                "continuous.rounds: between 1 and 10000"},
-           Bad{"model: churn\n" + train + "continuous: { every: 1h, learning_rate: -1 }\n",
+           Bad{"model: churn\n" + train +
+                   "gate: { min_rows: 10 }\ncontinuous: { every: 1h, learning_rate: -1 }\n",
                "continuous.learning_rate: must be positive"},
            Bad{"model: churn\n" + train + "continuous: { every: 1h, epochs: 3 }\n",
                "continuous.epochs: unknown key"},

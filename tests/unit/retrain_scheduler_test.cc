@@ -229,6 +229,19 @@ TEST(RetrainSchedulerTest, ContinuousUpdatesAtTheirCadence) {
   EXPECT_EQ(jobs.calls(),
             (std::vector<std::string>{"churn continuous [update]", "churn continuous [update]",
                                       "b manual", "churn alert:auc_decay"}));
+  // Nor is a full retrain folded into a running update: it runs after it.
+  jobs.Hold();
+  clock.Set(kMonday + 55 * kMinute);
+  ASSERT_OK(s.Tick());
+  jobs.WaitRunning(1);
+  ASSERT_OK(s.Trigger("churn", "manual", "me"));
+  ASSERT_OK(s.Trigger("churn", "manual", "me"));  // this one folds into the queued retrain
+  jobs.Release();
+  s.WaitIdle();
+  const std::vector<std::string> calls = jobs.calls();
+  ASSERT_EQ(calls.size(), 6u);
+  EXPECT_EQ(calls[4], "churn continuous [update]");
+  EXPECT_EQ(calls[5], "churn manual");
   s.Stop();
 }
 

@@ -174,27 +174,79 @@ TEST(ContinueTest, LinearOnlineStepsLearnTheNewConcept) {
 }
 
 TEST(ContinueTest, OnlineStepsMatchTheirDefinition) {
-  // Two rows, one pass: each step is p - y times the input over the root of
-  // the squared gradients so far (AdaGrad), for the weight and the bias.
-  const std::vector<float> x = {1.0f, 2.0f};  // one feature, two rows
+  // Two rows of one feature (x = 1, 2: mean 1.5, sd 0.5, so z = -1, +1), one
+  // pass: each AdaGrad step is (p - y) z over the root of the squared
+  // gradients so far, on the standardised weight and the bias, mapped back.
+  const std::vector<float> x = {1.0f, 2.0f};
   const std::vector<float> y = {1.0f, 0.0f};
   ASSERT_OK_AND_ASSIGN(
       std::string out,
       UpdateLinear(R"({"keel_linear": 1, "task": "binary", "num_features": 1,
                       "weights": [0.5], "bias": [0]})",
                    x.data(), y.data(), 2, 1, {.learning_rate = 0.1, .passes = 1, .l2 = 0}));
-  double w = 0.5, b = 0, gw = 0, gb = 0;
+  const double mean = 1.5, sd = 0.5, z[2] = {-1, 1};
+  double ws = 0.5 * sd, bs = 0 + 0.5 * mean, gw = 0, gb = 0;
   for (int r = 0; r < 2; ++r) {
-    const double p = 1 / (1 + std::exp(-(w * x[r] + b)));
+    const double p = 1 / (1 + std::exp(-(ws * z[r] + bs)));
     const double e = p - y[r];
-    gw += e * x[r] * e * x[r];
-    w -= 0.1 * e * x[r] / (std::sqrt(gw) + 1e-8);
+    gw += e * z[r] * e * z[r];
+    ws -= 0.1 * e * z[r] / (std::sqrt(gw) + 1e-8);
     gb += e * e;
-    b -= 0.1 * e / (std::sqrt(gb) + 1e-8);
+    bs -= 0.1 * e / (std::sqrt(gb) + 1e-8);
   }
+  const double w = ws / sd, b = bs - w * mean;
   const auto j = nlohmann::json::parse(out);
-  EXPECT_DOUBLE_EQ(j["weights"][0].get<double>(), w);
-  EXPECT_DOUBLE_EQ(j["bias"][0].get<double>(), b);
+  EXPECT_NEAR(j["weights"][0].get<double>(), w, 1e-12);
+  EXPECT_NEAR(j["bias"][0].get<double>(), b, 1e-12);
+}
+
+TEST(ContinueTest, OnlineStepsDoNotDependOnFeatureScale) {
+  // The same concept at scales 1 and 1000 (a model with weights / 1000 is
+  // the same model): an update gives the same predictions on both.
+  const Rows r = Make(600, 11);
+  std::vector<float> big = r.x;
+  for (float& v : big) v *= 1000.0f;
+  const std::string small_model = R"({"keel_linear": 1, "task": "binary", "num_features": 3,
+      "weights": [2, -1, 0], "bias": [0]})";
+  const std::string big_model = R"({"keel_linear": 1, "task": "binary", "num_features": 3,
+      "weights": [0.002, -0.001, 0], "bias": [0]})";
+  ASSERT_OK_AND_ASSIGN(std::string a,
+                       UpdateLinear(small_model, r.x.data(), r.y_old.data(), r.rows, 3, {}));
+  ASSERT_OK_AND_ASSIGN(std::string b,
+                       UpdateLinear(big_model, big.data(), r.y_old.data(), r.rows, 3, {}));
+  const auto ja = nlohmann::json::parse(a), jb = nlohmann::json::parse(b);
+  for (int c = 0; c < 3; ++c) {
+    EXPECT_NEAR(jb["weights"][c].get<double>() * 1000, ja["weights"][c].get<double>(), 1e-6);
+  }
+  EXPECT_NEAR(jb["bias"][0].get<double>(), ja["bias"][0].get<double>(), 1e-6);
+  // And on the same concept it stays a good model (log loss barely moves).
+  auto log_loss = [&](const std::string& json) {
+    const auto j = nlohmann::json::parse(json);
+    double sum = 0;
+    for (size_t i = 0; i < r.rows; ++i) {
+      double s = j["bias"][0].get<double>();
+      for (int c = 0; c < 3; ++c) s += j["weights"][c].get<double>() * r.x[3 * i + c];
+      const double p = 1 / (1 + std::exp(-s));
+      sum -= r.y_old[i] > 0 ? std::log(p) : std::log(1 - p);
+    }
+    return sum / static_cast<double>(r.rows);
+  };
+  EXPECT_LT(log_loss(a), log_loss(small_model) + 0.05);
+}
+
+TEST(ContinueTest, RegressionTargetsOnAnyScaleAreLearnt) {
+  // y = 5000 + 300 c, from a model that drifted to 4800 + 250 c: a few passes
+  // at the default step size recover it, the target's scale notwithstanding.
+  const Rows r = Make(800, 12);
+  std::vector<float> y(r.rows);
+  for (size_t i = 0; i < r.rows; ++i) y[i] = 5000.0f + 300.0f * r.x[3 * i + 2];
+  ASSERT_OK_AND_ASSIGN(std::string out,
+                       UpdateLinear(R"({"keel_linear": 1, "task": "regression",
+                                        "num_features": 3, "weights": [0, 0, 250], "bias": [4800]})",
+                                    r.x.data(), y.data(), r.rows, 3, {.passes = 5}));
+  const auto j = nlohmann::json::parse(out);
+  EXPECT_NEAR(j["weights"][2].get<double>(), 300, 10);
+  EXPECT_NEAR(j["bias"][0].get<double>(), 5000, 10);
 }
 
 }  // namespace

@@ -1,7 +1,7 @@
 // File: keel/retrain/cron.h
 //
 // Cron schedules for retraining policies: the five fields of crontab(5), in
-// UTC or at a fixed offset from it.
+// UTC, at a fixed offset, or in a named zone with daylight saving time.
 //
 //   KEEL_ASSIGN_OR_RETURN(keel::retrain::CronSchedule s,
 //                         keel::retrain::CronSchedule::Parse("0 3 * * 1"));  // Mondays 03:00
@@ -18,9 +18,13 @@
 // starts with `*`), a day matches when EITHER matches (crontab(5)); otherwise
 // both must.
 //
-// Time zone: fields are read in UTC, or at a fixed offset given at Parse
-// ("UTC", "Z", "+02:00", "-0530"). Named zones with daylight saving time are
-// not supported (a fixed offset never skips or repeats a wall-clock time).
+// Time zone: fields are read as wall-clock time in the zone given at Parse
+// (keel/core/timezone.h: "UTC", "+02:00", "-0530", or "Europe/Paris" from
+// the system tz database). Where a zone's clock skips (spring forward), a
+// time inside the gap fires once, at the instant the gap ends (02:30 on the
+// day Paris goes from 02:00 to 03:00 fires at 03:00 CEST), as cronie does;
+// where it repeats (fall back), a time inside the repeated hour fires at
+// its first occurrence only. Fixed offsets never skip or repeat.
 //
 // Errors name the field and the text: InvalidArgument("cron field 'hour':
 // 24 is out of range 0-23 in '0 24 * * *'").
@@ -34,29 +38,35 @@
 #include <string_view>
 
 #include "keel/core/result.h"
+#include "keel/core/timezone.h"
 
 namespace keel::retrain {
 
 class CronSchedule {
  public:
-  // `timezone`: "UTC" (also "" and "Z") or a fixed offset "+HH:MM", "-HHMM".
+  // `timezone`: "UTC" (also "" and "Z"), a fixed offset "+HH:MM", "-HHMM",
+  // or a zone name (TimeZone::Load).
   static Result<CronSchedule> Parse(std::string_view expression, std::string_view timezone = "UTC");
 
   // The first time strictly after `after_ms` at which the schedule fires (a
   // whole minute, Unix ms), or -1 when none comes within 8 years (a date that
   // never exists, such as "0 0 30 2 *").
   int64_t NextAfter(int64_t after_ms) const;
-  // Whether the schedule fires at the minute holding `time_ms`.
+  // Whether the wall-clock minute holding `time_ms` matches the fields.
   bool Matches(int64_t time_ms) const;
 
   const std::string& expression() const { return expression_; }
-  int offset_minutes() const { return offset_minutes_; }
+  const TimeZone& zone() const { return zone_; }
 
  private:
   bool DayMatches(int64_t days_since_epoch) const;
+  bool MinuteMatches(int64_t minute_of_day) const;
+  // The instant (UTC ms) a matching local minute `local_ms` fires at, or -1
+  // when it is at or before `after_ms` (see the DST rules above).
+  int64_t FireTime(int64_t local_ms, int64_t after_ms) const;
 
   std::string expression_;
-  int offset_minutes_ = 0;
+  TimeZone zone_;
   std::bitset<60> minutes_;
   std::bitset<24> hours_;
   std::bitset<32> days_of_month_;  // 1-31

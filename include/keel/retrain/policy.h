@@ -12,7 +12,7 @@
 //            params: { n_estimators: 400, learning_rate: 0.05 } }
 //   # or   train: { command: "python train.py --out {output_dir}" }
 //   schedule: "0 3 * * 1"        # cron (keel/retrain/cron.h), in `timezone`
-//   timezone: UTC                # or a fixed offset such as +01:00
+//   timezone: UTC                # or +01:00, or a zone such as Europe/Paris
 //   missed: run_once             # run_once | skip: schedules missed while down
 //   on_alerts: [data_drift, performance_decay]
 //   window: { recent: 30d, include_labeled_predictions: true }
@@ -21,7 +21,7 @@
 //   shadow: { duration: 1h, min_requests: 1000 }
 //   promote: champion
 //   watch: { duration: 24h, rollback_if: { metric: auc, drop_more_than: 0.02 } }
-//   continuous: { every: 1h, min_rows: 200, rounds: 20, learning_rate: 0.1 }
+//   continuous: { every: 1h, min_rows: 2000, rounds: 20, learning_rate: 0.1 }
 //   job: { timeout: 2h, retries: 2, retry_backoff: 5m }
 //
 // Every field but `model` and `train` has the default shown in the structs
@@ -100,8 +100,10 @@ struct WatchConfig {
 // `rounds` new trees, keel-linear models `rounds` online passes. The update
 // goes through the same gate (and shadow, and watch) as any challenger.
 struct ContinuousConfig {
-  int64_t every_ms = 0;     // 0: no continuous mode
-  uint64_t min_rows = 200;  // new labeled rows needed for an update (else no job)
+  int64_t every_ms = 0;  // 0: no continuous mode
+  // New labeled rows needed for an update (else no job); their newest
+  // gate.holdout_fraction must reach gate.min_rows (checked on read).
+  uint64_t min_rows = 200;
   int rounds = 20;
   double learning_rate = 0;  // 0: the model kind's default (XGBoost eta 0.3; linear 0.05)
 };

@@ -35,8 +35,8 @@
 // supersedes the one in shadow if it passes the gate.
 // A trigger for a model whose job is queued or running is folded into it
 // (counted in folded()); it does not queue a second job. A full retrain
-// triggered while a continuous update is queued (not yet running) takes
-// its place. A running job being
+// is never folded into a continuous update: it takes the place of a queued
+// one, and queues behind a running one. A running job being
 // cancelled takes no more triggers: they queue behind it.
 //
 // Retries: a job that ends `failed` is queued again after
@@ -137,6 +137,7 @@ class RetrainScheduler {
   };
   struct Running {
     std::shared_ptr<std::atomic<bool>> cancel;
+    bool continuous = false;
   };
 
   const RetrainPolicy* Find(const std::string& model) const;

@@ -11,6 +11,7 @@
 // Missing inputs (NaN) count as 0, as the evaluator skips them.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <string>
 #include <vector>
@@ -33,14 +34,20 @@ Result<std::string> TrainLinear(const float* x, const float* y, size_t rows, siz
 // Online update of a saved keel-linear binary or regression model: `passes`
 // passes over the rows in order, one gradient step per row (log loss for
 // binary, squared error for regression) with AdaGrad step sizes per
-// coefficient (learning_rate / sqrt(sum of its squared gradients)), so raw
-// feature scales need no standardising. NaN inputs count as 0. Returns the
-// updated model JSON. InvalidArgument for multiclass models or a feature
-// count that differs from the model's.
+// coefficient (learning_rate / sqrt(sum of its squared gradients)). The
+// steps are taken on the coefficients of standardised inputs z = (x - mean)
+// / sd (mean and sd of the rows; NaN inputs count as 0, as the evaluator
+// has them) and, for regression, a standardised target, then mapped back to
+// raw weights: the model's predictions are unchanged by the mapping, and
+// raw feature scales do not change the size of a step. `l2` applies to the
+// standardised weights. Returns the updated model JSON. InvalidArgument for
+// multiclass models or a feature count that differs from the model's;
+// Unavailable when `cancel` is set (checked between passes).
 struct OnlineOptions {
   double learning_rate = 0.05;
   int passes = 1;
-  double l2 = 0;  // per step, on the weights (not the bias)
+  double l2 = 0;
+  const std::atomic<bool>* cancel = nullptr;
 };
 Result<std::string> UpdateLinear(const std::string& model_json, const float* x, const float* y,
                                  size_t rows, size_t cols, const OnlineOptions& options);

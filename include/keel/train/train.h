@@ -159,11 +159,12 @@ Result<RecordResult> TrainAndRecord(const TrainSpec& spec, const TrainProgress& 
 // updated on new rows instead of trained from scratch. XGBoost models
 // (xgboost-json, xgboost-ubj) get `rounds` new trees fitted on the rows on
 // top of theirs (their objective and base score kept; `params` are booster
-// parameters such as max_depth; `learning_rate` sets eta, default 0.3 as
-// XGBoost's). keel-linear binary and regression models take `rounds` passes
-// of online gradient steps over the rows in order (log loss or squared
-// error; AdaGrad steps scaled per feature, so raw feature scales need no
-// standardising; `learning_rate` default 0.05). The rows are the base
+// parameters such as max_depth, with keel train's defaults (tree_method
+// hist, seed 42, unknown names refused); `learning_rate` sets eta, default
+// 0.3 as XGBoost's). keel-linear binary and regression models take `rounds`
+// passes of online gradient steps over the rows in order (UpdateLinear: log
+// loss or squared error, AdaGrad on standardised features; `learning_rate`
+// default 0.05; no other parameters). The rows are the base
 // package's model inputs (encoded with its pipeline), labels as the base
 // model's outputs index them (class index, or the value for regression).
 // The new package keeps the base's pipeline, profiles, input example and
@@ -182,6 +183,8 @@ struct ContinueSpec {
 };
 
 Result<TrainedModel> ContinueModel(const ContinueSpec& spec, const TrainProgress& progress);
+// OK when models of `format` (model::PackageInfo::format) can be continued.
+Status CanContinue(const std::string& format);
 // ContinueModel inside a run, recorded and registered as TrainAndRecord does.
 Result<RecordResult> ContinueAndRecord(const ContinueSpec& spec, const TrainProgress& progress,
                                        RunRecorder& recorder, const RecordOptions& options);
