@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <iterator>
 #include <optional>
@@ -269,8 +270,10 @@ Result<TimeZone> TimeZone::Load(std::string_view name) {
   const char* env = std::getenv("TZDIR");
   const std::string dir = env != nullptr && *env != '\0' ? env : "/usr/share/zoneinfo";
   const std::string path = dir + "/" + std::string(name);
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
+  std::error_code ec;
+  std::ifstream in;
+  if (std::filesystem::is_regular_file(path, ec)) in.open(path, std::ios::binary);
+  if (!in.is_open() || !in) {
     return NotFound("time zone '" + std::string(name) + "': no such zone in " + dir +
                     " (Debian's tzdata package)");
   }
@@ -304,6 +307,11 @@ Result<TimeZone> TimeZone::Load(std::string_view name) {
     time_size = 8;
   }
   if (c.type == 0 || size < at + block_size(c, time_size)) return bad("truncated");
+  if (c.leap > 0) {
+    return InvalidArgument("time zone '" + std::string(name) +
+                           "': leap-second zones (right/...) are not supported; use the zone "
+                           "without the prefix");
+  }
   auto d = std::make_shared<Data>();
   d->name = std::string(name);
   d->fixed = false;
@@ -325,18 +333,21 @@ Result<TimeZone> TimeZone::Load(std::string_view name) {
   d->before_offset_s = type_offset[0];
   if (time_size == 8) {
     const size_t footer = at + block_size(c, 8);
-    if (footer < size && p[footer] == '\n') {
-      const size_t end = bytes.find('\n', footer + 1);
-      if (end != std::string::npos && end > footer + 1) {
-        d->footer = ParsePosix(std::string_view(bytes).substr(footer + 1, end - footer - 1));
-        if (!d->footer) return bad("its POSIX TZ rule does not parse");
-      }
+    if (footer >= size || p[footer] != '\n') return bad("no footer");
+    const size_t end = bytes.find('\n', footer + 1);
+    if (end == std::string::npos) return bad("the footer does not end with a newline");
+    if (end > footer + 1) {
+      d->footer = ParsePosix(std::string_view(bytes).substr(footer + 1, end - footer - 1));
+      if (!d->footer) return bad("its POSIX TZ rule does not parse");
     }
   }
   return TimeZone(std::move(d));
 }
 
 int64_t TimeZone::OffsetMs(int64_t utc_ms) const {
+  // Years past +-30000 are clamped (the rules repeat; chrono's years end there).
+  constexpr int64_t kLimitMs = 30000LL * 366 * kDaySeconds * kSecond;
+  utc_ms = std::clamp(utc_ms, -kLimitMs, kLimitMs);
   const int64_t s = utc_ms >= 0 ? utc_ms / kSecond : -((-utc_ms + kSecond - 1) / kSecond);
   return d_->OffsetSeconds(s) * kSecond;
 }

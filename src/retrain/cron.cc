@@ -207,10 +207,10 @@ bool CronSchedule::Matches(int64_t time_ms) const {
   return DayMatches(days) && MinuteMatches(minute_of_day);
 }
 
-int64_t CronSchedule::FireTime(int64_t local, int64_t after_ms) const {
+std::optional<int64_t> CronSchedule::FireTime(int64_t local, int64_t after_ms) const {
   if (zone_.fixed()) {
     const int64_t u = local - zone_.OffsetMs(0);
-    return u > after_ms ? u : -1;
+    return u > after_ms ? std::optional<int64_t>(u) : std::nullopt;
   }
   // The offsets on either side of any change near this wall-clock time
   // (offsets stay within +-14 h, changes are months apart).
@@ -219,13 +219,13 @@ int64_t CronSchedule::FireTime(int64_t local, int64_t after_ms) const {
   const int64_t later = zone_.OffsetMs(local + kProbe);
   // The earliest instant showing this wall-clock time; in a repeated hour
   // only that first occurrence fires.
-  int64_t first = -1;
+  std::optional<int64_t> first;
   for (int64_t o : {before, later}) {
     const int64_t u = local - o;
-    if (u + zone_.OffsetMs(u) == local && (first < 0 || u < first)) first = u;
+    if (u + zone_.OffsetMs(u) == local && (!first || u < *first)) first = u;
   }
-  if (first >= 0) return first > after_ms ? first : -1;
-  if (later <= before) return -1;  // no gap here
+  if (first) return *first > after_ms ? first : std::nullopt;
+  if (later <= before) return std::nullopt;  // no gap here
   // In the gap a change to a larger offset skips over: fire when it ends,
   // at the change itself (the first instant with the later offset).
   int64_t lo = local - later;   // still the earlier offset
@@ -234,7 +234,7 @@ int64_t CronSchedule::FireTime(int64_t local, int64_t after_ms) const {
     const int64_t mid = lo + (hi - lo) / 2;
     (zone_.OffsetMs(mid) == later ? hi : lo) = mid;
   }
-  return hi > after_ms ? hi : -1;
+  return hi > after_ms ? std::optional<int64_t>(hi) : std::nullopt;
 }
 
 int64_t CronSchedule::NextAfter(int64_t after_ms) const {
@@ -246,8 +246,9 @@ int64_t CronSchedule::NextAfter(int64_t after_ms) const {
     if (!DayMatches(day)) continue;
     for (int64_t m = first_minute; m < 24 * 60; ++m) {
       if (!MinuteMatches(m)) continue;
-      const int64_t fire = FireTime(day * kDayMs + m * kMinuteMs, after_ms);
-      if (fire >= 0) return fire;
+      if (const std::optional<int64_t> fire = FireTime(day * kDayMs + m * kMinuteMs, after_ms)) {
+        return *fire;
+      }
     }
   }
   return -1;

@@ -67,8 +67,8 @@ class StoreAndServer(unittest.TestCase):
         return cls.tmp.name
 
     @classmethod
-    def start_server(cls, *args):
-        cls.server = KeelServer(data_dir=cls.store, extra_args=list(args) + [
+    def start_server(cls, *args, env=None):
+        cls.server = KeelServer(data_dir=cls.store, env=env, extra_args=list(args) + [
             "--log-flush-ms", "20", "--poll-ms", "100"])
         cls.server.start()
 
@@ -512,6 +512,98 @@ gate: {{ metric: auc, min_delta: 0.05, max_regression: 1.0, min_rows: 150 }}
 
     def jobs(self):
         return json.loads(run_keel(self.env, "retrain", "history", "churn", "--json").stdout)["jobs"]
+
+
+class ScheduledJobTest(StoreAndServer):
+    """A cron schedule in a named time zone fires in a real server whose clock
+    is moved forward (KEEL_CLOCK_OFFSET_FILE, the clock seam's test hook) to
+    just after the next Monday 03:00 in Paris; the job passes the gate and
+    enters a 1-hour shadow phase, which ends when the clock is moved past
+    it. No test step waits for time to pass: the clock is set."""
+
+    @classmethod
+    def setUpClass(cls):
+        d = cls.make_store("keel-schedule-")
+        cls.offset_file = os.path.join(d, "clock-offset-ms")
+        cls.set_offset(0)
+        header, base, later, new_labels = concept_change_split(CHURN, d)
+        cls.header = header
+        changed = list(zip(later, new_labels))
+        cls.window, cls.live = changed[:600], changed[600:900]
+        run_keel(cls.env, "train", "--data", base, "--target", "churn", "--param",
+                 "n_estimators=40", "--experiment", "churn", "--register", "churn")
+        run_keel(cls.env, "models", "alias", "churn@champion", "1")
+        policy = os.path.join(d, "retrain.yaml")
+        with open(policy, "w") as f:
+            f.write(f"""
+model: churn
+train: {{ data: {base}, target: churn, params: {{ n_estimators: 40 }} }}
+schedule: "0 3 * * 1"
+timezone: Europe/Paris
+missed: skip
+window: {{ recent: 30d }}
+gate: {{ metric: auc, min_delta: 0.05, max_regression: 1.0, min_rows: 150 }}
+shadow: {{ duration: 1h, min_requests: 200 }}
+""")
+        env = dict(cls.env)
+        env["KEEL_CLOCK_OFFSET_FILE"] = cls.offset_file
+        cls.start_server("--monitor-interval", "off", "--retrain-policies", policy,
+                         "--retrain-watch-interval", "200ms", env=env)
+
+    @classmethod
+    def set_offset(cls, ms):
+        tmp = cls.offset_file + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(str(int(ms)))
+        os.replace(tmp, cls.offset_file)
+        time.sleep(0.05)  # the clock re-reads the file at most every 20 ms
+
+    def jobs(self):
+        return json.loads(run_keel(self.env, "retrain", "history", "churn", "--json").stdout)["jobs"]
+
+    def wait_job(self, statuses, timeout=240):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            jobs = self.jobs()
+            if jobs and jobs[0]["status"] in statuses:
+                return jobs[0]
+            time.sleep(0.2)
+        self.fail(f"no job reached {statuses}: {self.jobs()}")
+
+    def test_monday_0300_paris(self):
+        from datetime import datetime, timedelta, timezone
+        from zoneinfo import ZoneInfo
+        paris = ZoneInfo("Europe/Paris")
+        predict_and_label(self.server, self.header, self.window)
+        self.assertEqual(self.jobs(), [])  # nothing is due yet
+        now = datetime.now(timezone.utc)
+        local = now.astimezone(paris)
+        monday = (local + timedelta(days=(7 - local.weekday()) % 7 or 7)).replace(
+            hour=3, minute=0, second=0, microsecond=0)
+        if local.weekday() == 0 and local.hour < 3:
+            monday = local.replace(hour=3, minute=0, second=0, microsecond=0)
+        fire = monday.astimezone(timezone.utc)
+        offset_ms = (fire - now).total_seconds() * 1000 + 30_000  # 30 s past the slot
+        self.set_offset(offset_ms)
+        job = self.wait_job({"shadow", "promoted", "rejected", "failed"})
+        self.assertEqual((job["trigger"], job["actor"]), ("schedule", "keel-scheduler"))
+        self.assertEqual(job["status"], "shadow", job)
+        started = datetime.fromtimestamp(job["shadow"]["started_ms"] / 1000, timezone.utc)
+        self.assertEqual(started.astimezone(paris).strftime("%a %H:%M"), "Mon 03:00",
+                         started.astimezone(paris))
+        # Live traffic during the phase, then the clock moves past its end.
+        for start in range(0, len(self.live), 50):
+            predict_and_label(self.server, self.header, self.live[start:start + 50])
+        self.assertEqual(self.jobs()[0]["status"], "shadow")  # the hour has not passed
+        self.set_offset(offset_ms + 3_600_000 + 60_000)
+        done = self.wait_job({"promoted", "rejected", "failed"}, timeout=60)
+        self.assertEqual(done["status"], "promoted", done)
+        self.assertGreaterEqual(done["shadow"]["requests"], 200)
+        self.assertEqual(self.champion(), done["challenger_version"])
+        self.assertEqual(len(self.jobs()), 1)  # one slot, one job
+        print(f"\nscheduled: job at {started.astimezone(paris):%a %Y-%m-%d %H:%M %Z} (Paris), "
+              f"promoted after the shadow phase on {done['shadow']['requests']} requests",
+              file=sys.stderr)
 
 
 if __name__ == "__main__":

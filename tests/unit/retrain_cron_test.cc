@@ -117,7 +117,7 @@ TEST(CronTest, SpringForwardRunsSkippedTimesWhenTheGapEnds) {
   ASSERT_OK_AND_ASSIGN(CronSchedule q, CronSchedule::Parse("*/15 * * * *", "Europe/Paris"));
   EXPECT_EQ(q.NextAfter(Utc(2026, 3, 29, 0, 50)), Utc(2026, 3, 29, 1, 0));
   EXPECT_EQ(q.NextAfter(Utc(2026, 3, 29, 1, 0)), Utc(2026, 3, 29, 1, 15));  // 03:15 CEST
-  // A time outside the gap is untouched; so is a fixed offset.
+  // A time outside the gap is untouched.
   ASSERT_OK_AND_ASSIGN(CronSchedule three, CronSchedule::Parse("0 3 * * *", "Europe/Paris"));
   EXPECT_EQ(three.NextAfter(Utc(2026, 3, 28, 12, 0)), Utc(2026, 3, 29, 1, 0));
   EXPECT_EQ(three.NextAfter(Utc(2026, 3, 29, 1, 0)), Utc(2026, 3, 30, 1, 0));
@@ -141,6 +141,20 @@ TEST(CronTest, FallBackRunsRepeatedTimesOnce) {
   EXPECT_EQ(m.NextAfter(Utc(2026, 7, 1, 0, 0)), Utc(2026, 7, 6, 1, 0));    // CEST: 01:00 UTC
   EXPECT_TRUE(m.Matches(Utc(2026, 7, 6, 1, 0)));
   EXPECT_FALSE(m.Matches(Utc(2026, 7, 6, 2, 0)));
+}
+
+TEST(CronTest, SouthernHemisphereAndHalfHourChanges) {
+  // Sydney 2026: 03:00 AEDT back to 02:00 AEST on 5 April (16:00 UTC on the
+  // 4th); 02:00 AEST on to 03:00 AEDT on 4 October (16:00 UTC on the 3rd).
+  ASSERT_OK_AND_ASSIGN(CronSchedule s, CronSchedule::Parse("30 2 * * *", "Australia/Sydney"));
+  EXPECT_EQ(s.NextAfter(Utc(2026, 4, 4, 12, 0)), Utc(2026, 4, 4, 15, 30));  // first 02:30
+  EXPECT_EQ(s.NextAfter(Utc(2026, 4, 4, 15, 30)), Utc(2026, 4, 5, 16, 30));
+  EXPECT_EQ(s.NextAfter(Utc(2026, 10, 3, 12, 0)), Utc(2026, 10, 3, 16, 0));  // gap end
+  EXPECT_EQ(s.NextAfter(Utc(2026, 10, 3, 16, 0)), Utc(2026, 10, 4, 15, 30));
+  // Lord Howe moves by half an hour: 02:00 to 02:30 on 4 October (15:30 UTC).
+  ASSERT_OK_AND_ASSIGN(CronSchedule l, CronSchedule::Parse("15 2 * * *", "Australia/Lord_Howe"));
+  EXPECT_EQ(l.NextAfter(Utc(2026, 10, 3, 12, 0)), Utc(2026, 10, 3, 15, 30));
+  EXPECT_EQ(l.NextAfter(Utc(2026, 10, 3, 15, 30)), Utc(2026, 10, 4, 15, 15));  // 02:15 +11
 }
 
 }  // namespace

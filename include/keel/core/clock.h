@@ -9,6 +9,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <string>
 
 namespace keel {
 
@@ -19,11 +20,24 @@ class Clock {
   virtual int64_t NowMillis() const = 0;
 };
 
+// The system's wall clock. Default() is the process-wide instance every
+// command uses; when the environment names KEEL_CLOCK_OFFSET_FILE (a test
+// hook: end-to-end tests move a real server's time forward without
+// waiting), Default() adds the whole milliseconds that file holds to the
+// system time (re-read at most every 20 ms; a missing, empty or unreadable
+// file adds 0). The offset is the tests' to keep monotonic.
 class SystemClock final : public Clock {
  public:
+  SystemClock() = default;
+  explicit SystemClock(std::string offset_file) : offset_file_(std::move(offset_file)) {}
   int64_t NowMillis() const override;
-  // A process-wide instance.
   static SystemClock& Default();
+
+ private:
+  int64_t Offset() const;
+  std::string offset_file_;
+  mutable std::atomic<int64_t> offset_{0};
+  mutable std::atomic<int64_t> offset_read_at_{INT64_MIN};  // steady ms of the last read
 };
 
 // A clock that only moves when told. Thread-safe.

@@ -13,7 +13,10 @@
 // offsets (up to 14 hours); anything else is a zone name made of letters,
 // digits, '_', '-', '+' and '/' (no "..", no leading '/'), looked up as a file.
 // Errors name the zone and why: NotFound("time zone 'Mars/Olympus': no such
-// zone in /usr/share/zoneinfo"), InvalidArgument for a file that is not TZif.
+// zone in /usr/share/zoneinfo") (also for directories such as "America"),
+// InvalidArgument for a file that is not TZif (or has no footer), and for
+// leap-second zones ("right/Europe/Paris"). Instants beyond +-30000 years
+// are clamped.
 //
 // Threads: a TimeZone is an immutable value (its data is shared by copies).
 #pragma once

@@ -34,6 +34,7 @@
 
 #include <bitset>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -49,10 +50,12 @@ class CronSchedule {
   static Result<CronSchedule> Parse(std::string_view expression, std::string_view timezone = "UTC");
 
   // The first time strictly after `after_ms` at which the schedule fires (a
-  // whole minute, Unix ms), or -1 when none comes within 8 years (a date that
-  // never exists, such as "0 0 30 2 *").
+  // whole minute, Unix ms, for after_ms from 1970 on), or -1 when none comes
+  // within 8 years (a date that never exists, such as "0 0 30 2 *").
   int64_t NextAfter(int64_t after_ms) const;
-  // Whether the wall-clock minute holding `time_ms` matches the fields.
+  // Whether the wall-clock minute holding `time_ms` matches the fields (in a
+  // named zone an instant NextAfter gives may not: a skipped time fires when
+  // its gap ends, and a repeated minute matches both times it occurs).
   bool Matches(int64_t time_ms) const;
 
   const std::string& expression() const { return expression_; }
@@ -61,9 +64,9 @@ class CronSchedule {
  private:
   bool DayMatches(int64_t days_since_epoch) const;
   bool MinuteMatches(int64_t minute_of_day) const;
-  // The instant (UTC ms) a matching local minute `local_ms` fires at, or -1
-  // when it is at or before `after_ms` (see the DST rules above).
-  int64_t FireTime(int64_t local_ms, int64_t after_ms) const;
+  // The instant (UTC ms) a matching local minute `local_ms` fires at;
+  // none when that is at or before `after_ms` (see the DST rules above).
+  std::optional<int64_t> FireTime(int64_t local_ms, int64_t after_ms) const;
 
   std::string expression_;
   TimeZone zone_;

@@ -1,6 +1,8 @@
 """Writes tz_golden.json: UTC offsets of IANA zones at many instants, as
 Python's zoneinfo (the system tz database, Debian's tzdata) gives them, for
-keel::TimeZone (tests/unit/core_timezone_test.cc).
+keel::TimeZone (tests/unit/core_timezone_test.cc), with the tzdata version
+it was made from (the test compares with it only on that version, and with
+glibc's localtime_r on any).
 
 Instants: every 53 days from 1971 to 2100 at 13:17:11 UTC (the far future
 exercises each file's POSIX TZ rule), plus one second before and at every
@@ -49,9 +51,14 @@ def main():
         zone = ZoneInfo(name)
         instants = list(range(first, last, 53 * 86400)) + changes(zone, 2026) + changes(zone, 2091)
         golden[name] = [[t, offset(zone, t)] for t in sorted(set(instants))]
+    version = ""
+    with open("/usr/share/zoneinfo/tzdata.zi") as f:
+        first = f.readline().split()
+        if first[:2] == ["#", "version"]:
+            version = first[2]
     here = os.path.dirname(os.path.abspath(__file__))
     with open(os.path.join(here, "tz_golden.json"), "w") as f:
-        json.dump({"generator": "tests/data/core/make_tz_golden.py",
+        json.dump({"generator": "tests/data/core/make_tz_golden.py", "tzdata": version,
                    "zones": golden}, f, separators=(",", ":"))
         f.write("\n")
 
