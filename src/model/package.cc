@@ -202,6 +202,25 @@ bool IsKeelLoadable(const fs::path& path) {
   }
 }
 
+namespace {
+
+// The keel flavor's fields of an MLmodel (may throw YAML::Exception).
+void ReadKeelFlavor(const YAML::Node& k, PackageInfo& info) {
+  info.flavor = "keel";
+  info.format = YamlString(k, "format");
+  info.model_file = YamlString(k, "model");
+  info.pipeline_file = YamlString(k, "pipeline");
+  info.profile_file = YamlString(k, "profile");
+  info.output_name = YamlString(k, "output_name", "prediction");
+  info.task = YamlString(k, "task");
+  info.keel_version = YamlString(k, "keel_version");
+  if (const YAML::Node c = k["classes"]; c && c.IsSequence()) {
+    for (const auto& v : c) info.classes.push_back(v.as<std::string>());
+  }
+}
+
+}  // namespace
+
 Result<std::shared_ptr<const LoadedModel>> LoadModelPackage(const fs::path& path) {
   std::error_code ec;
   PackageInfo info;
@@ -230,17 +249,7 @@ Result<std::shared_ptr<const LoadedModel>> LoadModelPackage(const fs::path& path
     info.run_id = YamlString(root, "run_id");
     try {
       if (const YAML::Node k = flavors["keel"]; k && k.IsMap()) {
-        info.flavor = "keel";
-        info.format = YamlString(k, "format");
-        info.model_file = YamlString(k, "model");
-        info.pipeline_file = YamlString(k, "pipeline");
-        info.profile_file = YamlString(k, "profile");
-        info.output_name = YamlString(k, "output_name", "prediction");
-        info.task = YamlString(k, "task");
-        info.keel_version = YamlString(k, "keel_version");
-        if (const YAML::Node c = k["classes"]; c && c.IsSequence()) {
-          for (const auto& v : c) info.classes.push_back(v.as<std::string>());
-        }
+        ReadKeelFlavor(k, info);
       } else if (const YAML::Node x = flavors["xgboost"]; x && x.IsMap()) {
         info.flavor = "xgboost";
         info.model_file = YamlString(x, "data", "model.xgb");
@@ -336,18 +345,8 @@ Result<PackageContents> ReadModelPackage(const fs::path& dir) {
       return FailedPrecondition(mlmodel_path.string() + ": no keel flavor");
     }
     PackageInfo& info = c.info;
-    info.flavor = "keel";
-    info.format = YamlString(k, "format");
-    info.model_file = YamlString(k, "model");
-    info.pipeline_file = YamlString(k, "pipeline");
-    info.profile_file = YamlString(k, "profile");
-    info.output_name = YamlString(k, "output_name", "prediction");
-    info.task = YamlString(k, "task");
-    info.keel_version = YamlString(k, "keel_version");
+    ReadKeelFlavor(k, info);
     info.run_id = YamlString(root, "run_id");
-    if (const YAML::Node cl = k["classes"]; cl && cl.IsSequence()) {
-      for (const auto& v : cl) info.classes.push_back(v.as<std::string>());
-    }
     const std::string reference = YamlString(k, "reference");
     if (const YAML::Node x = flavors["xgboost"]; x && x.IsMap()) {
       c.xgboost_version = YamlString(x, "xgb_version");

@@ -99,6 +99,26 @@ Result<std::vector<RetrainJob>> JobsInStatus(store::Database& db, const std::str
   return out;
 }
 
+// A logged label as the training and scoring target: the value for
+// regression, else the class index `primary` names (and `other`, when
+// given, names the same way). None for labels that are neither.
+std::optional<float> LabelValue(const std::string& label_json, bool regression,
+                                const model::LoadedModel& primary,
+                                const model::LoadedModel* other = nullptr) {
+  if (regression) {
+    char* end = nullptr;
+    const double v = std::strtod(label_json.c_str(), &end);
+    if (end != label_json.c_str() + label_json.size() || !std::isfinite(v)) return std::nullopt;
+    return static_cast<float>(v);
+  }
+  const int k = monitor::LabelClass(label_json, primary.info.classes);
+  if (k < 0) return std::nullopt;
+  if (other != nullptr && monitor::LabelClass(label_json, other->info.classes) != k) {
+    return std::nullopt;  // the two models name their classes differently
+  }
+  return static_cast<float>(k);
+}
+
 std::string HostName() {
   char name[256] = {};
   if (::gethostname(name, sizeof name - 1) != 0) return "";
@@ -446,20 +466,11 @@ Result<Trained> TrainContinued(const RetrainPolicy& policy, const RetrainJob& jo
   std::vector<float> x, y, row(nf);
   for (const serve::LoggedPrediction& lp : rows) {
     if (!lp.label_json) continue;
-    float label = 0;
-    if (regression) {
-      char* end = nullptr;
-      const double v = std::strtod(lp.label_json->c_str(), &end);
-      if (end != lp.label_json->c_str() + lp.label_json->size() || !std::isfinite(v)) continue;
-      label = static_cast<float>(v);
-    } else {
-      const int k = monitor::LabelClass(*lp.label_json, champion.info.classes);
-      if (k < 0) continue;
-      label = static_cast<float>(k);
-    }
+    const std::optional<float> label = LabelValue(*lp.label_json, regression, champion);
+    if (!label) continue;
     if (!champion.pipeline.EncodeJsonObject(lp.record.input_json, row.data()).ok()) continue;
     x.insert(x.end(), row.begin(), row.end());
-    y.push_back(label);
+    y.push_back(*label);
   }
   if (y.empty()) {
     return FailedPrecondition("none of the " + std::to_string(rows.size()) +
@@ -816,20 +827,8 @@ Result<GateDecision> EvaluateGate(const GateConfig& gate, const model::LoadedMod
   std::vector<float> out(64);
   for (const serve::LoggedPrediction& lp : holdout) {
     if (!lp.label_json) continue;
-    float label = 0;
-    if (regression) {
-      char* end = nullptr;
-      const double v = std::strtod(lp.label_json->c_str(), &end);
-      if (end != lp.label_json->c_str() + lp.label_json->size() || !std::isfinite(v)) continue;
-      label = static_cast<float>(v);
-    } else {
-      const int k = monitor::LabelClass(*lp.label_json, challenger.info.classes);
-      if (k < 0) continue;
-      if (champion != nullptr && monitor::LabelClass(*lp.label_json, champion->info.classes) != k) {
-        continue;  // the two models name their classes differently
-      }
-      label = static_cast<float>(k);
-    }
+    const std::optional<float> label = LabelValue(*lp.label_json, regression, challenger, champion);
+    if (!label) continue;
     bool ok = true;
     for (size_t m = 0; m < models.size() && ok; ++m) {
       ok = models[m]->pipeline.EncodeJsonObject(lp.record.input_json, rows[m].data()).ok();
@@ -840,7 +839,7 @@ Result<GateDecision> EvaluateGate(const GateConfig& gate, const model::LoadedMod
       models[m]->predictor.PredictRow(rows[m].data(), out.data());
       scored[m].outputs.insert(scored[m].outputs.end(), out.begin(), out.end());
     }
-    labels.push_back(label);
+    labels.push_back(*label);
   }
   return Decide(gate, task, std::move(d), scored[0], champion != nullptr ? &scored[1] : nullptr,
                 labels, "holdout");
@@ -1275,18 +1274,9 @@ Result<ShadowReport> CompareShadow(const GateConfig& gate, const model::LoadedMo
       }
     }
     if (!p.label_json) continue;
-    float label = 0;
-    if (regression) {
-      char* end = nullptr;
-      const double v = std::strtod(p.label_json->c_str(), &end);
-      if (end != p.label_json->c_str() + p.label_json->size() || !std::isfinite(v)) continue;
-      label = static_cast<float>(v);
-    } else {
-      const int k = monitor::LabelClass(*p.label_json, challenger.info.classes);
-      if (k < 0 || monitor::LabelClass(*p.label_json, champion.info.classes) != k) continue;
-      label = static_cast<float>(k);
-    }
-    labels.push_back(label);
+    const std::optional<float> label = LabelValue(*p.label_json, regression, challenger, &champion);
+    if (!label) continue;
+    labels.push_back(*label);
     chal.outputs.insert(chal.outputs.end(), b.begin(), b.end());
     champ.outputs.insert(champ.outputs.end(), a.begin(), a.end());
   }

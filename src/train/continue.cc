@@ -199,11 +199,7 @@ Result<RecordResult> ContinueAndRecord(const ContinueSpec& spec, const TrainProg
   if (!trained.ok()) return fail(trained.status());
   TrainedModel& m = *trained;
   m.package.info.run_id = result.run_id;
-  Status s = recorder.LogParams(result.run_id, m.params);
-  if (s.ok()) s = recorder.LogMetrics(result.run_id, m.metrics);
-  if (s.ok()) s = recorder.SetTags(result.run_id, m.tags);
-  if (s.ok()) s = recorder.LogDatasets(result.run_id, m.data, m.schema_json);
-  if (!s.ok()) return fail(s);
+  if (Status s = internal::LogTrained(m, result.run_id, recorder); !s.ok()) return fail(s);
   return internal::PackageAndRegister(m, progress, recorder, options, result, fail);
 }
 

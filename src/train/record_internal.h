@@ -8,6 +8,9 @@
 
 namespace keel::train::internal {
 
+// Logs a trained model's params, metrics, tags and datasets to its run.
+Status LogTrained(const TrainedModel& m, const std::string& run_id, RunRecorder& recorder);
+
 // The tail every recorded training shares: writes the package, checks it
 // loads and scores its input example, uploads it, ends the run FINISHED and
 // registers it. `fail` ends the run FAILED (or KILLED) and passes the error on.

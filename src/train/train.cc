@@ -730,6 +730,13 @@ Result<TrainSpec> SpecFromParams(const KeyValues& params) {
 
 namespace internal {
 
+Status LogTrained(const TrainedModel& m, const std::string& run_id, RunRecorder& recorder) {
+  KEEL_RETURN_IF_ERROR(recorder.LogParams(run_id, m.params));
+  KEEL_RETURN_IF_ERROR(recorder.LogMetrics(run_id, m.metrics));
+  KEEL_RETURN_IF_ERROR(recorder.SetTags(run_id, m.tags));
+  return recorder.LogDatasets(run_id, m.data, m.schema_json);
+}
+
 Result<RecordResult> PackageAndRegister(const TrainedModel& m, const TrainProgress& progress,
                                         RunRecorder& recorder, const RecordOptions& options,
                                         RecordResult result,
@@ -780,10 +787,7 @@ Result<RecordResult> TrainAndRecord(const TrainSpec& spec, const TrainProgress& 
   if (!trained.ok()) return fail(trained.status());
   TrainedModel& m = *trained;
   m.package.info.run_id = result.run_id;
-  Status s = recorder.LogParams(result.run_id, m.params);
-  if (s.ok()) s = recorder.LogMetrics(result.run_id, m.metrics);
-  if (s.ok()) s = recorder.SetTags(result.run_id, m.tags);
-  if (s.ok()) s = recorder.LogDatasets(result.run_id, m.data, m.schema_json);
+  Status s = internal::LogTrained(m, result.run_id, recorder);
   if (s.ok() && spec.snapshot_data) {
     // Content-addressed copies: the same bytes are stored once across runs.
     KeyValues snapshot_tags;

@@ -78,6 +78,21 @@ class StoreAndServer(unittest.TestCase):
         cls.server.stop()
         cls.tmp.cleanup()
 
+    def jobs(self):
+        """The model's retraining jobs, newest first, as `keel retrain history` gives them."""
+        return json.loads(run_keel(self.env, "retrain", "history", "churn", "--json").stdout)["jobs"]
+
+    def wait_job(self, statuses, timeout=240, jobs=None):
+        """The newest job once its status is one of `statuses` (jobs: how to list them)."""
+        jobs = jobs or self.jobs
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            listed = jobs()
+            if listed and listed[0]["status"] in statuses:
+                return listed[0]
+            time.sleep(0.2)
+        self.fail(f"no job reached {statuses}: {jobs()}")
+
     def champion(self):
         r = self.server.get("registered-models/alias", params={"name": "churn", "alias": "champion"})
         return r.json()["model_version"]["version"]
@@ -131,9 +146,6 @@ gate: {{ metric: auc, min_delta: 0.05, max_regression: 1.0, min_rows: 300 }}
                 return
             time.sleep(0.1)
         self.fail(f"no monitoring window with {labelled} labeled predictions")
-
-    def jobs(self):
-        return json.loads(run_keel(self.env, "retrain", "history", "churn", "--json").stdout)["jobs"]
 
     def alerts(self):
         return json.loads(run_keel(self.env, "alerts", "list", "--json").stdout)["alerts"]
@@ -325,15 +337,6 @@ shadow: {{ duration: 2s, min_requests: 300 }}
         r = self.server.get("registered-models/alias", params={"name": "churn", "alias": name})
         return r.json()["model_version"]["version"] if r.status_code == 200 else None
 
-    def wait_job(self, statuses, timeout=240):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            jobs = self.api_jobs()
-            if jobs and jobs[0]["status"] in statuses:
-                return jobs[0]
-            time.sleep(0.2)
-        self.fail(f"no job reached {statuses}: {self.api_jobs()}")
-
     def api_jobs(self):
         r = self.server.session.get(self.server.url + "/api/2.0/keel/retrain/jobs",
                                     params={"model": "churn"})
@@ -356,7 +359,7 @@ shadow: {{ duration: 2s, min_requests: 300 }}
         self.assertEqual(r.json(), {"model": "churn", "trigger": "manual", "queued": True})
 
         # The first job's shadow phase is cancelled over REST: champion untouched.
-        first = self.wait_job({"shadow", "promoted", "rejected", "failed"})
+        first = self.wait_job({"shadow", "promoted", "rejected", "failed"}, jobs=self.api_jobs)
         self.assertEqual(first["status"], "shadow", first)
         self.assertEqual(first["finished_ms"], 0)
         self.assertEqual(self.alias("shadow"), first["challenger_version"])
@@ -407,7 +410,7 @@ shadow: {{ duration: 2s, min_requests: 300 }}
             versions |= v
         self.assertEqual(versions, {"1"})
 
-        done = self.wait_job({"promoted", "rejected", "failed"}, timeout=60)
+        done = self.wait_job({"promoted", "rejected", "failed"}, timeout=60, jobs=self.api_jobs)
         self.assertEqual(done["id"], job["id"])
         self.assertEqual(done["status"], "promoted", done)
         shadow = done["shadow"]
@@ -510,9 +513,6 @@ gate: {{ metric: auc, min_delta: 0.05, max_regression: 1.0, min_rows: 150 }}
               f"updated on {roles['window']['rows']} rows) on {job['gate']['holdout_rows']} "
               f"holdout rows", file=sys.stderr)
 
-    def jobs(self):
-        return json.loads(run_keel(self.env, "retrain", "history", "churn", "--json").stdout)["jobs"]
-
 
 class ScheduledJobTest(StoreAndServer):
     """A cron schedule in a named time zone fires in a real server whose clock
@@ -557,18 +557,6 @@ shadow: {{ duration: 1h, min_requests: 200 }}
             f.write(str(int(ms)))
         os.replace(tmp, cls.offset_file)
         time.sleep(0.05)  # the clock re-reads the file at most every 20 ms
-
-    def jobs(self):
-        return json.loads(run_keel(self.env, "retrain", "history", "churn", "--json").stdout)["jobs"]
-
-    def wait_job(self, statuses, timeout=240):
-        deadline = time.time() + timeout
-        while time.time() < deadline:
-            jobs = self.jobs()
-            if jobs and jobs[0]["status"] in statuses:
-                return jobs[0]
-            time.sleep(0.2)
-        self.fail(f"no job reached {statuses}: {self.jobs()}")
 
     def test_monday_0300_paris(self):
         from datetime import datetime, timedelta, timezone
