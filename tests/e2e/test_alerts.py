@@ -294,8 +294,9 @@ class ShiftHalfWayTest(unittest.TestCase):
 
     def stored_window(self, after_ms, labelled):
         """The newest stored window report computed after `after_ms` holding
-        `labelled` labelled predictions, waiting up to 15 s for one."""
-        deadline = time.time() + 15
+        `labelled` labelled predictions, waiting up to 60 s for one (a pass
+        takes seconds under the sanitizers when other tests train beside it)."""
+        deadline = time.time() + 60
         while time.time() < deadline:
             db = sqlite3.connect(os.path.join(self.store, "keel.db"))
             try:
