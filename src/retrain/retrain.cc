@@ -424,6 +424,30 @@ Result<Trained> TrainWithCommand(const RetrainPolicy& policy, const RetrainJob& 
   return t;
 }
 
+// How a job's trainer reports progress and honours cancellation.
+train::TrainProgress JobProgress(const RetrainEnv& env, const std::atomic<bool>& cancel) {
+  train::TrainProgress progress;
+  progress.cancel = &cancel;
+  progress.on_status = env.on_status;
+  return progress;
+}
+
+// Where and how a job's challenger run is recorded: in the champion's
+// experiment, named `<kind>-<model>-job<id>`, tagged with the job.
+train::RecordOptions JobRecordOptions(const RetrainPolicy& policy, const RetrainJob& job,
+                                      const fs::path& job_dir, const std::string& experiment_id,
+                                      const std::string& kind, uint64_t window_rows) {
+  train::RecordOptions options;
+  options.experiment_id = experiment_id;
+  options.run_name = kind + "-" + policy.model + "-job" + std::to_string(job.id);
+  options.register_name = policy.model;
+  options.scratch_dir = job_dir;
+  options.extra_tags = {{"keel.retrain.job", std::to_string(job.id)},
+                        {"keel.retrain.trigger", job.trigger},
+                        {"keel.retrain.window_rows", std::to_string(window_rows)}};
+  return options;
+}
+
 Result<Trained> TrainWithKeel(const RetrainPolicy& policy, const RetrainJob& job,
                               const fs::path& job_dir, const TrainingData& data,
                               const std::string& experiment_id, const RetrainEnv& env,
@@ -437,17 +461,9 @@ Result<Trained> TrainWithKeel(const RetrainPolicy& policy, const RetrainJob& job
   spec.target = policy.train.target;
   spec.model = policy.train.model;
   spec.params = policy.train.params;
-  train::TrainProgress progress;
-  progress.cancel = &cancel;
-  progress.on_status = env.on_status;
-  train::RecordOptions options;
-  options.experiment_id = experiment_id;
-  options.run_name = "retrain-" + policy.model + "-job" + std::to_string(job.id);
-  options.register_name = policy.model;
-  options.scratch_dir = job_dir;
-  options.extra_tags = {{"keel.retrain.job", std::to_string(job.id)},
-                        {"keel.retrain.trigger", job.trigger},
-                        {"keel.retrain.window_rows", std::to_string(data.window_rows)}};
+  const train::TrainProgress progress = JobProgress(env, cancel);
+  const train::RecordOptions options =
+      JobRecordOptions(policy, job, job_dir, experiment_id, "retrain", data.window_rows);
   KEEL_ASSIGN_OR_RETURN(train::RecordResult r,
                         train::TrainAndRecord(spec, progress, *env.recorder, options));
   return Trained{r.run_id, r.version, r.version_status};
@@ -493,18 +509,10 @@ Result<Trained> TrainContinued(const RetrainPolicy& policy, const RetrainJob& jo
   }
   spec.data_label = rows_label;
   spec.data_sha256 = rows_sha256;
-  train::TrainProgress progress;
-  progress.cancel = &cancel;
-  progress.on_status = env.on_status;
-  train::RecordOptions options;
-  options.experiment_id = experiment_id;
-  options.run_name = "continue-" + policy.model + "-job" + std::to_string(job.id);
-  options.register_name = policy.model;
-  options.scratch_dir = job_dir;
-  options.extra_tags = {{"keel.retrain.job", std::to_string(job.id)},
-                        {"keel.retrain.trigger", job.trigger},
-                        {"keel.retrain.window_rows", std::to_string(spec.rows)},
-                        {"keel.continue.base_version", job.champion_version}};
+  const train::TrainProgress progress = JobProgress(env, cancel);
+  train::RecordOptions options =
+      JobRecordOptions(policy, job, job_dir, experiment_id, "continue", spec.rows);
+  options.extra_tags.emplace_back("keel.continue.base_version", job.champion_version);
   KEEL_ASSIGN_OR_RETURN(train::RecordResult r,
                         train::ContinueAndRecord(spec, progress, *env.recorder, options));
   return Trained{r.run_id, r.version, r.version_status};
@@ -1040,21 +1048,21 @@ Result<RetrainJob> RunRetrainJob(const RetrainPolicy& policy, const RetrainEnv& 
   // (An update learns from the window's rows whatever this setting says.)
   if (!policy.window.include_labeled_predictions && !request.continuous) window->clear();
 
+  // Records logged rows as a data source, with their time range.
+  auto add_rows = [&](const char* role, const std::string& path, const std::string& sha,
+                      uint64_t count, const std::vector<serve::LoggedPrediction>& rows) {
+    if (rows.empty()) return;
+    job.data.push_back(DataSource{role, path, sha, count, rows.front().record.time_ms,
+                                  rows.back().record.time_ms});
+  };
   Result<Trained> trained_result = Internal("not trained");
   if (request.continuous) {
     if (!champion) return failed(FailedPrecondition("no " + policy.promote + " to update"));
     // Updated on the window's rows (minus the holdout), nothing else.
     const std::string sha = RowsSha256(*window);
-    if (!window->empty()) {
-      job.data.push_back(DataSource{"window", "new labeled predictions of " + policy.model, sha,
-                                    window->size(), window->front().record.time_ms,
-                                    window->back().record.time_ms});
-    }
-    if (!holdout.empty()) {
-      job.data.push_back(DataSource{"holdout", "newest labeled predictions of " + policy.model, "",
-                                    holdout.size(), holdout.front().record.time_ms,
-                                    holdout.back().record.time_ms});
-    }
+    add_rows("window", "new labeled predictions of " + policy.model, sha, window->size(), *window);
+    add_rows("holdout", "newest labeled predictions of " + policy.model, "", holdout.size(),
+             holdout);
     if (Status s = UpdateJob(*env.db, job); !s.ok()) return failed(s);
     status_line("job " + std::to_string(job.id) + ": updating version " + job.champion_version +
                 " on " + std::to_string(window->size()) + " new rows, holdout " +
@@ -1076,16 +1084,9 @@ Result<RetrainJob> RunRetrainJob(const RetrainPolicy& policy, const RetrainEnv& 
       job.data.push_back(
           DataSource{"data", policy.train.data, data.data_sha256, data.base_rows, 0, 0});
     }
-    if (!window->empty()) {
-      job.data.push_back(DataSource{"window", "labeled predictions of " + policy.model, "",
-                                    data.window_rows, window->front().record.time_ms,
-                                    window->back().record.time_ms});
-    }
-    if (!holdout.empty()) {
-      job.data.push_back(DataSource{"holdout", "newest labeled predictions of " + policy.model, "",
-                                    holdout.size(), holdout.front().record.time_ms,
-                                    holdout.back().record.time_ms});
-    }
+    add_rows("window", "labeled predictions of " + policy.model, "", data.window_rows, *window);
+    add_rows("holdout", "newest labeled predictions of " + policy.model, "", holdout.size(),
+             holdout);
     if (Status s = UpdateJob(*env.db, job); !s.ok()) return failed(s);
     status_line("job " + std::to_string(job.id) + ": training on " +
                 std::to_string(data.base_rows + data.window_rows) + " rows (" +

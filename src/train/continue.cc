@@ -185,15 +185,10 @@ Result<TrainedModel> ContinueModel(const ContinueSpec& spec, const TrainProgress
 Result<RecordResult> ContinueAndRecord(const ContinueSpec& spec, const TrainProgress& progress,
                                        RunRecorder& recorder, const RecordOptions& options) {
   RecordResult result;
-  KeyValues start_tags = {{"mlflow.source.type", "LOCAL"},
-                          {"mlflow.source.name", "keel continued training"}};
-  for (const auto& t : options.extra_tags) start_tags.push_back(t);
-  KEEL_ASSIGN_OR_RETURN(result.run_id, recorder.StartRun(options.experiment, options.experiment_id,
-                                                         options.run_name, start_tags));
-  auto fail = [&](const Status& s) -> Status {
-    const bool killed = progress.cancel != nullptr && progress.cancel->load();
-    recorder.EndRun(result.run_id, killed ? "KILLED" : "FAILED").IgnoreError();
-    return s;
+  KEEL_ASSIGN_OR_RETURN(result.run_id,
+                        internal::StartRecordedRun("keel continued training", recorder, options));
+  auto fail = [&](const Status& s) {
+    return internal::FailRun(s, result.run_id, progress, recorder);
   };
   Result<TrainedModel> trained = ContinueModel(spec, progress);
   if (!trained.ok()) return fail(trained.status());

@@ -8,6 +8,15 @@
 
 namespace keel::train::internal {
 
+// Starts the run a training records into (tags: the source name and
+// options.extra_tags); returns its id.
+Result<std::string> StartRecordedRun(const std::string& source_name, RunRecorder& recorder,
+                                     const RecordOptions& options);
+// Ends run `run_id` FAILED (KILLED when progress.cancel is set) and passes
+// `error` on.
+Status FailRun(const Status& error, const std::string& run_id, const TrainProgress& progress,
+               RunRecorder& recorder);
+
 // Logs a trained model's params, metrics, tags and datasets to its run.
 Status LogTrained(const TrainedModel& m, const std::string& run_id, RunRecorder& recorder);
 

@@ -730,6 +730,20 @@ Result<TrainSpec> SpecFromParams(const KeyValues& params) {
 
 namespace internal {
 
+Result<std::string> StartRecordedRun(const std::string& source_name, RunRecorder& recorder,
+                                     const RecordOptions& options) {
+  KeyValues tags = {{"mlflow.source.type", "LOCAL"}, {"mlflow.source.name", source_name}};
+  for (const auto& t : options.extra_tags) tags.push_back(t);
+  return recorder.StartRun(options.experiment, options.experiment_id, options.run_name, tags);
+}
+
+Status FailRun(const Status& error, const std::string& run_id, const TrainProgress& progress,
+               RunRecorder& recorder) {
+  const bool killed = progress.cancel != nullptr && progress.cancel->load();
+  recorder.EndRun(run_id, killed ? "KILLED" : "FAILED").IgnoreError();
+  return error;
+}
+
 Status LogTrained(const TrainedModel& m, const std::string& run_id, RunRecorder& recorder) {
   KEEL_RETURN_IF_ERROR(recorder.LogParams(run_id, m.params));
   KEEL_RETURN_IF_ERROR(recorder.LogMetrics(run_id, m.metrics));
@@ -774,14 +788,9 @@ Result<RecordResult> PackageAndRegister(const TrainedModel& m, const TrainProgre
 Result<RecordResult> TrainAndRecord(const TrainSpec& spec, const TrainProgress& progress,
                                     RunRecorder& recorder, const RecordOptions& options) {
   RecordResult result;
-  KeyValues start_tags = {{"mlflow.source.type", "LOCAL"}, {"mlflow.source.name", "keel train"}};
-  for (const auto& t : options.extra_tags) start_tags.push_back(t);
-  KEEL_ASSIGN_OR_RETURN(result.run_id, recorder.StartRun(options.experiment, options.experiment_id,
-                                                         options.run_name, start_tags));
-  auto fail = [&](const Status& s) -> Status {
-    const bool killed = progress.cancel != nullptr && progress.cancel->load();
-    recorder.EndRun(result.run_id, killed ? "KILLED" : "FAILED").IgnoreError();
-    return s;
+  KEEL_ASSIGN_OR_RETURN(result.run_id, internal::StartRecordedRun("keel train", recorder, options));
+  auto fail = [&](const Status& s) {
+    return internal::FailRun(s, result.run_id, progress, recorder);
   };
   auto trained = TrainModel(spec, progress);
   if (!trained.ok()) return fail(trained.status());

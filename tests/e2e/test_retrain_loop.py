@@ -67,6 +67,22 @@ class StoreAndServer(unittest.TestCase):
         return cls.tmp.name
 
     @classmethod
+    def champion_on_base(cls, prefix, *train_params):
+        """A store holding churn version 1, trained on the first half of the
+        data (base.csv) and aliased champion. Returns (store folder, base.csv,
+        [(row, label of the changed concept)] of the second half)."""
+        d = cls.make_store(prefix)
+        header, base, later, new_labels = concept_change_split(CHURN, d)
+        cls.header = header
+        params = []
+        for p in train_params or ("n_estimators=40",):
+            params += ["--param", p]
+        run_keel(cls.env, "train", "--data", base, "--target", "churn", *params, "--experiment",
+                 "churn", "--register", "churn")
+        run_keel(cls.env, "models", "alias", "churn@champion", "1")
+        return d, base, list(zip(later, new_labels))
+
+    @classmethod
     def start_server(cls, *args, env=None):
         cls.server = KeelServer(data_dir=cls.store, env=env, extra_args=list(args) + [
             "--log-flush-ms", "20", "--poll-ms", "100"])
@@ -309,14 +325,8 @@ class ShadowPhaseTest(StoreAndServer):
 
     @classmethod
     def setUpClass(cls):
-        d = cls.make_store("keel-shadow-")
-        header, base, later, new_labels = concept_change_split(CHURN, d)
-        cls.header = header
-        changed = list(zip(later, new_labels))
+        d, base, changed = cls.champion_on_base("keel-shadow-")
         cls.window, cls.live = changed[:600], changed[600:1000]
-        run_keel(cls.env, "train", "--data", base, "--target", "churn", "--param",
-                 "n_estimators=40", "--experiment", "churn", "--register", "churn")
-        run_keel(cls.env, "models", "alias", "churn@champion", "1")
         policy = os.path.join(d, "retrain.yaml")
         with open(policy, "w") as f:
             f.write(f"""
@@ -448,15 +458,9 @@ class ContinuousModeTest(StoreAndServer):
 
     @classmethod
     def setUpClass(cls):
-        d = cls.make_store("keel-continuous-")
-        header, base, later, new_labels = concept_change_split(CHURN, d)
-        cls.header = header
-        changed = list(zip(later, new_labels))
+        d, base, changed = cls.champion_on_base("keel-continuous-", "n_estimators=40",
+                                                "max_depth=4")
         cls.first, cls.second = changed[:700], changed[700:1100]
-        run_keel(cls.env, "train", "--data", base, "--target", "churn", "--param",
-                 "n_estimators=40", "--param", "max_depth=4", "--experiment", "churn",
-                 "--register", "churn")
-        run_keel(cls.env, "models", "alias", "churn@champion", "1")
         policy = cls.policy = os.path.join(d, "retrain.yaml")
         with open(policy, "w") as f:
             f.write(f"""
@@ -523,16 +527,10 @@ class ScheduledJobTest(StoreAndServer):
 
     @classmethod
     def setUpClass(cls):
-        d = cls.make_store("keel-schedule-")
+        d, base, changed = cls.champion_on_base("keel-schedule-")
         cls.offset_file = os.path.join(d, "clock-offset-ms")
         cls.set_offset(0)
-        header, base, later, new_labels = concept_change_split(CHURN, d)
-        cls.header = header
-        changed = list(zip(later, new_labels))
         cls.window, cls.live = changed[:600], changed[600:900]
-        run_keel(cls.env, "train", "--data", base, "--target", "churn", "--param",
-                 "n_estimators=40", "--experiment", "churn", "--register", "churn")
-        run_keel(cls.env, "models", "alias", "churn@champion", "1")
         policy = os.path.join(d, "retrain.yaml")
         with open(policy, "w") as f:
             f.write(f"""
