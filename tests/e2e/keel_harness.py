@@ -149,6 +149,34 @@ class KeelServer:
         return p
 
 
+class ServerClock:
+    """A server's clock offset (KEEL_CLOCK_OFFSET_FILE, the clock seam's test
+    hook): `env()` gives the environment a server reads it from; `set(ms)`
+    moves that server's clock to real time + ms."""
+
+    def __init__(self, directory):
+        self.path = os.path.join(directory, "clock-offset-ms")
+        self.offset_ms = 0
+        self.set(0)
+
+    def env(self, base):
+        env = dict(base)
+        env["KEEL_CLOCK_OFFSET_FILE"] = self.path
+        return env
+
+    def set(self, ms):
+        tmp = self.path + ".tmp"
+        with open(tmp, "w") as f:
+            f.write(str(int(ms)))
+        os.replace(tmp, self.path)
+        self.offset_ms = int(ms)
+        time.sleep(0.05)  # the clock re-reads the file at most every 20 ms
+
+    def now_ms(self):
+        """The server's time now."""
+        return int(time.time() * 1000) + self.offset_ms
+
+
 class KeelTestCase(unittest.TestCase):
     """One server for the whole test class."""
 

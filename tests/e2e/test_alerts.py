@@ -12,9 +12,11 @@ list` shows them; the window summaries are stored; a bad rules file stops the
 server from starting with one line naming the file and rule.
 
 Part two (ShiftHalfWayTest): real-time /predict traffic, labelled through
-/labels, whose distribution shifts half-way; rules on 3-second windows. The
+/labels, whose distribution shifts half-way; rules on 10-minute windows. The
 window before the shift is evaluated (its report is stored with every label)
-and raises nothing; after the shift data drift, prediction drift and
+and raises nothing; the server's clock is then moved 10 minutes on
+(KEEL_CLOCK_OFFSET_FILE), so the unshifted traffic leaves the window however
+slowly it was sent; after the shift data drift, prediction drift and
 performance decay fire, none of them dated before the shift.
 
 Run: KEEL_SHARED_DIR=../shared /usr/bin/python3 tests/e2e/test_alerts.py
@@ -35,8 +37,8 @@ import time
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from keel_harness import (REPO, KeelServer, free_port, keel_binary,  # noqa: E402
-                          planted_churn_split, predict_and_label)
+from keel_harness import (REPO, KeelServer, ServerClock, free_port,  # noqa: E402
+                          keel_binary, planted_churn_split, predict_and_label)
 
 SHARED = os.environ.get("KEEL_SHARED_DIR") or os.path.join(REPO, "..", "shared")
 CHURN = os.path.join(SHARED, "data", "mlc_churn.csv")
@@ -241,11 +243,11 @@ class AlertsTest(unittest.TestCase):
 
 RULES = """rules:
   - {name: data_drift, metric: drift.column.total_day_minutes, op: ">=", threshold: 1,
-     window: 3s, min_samples: 100, cooldown: 1h}
+     window: 10m, min_samples: 100, cooldown: 1h}
   - {name: prediction_drift, metric: drift.prediction, op: ">=", threshold: 1,
-     window: 3s, min_samples: 100, cooldown: 1h}
+     window: 10m, min_samples: 100, cooldown: 1h}
   - {name: performance_decay, metric: performance.auc.drop, threshold: 0.03,
-     window: 3s, min_samples: 100, cooldown: 1h, severity: critical}
+     window: 10m, min_samples: 100, cooldown: 1h, severity: critical}
 """
 
 
@@ -273,7 +275,8 @@ class ShiftHalfWayTest(unittest.TestCase):
         rules = os.path.join(d, "rules.yaml")
         with open(rules, "w") as f:
             f.write(RULES)
-        cls.server = KeelServer(data_dir=cls.store, extra_args=[
+        cls.clock = ServerClock(d)
+        cls.server = KeelServer(data_dir=cls.store, env=cls.clock.env(cls.env), extra_args=[
             "--monitor-interval", "200ms", "--alert-rules", rules, "--log-flush-ms", "20"])
         cls.server.start()
 
@@ -312,15 +315,15 @@ class ShiftHalfWayTest(unittest.TestCase):
         self.fail(f"no stored window after {after_ms} with {labelled} labels")
 
     def test_alerts_fire_after_the_shift_and_not_before(self):
-        t0 = int(time.time() * 1000)
+        t0 = self.clock.now_ms()
         self.send(self.plain)
         before = self.stored_window(t0, len(self.plain))
         self.assertEqual(before["rows"], len(self.plain))
         self.assertFalse(before["drift"]["prediction_drift"])
         self.assertEqual(self.alerts(), [], "an alert fired before the shift")
 
-        time.sleep(3.2)  # the unshifted traffic leaves the 3 s window
-        t1 = int(time.time() * 1000)
+        self.clock.set(10 * 60_000 + 1_000)  # the unshifted traffic leaves the 10 min window
+        t1 = self.clock.now_ms()
         self.send(self.shifted)
         deadline = time.time() + 30
         fired = []

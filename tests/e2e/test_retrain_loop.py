@@ -35,7 +35,7 @@ from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from keel_harness import (REPO, KeelServer, concept_change_split, keel_binary,  # noqa: E402
-                          predict_and_label)
+                          ServerClock, predict_and_label)
 
 SHARED = os.environ.get("KEEL_SHARED_DIR") or os.path.join(REPO, "..", "shared")
 CHURN = os.path.join(SHARED, "data", "mlc_churn.csv")
@@ -528,8 +528,7 @@ class ScheduledJobTest(StoreAndServer):
     @classmethod
     def setUpClass(cls):
         d, base, changed = cls.champion_on_base("keel-schedule-")
-        cls.offset_file = os.path.join(d, "clock-offset-ms")
-        cls.set_offset(0)
+        cls.clock = ServerClock(d)
         cls.window, cls.live = changed[:600], changed[600:900]
         policy = os.path.join(d, "retrain.yaml")
         with open(policy, "w") as f:
@@ -543,18 +542,8 @@ window: {{ recent: 30d }}
 gate: {{ metric: auc, min_delta: 0.05, max_regression: 1.0, min_rows: 150 }}
 shadow: {{ duration: 1h, min_requests: 200 }}
 """)
-        env = dict(cls.env)
-        env["KEEL_CLOCK_OFFSET_FILE"] = cls.offset_file
         cls.start_server("--monitor-interval", "off", "--retrain-policies", policy,
-                         "--retrain-watch-interval", "200ms", env=env)
-
-    @classmethod
-    def set_offset(cls, ms):
-        tmp = cls.offset_file + ".tmp"
-        with open(tmp, "w") as f:
-            f.write(str(int(ms)))
-        os.replace(tmp, cls.offset_file)
-        time.sleep(0.05)  # the clock re-reads the file at most every 20 ms
+                         "--retrain-watch-interval", "200ms", env=cls.clock.env(cls.env))
 
     def test_monday_0300_paris(self):
         from datetime import datetime, timedelta, timezone
@@ -570,7 +559,7 @@ shadow: {{ duration: 1h, min_requests: 200 }}
             monday = local.replace(hour=3, minute=0, second=0, microsecond=0)
         fire = monday.astimezone(timezone.utc)
         offset_ms = (fire - now).total_seconds() * 1000 + 30_000  # 30 s past the slot
-        self.set_offset(offset_ms)
+        self.clock.set(offset_ms)
         job = self.wait_job({"shadow", "promoted", "rejected", "failed"})
         self.assertEqual((job["trigger"], job["actor"]), ("schedule", "keel-scheduler"))
         self.assertEqual(job["status"], "shadow", job)
@@ -581,7 +570,7 @@ shadow: {{ duration: 1h, min_requests: 200 }}
         for start in range(0, len(self.live), 50):
             predict_and_label(self.server, self.header, self.live[start:start + 50])
         self.assertEqual(self.jobs()[0]["status"], "shadow")  # the hour has not passed
-        self.set_offset(offset_ms + 3_600_000 + 60_000)
+        self.clock.set(offset_ms + 3_600_000 + 60_000)
         done = self.wait_job({"promoted", "rejected", "failed"}, timeout=60)
         self.assertEqual(done["status"], "promoted", done)
         self.assertGreaterEqual(done["shadow"]["requests"], 200)
