@@ -96,7 +96,7 @@ std::vector<std::pair<std::string, double>> EstimateBinaryPerformance(
   const double neg = fp + tn;
   double auc = kNaN;
   if (pos > 0 && neg > 0) {
-    double area = 0, cum_p = 0, cum_n = 0;
+    double area = 0, cum_p = 0;
     for (size_t i = 0; i < n;) {
       size_t j = i;
       double dp = 0, dn = 0;
@@ -105,10 +105,9 @@ std::vector<std::pair<std::string, double>> EstimateBinaryPerformance(
         dn += 1 - sc[j].second;
         ++j;
       }
-      // Trapezoid from (cum_n, cum_p) to (cum_n + dn, cum_p + dp), normalised.
+      // The trapezoid of this step: width dn / neg, mean height (cum_p + dp / 2) / pos.
       area += (dn / neg) * ((cum_p + dp / 2) / pos);
       cum_p += dp;
-      cum_n += dn;
       i = j;
     }
     auc = area;

@@ -1,157 +1,18 @@
 // MonitorWindow: a window of the prediction log against the model's reference
 // profile (keel/monitor/live.h).
 #include <algorithm>
-#include <charconv>
 #include <cmath>
-#include <map>
-
-#include <simdjson.h>
 
 #include "keel/core/json.h"
-#include "keel/monitor/cbpe.h"
 #include "keel/monitor/live.h"
+#include "keel/monitor/window_profile.h"
 #include "keel/serve/prediction_log.h"
-#include "keel/train/metrics.h"
 #include "src/monitor/format.h"
 
 namespace keel::monitor {
 namespace {
 
 constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
-
-bool ParseDouble(std::string_view text, double* out) {
-  while (!text.empty() && (text.front() == ' ' || text.front() == '\t')) text.remove_prefix(1);
-  while (!text.empty() && (text.back() == ' ' || text.back() == '\t')) text.remove_suffix(1);
-  if (!text.empty() && text.front() == '+') text.remove_prefix(1);
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), *out);
-  return ec == std::errc() && end == text.data() + text.size() && !text.empty();
-}
-
-// One reference column's values of the window, as table cells.
-struct ColumnCells {
-  const ReferenceColumn* ref = nullptr;
-  std::vector<double> numbers;      // numeric and boolean columns
-  std::vector<std::string> texts;   // categorical columns ("" = missing)
-};
-
-// Reads element `v` into the column's next cell; false when it is present but
-// unreadable (the cell is then missing).
-bool AddCell(ColumnCells& c, simdjson::dom::element v, bool present) {
-  const bool categorical = c.ref->kind == ColumnKind::kCategorical && !c.ref->boolean;
-  if (!present || v.is_null()) {
-    if (categorical) {
-      c.texts.emplace_back();
-    } else {
-      c.numbers.push_back(kNaN);
-    }
-    return true;
-  }
-  if (categorical) {
-    std::string_view s;
-    double d;
-    bool b;
-    int64_t i;
-    if (!v.get_string().get(s)) {
-      c.texts.emplace_back(s);
-    } else if (!v.get_int64().get(i)) {
-      c.texts.push_back(std::to_string(i));
-    } else if (!v.get_double().get(d)) {
-      c.texts.push_back(FormatDouble(d));
-    } else if (!v.get_bool().get(b)) {
-      c.texts.emplace_back(b ? "true" : "false");
-    } else {
-      c.texts.emplace_back();
-      return false;
-    }
-    return true;
-  }
-  double d = kNaN;
-  bool b;
-  std::string_view s;
-  bool ok = true;
-  if (!v.get_double().get(d)) {
-  } else if (!v.get_bool().get(b)) {
-    d = b ? 1.0 : 0.0;
-  } else if (!v.get_string().get(s)) {
-    if (c.ref->boolean) {
-      std::string lower(s);
-      std::transform(lower.begin(), lower.end(), lower.begin(),
-                     [](unsigned char ch) { return static_cast<char>(std::tolower(ch)); });
-      if (lower == "true" || lower == "yes" || lower == "1") {
-        d = 1;
-      } else if (lower == "false" || lower == "no" || lower == "0") {
-        d = 0;
-      } else {
-        ok = false;
-        d = kNaN;
-      }
-    } else if (!ParseDouble(s, &d)) {
-      ok = false;
-      d = kNaN;
-    }
-  } else {
-    ok = false;
-  }
-  c.numbers.push_back(d);
-  return ok;
-}
-
-// The class index a label names, or -1: a class name, a boolean or number
-// whose text is a class name.
-int ClassOf(simdjson::dom::element v, const std::vector<std::string>& classes) {
-  std::string text;
-  std::string_view s;
-  bool b;
-  int64_t i;
-  double d;
-  if (!v.get_string().get(s)) {
-    text = s;
-  } else if (!v.get_bool().get(b)) {
-    text = b ? "true" : "false";
-  } else if (!v.get_int64().get(i)) {
-    text = std::to_string(i);
-  } else if (!v.get_double().get(d)) {
-    text = FormatDouble(d);
-  } else {
-    return -1;
-  }
-  // true/false and 1/0 name the same class.
-  const std::string alias = text == "true" ? "1" : text == "false" ? "0" : text == "1" ? "true"
-                          : text == "0" ? "false" : "";
-  for (size_t k = 0; k < classes.size(); ++k) {
-    if (classes[k] == text || (!alias.empty() && classes[k] == alias)) return static_cast<int>(k);
-    // Booleans and 0/1 against capitalised or numeric class names.
-    if (classes[k].size() == text.size() &&
-        std::equal(text.begin(), text.end(), classes[k].begin(), [](char a, char b2) {
-          return std::tolower(static_cast<unsigned char>(a)) ==
-                 std::tolower(static_cast<unsigned char>(b2));
-        })) {
-      return static_cast<int>(k);
-    }
-  }
-  return -1;
-}
-
-}  // namespace
-
-int LabelClass(std::string_view label_json, const std::vector<std::string>& classes) {
-  // Called once per labeled row (the retraining gate and watch): the parser
-  // and its buffers are kept per thread rather than built per label.
-  thread_local simdjson::dom::parser parser;
-  simdjson::dom::element v;
-  if (parser.parse(label_json.data(), label_json.size()).get(v)) return -1;
-  return ClassOf(v, classes);
-}
-
-namespace {
-
-double Percentile(std::vector<double>& sorted, double q) {
-  if (sorted.empty()) return kNaN;
-  const double pos = q * static_cast<double>(sorted.size() - 1);
-  const size_t lo = static_cast<size_t>(pos);
-  const size_t hi = std::min(lo + 1, sorted.size() - 1);
-  return sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - static_cast<double>(lo));
-}
 
 double Lookup(const std::vector<std::pair<std::string, double>>& v, const std::string& name) {
   for (const auto& [k, x] : v) {
@@ -180,180 +41,16 @@ Result<WindowReport> MonitorWindow(store::Database& db, const ReferenceProfile& 
   pq.to_ms = query.to_ms;
   pq.limit = query.max_rows;
   pq.newest = true;  // a truncated window keeps its most recent rows
-  KEEL_ASSIGN_OR_RETURN(std::vector<serve::LoggedPrediction> logged, serve::ReadPredictions(db, pq));
-  if (logged.empty()) {
-    return NotFound("no logged predictions of " + query.model +
-                    (query.version.empty() ? "" : " version " + query.version) +
-                    " in the window");
-  }
-  WindowReport report;
-  report.query = query;
-  report.rows = logged.size();
+  KEEL_ASSIGN_OR_RETURN(std::vector<serve::LoggedPrediction> logged,
+                        serve::ReadPredictions(db, pq));
   uint64_t total = logged.size();
-  if (logged.size() >= query.max_rows) {
+  if (!logged.empty() && logged.size() >= query.max_rows) {
     KEEL_ASSIGN_OR_RETURN(total, serve::CountPredictions(db, pq));
-    report.truncated = total > logged.size();
   }
-
-  // Inputs and outputs into table cells, column by column.
-  std::vector<ColumnCells> cells;
-  for (const ReferenceColumn& c : reference.columns) {
-    // The label is not a model input (labels arrive separately).
-    if (c.name == reference.prediction_column || c.name == reference.target_column) continue;
-    cells.push_back(ColumnCells{.ref = &c, .numbers = {}, .texts = {}});
-  }
-  const ReferenceColumn* pred_ref =
-      reference.prediction_column.empty() ? nullptr : reference.Find(reference.prediction_column);
-  ColumnCells pred_cells{.ref = pred_ref, .numbers = {}, .texts = {}};
-  const bool multiclass = info.task == "multiclass";
-  const bool binary = info.task == "binary";
-  std::vector<float> perf_pred;
-  std::vector<float> perf_label;
-  std::vector<float> window_scores;  // every binary probability, for the estimate
-  size_t outputs_per_row = 0;
-  simdjson::dom::parser parser;
-  std::map<std::string, uint64_t> endpoints;
-  std::vector<double> latencies;
-  latencies.reserve(logged.size());
-  int64_t first_ms = logged.front().record.time_ms;
-  int64_t last_ms = first_ms;
-  for (const serve::LoggedPrediction& lp : logged) {
-    const serve::PredictionRecord& r = lp.record;
-    ++endpoints[r.endpoint];
-    latencies.push_back(r.latency_us);
-    first_ms = std::min(first_ms, r.time_ms);
-    last_ms = std::max(last_ms, r.time_ms);
-    simdjson::dom::element input;
-    const bool input_ok = !parser.parse(r.input_json).get(input) && input.is_object();
-    if (!input_ok) ++report.unreadable;
-    for (ColumnCells& c : cells) {
-      simdjson::dom::element v;
-      const bool present = input_ok && !input.at_key(c.ref->name).get(v);
-      if (!AddCell(c, v, present)) ++report.unreadable;
-    }
-    // The output: a number, or an array of scores.
-    std::vector<float> scores;
-    simdjson::dom::element out;
-    if (!parser.parse(r.output_json).get(out)) {
-      double d;
-      simdjson::dom::array arr;
-      if (!out.get_double().get(d)) {
-        scores.push_back(static_cast<float>(d));
-      } else if (!out.get_array().get(arr)) {
-        for (simdjson::dom::element e : arr) {
-          double x;
-          if (e.get_double().get(x)) {
-            scores.clear();
-            break;
-          }
-          scores.push_back(static_cast<float>(x));
-        }
-      }
-    }
-    if (scores.empty()) ++report.unreadable;
-    if (binary && scores.size() == 1) window_scores.push_back(scores[0]);
-    if (pred_ref != nullptr) {
-      if (pred_ref->kind == ColumnKind::kCategorical) {
-        if (scores.empty()) {
-          pred_cells.texts.emplace_back();
-        } else {
-          const size_t best =
-              static_cast<size_t>(std::max_element(scores.begin(), scores.end()) - scores.begin());
-          pred_cells.texts.push_back(best < info.classes.size() ? info.classes[best]
-                                                                : std::to_string(best));
-        }
-      } else {
-        pred_cells.numbers.push_back(scores.size() == 1 ? scores[0] : kNaN);
-      }
-    }
-    // Performance: predictions with a label.
-    if (!lp.label_json || scores.empty()) continue;
-    simdjson::dom::element label;
-    if (parser.parse(*lp.label_json).get(label)) continue;
-    ++report.performance.labelled;
-    if (binary || multiclass) {
-      const int k = ClassOf(label, info.classes);
-      if (k < 0 || (binary && scores.size() != 1) ||
-          (multiclass && scores.size() != info.classes.size())) {
-        ++report.performance.unmatched_labels;
-        continue;
-      }
-      outputs_per_row = scores.size();
-      perf_pred.insert(perf_pred.end(), scores.begin(), scores.end());
-      perf_label.push_back(static_cast<float>(k));
-    } else {
-      double y;
-      if (label.get_double().get(y) || scores.size() != 1) {
-        ++report.performance.unmatched_labels;
-        continue;
-      }
-      perf_pred.push_back(scores[0]);
-      perf_label.push_back(static_cast<float>(y));
-    }
-  }
-
-  data::Table current;
-  for (ColumnCells& c : cells) {
-    if (c.ref->kind == ColumnKind::kNumeric) {
-      KEEL_RETURN_IF_ERROR(current.AddColumn(data::Column::Numeric(c.ref->name, std::move(c.numbers))));
-    } else if (c.ref->boolean) {
-      for (double& v : c.numbers) {
-        if (!std::isnan(v) && v != 0 && v != 1) v = kNaN;  // not a boolean: missing
-      }
-      KEEL_ASSIGN_OR_RETURN(data::Column col, data::Column::Boolean(c.ref->name, std::move(c.numbers)));
-      KEEL_RETURN_IF_ERROR(current.AddColumn(std::move(col)));
-    } else {
-      KEEL_RETURN_IF_ERROR(
-          current.AddColumn(data::Column::CategoricalFromText(c.ref->name, c.texts)));
-    }
-  }
-  DriftOptions drift_options = options;
-  if (!reference.target_column.empty()) drift_options.exclude.push_back(reference.target_column);
-  if (pred_ref != nullptr) {
-    if (pred_ref->kind == ColumnKind::kNumeric) {
-      KEEL_RETURN_IF_ERROR(
-          current.AddColumn(data::Column::Numeric(pred_ref->name, std::move(pred_cells.numbers))));
-    } else {
-      KEEL_RETURN_IF_ERROR(
-          current.AddColumn(data::Column::CategoricalFromText(pred_ref->name, pred_cells.texts)));
-    }
-    drift_options.prediction = pred_ref->name;
-  }
-  KEEL_ASSIGN_OR_RETURN(report.drift, CompareToReference(reference, current, drift_options));
-  report.drift.current_name = "window";
-
-  // Performance against the validation performance recorded at training.
-  report.performance.reference = reference.performance;
-  if (binary && !window_scores.empty()) {
-    report.performance.estimated = EstimateBinaryPerformance(
-        window_scores, reference.calibration.empty() ? nullptr : &reference.calibration);
-  }
-  if (!perf_label.empty()) {
-    std::vector<train::Metric> metrics;
-    if (binary) {
-      metrics = train::BinaryMetrics(perf_pred, perf_label);
-    } else if (multiclass) {
-      metrics = train::MulticlassMetrics(perf_pred, static_cast<int>(outputs_per_row), perf_label);
-    } else {
-      metrics = train::RegressionMetrics(perf_pred, perf_label);
-    }
-    for (const train::Metric& m : metrics) report.performance.live.emplace_back(m.name, m.value);
-  }
-
-  // Operational figures.
-  OperationalSummary& ops = report.operational;
-  ops.predictions = total;  // all of the window's, also when only the newest were read
-  const bool open = query.from_ms <= 0 || query.to_ms == std::numeric_limits<int64_t>::max();
-  ops.seconds = open ? static_cast<double>(last_ms - first_ms) / 1000.0
-                     : static_cast<double>(query.to_ms - query.from_ms) / 1000.0;
-  ops.rate_per_s = ops.seconds > 0 ? static_cast<double>(ops.predictions) / ops.seconds : kNaN;
-  std::sort(latencies.begin(), latencies.end());
-  ops.latency_p50_us = Percentile(latencies, 0.50);
-  ops.latency_p95_us = Percentile(latencies, 0.95);
-  ops.latency_p99_us = Percentile(latencies, 0.99);
-  ops.latency_max_us = latencies.back();
-  for (const auto& [name, n] : endpoints) ops.endpoints.emplace_back(name, n);
-  return report;
+  const ProfileLayout layout(reference, info);
+  const WindowProfile profile = ProfileOf(layout, logged);
+  logged = {};
+  return EvaluateProfile(layout, profile, query, options, total);
 }
 
 std::string WindowReport::ToJson() const {
@@ -433,13 +130,13 @@ std::string WindowReport::ToJson() const {
 
 std::string WindowReport::ToText() const {
   using internal::Num;
-  std::string out = "model " + query.model +
-                    (query.version.empty() ? " (all versions)" : " version " + query.version) +
-                    ": " + std::to_string(rows) + " predictions" +
-                    (truncated ? " (window truncated to the oldest " + std::to_string(rows) + ")" : "") +
-                    ", " + std::to_string(performance.labelled) + " labelled" +
-                    (unreadable > 0 ? ", " + std::to_string(unreadable) + " unreadable fields" : "") +
-                    "\n";
+  std::string out =
+      "model " + query.model +
+      (query.version.empty() ? " (all versions)" : " version " + query.version) + ": " +
+      std::to_string(rows) + " predictions" +
+      (truncated ? " (window truncated to the oldest " + std::to_string(rows) + ")" : "") + ", " +
+      std::to_string(performance.labelled) + " labelled" +
+      (unreadable > 0 ? ", " + std::to_string(unreadable) + " unreadable fields" : "") + "\n";
   out += "operational: " + Num(operational.rate_per_s, "%.3g") + " predictions/s, latency p50 " +
          Num(operational.latency_p50_us, "%.0f") + " us, p95 " +
          Num(operational.latency_p95_us, "%.0f") + " us, p99 " +

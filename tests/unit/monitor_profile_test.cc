@@ -1,0 +1,297 @@
+// Window profiles (keel/monitor/window_profile.h): pieces of a window merge
+// to the whole window's report (bit for bit while exact), and gridded pieces
+// stay within the error the header states, against the exact evaluation of
+// the same rows.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "keel/monitor/window_profile.h"
+#include "keel/train/metrics.h"
+
+namespace keel::monitor {
+namespace {
+
+// Reference: x ~ N(10, 2) (4000 rows), tier of 3 categories, and a binary
+// model's validation scores.
+struct Fixture {
+  ReferenceProfile ref;
+  model::PackageInfo info;
+
+  explicit Fixture(std::string task = "binary") {
+    std::mt19937_64 rng(7);
+    std::normal_distribution<double> normal(10, 2);
+    data::Table t;
+    std::vector<double> x;
+    std::vector<std::string> tier;
+    for (int i = 0; i < 4000; ++i) {
+      x.push_back(normal(rng));
+      tier.push_back(i % 3 == 0 ? "gold" : i % 3 == 1 ? "silver" : "bronze");
+    }
+    EXPECT_TRUE(t.AddColumn(data::Column::Numeric("x", x)).ok());
+    EXPECT_TRUE(t.AddColumn(data::Column::CategoricalFromText("tier", tier)).ok());
+    ref = BuildReference(t).value();
+    info.task = task;
+    if (task == "binary") {
+      info.classes = {"0", "1"};
+      ReferenceColumn pred;
+      pred.name = "p";
+      std::vector<double> probs;
+      std::uniform_real_distribution<double> u(0, 1);
+      for (int i = 0; i < 2000; ++i) probs.push_back(u(rng));
+      pred.numeric = NumericSample::FromValues(probs);
+      pred.bins = FitQuantileBins(pred.numeric.sorted).value();
+      ref.columns.push_back(pred);
+      ref.prediction_column = "p";
+    } else if (task == "multiclass") {
+      info.classes = {"a", "b", "c"};
+    }
+  }
+};
+
+// Logged rows: x ~ N(10 + shift, 2), every 50th missing; tier; the output; a
+// label on most rows; latency ~ lognormal.
+std::vector<serve::LoggedPrediction> Rows(const model::PackageInfo& info, size_t n, double shift,
+                                          uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::normal_distribution<double> normal(10 + shift, 2);
+  std::lognormal_distribution<double> latency(6, 0.5);
+  std::uniform_real_distribution<double> u(0, 1);
+  std::vector<serve::LoggedPrediction> rows(n);
+  for (size_t i = 0; i < n; ++i) {
+    serve::PredictionRecord& r = rows[i].record;
+    const double x = normal(rng);
+    r.time_ms = 1000 + static_cast<int64_t>(i);
+    r.endpoint = i % 4 == 0 ? "batch" : "predict";
+    r.latency_us = latency(rng);
+    r.input_json = std::string("{\"x\":") + (i % 50 == 0 ? "null" : std::to_string(x)) +
+                   ",\"tier\":\"" +
+                   (i % 5 == 0  ? "gold"
+                    : i % 5 < 3 ? "silver"
+                                : "bronze") +
+                   "\"}";
+    const double z = 1 / (1 + std::exp(-(x - 10)));
+    if (info.task == "binary") {
+      r.output_json = std::to_string(z);
+      if (i % 3 != 0) rows[i].label_json = u(rng) < z ? "1" : "0";
+    } else if (info.task == "multiclass") {
+      const double a = u(rng), b = u(rng) * (1 - a);
+      r.output_json =
+          "[" + std::to_string(a) + "," + std::to_string(b) + "," + std::to_string(1 - a - b) + "]";
+      rows[i].label_json = i % 3 == 0 ? "\"a\"" : i % 3 == 1 ? "\"b\"" : "\"c\"";
+    } else {
+      r.output_json = std::to_string(2 * x);
+      rows[i].label_json = std::to_string(2 * x + u(rng) - 0.5);
+    }
+  }
+  return rows;
+}
+
+WindowProfile MergedPieces(const ProfileLayout& layout,
+                           const std::vector<serve::LoggedPrediction>& rows, size_t pieces,
+                           const ProfileOptions& piece_options, const ProfileOptions& merged) {
+  WindowProfile all = EmptyProfile(layout, merged);
+  const size_t step = (rows.size() + pieces - 1) / pieces;
+  for (size_t start = 0; start < rows.size(); start += step) {
+    const size_t end = std::min(rows.size(), start + step);
+    all.Merge(ProfileOf(layout, std::span(rows).subspan(start, end - start), piece_options),
+              layout);
+  }
+  return all;
+}
+
+DriftOptions AllStatistics() {
+  DriftOptions o;
+  o.extra = {"ks",        "psi",      "wasserstein", "wasserstein_norm", "jensenshannon",
+             "hellinger", "chisquare"};
+  return o;
+}
+
+const ExtraStatistic& Extra(const WindowReport& w, std::string_view column, std::string_view stat) {
+  for (const ColumnReport& c : w.drift.columns) {
+    if (c.name != column) continue;
+    for (const ExtraStatistic& e : c.extra) {
+      if (e.name == stat) return e;
+    }
+  }
+  ADD_FAILURE() << "no " << stat << " on " << column;
+  static ExtraStatistic none;
+  return none;
+}
+
+WindowQuery Query() {
+  WindowQuery q;
+  q.model = "m";
+  q.version = "1";
+  q.from_ms = 0;
+  q.to_ms = 1'000'000;
+  return q;
+}
+
+TEST(WindowProfileTest, ExactPiecesMergeToTheWholeWindowsReport) {
+  Fixture f;
+  const ProfileLayout layout(f.ref, f.info);
+  const auto rows = Rows(f.info, 3000, 0.5, 11);
+  const WindowProfile whole = ProfileOf(layout, rows);
+  const WindowProfile merged = MergedPieces(layout, rows, 7, {}, {});
+  ASSERT_TRUE(merged.inputs[0].values.exact());
+  EXPECT_EQ(merged.rows, 3000u);
+  EXPECT_EQ(merged.inputs[0].missing, 60u);
+  auto a = EvaluateProfile(layout, whole, Query(), AllStatistics());
+  auto b = EvaluateProfile(layout, merged, Query(), AllStatistics());
+  ASSERT_TRUE(a.ok()) << a.status().message();
+  ASSERT_TRUE(b.ok()) << b.status().message();
+  ASSERT_EQ(a->drift.columns.size(), 3u);  // x, tier, p
+  for (const ColumnReport& c : a->drift.columns) {
+    for (const ExtraStatistic& e : c.extra) {
+      ASSERT_TRUE(e.error.empty()) << c.name << " " << e.name << ": " << e.error;
+      EXPECT_EQ(e.value.score, Extra(*b, c.name, e.name).value.score) << c.name << " " << e.name;
+    }
+  }
+  ASSERT_EQ(a->performance.live.size(), 6u);
+  for (size_t i = 0; i < a->performance.live.size(); ++i) {
+    EXPECT_NEAR(a->performance.live[i].second, b->performance.live[i].second, 1e-12)
+        << a->performance.live[i].first;
+  }
+  EXPECT_EQ(a->performance.labelled, 2000u);
+  EXPECT_EQ(a->performance.estimated, b->performance.estimated);
+  EXPECT_EQ(a->operational.latency_p95_us, b->operational.latency_p95_us);
+  EXPECT_EQ(a->operational.endpoints, b->operational.endpoints);
+
+  // The live metrics are the train metrics of the labelled rows.
+  std::vector<float> probs, labels;
+  for (const auto& r : rows) {
+    if (!r.label_json) continue;
+    probs.push_back(std::stof(r.record.output_json));
+    labels.push_back(*r.label_json == "1" ? 1.0f : 0.0f);
+  }
+  const auto expected = train::BinaryMetrics(probs, labels);
+  for (size_t i = 0; i < expected.size(); ++i) {
+    EXPECT_EQ(expected[i].name, a->performance.live[i].first);
+    EXPECT_NEAR(expected[i].value, a->performance.live[i].second, 1e-12) << expected[i].name;
+  }
+}
+
+TEST(WindowProfileTest, GriddedPiecesStayWithinTheStatedError) {
+  Fixture f;
+  const ProfileLayout layout(f.ref, f.info);
+  for (double shift : {0.0, 0.6, 3.0}) {
+    SCOPED_TRACE("shift " + std::to_string(shift));
+    const auto rows = Rows(f.info, 30000, shift, 3);
+    ProfileOptions exact;
+    exact.exact_limit = 1'000'000;
+    ProfileOptions gridded;
+    gridded.exact_limit = 0;
+    const WindowProfile truth = ProfileOf(layout, rows, exact);
+    const WindowProfile pieces = MergedPieces(layout, rows, 24, gridded, {});
+    ASSERT_TRUE(truth.inputs[0].values.exact());
+    ASSERT_FALSE(pieces.inputs[0].values.exact());
+    auto a = EvaluateProfile(layout, truth, Query(), AllStatistics());
+    auto b = EvaluateProfile(layout, pieces, Query(), AllStatistics());
+    ASSERT_TRUE(a.ok()) << a.status().message();
+    ASSERT_TRUE(b.ok()) << b.status().message();
+    for (std::string_view col : {"x", "p"}) {
+      SCOPED_TRACE(col);
+      // Histogram statistics on the profile's bins: exact.
+      for (std::string_view s : {"psi", "jensenshannon", "hellinger"}) {
+        EXPECT_NEAR(Extra(*a, col, s).value.score, Extra(*b, col, s).value.score, 1e-12) << s;
+      }
+      // D within the largest window share of one interior grid bin (~1/1000 here).
+      EXPECT_NEAR(Extra(*a, col, "ks").value.statistic, Extra(*b, col, "ks").value.statistic,
+                  0.004);
+      EXPECT_NEAR(Extra(*a, col, "wasserstein_norm").value.score,
+                  Extra(*b, col, "wasserstein_norm").value.score, 0.01);
+    }
+    // Categories and missing counts are exact.
+    EXPECT_EQ(Extra(*a, "tier", "chisquare").value.score,
+              Extra(*b, "tier", "chisquare").value.score);
+    EXPECT_EQ(a->drift.columns[0].drift.missing.cur_share,
+              b->drift.columns[0].drift.missing.cur_share);
+    EXPECT_EQ(a->drift.columns[0].drift.drift, b->drift.columns[0].drift.drift);
+    // Confusion and log loss are exact; AUC up to ties inside one grid bin.
+    for (size_t i = 0; i < a->performance.live.size(); ++i) {
+      const auto& [name, v] = a->performance.live[i];
+      EXPECT_NEAR(v, b->performance.live[i].second, name == "auc" ? 0.002 : 1e-9) << name;
+    }
+    for (size_t i = 0; i < a->performance.estimated.size(); ++i) {
+      EXPECT_NEAR(a->performance.estimated[i].second, b->performance.estimated[i].second, 0.002)
+          << a->performance.estimated[i].first;
+    }
+    for (auto [x, y] : {std::pair{a->operational.latency_p50_us, b->operational.latency_p50_us},
+                        std::pair{a->operational.latency_p99_us, b->operational.latency_p99_us}}) {
+      EXPECT_NEAR(y / x, 1.0, 0.005);
+    }
+  }
+}
+
+TEST(WindowProfileTest, ValuesFarBeyondTheReferenceKeepTheirDistance) {
+  Fixture f;
+  const ProfileLayout layout(f.ref, f.info);
+  const auto rows = Rows(f.info, 20000, 500.0, 5);  // 250 reference deviations away
+  ProfileOptions exact;
+  exact.exact_limit = 1'000'000;
+  ProfileOptions gridded;
+  gridded.exact_limit = 0;
+  auto a = EvaluateProfile(layout, ProfileOf(layout, rows, exact), Query(), AllStatistics());
+  auto b =
+      EvaluateProfile(layout, MergedPieces(layout, rows, 5, gridded, {}), Query(), AllStatistics());
+  ASSERT_TRUE(a.ok() && b.ok());
+  EXPECT_EQ(Extra(*b, "x", "ks").value.statistic, 1.0);
+  const double wa = Extra(*a, "x", "wasserstein").value.score;
+  const double wb = Extra(*b, "x", "wasserstein").value.score;
+  EXPECT_NEAR(wb / wa, 1.0, 0.01);
+  EXPECT_GT(wa, 400);
+}
+
+TEST(WindowProfileTest, RegressionAndMulticlassMetricsMergeExactly) {
+  for (std::string task : {"regression", "multiclass"}) {
+    SCOPED_TRACE(task);
+    Fixture f(task);
+    const ProfileLayout layout(f.ref, f.info);
+    const auto rows = Rows(f.info, 5000, 0, 9);
+    ProfileOptions gridded;
+    gridded.exact_limit = 0;
+    auto w = EvaluateProfile(layout, MergedPieces(layout, rows, 13, gridded, {}), Query(), {});
+    ASSERT_TRUE(w.ok()) << w.status().message();
+    std::vector<float> preds, labels;
+    for (const auto& r : rows) {
+      if (task == "regression") {
+        preds.push_back(std::stof(r.record.output_json));
+        labels.push_back(std::stof(*r.label_json));
+      } else {
+        const std::string& o = r.record.output_json;
+        size_t pos = 1;
+        for (int k = 0; k < 3; ++k) {
+          size_t used = 0;
+          preds.push_back(std::stof(o.substr(pos), &used));
+          pos += used + 1;
+        }
+        labels.push_back(static_cast<float>((*r.label_json)[1] - 'a'));
+      }
+    }
+    const auto expected = task == "regression" ? train::RegressionMetrics(preds, labels)
+                                               : train::MulticlassMetrics(preds, 3, labels);
+    ASSERT_EQ(expected.size(), w->performance.live.size());
+    for (size_t i = 0; i < expected.size(); ++i) {
+      EXPECT_EQ(expected[i].name, w->performance.live[i].first);
+      EXPECT_NEAR(expected[i].value, w->performance.live[i].second,
+                  1e-9 * std::max(1.0, std::fabs(expected[i].value)))
+          << expected[i].name;
+    }
+    EXPECT_EQ(w->performance.labelled, 5000u);
+  }
+}
+
+TEST(WindowProfileTest, EmptyProfileIsNotFound) {
+  Fixture f;
+  const ProfileLayout layout(f.ref, f.info);
+  auto w = EvaluateProfile(layout, EmptyProfile(layout), Query(), {});
+  EXPECT_EQ(w.status().code(), StatusCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace keel::monitor
