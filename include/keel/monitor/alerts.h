@@ -63,6 +63,7 @@
 #include "keel/model/package.h"
 #include "keel/monitor/live.h"
 #include "keel/monitor/reference.h"
+#include "keel/monitor/window_profile.h"
 #include "keel/store/store.h"
 
 namespace keel::monitor {
@@ -78,9 +79,7 @@ struct AlertRule {
   std::string severity = "warning";
   int64_t cooldown_ms = 6 * 3'600'000;
 
-  bool AppliesTo(std::string_view model_name) const {
-    return model == "*" || model == model_name;
-  }
+  bool AppliesTo(std::string_view model_name) const { return model == "*" || model == model_name; }
 };
 
 // "500ms", "90s", "30m", "1h", "7d", "2w" -> milliseconds, between 1 ms and
@@ -137,7 +136,7 @@ struct RecordedAlert {
                                                 int64_t cooldown_ms);
 
 struct AlertQuery {
-  std::string model;  // empty: all
+  std::string model;     // empty: all
   int64_t since_ms = 0;  // last firing at or after
   size_t limit = 100;
 };
@@ -159,7 +158,7 @@ class AlertBus {
 
  private:
   std::mutex mu_;
-  int next_id_ = 1;                         // guarded by mu_
+  int next_id_ = 1;                        // guarded by mu_
   std::map<int, Subscriber> subscribers_;  // guarded by mu_
 };
 
@@ -168,14 +167,14 @@ class AlertBus {
 // "X-Keel-Signature: sha256=<hex>", retried with exponential backoff
 // (initial_backoff, doubling, at most 60 s, up to max_attempts >= 1) on
 // transport errors and 5xx/429 answers; other answers than 2xx are failures
-// without retry, and so is an alert whose retries a shutdown cut short. Enqueue never blocks: when `queue_capacity` alerts are
-// waiting the new one is dropped and counted. The sender is injected (the
-// library knows nothing of HTTP); it returns the HTTP status or an error.
+// without retry, and so is an alert whose retries a shutdown cut short. Enqueue never blocks: when
+// `queue_capacity` alerts are waiting the new one is dropped and counted. The sender is injected
+// (the library knows nothing of HTTP); it returns the HTTP status or an error.
 class WebhookNotifier {
  public:
-  using Sender = std::function<Result<int>(const std::string& url, const std::string& body,
-                                           const std::vector<std::pair<std::string, std::string>>&
-                                               headers)>;
+  using Sender =
+      std::function<Result<int>(const std::string& url, const std::string& body,
+                                const std::vector<std::pair<std::string, std::string>>& headers)>;
   struct Options {
     std::string url;
     std::string secret;
@@ -225,8 +224,8 @@ struct StoredWindow {
   std::string report_json;  // WindowReport::ToJson()
 };
 struct WindowHistoryQuery {
-  std::string model;    // required
-  std::string version;  // empty: all
+  std::string model;     // required
+  std::string version;   // empty: all
   int64_t since_ms = 0;  // computed at or after
   size_t limit = 100;
 };
@@ -235,15 +234,33 @@ struct WindowHistoryQuery {
 
 // Monitoring inside the server: every `interval`, for each model and version
 // with predictions logged within the longest rule window, each distinct rule
-// window is computed (MonitorWindow against the version's reference profile),
-// its report stored in monitor_windows (one per window length per
-// min(length, 1 hour)), the rules evaluated, alerts recorded
-// (folded within cooldowns) and new ones published on the bus. Versions
-// without a stored reference profile are skipped (counted).
+// window is computed against the version's reference profile, its report
+// stored in monitor_windows (one per window length per min(length, 1 hour)),
+// the rules evaluated, alerts recorded (folded within cooldowns) and new ones
+// published on the bus. Versions without a stored reference profile are
+// skipped (counted).
+//
+// Windows and the log: per version the pass keeps pieces, gridded window
+// profiles (keel/monitor/window_profile.h) of fixed buckets of the log (1
+// minute to 1 hour, 1/24 of the longest window or less), each built once its
+// bucket ended `settle` ago and rebuilt when one of its rows gets a label. A
+// window whose complete buckets hold at most `exact_rows` predictions is read
+// from the log and evaluated exactly (MonitorWindow, at most max_rows newest
+// rows); a larger one is merged from its pieces (newest first, up to
+// max_rows rows) plus the log of its partial first bucket and unsettled tail,
+// so a pass reads each prediction about once however many windows contain
+// it, within the error window_profile.h states. A row logged more than
+// `settle` after its time is left out of the pieces (not of exact windows).
+// Pieces live in memory: a restarted server rebuilds them from the log on
+// its first pass.
 //
 // Threads: Start() runs passes on one owned thread until Stop(); RunOnce()
 // may also be called directly (tests, with a ManualClock) but not while the
 // thread runs. mu_ guards stop_; cache_ is used by the pass thread only.
+namespace internal {
+class PieceCache;
+}  // namespace internal
+
 class MonitorService {
  public:
   // The loaded package of a registered model version (the serving engine's loader).
@@ -255,14 +272,19 @@ class MonitorService {
     std::vector<AlertRule> rules;
     size_t max_rows = 200'000;  // per window
     DriftOptions drift;
+    // Windows with at most this many predictions in complete buckets are
+    // read from the log exactly; larger ones merge pieces.
+    uint64_t exact_rows = 10'000;
+    int64_t settle_ms = 60'000;  // a bucket's piece is built this long after it ends
   };
   struct PassSummary {
-    uint64_t windows = 0;          // windows computed
-    uint64_t windows_stored = 0;   // of those, stored in monitor_windows
-    uint64_t alerts_new = 0;       // alerts stored anew (and published)
-    uint64_t alerts_folded = 0;    // firings folded into open alerts
-    uint64_t skipped_versions = 0;  // no reference profile, or not loadable
-    std::vector<std::string> errors;  // one line per version that failed
+    uint64_t windows = 0;              // windows computed
+    uint64_t windows_stored = 0;       // of those, stored in monitor_windows
+    uint64_t alerts_new = 0;           // alerts stored anew (and published)
+    uint64_t alerts_folded = 0;        // firings folded into open alerts
+    uint64_t skipped_versions = 0;     // no reference profile, or not loadable
+    uint64_t windows_from_pieces = 0;  // windows merged from pieces (the rest read the log)
+    std::vector<std::string> errors;   // one line per version that failed
   };
 
   MonitorService(store::Database& db, const Clock& clock, Resolver resolve, AlertBus& bus,
@@ -287,6 +309,8 @@ class MonitorService {
   struct Cached {
     std::shared_ptr<const model::LoadedModel> model;
     std::shared_ptr<const ReferenceProfile> reference;  // null: none stored
+    std::unique_ptr<ProfileLayout> layout;              // of reference and model->info
+    std::unique_ptr<internal::PieceCache> pieces;       // null until the first window
   };
   void Loop();
   bool Stopping() const;

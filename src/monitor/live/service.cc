@@ -5,12 +5,17 @@
 #include <set>
 
 #include "keel/monitor/alerts.h"
+#include "src/monitor/live/pieces.h"
 
 namespace keel::monitor {
 
 MonitorService::MonitorService(store::Database& db, const Clock& clock, Resolver resolve,
                                AlertBus& bus, Options options)
-    : db_(db), clock_(clock), resolve_(std::move(resolve)), bus_(bus), options_(std::move(options)) {}
+    : db_(db),
+      clock_(clock),
+      resolve_(std::move(resolve)),
+      bus_(bus),
+      options_(std::move(options)) {}
 
 MonitorService::~MonitorService() { Stop(); }
 
@@ -72,7 +77,8 @@ Result<MonitorService::PassSummary> MonitorService::RunOnce() {
   // Every model's rules: the explicit ones applying to it, else the defaults.
   int64_t longest = 0;
   for (const AlertRule& r : options_.rules) longest = std::max(longest, r.window_ms);
-  for (const AlertRule& r : DefaultAlertRules("*", "binary")) longest = std::max(longest, r.window_ms);
+  for (const AlertRule& r : DefaultAlertRules("*", "binary"))
+    longest = std::max(longest, r.window_ms);
 
   // Registered models and the versions that logged predictions recently.
   std::vector<std::pair<std::string, std::string>> versions;
@@ -121,6 +127,7 @@ Result<MonitorService::PassSummary> MonitorService::RunOnce() {
           continue;
         }
         entry.reference = std::make_shared<const ReferenceProfile>(std::move(profile).value());
+        entry.layout = std::make_unique<ProfileLayout>(*entry.reference, entry.model->info);
       }
       if (cache_.size() >= kMaxCached) {
         cache_.erase(cache_order_.front());
@@ -129,7 +136,7 @@ Result<MonitorService::PassSummary> MonitorService::RunOnce() {
       cache_order_.push_back(key);
       it = cache_.emplace(key, std::move(entry)).first;
     }
-    const Cached& cached = it->second;
+    Cached& cached = it->second;
     if (cached.reference == nullptr) {  // no profile stored with this version
       ++summary.skipped_versions;
       continue;
@@ -141,6 +148,16 @@ Result<MonitorService::PassSummary> MonitorService::RunOnce() {
     if (rules.empty()) rules = DefaultAlertRules(model, cached.model->info.task);
     std::set<int64_t> windows;
     for (const AlertRule& r : rules) windows.insert(r.window_ms);
+    const int64_t bucket = internal::PieceBucket(*windows.rbegin());
+    if (cached.pieces == nullptr || cached.pieces->bucket_ms() != bucket) {
+      cached.pieces =
+          std::make_unique<internal::PieceCache>(model, version, bucket, options_.settle_ms);
+    }
+    if (Status refreshed = cached.pieces->Refresh(db_, *cached.layout, now, *windows.rbegin());
+        !refreshed.ok()) {
+      summary.errors.push_back(key + ": building its pieces: " + refreshed.message());
+      continue;
+    }
     for (int64_t window : windows) {
       if (Stopping()) break;
       WindowQuery q;
@@ -149,8 +166,17 @@ Result<MonitorService::PassSummary> MonitorService::RunOnce() {
       q.from_ms = now - window;
       q.to_ms = now;
       q.max_rows = options_.max_rows;
-      Result<WindowReport> report =
-          MonitorWindow(db_, *cached.reference, cached.model->info, q, options_.drift);
+      Result<WindowReport> report = [&]() -> Result<WindowReport> {
+        if (cached.pieces->PieceRows(q.from_ms) <= options_.exact_rows) {
+          return MonitorWindow(db_, *cached.reference, cached.model->info, q, options_.drift);
+        }
+        uint64_t total = 0;
+        KEEL_ASSIGN_OR_RETURN(
+            WindowProfile profile,
+            cached.pieces->Window(db_, *cached.layout, q.from_ms, now, options_.max_rows, &total));
+        ++summary.windows_from_pieces;
+        return EvaluateProfile(*cached.layout, profile, q, options_.drift, total);
+      }();
       if (report.status().code() == StatusCode::kNotFound) continue;  // nothing in this window
       if (!report.ok()) {
         summary.errors.push_back(key + " over " + FormatDuration(window) + ": " +

@@ -1,0 +1,71 @@
+// Pieces: gridded window profiles (keel/monitor/window_profile.h) of fixed
+// time buckets of one model version's prediction log, kept by the monitoring
+// pass so that long windows (a day, a week) are merged from them instead of
+// rereading the log every pass. Internal to src/monitor/live.
+//
+// A bucket [s, s + bucket) gets its piece once it ended `settle` ago (rows
+// are logged asynchronously, and later than that they are not seen by the
+// piece); a piece is rebuilt when a label was recorded for one of its rows
+// since the previous refresh. A window is its complete pieces plus the log
+// read for the partial bucket at its start and the unsettled tail at its end.
+//
+// Threads: one owner (the monitoring pass thread); no locking.
+#pragma once
+
+#include <cstdint>
+#include <map>
+
+#include "keel/core/result.h"
+#include "keel/monitor/window_profile.h"
+#include "keel/store/store.h"
+
+namespace keel::monitor::internal {
+
+// The bucket length for windows up to `longest_ms`: the largest of 1 minute,
+// 5 minutes, 15 minutes and 1 hour that fits 24 times (at least 1 minute).
+int64_t PieceBucket(int64_t longest_ms);
+
+class PieceCache {
+ public:
+  PieceCache(std::string model, std::string version, int64_t bucket_ms, int64_t settle_ms)
+      : model_(std::move(model)),
+        version_(std::move(version)),
+        bucket_ms_(bucket_ms),
+        settle_ms_(settle_ms) {}
+
+  int64_t bucket_ms() const { return bucket_ms_; }
+  // Pieces held and rebuilt over the cache's life (tests, logs).
+  size_t pieces() const { return pieces_.size(); }
+  uint64_t builds() const { return builds_; }
+
+  // Brings the pieces up to date for windows up to `longest_ms` ending at
+  // `now_ms`: drops pieces older than the window, rebuilds those with new
+  // labels, builds the missing ones.
+  [[nodiscard]] Status Refresh(store::Database& db, const ProfileLayout& layout, int64_t now_ms,
+                               int64_t longest_ms);
+
+  // Rows of the pieces inside [from_ms, now_ms) (the partial buckets not counted).
+  uint64_t PieceRows(int64_t from_ms) const;
+
+  // The profile of [from_ms, now_ms): pieces newest first until `max_rows`
+  // rows (then the older ones and the window's head are left out and
+  // *total_rows still counts them), the log read for the rest.
+  [[nodiscard]] Result<WindowProfile> Window(store::Database& db, const ProfileLayout& layout,
+                                             int64_t from_ms, int64_t now_ms, uint64_t max_rows,
+                                             uint64_t* total_rows) const;
+
+ private:
+  int64_t CompleteUntil(int64_t now_ms) const;
+  [[nodiscard]] Result<WindowProfile> Read(store::Database& db, const ProfileLayout& layout,
+                                           int64_t from_ms, int64_t to_ms) const;
+
+  std::string model_;
+  std::string version_;
+  int64_t bucket_ms_;
+  int64_t settle_ms_;
+  std::map<int64_t, WindowProfile> pieces_;  // bucket start -> its gridded profile
+  int64_t labels_checked_ms_ = 0;            // labels recorded before it are in the pieces
+  uint64_t builds_ = 0;
+};
+
+}  // namespace keel::monitor::internal
