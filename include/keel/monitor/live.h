@@ -30,8 +30,10 @@
 //
 // Memory: at most query.max_rows records of the window are read (the newest
 // ones; `truncated` says when there were more, and the operational figures
-// still count all of them), each held once as raw JSON and once as table
-// cells.
+// still count all of them) as raw JSON, summarised into a WindowProfile
+// (keel/monitor/window_profile.h: exact up to 10,000 values per numeric
+// column, gridded beyond, within the error stated there) and evaluated from
+// it as table cells.
 //
 // Threads: MonitorWindow is thread-safe (it reads the store in read
 // transactions: the records, and their count when truncated); the report is
