@@ -247,6 +247,53 @@ TEST(WindowProfileTest, ValuesFarBeyondTheReferenceKeepTheirDistance) {
   EXPECT_GT(wa, 400);
 }
 
+// A reference of discrete columns: a code that is 0 or 2, and 1 on 2 rows of
+// 4,000 (a rare value inside the range), a count 0..30, a boolean; windows of
+// one value each, gridded and exact.
+TEST(WindowProfileTest, DiscreteColumnsAndRareValuesStayExactWhenGridded) {
+  data::Table t;
+  std::vector<double> flag, count, vip;
+  for (int i = 0; i < 4000; ++i) {
+    flag.push_back(i < 2001 ? 0 : i < 2003 ? 1 : 2);  // the 1s fall between quantile edges
+    count.push_back(i % 31);
+    vip.push_back(i % 3 == 0);
+  }
+  ASSERT_TRUE(t.AddColumn(data::Column::Numeric("flag", flag)).ok());
+  ASSERT_TRUE(t.AddColumn(data::Column::Numeric("count", count)).ok());
+  ASSERT_TRUE(t.AddColumn(data::Column::Boolean("vip", vip).value()).ok());
+  const ReferenceProfile ref = BuildReference(t).value();
+  model::PackageInfo info;
+  info.task = "regression";
+  const ProfileLayout layout(ref, info);
+  std::vector<serve::LoggedPrediction> rows(20000);
+  for (size_t i = 0; i < rows.size(); ++i) {
+    rows[i].record.input_json = "{\"flag\":1,\"count\":" + std::to_string((i * 7) % 13) +
+                                ",\"vip\":" + (i % 2 ? "true" : "false") + "}";
+    rows[i].record.output_json = "1.5";
+  }
+  ProfileOptions exact;
+  exact.exact_limit = 1'000'000;
+  ProfileOptions gridded;
+  gridded.exact_limit = 0;
+  DriftOptions o = AllStatistics();
+  o.preset = "evidently";
+  auto a = EvaluateProfile(layout, ProfileOf(layout, rows, exact), Query(), o);
+  auto b = EvaluateProfile(layout, MergedPieces(layout, rows, 8, gridded, {}), Query(), o);
+  ASSERT_TRUE(a.ok() && b.ok());
+  for (size_t c = 0; c < a->drift.columns.size(); ++c) {
+    const ColumnReport& x = a->drift.columns[c];
+    const ColumnReport& y = b->drift.columns[c];
+    SCOPED_TRACE(x.name);
+    EXPECT_EQ(x.drift.value.score, y.drift.value.score);
+    EXPECT_EQ(x.drift.drift, y.drift.drift);
+    for (size_t e = 0; e < x.extra.size(); ++e) {
+      EXPECT_EQ(x.extra[e].value.score, y.extra[e].value.score) << x.extra[e].name;
+    }
+  }
+  EXPECT_TRUE(a->drift.columns[0].drift.drift);  // the stuck flag is seen
+  EXPECT_NEAR(Extra(*b, "flag", "wasserstein").value.score, 1.0 - 2.0 / 4000, 1e-12);
+}
+
 TEST(WindowProfileTest, RegressionAndMulticlassMetricsMergeExactly) {
   for (std::string task : {"regression", "multiclass"}) {
     SCOPED_TRACE(task);

@@ -99,7 +99,7 @@ class MonitorServiceTest : public ::testing::Test {
     ASSERT_TRUE(serve::RecordLabels(*db_, labels, clock_.NowMillis()).ok());
   }
 
-  std::unique_ptr<MonitorService> Service(uint64_t exact_rows) {
+  std::unique_ptr<MonitorService> Service(uint64_t exact_rows, size_t max_rows = 200'000) {
     MonitorService::Options o;
     AlertRule day{
         .name = "drift", .metric = "drift.dataset", .threshold = 1, .window_ms = 6 * kHour};
@@ -108,6 +108,7 @@ class MonitorServiceTest : public ::testing::Test {
     hour.window_ms = kHour;
     o.rules = {day, hour};
     o.exact_rows = exact_rows;
+    o.max_rows = max_rows;
     o.settle_ms = 60'000;
     return std::make_unique<MonitorService>(
         *db_, clock_,
@@ -187,6 +188,21 @@ TEST_F(MonitorServiceTest, LongWindowsMergePiecesAndFollowLateLabels) {
   EXPECT_EQ(exact2.performance.labelled, 2000u);  // 1500 labelled at logging, 500 late
   EXPECT_EQ(Number(merged2, "rows"), exact2.rows);
   EXPECT_NEAR(Number(merged2, "accuracy"), exact2.performance.Live("accuracy"), 1e-9);
+}
+
+TEST_F(MonitorServiceTest, PiecesStopAtMaxRowsAndCountTheRest) {
+  Log("a", 6000, kNow - 6 * kHour, kNow, 0, true);
+  // 15-minute buckets of 250 rows: the unsettled tail and three pieces fill 1,000 rows.
+  auto service = Service(/*exact_rows=*/500, /*max_rows=*/1000);
+  auto pass = service->RunOnce();
+  ASSERT_TRUE(pass.ok());
+  EXPECT_TRUE(pass->errors.empty()) << pass->errors.front();
+  EXPECT_EQ(pass->windows_from_pieces, 2u);
+  const std::string merged = Stored(kNow - 6 * kHour);
+  EXPECT_EQ(Number(merged, "rows"), 1000);
+  EXPECT_NE(merged.find("\"truncated\":true"), std::string::npos);
+  EXPECT_EQ(Number(merged, "predictions"), 6000);
+  EXPECT_EQ(Number(merged, "labelled"), 500);
 }
 
 TEST_F(MonitorServiceTest, SmallWindowsAreReadExactly) {

@@ -28,32 +28,34 @@
 //   regression the error sums and the labels' mean and squared deviations
 //   (Chan's merge), so rmse, mae, r2 are exact up to rounding.
 //
-// The grid of a numeric column: the reference's quantile-bin edges (the
-// profile's PSI bins) and 1,000 more reference quantiles split its range
-// into interior bins; values beyond the reference range go to log buckets of
-// their distance past the range's end (relative width 2%). A gridded column
-// is evaluated on stand-in values: each interior bin's count spread over the
-// reference values in that bin at evenly spaced ranks, each tail bucket's at
-// its centre. The error this costs, stated:
-// - PSI, Jensen-Shannon and Hellinger on the profile's bins: exact (the bins
-//   are unions of grid bins).
+// The grid of a numeric column: its interior edges are the reference's
+// quantile-bin edges (the profile's PSI bins), 1,000 more reference
+// quantiles, its maximum, and its repeated values (every distinct value when
+// the reference has at most 4,096, else the 4,096 most repeated); values
+// beyond the reference range go to log buckets of their distance past the
+// range's end (2% wide relative to it, distances clamped to 1e-17..1e17 times
+// the reference's scale). A gridded column is evaluated on stand-in values:
+// each interior bin's count spread over the reference values in that bin at
+// evenly spaced ranks, each tail bucket's at its centre. The error this
+// costs, stated:
+// - PSI, Jensen-Shannon and Hellinger on the profile's bins (DriftOptions::
+//   bins equal to the profile's): exact, those bins being unions of grid bins.
 // - Kolmogorov-Smirnov D: off by at most the window's largest share in one
-//   interior bin (about 1/1000 when the window resembles the reference);
-//   values beyond the reference range cost nothing (the reference CDF is flat
-//   there).
+//   interior bin; values beyond the reference range cost nothing (the
+//   reference CDF is flat there). The p-value is computed from that D.
 // - Wasserstein: off by at most the sum over interior bins of the window's
 //   share times the bin's width, plus 1% of the mean distance of the values
-//   past the reference range.
-// - Distinct-value statistics (chi-square or z on a numeric column) are exact
-//   when the window's values are reference values; Evidently's binning reads
-//   the stand-ins.
+//   past the reference range (inside the clamp).
+// - A column with at most 4,096 distinct reference values, and a window
+//   whose values are reference values: every statistic exact, each value
+//   being a bin of its own. Evidently's binning reads the stand-ins.
 // - Latency percentiles: within 0.5%. AUC: ties within one grid bin.
 //
 // Memory: a profile in exact mode holds at most exact_limit values per
-// numeric part; a gridded one at most the grid's bins per column (about
-// 1,000 plus the tail buckets in use) and its categories. Evaluating a
-// profile materialises the stand-ins: 8 bytes x rows per numeric column,
-// transiently.
+// numeric part; a gridded one the grid bins in use (12-16 bytes each, at
+// most the number of edges plus the tail buckets) per numeric part, and its
+// categories. Evaluating a profile materialises the stand-ins: 8 bytes x
+// rows per numeric column, transiently.
 //
 // Threads: plain values. A ProfileLayout refers to the ReferenceProfile and
 // PackageInfo it was made from, which must outlive it and every profile made
@@ -103,9 +105,13 @@ class ValueCounts {
 
  private:
   void ToGrid(const ValueGrid& grid);
+  void AddCode(int32_t code, uint64_t n);
+  void AddGrid(std::vector<std::pair<int32_t, uint64_t>> other);
+  static std::vector<std::pair<int32_t, uint64_t>> Coded(std::span<const double> values,
+                                                         const ValueGrid& grid);
   uint64_t count_ = 0;
   std::vector<double> exact_;
-  std::map<int32_t, uint64_t> grid_;
+  std::vector<std::pair<int32_t, uint64_t>> grid_;  // (code, count), ascending codes
 };
 
 // Which columns a profile has and how each is gridded, from a model version's
@@ -185,6 +191,11 @@ WindowProfile EmptyProfile(const ProfileLayout& layout, const ProfileOptions& op
 // Adds one logged prediction (inputs, output, label) under keel/monitor/live.h's reading rules.
 void AddToProfile(const ProfileLayout& layout, const serve::LoggedPrediction& row,
                   WindowProfile& profile);
+// Only the performance part of AddToProfile (the row's label against its
+// output), and its reset: how a piece follows labels that arrive later.
+void AddPerformance(const ProfileLayout& layout, const serve::LoggedPrediction& row,
+                    WindowProfile& profile);
+void ClearPerformance(const ProfileLayout& layout, WindowProfile& profile);
 WindowProfile ProfileOf(const ProfileLayout& layout, std::span<const serve::LoggedPrediction> rows,
                         const ProfileOptions& options = {});
 

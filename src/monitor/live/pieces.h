@@ -5,9 +5,16 @@
 //
 // A bucket [s, s + bucket) gets its piece once it ended `settle` ago (rows
 // are logged asynchronously, and later than that they are not seen by the
-// piece); a piece is rebuilt when a label was recorded for one of its rows
-// since the previous refresh. A window is its complete pieces plus the log
-// read for the partial bucket at its start and the unsettled tail at its end.
+// piece). Pieces are built newest first; once the newer pieces hold max_rows
+// rows, older buckets keep only their row count (the windows stop merging
+// there too). When labels were recorded for rows of a piece since the
+// previous refresh, its performance part is rebuilt from the bucket's
+// labelled rows. A window is its pieces plus the log read for the partial
+// bucket at its start and the unsettled tail at its end.
+//
+// Memory: per full piece, per numeric part, the grid bins in use (12-16
+// bytes each, at most the grid's size) and its categories; a bucket's rows
+// are held as JSON while its piece is built.
 //
 // Threads: one owner (the monitoring pass thread); no locking.
 #pragma once
@@ -34,22 +41,23 @@ class PieceCache {
         settle_ms_(settle_ms) {}
 
   int64_t bucket_ms() const { return bucket_ms_; }
-  // Pieces held and rebuilt over the cache's life (tests, logs).
+  // Pieces held, and profiles built over the cache's life (tests, logs).
   size_t pieces() const { return pieces_.size(); }
   uint64_t builds() const { return builds_; }
 
   // Brings the pieces up to date for windows up to `longest_ms` ending at
-  // `now_ms`: drops pieces older than the window, rebuilds those with new
-  // labels, builds the missing ones.
+  // `now_ms`: drops pieces older than the window, builds the missing ones
+  // (newest first, full up to max_rows rows, counted beyond), follows labels.
   [[nodiscard]] Status Refresh(store::Database& db, const ProfileLayout& layout, int64_t now_ms,
-                               int64_t longest_ms);
+                               int64_t longest_ms, uint64_t max_rows);
 
   // Rows of the pieces inside [from_ms, now_ms) (the partial buckets not counted).
   uint64_t PieceRows(int64_t from_ms) const;
 
   // The profile of [from_ms, now_ms): pieces newest first until `max_rows`
-  // rows (then the older ones and the window's head are left out and
-  // *total_rows still counts them), the log read for the rest.
+  // rows or a counted-only piece (then the older ones and the window's head
+  // are left out and *total_rows still counts them), the log read for the
+  // rest. FailedPrecondition when a bucket has no piece (Refresh first).
   [[nodiscard]] Result<WindowProfile> Window(store::Database& db, const ProfileLayout& layout,
                                              int64_t from_ms, int64_t now_ms, uint64_t max_rows,
                                              uint64_t* total_rows) const;
@@ -63,8 +71,19 @@ class PieceCache {
   std::string version_;
   int64_t bucket_ms_;
   int64_t settle_ms_;
-  std::map<int64_t, WindowProfile> pieces_;  // bucket start -> its gridded profile
-  int64_t labels_checked_ms_ = 0;            // labels recorded before it are in the pieces
+  struct Piece {
+    uint64_t rows = 0;
+    bool counted_only = false;  // beyond max_rows: no profile kept
+    WindowProfile profile;
+  };
+  [[nodiscard]] Status Build(store::Database& db, const ProfileLayout& layout, int64_t start,
+                             Piece& piece);
+  [[nodiscard]] Status Count(store::Database& db, int64_t start, Piece& piece);
+  [[nodiscard]] Status Relabel(store::Database& db, const ProfileLayout& layout, int64_t start,
+                               Piece& piece);
+
+  std::map<int64_t, Piece> pieces_;  // bucket start -> its piece
+  int64_t labels_checked_ms_ = 0;    // labels recorded before it are in the pieces
   uint64_t builds_ = 0;
 };
 

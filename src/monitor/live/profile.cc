@@ -25,6 +25,7 @@ constexpr int32_t kTailSpan = 2000;      // tail buckets per side: 1.02^2000 ~ 1
 constexpr int32_t kUpperBase = 1 << 24;  // interior codes stay below (bins <= 2^20 + 1000)
 constexpr double kTailGrowth = 1.02;     // stand-in within 1% of the distance
 constexpr int kGridQuantiles = 1000;
+constexpr size_t kAtoms = 4096;
 
 class RefGrid final : public ValueGrid {
  public:
@@ -38,6 +39,30 @@ class RefGrid final : public ValueGrid {
       for (int k = 0; k < kGridQuantiles; ++k) {
         edges_.push_back(sorted_[(static_cast<size_t>(k) * n) / kGridQuantiles]);
       }
+      // Repeated values (atoms: flags, counts, rounded amounts) are edges of
+      // their own, so a window of one rare reference value keeps it: every
+      // distinct value when there are at most kAtoms, else the kAtoms most
+      // repeated ones.
+      std::vector<std::pair<size_t, double>> runs;  // (length, value), length >= 2
+      size_t distinct = 0;
+      for (size_t i = 0; i < n;) {
+        size_t j = i + 1;
+        while (j < n && sorted_[j] == sorted_[i]) ++j;
+        ++distinct;
+        if (j - i >= 2) runs.emplace_back(j - i, sorted_[i]);
+        i = j;
+      }
+      if (distinct <= kAtoms) {
+        for (size_t i = 0; i < n; ++i) {
+          if (i == 0 || sorted_[i] != sorted_[i - 1]) edges_.push_back(sorted_[i]);
+        }
+      } else {
+        const size_t keep = std::min(runs.size(), kAtoms);
+        std::partial_sort(runs.begin(), runs.begin() + static_cast<ptrdiff_t>(keep), runs.end(),
+                          [](const auto& a, const auto& b) { return a.first > b.first; });
+        for (size_t i = 0; i < keep; ++i) edges_.push_back(runs[i].second);
+      }
+      edges_.push_back(sorted_.back());
       std::sort(edges_.begin(), edges_.end());
       edges_.erase(std::unique(edges_.begin(), edges_.end()), edges_.end());
       min_ = sorted_.front();
@@ -359,6 +384,56 @@ std::vector<std::pair<std::string, double>> LiveMetrics(const ProfileLayout& lay
           {"r2", p.label_m2 > 0 ? 1 - p.sse / p.label_m2 : kNaN}};
 }
 
+// The performance part of one logged prediction: its label against `scores`.
+void AddLabelled(const ProfileLayout& layout, const std::vector<float>& scores,
+                 const serve::LoggedPrediction& lp, simdjson::dom::parser& parser,
+                 WindowProfile& p) {
+  const uint64_t limit = p.exact_limit;
+  const bool binary = layout.binary();
+  if (!lp.label_json || scores.empty()) return;
+  simdjson::dom::element label;
+  if (parser.parse(*lp.label_json).get(label)) return;
+  ++p.labelled;
+  const std::vector<std::string>& classes = layout.info().classes;
+  if (binary || layout.multiclass()) {
+    const int k = ClassOf(label, classes);
+    if (k < 0 || (binary && scores.size() != 1) || (!binary && scores.size() != classes.size())) {
+      ++p.unmatched_labels;
+      return;
+    }
+    ++p.scored;
+    if (binary) {
+      const float s = scores[0];
+      const bool actual = k == 1;
+      const bool predicted = s >= 0.5;
+      ++p.confusion[(actual ? 2 : 0) + (predicted ? 1 : 0)];
+      const double prob = std::clamp(static_cast<double>(s), 1e-15, 1 - 1e-15);
+      p.log_loss_sum -= actual ? std::log(prob) : std::log(1 - prob);
+      if (std::isfinite(s)) (actual ? p.positives : p.negatives).Add(s, layout.score_grid(), limit);
+    } else {
+      const size_t best =
+          static_cast<size_t>(std::max_element(scores.begin(), scores.end()) - scores.begin());
+      ++p.confusion[static_cast<size_t>(k) * classes.size() + best];
+      p.log_loss_sum -=
+          std::log(std::clamp(static_cast<double>(scores[static_cast<size_t>(k)]), 1e-15, 1.0));
+    }
+    return;
+  }
+  double y;
+  if (label.get_double().get(y) || scores.size() != 1) {
+    ++p.unmatched_labels;
+    return;
+  }
+  const float yf = static_cast<float>(y);
+  const double e = static_cast<double>(scores[0]) - yf;
+  ++p.scored;
+  p.sse += e * e;
+  p.sae += std::fabs(e);
+  const double delta = yf - p.label_mean;
+  p.label_mean += delta / static_cast<double>(p.scored);
+  p.label_m2 += delta * (yf - p.label_mean);
+}
+
 }  // namespace
 
 // ---------------------------------------------------------------------------
@@ -376,11 +451,58 @@ void ValueCounts::Add(double value, const ValueGrid& grid, uint64_t exact_limit)
     return;
   }
   ToGrid(grid);
-  ++grid_[grid.Code(value)];
+  AddCode(grid.Code(value), 1);
+}
+
+void ValueCounts::AddCode(int32_t code, uint64_t n) {
+  const auto it = std::lower_bound(grid_.begin(), grid_.end(), code,
+                                   [](const auto& e, int32_t c) { return e.first < c; });
+  if (it != grid_.end() && it->first == code) {
+    it->second += n;
+  } else {
+    grid_.insert(it, {code, n});
+  }
+}
+
+void ValueCounts::AddGrid(std::vector<std::pair<int32_t, uint64_t>> other) {
+  std::vector<std::pair<int32_t, uint64_t>> merged;
+  merged.reserve(grid_.size() + other.size());
+  size_t i = 0, j = 0;
+  while (i < grid_.size() || j < other.size()) {
+    if (j == other.size() || (i < grid_.size() && grid_[i].first < other[j].first)) {
+      merged.push_back(grid_[i++]);
+    } else if (i == grid_.size() || other[j].first < grid_[i].first) {
+      merged.push_back(other[j++]);
+    } else {
+      merged.emplace_back(grid_[i].first, grid_[i].second + other[j].second);
+      ++i;
+      ++j;
+    }
+  }
+  grid_ = std::move(merged);
+}
+
+// Codes of exact values, sorted and counted.
+std::vector<std::pair<int32_t, uint64_t>> ValueCounts::Coded(std::span<const double> values,
+                                                             const ValueGrid& grid) {
+  std::vector<int32_t> codes;
+  codes.reserve(values.size());
+  for (double v : values) codes.push_back(grid.Code(v));
+  std::sort(codes.begin(), codes.end());
+  std::vector<std::pair<int32_t, uint64_t>> out;
+  for (int32_t c : codes) {
+    if (!out.empty() && out.back().first == c) {
+      ++out.back().second;
+    } else {
+      out.emplace_back(c, 1);
+    }
+  }
+  return out;
 }
 
 void ValueCounts::ToGrid(const ValueGrid& grid) {
-  for (double v : exact_) ++grid_[grid.Code(v)];
+  if (exact_.empty()) return;
+  AddGrid(Coded(exact_, grid));
   exact_.clear();
   exact_.shrink_to_fit();
 }
@@ -390,8 +512,8 @@ void ValueCounts::Merge(const ValueCounts& other, const ValueGrid& grid, uint64_
     exact_.insert(exact_.end(), other.exact_.begin(), other.exact_.end());
   } else {
     ToGrid(grid);
-    for (double v : other.exact_) ++grid_[grid.Code(v)];
-    for (const auto& [code, n] : other.grid_) grid_[code] += n;
+    if (!other.exact_.empty()) AddGrid(Coded(other.exact_, grid));
+    if (!other.grid_.empty()) AddGrid(other.grid_);
   }
   count_ += other.count_;
 }
@@ -475,49 +597,22 @@ void AddToProfile(const ProfileLayout& layout, const serve::LoggedPrediction& lp
       ++p.prediction.missing;
     }
   }
-  // Performance: predictions with a label.
-  if (!lp.label_json || scores.empty()) return;
-  simdjson::dom::element label;
-  if (parser.parse(*lp.label_json).get(label)) return;
-  ++p.labelled;
-  const std::vector<std::string>& classes = layout.info().classes;
-  if (binary || layout.multiclass()) {
-    const int k = ClassOf(label, classes);
-    if (k < 0 || (binary && scores.size() != 1) || (!binary && scores.size() != classes.size())) {
-      ++p.unmatched_labels;
-      return;
-    }
-    ++p.scored;
-    if (binary) {
-      const float s = scores[0];
-      const bool actual = k == 1;
-      const bool predicted = s >= 0.5;
-      ++p.confusion[(actual ? 2 : 0) + (predicted ? 1 : 0)];
-      const double prob = std::clamp(static_cast<double>(s), 1e-15, 1 - 1e-15);
-      p.log_loss_sum -= actual ? std::log(prob) : std::log(1 - prob);
-      if (std::isfinite(s)) (actual ? p.positives : p.negatives).Add(s, layout.score_grid(), limit);
-    } else {
-      const size_t best =
-          static_cast<size_t>(std::max_element(scores.begin(), scores.end()) - scores.begin());
-      ++p.confusion[static_cast<size_t>(k) * classes.size() + best];
-      p.log_loss_sum -=
-          std::log(std::clamp(static_cast<double>(scores[static_cast<size_t>(k)]), 1e-15, 1.0));
-    }
-    return;
-  }
-  double y;
-  if (label.get_double().get(y) || scores.size() != 1) {
-    ++p.unmatched_labels;
-    return;
-  }
-  const float yf = static_cast<float>(y);
-  const double e = static_cast<double>(scores[0]) - yf;
-  ++p.scored;
-  p.sse += e * e;
-  p.sae += std::fabs(e);
-  const double delta = yf - p.label_mean;
-  p.label_mean += delta / static_cast<double>(p.scored);
-  p.label_m2 += delta * (yf - p.label_mean);
+  AddLabelled(layout, scores, lp, parser, p);
+}
+
+void AddPerformance(const ProfileLayout& layout, const serve::LoggedPrediction& lp,
+                    WindowProfile& p) {
+  thread_local simdjson::dom::parser parser;
+  AddLabelled(layout, ReadScores(parser, lp.record.output_json), lp, parser, p);
+}
+
+void ClearPerformance(const ProfileLayout& layout, WindowProfile& p) {
+  const WindowProfile empty = EmptyProfile(layout, {.exact_limit = p.exact_limit});
+  p.labelled = p.unmatched_labels = p.scored = 0;
+  p.log_loss_sum = p.sse = p.sae = p.label_mean = p.label_m2 = 0;
+  p.positives = empty.positives;
+  p.negatives = empty.negatives;
+  p.confusion = empty.confusion;
 }
 
 WindowProfile ProfileOf(const ProfileLayout& layout, std::span<const serve::LoggedPrediction> rows,

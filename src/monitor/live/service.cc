@@ -153,10 +153,11 @@ Result<MonitorService::PassSummary> MonitorService::RunOnce() {
       cached.pieces =
           std::make_unique<internal::PieceCache>(model, version, bucket, options_.settle_ms);
     }
-    if (Status refreshed = cached.pieces->Refresh(db_, *cached.layout, now, *windows.rbegin());
-        !refreshed.ok()) {
+    // Without up-to-date pieces every window is read from the log.
+    const Status refreshed =
+        cached.pieces->Refresh(db_, *cached.layout, now, *windows.rbegin(), options_.max_rows);
+    if (!refreshed.ok()) {
       summary.errors.push_back(key + ": building its pieces: " + refreshed.message());
-      continue;
     }
     for (int64_t window : windows) {
       if (Stopping()) break;
@@ -167,7 +168,7 @@ Result<MonitorService::PassSummary> MonitorService::RunOnce() {
       q.to_ms = now;
       q.max_rows = options_.max_rows;
       Result<WindowReport> report = [&]() -> Result<WindowReport> {
-        if (cached.pieces->PieceRows(q.from_ms) <= options_.exact_rows) {
+        if (!refreshed.ok() || cached.pieces->PieceRows(q.from_ms) <= options_.exact_rows) {
           return MonitorWindow(db_, *cached.reference, cached.model->info, q, options_.drift);
         }
         uint64_t total = 0;

@@ -48,7 +48,10 @@ Result<WindowReport> MonitorWindow(store::Database& db, const ReferenceProfile& 
     KEEL_ASSIGN_OR_RETURN(total, serve::CountPredictions(db, pq));
   }
   const ProfileLayout layout(reference, info);
-  const WindowProfile profile = ProfileOf(layout, logged);
+  // Every row read is kept exactly (the rows are in memory already).
+  ProfileOptions exact;
+  exact.exact_limit = std::max<uint64_t>(exact.exact_limit, logged.size());
+  const WindowProfile profile = ProfileOf(layout, logged, exact);
   logged = {};
   return EvaluateProfile(layout, profile, query, options, total);
 }
