@@ -11,6 +11,7 @@
 #include <string>
 
 #include "keel/api/app.h"
+#include "keel/core/clock.h"
 #include "keel/core/json.h"
 #include "keel/monitor/drift.h"
 #include "keel/retrain/retrain.h"
@@ -41,7 +42,8 @@ class Transport {
  protected:
   virtual Result<api::Response> Send(api::Request request) = 0;
   // Sends a request whose body is the file (embedded: spooled; remote: read).
-  virtual Result<api::Response> SendFile(api::Request request, const std::filesystem::path& file) = 0;
+  virtual Result<api::Response> SendFile(api::Request request,
+                                         const std::filesystem::path& file) = 0;
 };
 
 // A transport that dispatches to `app` in this process (which must outlive it).
@@ -73,8 +75,8 @@ Status WriteTextOutput(const std::string& path, const std::string& text);
 Result<monitor::DriftOptions::Test> ParseTestSpec(const std::string& spec);
 // --preset, --test (ParseTestSpec each) and --stats as DriftOptions.
 Result<monitor::DriftOptions> DriftOptionsFromFlags(const std::string& preset,
-                                                   const std::vector<std::string>& tests,
-                                                   const std::vector<std::string>& stats);
+                                                    const std::vector<std::string>& tests,
+                                                    const std::vector<std::string>& stats);
 // Why a drift report fails the --fail-on gate (drift|dataset, column,
 // prediction), or "" when it passes.
 std::string DriftGate(const monitor::DriftReport& report, const std::string& fail_on);
@@ -137,5 +139,7 @@ inline int64_t IntField(simdjson::dom::element e, std::string_view key) {
   return e[key].get(v) ? 0 : v;
 }
 std::string CurrentUser();
+// The time now (Unix ms) on the process clock (SystemClock::Default()).
+inline int64_t NowMillis() { return SystemClock::Default().NowMillis(); }
 
 }  // namespace keel::cli

@@ -30,13 +30,11 @@ struct BatchFlags {
   double monitor_sample = 0.1;
 };
 
-int64_t NowMillis() { return SystemClock::Default().NowMillis(); }
-
 // Set by SIGINT/SIGTERM while a job runs: the job stops at the next chunk,
 // leaves no output and its run ends KILLED. A second signal ends the process.
 std::atomic<bool> g_interrupted{false};
 
-void OnInterrupt(int sig) {
+void OnBatchInterrupt(int sig) {
   g_interrupted.store(true);
   std::signal(sig, SIG_DFL);
 }
@@ -222,8 +220,8 @@ Status RunBatch(const GlobalOptions& global, BatchFlags& f) {
     f.options.before_commit = [log] { return log->Flush(); };
   }
   g_interrupted.store(false);
-  std::signal(SIGINT, OnInterrupt);
-  std::signal(SIGTERM, OnInterrupt);
+  std::signal(SIGINT, OnBatchInterrupt);
+  std::signal(SIGTERM, OnBatchInterrupt);
   f.options.cancel = &g_interrupted;
   const bool tty = ::isatty(STDERR_FILENO) == 1;
   if (tty) f.options.progress = ProgressPrinter();

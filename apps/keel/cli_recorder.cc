@@ -21,8 +21,6 @@ Result<std::string> ArtifactRelative(const std::string& uri) {
   return rel;
 }
 
-int64_t NowMillis() { return SystemClock::Default().NowMillis(); }
-
 std::string KeyValueArray(const train::KeyValues& kv) {
   std::string out = "[";
   for (size_t i = 0; i < kv.size(); ++i) {

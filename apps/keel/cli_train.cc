@@ -23,7 +23,7 @@ constexpr std::string_view kArtifactScheme = "mlflow-artifacts:";
 
 std::atomic<bool> g_cancel{false};
 
-void OnInterrupt(int) {
+void OnTrainInterrupt(int) {
   g_cancel.store(true);
   std::signal(SIGINT, SIG_DFL);  // a second Ctrl-C ends the process at once
 }
@@ -90,7 +90,7 @@ Status RunTrain(const GlobalOptions& g, TrainCliOptions o) {
   train::TrainProgress progress;
   progress.on_status = [&](const std::string& line) { printer(line); };
   progress.cancel = &g_cancel;
-  std::signal(SIGINT, OnInterrupt);
+  std::signal(SIGINT, OnTrainInterrupt);
   train::RecordOptions ro;
   ro.experiment = o.experiment;
   ro.run_name = o.run_name;

@@ -13,7 +13,7 @@
 namespace keel::data {
 namespace {
 
-const std::string kChurn = KEEL_SOURCE_DIR "/../shared/data/mlc_churn.csv";
+const std::string kChurnCsv = KEEL_SOURCE_DIR "/../shared/data/mlc_churn.csv";
 
 // numpy.quantile's default rule, written out independently of profile.cc.
 double Type7Quantile(std::vector<double> v, double p) {
@@ -81,7 +81,7 @@ TEST(ProfileTest, InfinitiesConstantsAndEmptyColumns) {
 }
 
 TEST(ProfileTest, ChurnMatchesIndependentComputation) {
-  ASSERT_OK_AND_ASSIGN(Table t, ReadCsvTable(kChurn));
+  ASSERT_OK_AND_ASSIGN(Table t, ReadCsvTable(kChurnCsv));
   ASSERT_OK_AND_ASSIGN(TableProfile p, ProfileTable(t));
   ASSERT_EQ(p.columns.size(), 20u);
   ASSERT_EQ(p.quantile_probs.size(), 21u);
@@ -176,7 +176,7 @@ TEST(ProfileTest, BooleanAndCategoricalWithMissing) {
 }
 
 TEST(ProfileTest, JsonRoundTripIsExact) {
-  ASSERT_OK_AND_ASSIGN(Table t, ReadCsvTable(kChurn));
+  ASSERT_OK_AND_ASSIGN(Table t, ReadCsvTable(kChurnCsv));
   ASSERT_OK(t.AddColumn(Column::Numeric("odd", std::vector<double>(5000, NAN))));
   std::vector<double> mixed(5000, 0.1);
   mixed[0] = HUGE_VAL;

@@ -14,7 +14,7 @@
 namespace keel::model {
 namespace {
 
-constexpr float kNan = std::numeric_limits<float>::quiet_NaN();
+constexpr float kMissing = std::numeric_limits<float>::quiet_NaN();
 
 ModelHeader Header(int32_t features, int32_t groups = 1, Transform tr = Transform::kIdentity,
                    Accumulator acc = Accumulator::kFloat) {
@@ -56,8 +56,8 @@ TEST(ModelBuilder, NumericalTreeWithMissingDirections) {
   EXPECT_FLOAT_EQ(PredictOne(p, {1.0f, -1.0f}), 1.5f);
   EXPECT_FLOAT_EQ(PredictOne(p, {1.0f, 0.0f}), 2.5f);   // 0 < 0 is false: right
   EXPECT_FLOAT_EQ(PredictOne(p, {1.5f, -1.0f}), 3.5f);  // 1.5 < 1.5 is false: right
-  EXPECT_FLOAT_EQ(PredictOne(p, {kNan, -1.0f}), 3.5f);  // root default right
-  EXPECT_FLOAT_EQ(PredictOne(p, {0.0f, kNan}), 1.5f);   // inner default left
+  EXPECT_FLOAT_EQ(PredictOne(p, {kMissing, -1.0f}), 3.5f);  // root default right
+  EXPECT_FLOAT_EQ(PredictOne(p, {0.0f, kMissing}), 1.5f);   // inner default left
 }
 
 TEST(ModelBuilder, LessEqualThresholdsBecomeStrict) {
@@ -111,7 +111,7 @@ TEST(ModelBuilder, LightgbmMissingRules) {
   ASSERT_OK(b.EndTree());
   ASSERT_OK_AND_ASSIGN(Model m, std::move(b).Finish());
   ASSERT_OK_AND_ASSIGN(Predictor p, Predictor::Compile(m));
-  EXPECT_EQ(PredictOne(p, {kNan}), 10 + 200);
+  EXPECT_EQ(PredictOne(p, {kMissing}), 10 + 200);
   EXPECT_EQ(PredictOne(p, {0.0f}), 10 + 200);
   EXPECT_EQ(PredictOne(p, {1e-36f}), 10 + 200);
   EXPECT_EQ(PredictOne(p, {0.25f}), 10 + 100);
@@ -156,7 +156,7 @@ TEST(ModelBuilder, CategoricalSplits) {
   EXPECT_EQ(PredictOne(p, {32.0f}), 1 + 20);  // beyond the bitset -> default (left)
   EXPECT_EQ(PredictOne(p, {-0.5f}), 1 + 10);  // XGBoost invalid -> default; LightGBM int 0
   EXPECT_EQ(PredictOne(p, {-2.0f}), 1 + 20);
-  EXPECT_EQ(PredictOne(p, {kNan}), 1 + 20);
+  EXPECT_EQ(PredictOne(p, {kMissing}), 1 + 20);
   EXPECT_EQ(PredictOne(p, {40.0f}), 1 + 10);
   EXPECT_EQ(PredictOne(p, {0.0f}), 1 + 10);
 
@@ -176,7 +176,7 @@ TEST(ModelBuilder, CategoricalSplits) {
   ASSERT_OK(b2.EndTree());
   ASSERT_OK_AND_ASSIGN(Model m2, std::move(b2).Finish());
   ASSERT_OK_AND_ASSIGN(Predictor p2, Predictor::Compile(m2));
-  EXPECT_EQ(PredictOne(p2, {kNan}), 2);
+  EXPECT_EQ(PredictOne(p2, {kMissing}), 2);
   EXPECT_EQ(PredictOne(p2, {2.0f}), 2);
   EXPECT_EQ(PredictOne(p2, {2.9f}), 2);
   EXPECT_EQ(PredictOne(p2, {3.0f}), 1);
@@ -312,7 +312,7 @@ TEST(Predictor, SoftmaxDartWeightsAndLinear) {
   EXPECT_NEAR(out[1], std::exp(2.2) / z, 1e-6);
   EXPECT_NEAR(out[2], std::exp(3.3) / z, 1e-6);
   // NaN inputs are skipped by the linear part.
-  const float xn[2] = {kNan, kNan};
+  const float xn[2] = {kMissing, kMissing};
   p.PredictRowMargin(xn, margin);
   EXPECT_FLOAT_EQ(margin[0], 0.1f + 3);
   EXPECT_FLOAT_EQ(margin[2], 0.3f - 3 + 1);
@@ -381,7 +381,7 @@ TEST(Predictor, BatchEqualsRowOnRandomEnsemble) {
     ASSERT_OK_AND_ASSIGN(Predictor p, Predictor::Compile(m));
     const size_t rows = 1000;
     std::vector<float> x(rows * nf);
-    for (float& v : x) v = rng() % 10 == 0 ? kNan : static_cast<float>(rng() % 100) / 10.0f;
+    for (float& v : x) v = rng() % 10 == 0 ? kMissing : static_cast<float>(rng() % 100) / 10.0f;
     std::vector<float> batch(rows * 2), pooled(rows * 2);
     p.PredictBatch(x.data(), rows, batch.data());
     ThreadPool pool(2);
