@@ -5,9 +5,10 @@
 #include <cstdint>
 
 namespace keel::internal {
-namespace {
 
 constexpr size_t kHugePage = size_t{2} << 20;
+
+namespace {
 
 size_t RoundUp(size_t bytes) { return (bytes + kHugePage - 1) & ~(kHugePage - 1); }
 
@@ -17,8 +18,8 @@ void* MapBigBuffer(size_t bytes) {
   // Map one huge page more than needed and trim both ends, so the block
   // starts on a 2 MiB boundary (THP only backs aligned 2 MiB ranges).
   const size_t size = RoundUp(bytes);
-  void* raw = mmap(nullptr, size + kHugePage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS,
-                   -1, 0);
+  void* raw =
+      mmap(nullptr, size + kHugePage, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
   if (raw == MAP_FAILED) throw std::bad_alloc();
   const uintptr_t start = reinterpret_cast<uintptr_t>(raw);
   const uintptr_t aligned = (start + kHugePage - 1) & ~(uintptr_t{kHugePage} - 1);
@@ -34,3 +35,15 @@ void* MapBigBuffer(size_t bytes) {
 void UnmapBigBuffer(void* p, size_t bytes) { munmap(p, RoundUp(bytes)); }
 
 }  // namespace keel::internal
+
+namespace keel {
+
+void AdviseHugePages(void* p, size_t bytes) {
+  if (p == nullptr || bytes < kBigBufferBytes) return;
+  const uintptr_t start = reinterpret_cast<uintptr_t>(p);
+  const uintptr_t first = (start + internal::kHugePage - 1) & ~(uintptr_t{internal::kHugePage} - 1);
+  const uintptr_t last = (start + bytes) & ~(uintptr_t{internal::kHugePage} - 1);
+  if (last > first) (void)madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
+}
+
+}  // namespace keel

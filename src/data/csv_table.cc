@@ -17,6 +17,7 @@
 #include <unordered_map>
 
 #include "keel/core/thread_pool.h"
+#include "keel/core/big_buffer.h"
 #include "keel/data/csv.h"
 #include "src/data/csv_parts.h"
 #include "src/data/csv_source.h"
@@ -138,8 +139,12 @@ class TableReader {
     for (ColumnBuilder& b : columns_) {
       if (b.state == State::kCategorical) {
         b.codes.reserve(n);
+        AdviseHugePages(b.codes.data() + b.codes.size(),
+                        (b.codes.capacity() - b.codes.size()) * sizeof(int32_t));
       } else {
         b.values.reserve(n);
+        AdviseHugePages(b.values.data() + b.values.size(),
+                        (b.values.capacity() - b.values.size()) * sizeof(double));
       }
     }
   }
@@ -234,10 +239,16 @@ class TableReader {
       for (TableReader& part : parts) {
         ColumnBuilder& b = part.columns_[j];
         if (all.state != State::kCategorical) {
-          if (all.values.empty()) all.values.reserve(rows);
+          if (all.values.empty()) {
+            all.values.reserve(rows);
+            AdviseHugePages(all.values.data(), rows * sizeof(double));
+          }
           all.values.insert(all.values.end(), b.values.begin(), b.values.end());
         } else if (b.state == State::kCategorical) {
-          if (all.codes.empty()) all.codes.reserve(rows);
+          if (all.codes.empty()) {
+            all.codes.reserve(rows);
+            AdviseHugePages(all.codes.data(), rows * sizeof(int32_t));
+          }
           std::vector<int32_t> remap;
           remap.reserve(b.dictionary.strings().size());
           for (const std::string& text : b.dictionary.strings()) {

@@ -23,9 +23,14 @@ namespace keel {
 inline constexpr size_t kBigBufferBytes = size_t{4} << 20;
 
 namespace internal {
-void* MapBigBuffer(size_t bytes);           // throws std::bad_alloc on failure
+void* MapBigBuffer(size_t bytes);  // throws std::bad_alloc on failure
 void UnmapBigBuffer(void* p, size_t bytes);
 }  // namespace internal
+
+// Marks the whole 2 MiB pages inside [p, p + bytes) of memory not yet touched
+// (e.g. a std::vector's fresh capacity after reserve()) for transparent huge
+// pages. Advice only; blocks under kBigBufferBytes are left alone.
+void AdviseHugePages(void* p, size_t bytes);
 
 template <typename T>
 struct BigBufferAllocator {
@@ -37,14 +42,14 @@ struct BigBufferAllocator {
   T* allocate(size_t n) {
     const size_t bytes = n * sizeof(T);
     if (bytes >= kBigBufferBytes) return static_cast<T*>(internal::MapBigBuffer(bytes));
-    return static_cast<T*>(::operator new(bytes, std::align_val_t{alignof(T)}));
+    return static_cast<T*>(::operator new (bytes, std::align_val_t{alignof(T)}));
   }
   void deallocate(T* p, size_t n) {
     const size_t bytes = n * sizeof(T);
     if (bytes >= kBigBufferBytes) {
       internal::UnmapBigBuffer(p, bytes);
     } else {
-      ::operator delete(p, std::align_val_t{alignof(T)});
+      ::operator delete (p, std::align_val_t{alignof(T)});
     }
   }
   template <typename U>
