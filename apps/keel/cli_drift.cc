@@ -125,13 +125,14 @@ Result<LoadedReference> LoadReference(const GlobalOptions& global, const std::st
       return NotFound("model " + ref + " has no stored reference profile (" + file.string() +
                       "); compare with the training data instead: --reference DATA.csv");
     }
-    if (!model.name.empty()) out.description = model.name + " version " + model.version + " (" + ref + ")";
+    if (!model.name.empty())
+      out.description = model.name + " version " + model.version + " (" + ref + ")";
   }
   KEEL_ASSIGN_OR_RETURN(monitor::ReferenceProfile profile, monitor::ReadReferenceFile(file));
   for (const monitor::ReferenceColumn& c : profile.columns) {
     out.types[c.name] = c.kind == monitor::ColumnKind::kNumeric ? data::ColumnType::kNumeric
-                        : c.boolean                           ? data::ColumnType::kBoolean
-                                                              : data::ColumnType::kCategorical;
+                        : c.boolean                             ? data::ColumnType::kBoolean
+                                                                : data::ColumnType::kCategorical;
   }
   out.profile = std::move(profile);
   return out;
@@ -156,6 +157,7 @@ Status RunDrift(const GlobalOptions& global, const DriftFlags& f, int& exit_code
 
   data::CsvOptions csv;
   for (const std::string& name : f.categorical) csv.types[name] = data::ColumnType::kCategorical;
+  csv.huge_pages = true;  // a short-lived process filling large columns
   ReadProgress progress(!f.quiet && isatty(STDERR_FILENO) != 0);
   // Two CSV files are read at once, one thread each (cutting each into
   // parts as well only adds copying on 2 cores); one file is read in parts.
@@ -170,8 +172,10 @@ Status RunDrift(const GlobalOptions& global, const DriftFlags& f, int& exit_code
   };
   std::future<Result<data::Table>> cur_future;
   if (!f.current.empty()) cur_future = std::async(std::launch::async, read, f.current, 1);
-  Result<LoadedReference> ref = LoadReference(global, f.reference, [&] { return read(f.reference, 0); });
-  Result<data::Table> cur = f.current.empty() ? Result<data::Table>(data::Table()) : cur_future.get();
+  Result<LoadedReference> ref =
+      LoadReference(global, f.reference, [&] { return read(f.reference, 0); });
+  Result<data::Table> cur =
+      f.current.empty() ? Result<data::Table>(data::Table()) : cur_future.get();
   progress.Finish();
   KEEL_RETURN_IF_ERROR(ref.status());
   KEEL_RETURN_IF_ERROR(cur.status());
@@ -216,10 +220,12 @@ Status RunDrift(const GlobalOptions& global, const DriftFlags& f, int& exit_code
   // A model's profile knows its label and prediction columns: compared when
   // the current file has them (as target / prediction), skipped otherwise.
   if (ref->profile) {
-    for (const auto& [column, role] : {std::pair{&ref->profile->target_column, &options.target},
-                                       std::pair{&ref->profile->prediction_column, &options.prediction}}) {
+    for (const auto& [column, role] :
+         {std::pair{&ref->profile->target_column, &options.target},
+          std::pair{&ref->profile->prediction_column, &options.prediction}}) {
       if (column->empty() || !role->empty() ||
-          std::find(options.exclude.begin(), options.exclude.end(), *column) != options.exclude.end()) {
+          std::find(options.exclude.begin(), options.exclude.end(), *column) !=
+              options.exclude.end()) {
         continue;
       }
       if (cur->FindColumn(*column) != nullptr) {
@@ -258,8 +264,8 @@ Status WriteTextOutput(const std::string& path, const std::string& text) {
 }
 
 Result<monitor::DriftOptions> DriftOptionsFromFlags(const std::string& preset,
-                                                   const std::vector<std::string>& tests,
-                                                   const std::vector<std::string>& stats) {
+                                                    const std::vector<std::string>& tests,
+                                                    const std::vector<std::string>& stats) {
   monitor::DriftOptions options;
   options.preset = preset;
   for (const std::string& spec : tests) {
@@ -307,8 +313,9 @@ std::string DriftGate(const monitor::DriftReport& report, const std::string& fai
 
 void AddDriftCommand(CLI::App& app, GlobalOptions& global, Action& run) {
   auto* cmd = app.add_subcommand(
-      "drift", "Compare a current data set with a reference: per-column drift, dataset drift, "
-               "prediction drift");
+      "drift",
+      "Compare a current data set with a reference: per-column drift, dataset drift, "
+      "prediction drift");
   auto f = std::make_shared<DriftFlags>();
   cmd->add_option("--reference", f->reference,
                   "reference: a CSV file (e.g. the training data), a saved profile (.keelref), "
@@ -350,9 +357,7 @@ void AddDriftCommand(CLI::App& app, GlobalOptions& global, Action& run) {
       ->capture_default_str();
   cmd->add_flag("--quiet", f->quiet, "no table on stdout, no progress");
   cmd->callback([&run, &global, f] {
-    run = [&global, f]() -> Status {
-      return RunDrift(global, *f, CommandExitCode());
-    };
+    run = [&global, f]() -> Status { return RunDrift(global, *f, CommandExitCode()); };
   });
 }
 

@@ -21,10 +21,10 @@ namespace {
 
 constexpr std::string_view kArtifactScheme = "mlflow-artifacts:";
 
-std::atomic<bool> g_cancel{false};
+std::atomic<bool> g_train_cancel{false};
 
 void OnTrainInterrupt(int) {
-  g_cancel.store(true);
+  g_train_cancel.store(true);
   std::signal(SIGINT, SIG_DFL);  // a second Ctrl-C ends the process at once
 }
 
@@ -89,7 +89,7 @@ Status RunTrain(const GlobalOptions& g, TrainCliOptions o) {
   StatusPrinter printer;
   train::TrainProgress progress;
   progress.on_status = [&](const std::string& line) { printer(line); };
-  progress.cancel = &g_cancel;
+  progress.cancel = &g_train_cancel;
   std::signal(SIGINT, OnTrainInterrupt);
   train::RecordOptions ro;
   ro.experiment = o.experiment;
@@ -101,7 +101,7 @@ Status RunTrain(const GlobalOptions& g, TrainCliOptions o) {
   std::signal(SIGINT, SIG_DFL);
   printer.Done();
   if (!result.ok()) {
-    if (g_cancel.load()) return Unavailable("training interrupted; the run is marked KILLED");
+    if (g_train_cancel.load()) return Unavailable("training interrupted; the run is marked KILLED");
     return result.status();
   }
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

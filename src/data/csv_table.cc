@@ -16,8 +16,8 @@
 #include <optional>
 #include <unordered_map>
 
-#include "keel/core/thread_pool.h"
 #include "keel/core/big_buffer.h"
+#include "keel/core/thread_pool.h"
 #include "keel/data/csv.h"
 #include "src/data/csv_parts.h"
 #include "src/data/csv_source.h"
@@ -139,12 +139,16 @@ class TableReader {
     for (ColumnBuilder& b : columns_) {
       if (b.state == State::kCategorical) {
         b.codes.reserve(n);
-        AdviseHugePages(b.codes.data() + b.codes.size(),
-                        (b.codes.capacity() - b.codes.size()) * sizeof(int32_t));
+        if (options_->huge_pages) {
+          AdviseHugePages(b.codes.data() + b.codes.size(),
+                          (b.codes.capacity() - b.codes.size()) * sizeof(int32_t));
+        }
       } else {
         b.values.reserve(n);
-        AdviseHugePages(b.values.data() + b.values.size(),
-                        (b.values.capacity() - b.values.size()) * sizeof(double));
+        if (options_->huge_pages) {
+          AdviseHugePages(b.values.data() + b.values.size(),
+                          (b.values.capacity() - b.values.size()) * sizeof(double));
+        }
       }
     }
   }
@@ -229,6 +233,7 @@ class TableReader {
   // is empty for all). Categories keep first-seen order over the whole file.
   // Each part's storage is released as its column is appended.
   static Result<Table> Concatenate(std::vector<TableReader>& parts) {
+    const bool huge_pages = parts.front().options_->huge_pages;
     Table table;
     for (size_t j = 0; j < parts.front().columns_.size(); ++j) {
       ColumnBuilder all;
@@ -241,13 +246,13 @@ class TableReader {
         if (all.state != State::kCategorical) {
           if (all.values.empty()) {
             all.values.reserve(rows);
-            AdviseHugePages(all.values.data(), rows * sizeof(double));
+            if (huge_pages) AdviseHugePages(all.values.data(), rows * sizeof(double));
           }
           all.values.insert(all.values.end(), b.values.begin(), b.values.end());
         } else if (b.state == State::kCategorical) {
           if (all.codes.empty()) {
             all.codes.reserve(rows);
-            AdviseHugePages(all.codes.data(), rows * sizeof(int32_t));
+            if (huge_pages) AdviseHugePages(all.codes.data(), rows * sizeof(int32_t));
           }
           std::vector<int32_t> remap;
           remap.reserve(b.dictionary.strings().size());
@@ -453,7 +458,7 @@ std::optional<Table> ReadInParts(const std::string& path, const CsvOptions& opti
   auto part_progress = [&](size_t) -> std::function<void(uint64_t, uint64_t)> {
     if (!options.reader.progress) return nullptr;
     return [&, last = uint64_t{0}](uint64_t read, uint64_t) mutable {
-            done.fetch_add(read - last);
+      done.fetch_add(read - last);
       last = read;
       std::unique_lock<std::mutex> lock(progress_mu, std::try_to_lock);
       // Read under the lock: each report is at least the one before.
