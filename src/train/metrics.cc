@@ -44,6 +44,14 @@ double LogLoss(std::span<const float> probs, std::span<const float> labels) {
   return sum / static_cast<double>(n);
 }
 
+ClassRates RatesOf(double tp, double fp, double fn) {
+  ClassRates r;
+  r.precision = tp + fp > 0 ? tp / (tp + fp) : 0.0;
+  r.recall = tp + fn > 0 ? tp / (tp + fn) : 0.0;
+  r.f1 = r.precision + r.recall > 0 ? 2 * r.precision * r.recall / (r.precision + r.recall) : 0.0;
+  return r;
+}
+
 std::vector<Metric> BinaryMetrics(std::span<const float> probs, std::span<const float> labels,
                                   double threshold) {
   const size_t n = std::min(probs.size(), labels.size());
@@ -56,15 +64,13 @@ std::vector<Metric> BinaryMetrics(std::span<const float> probs, std::span<const 
     tn += !predicted && !actual;
     fn += !predicted && actual;
   }
-  const double precision = tp + fp > 0 ? tp / (tp + fp) : 0.0;
-  const double recall = tp + fn > 0 ? tp / (tp + fn) : 0.0;
-  const double f1 = precision + recall > 0 ? 2 * precision * recall / (precision + recall) : 0.0;
+  const ClassRates r = RatesOf(tp, fp, fn);
   return {{"auc", RocAuc(probs, labels)},
           {"log_loss", LogLoss(probs, labels)},
           {"accuracy", n ? (tp + tn) / static_cast<double>(n) : 0.0},
-          {"precision", precision},
-          {"recall", recall},
-          {"f1", f1}};
+          {"precision", r.precision},
+          {"recall", r.recall},
+          {"f1", r.f1}};
 }
 
 std::vector<Metric> RegressionMetrics(std::span<const float> preds, std::span<const float> labels) {
@@ -109,9 +115,7 @@ std::vector<Metric> MulticlassMetrics(std::span<const float> probs, int classes,
   }
   double f1_sum = 0;
   for (size_t c = 0; c < k; ++c) {
-    const double precision = tp[c] + fp[c] > 0 ? tp[c] / (tp[c] + fp[c]) : 0.0;
-    const double recall = tp[c] + fn[c] > 0 ? tp[c] / (tp[c] + fn[c]) : 0.0;
-    f1_sum += precision + recall > 0 ? 2 * precision * recall / (precision + recall) : 0.0;
+    f1_sum += RatesOf(tp[c], fp[c], fn[c]).f1;
   }
   return {{"accuracy", correct / static_cast<double>(n)},
           {"log_loss", loss / static_cast<double>(n)},

@@ -54,6 +54,14 @@ def run_keel(env, *args):
     return p
 
 
+def write_policy(directory, text):
+    """Writes a retraining policy as `directory`/retrain.yaml; returns its path."""
+    path = os.path.join(directory, "retrain.yaml")
+    with open(path, "w") as f:
+        f.write(text)
+    return path
+
+
 class StoreAndServer(unittest.TestCase):
     """A temporary store for the class, a server on it, and the alias read back."""
 
@@ -131,9 +139,7 @@ class RetrainLoopTest(StoreAndServer):
         rules = os.path.join(d, "rules.yaml")
         with open(rules, "w") as f:
             f.write(RULES)
-        policy = os.path.join(d, "retrain.yaml")
-        with open(policy, "w") as f:
-            f.write(f"""
+        policy = write_policy(d, f"""
 model: churn
 train: {{ data: {cls.base}, target: churn, params: {{ n_estimators: 40 }} }}
 on_alerts: [auc_decay]
@@ -258,9 +264,7 @@ class WatchRollbackTest(StoreAndServer):
             run_keel(cls.env, "train", "--data", data, "--target", "churn", "--param",
                      "n_estimators=40", "--experiment", "churn", "--register", "churn")
         run_keel(cls.env, "models", "alias", "churn@champion", "1")
-        policy = os.path.join(d, "retrain.yaml")
-        with open(policy, "w") as f:
-            f.write(f"""
+        policy = write_policy(d, f"""
 model: churn
 train: {{ data: {base}, target: churn }}
 gate: {{ min_rows: 300 }}
@@ -327,9 +331,7 @@ class ShadowPhaseTest(StoreAndServer):
     def setUpClass(cls):
         d, base, changed = cls.champion_on_base("keel-shadow-")
         cls.window, cls.live = changed[:600], changed[600:1000]
-        policy = os.path.join(d, "retrain.yaml")
-        with open(policy, "w") as f:
-            f.write(f"""
+        policy = write_policy(d, f"""
 model: churn
 train: {{ data: {base}, target: churn, params: {{ n_estimators: 40 }} }}
 window: {{ recent: 1d }}
@@ -461,9 +463,7 @@ class ContinuousModeTest(StoreAndServer):
         d, base, changed = cls.champion_on_base("keel-continuous-", "n_estimators=40",
                                                 "max_depth=4")
         cls.first, cls.second = changed[:700], changed[700:1100]
-        policy = cls.policy = os.path.join(d, "retrain.yaml")
-        with open(policy, "w") as f:
-            f.write(f"""
+        policy = cls.policy = write_policy(d, f"""
 model: churn
 train: {{ data: {base}, target: churn, params: {{ n_estimators: 40, max_depth: 4 }} }}
 continuous: {{ every: 1s, min_rows: 600, rounds: 30, learning_rate: 0.3 }}
@@ -530,9 +530,7 @@ class ScheduledJobTest(StoreAndServer):
         d, base, changed = cls.champion_on_base("keel-schedule-")
         cls.clock = ServerClock(d)
         cls.window, cls.live = changed[:600], changed[600:900]
-        policy = os.path.join(d, "retrain.yaml")
-        with open(policy, "w") as f:
-            f.write(f"""
+        policy = write_policy(d, f"""
 model: churn
 train: {{ data: {base}, target: churn, params: {{ n_estimators: 40 }} }}
 schedule: "0 3 * * 1"

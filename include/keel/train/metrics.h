@@ -29,6 +29,13 @@ struct Metric {
 double RocAuc(std::span<const float> scores, std::span<const float> labels);
 double LogLoss(std::span<const float> probs, std::span<const float> labels);
 
+// Precision, recall and F1 of one class from its confusion counts, each 0
+// when undefined (the rule above); what the classifier metrics share.
+struct ClassRates {
+  double precision = 0, recall = 0, f1 = 0;
+};
+ClassRates RatesOf(double tp, double fp, double fn);
+
 // auc, log_loss, accuracy, precision, recall, f1.
 std::vector<Metric> BinaryMetrics(std::span<const float> probs, std::span<const float> labels,
                                   double threshold = 0.5);

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <mutex>
 
 #include <simdjson.h>
 
@@ -29,13 +30,51 @@ constexpr size_t kAtoms = 4096;
 
 class RefGrid final : public ValueGrid {
  public:
-  explicit RefGrid(const ReferenceColumn& c) : sorted_(c.numeric.sorted) {
+  explicit RefGrid(const ReferenceColumn& c) : column_(c), sorted_(c.numeric.sorted) {}
+
+  int32_t Code(double x) const override {
+    std::call_once(built_, [this] { Build(); });
+    if (x > max_) return kUpperBase + TailBucket(x - max_) + kTailSpan;
+    if (x < min_) return -1 - (TailBucket(min_ - x) + kTailSpan);
+    return static_cast<int32_t>(std::upper_bound(edges_.begin(), edges_.end(), x) -
+                                edges_.begin()) -
+           1;
+  }
+
+  void Fill(int32_t code, uint64_t count, std::vector<double>& out) const override {
+    std::call_once(built_, [this] { Build(); });
+    if (code >= kUpperBase) {
+      out.insert(out.end(), count, max_ + TailCentre(code - kUpperBase - kTailSpan));
+      return;
+    }
+    if (code < 0) {
+      out.insert(out.end(), count, min_ - TailCentre(-1 - code - kTailSpan));
+      return;
+    }
+    const size_t i = static_cast<size_t>(code);
+    const auto lo = std::lower_bound(sorted_.begin(), sorted_.end(), edges_[i]);
+    const auto hi = i + 1 < edges_.size()
+                        ? std::lower_bound(sorted_.begin(), sorted_.end(), edges_[i + 1])
+                        : sorted_.end();
+    const uint64_t m = static_cast<uint64_t>(hi - lo);
+    if (m == 0) {
+      out.insert(out.end(), count, edges_[i]);
+      return;
+    }
+    // The bin's reference values at evenly spaced ranks.
+    for (uint64_t j = 0; j < count; ++j)
+      out.push_back(lo[static_cast<ptrdiff_t>(((2 * j + 1) * m) / (2 * count))]);
+  }
+
+ private:
+  // The grid's edges, built on first use (an exact profile never needs them).
+  void Build() const {
     if (sorted_.empty()) {
       edges_ = {0.0};
       min_ = max_ = 0;
     } else {
       const size_t n = sorted_.size();
-      edges_.assign(c.bins.edges.begin(), c.bins.edges.end());
+      edges_.assign(column_.bins.edges.begin(), column_.bins.edges.end());
       for (int k = 0; k < kGridQuantiles; ++k) {
         edges_.push_back(sorted_[(static_cast<size_t>(k) * n) / kGridQuantiles]);
       }
@@ -72,48 +111,18 @@ class RefGrid final : public ValueGrid {
     if (!(scale_ > 0) || !std::isfinite(scale_)) scale_ = 1;
   }
 
-  int32_t Code(double x) const override {
-    if (x > max_) return kUpperBase + TailBucket(x - max_) + kTailSpan;
-    if (x < min_) return -1 - (TailBucket(min_ - x) + kTailSpan);
-    return static_cast<int32_t>(std::upper_bound(edges_.begin(), edges_.end(), x) -
-                                edges_.begin()) -
-           1;
-  }
-
-  void Fill(int32_t code, uint64_t count, std::vector<double>& out) const override {
-    if (code >= kUpperBase) {
-      out.insert(out.end(), count, max_ + TailCentre(code - kUpperBase - kTailSpan));
-      return;
-    }
-    if (code < 0) {
-      out.insert(out.end(), count, min_ - TailCentre(-1 - code - kTailSpan));
-      return;
-    }
-    const size_t i = static_cast<size_t>(code);
-    const auto lo = std::lower_bound(sorted_.begin(), sorted_.end(), edges_[i]);
-    const auto hi = i + 1 < edges_.size()
-                        ? std::lower_bound(sorted_.begin(), sorted_.end(), edges_[i + 1])
-                        : sorted_.end();
-    const uint64_t m = static_cast<uint64_t>(hi - lo);
-    if (m == 0) {
-      out.insert(out.end(), count, edges_[i]);
-      return;
-    }
-    // The bin's reference values at evenly spaced ranks.
-    for (uint64_t j = 0; j < count; ++j)
-      out.push_back(lo[static_cast<ptrdiff_t>(((2 * j + 1) * m) / (2 * count))]);
-  }
-
- private:
   int32_t TailBucket(double distance) const {
     const double k = std::floor(std::log(distance / scale_) / std::log(kTailGrowth));
     return static_cast<int32_t>(std::clamp(k, double{-kTailSpan}, double{kTailSpan}));
   }
   double TailCentre(int32_t k) const { return scale_ * std::pow(kTailGrowth, k + 0.5); }
 
+  const ReferenceColumn& column_;
   const SortedValues& sorted_;
-  std::vector<double> edges_;
-  double min_ = 0, max_ = 0, scale_ = 1;
+  mutable std::once_flag built_;
+  // Set once by Build().
+  mutable std::vector<double> edges_;
+  mutable double min_ = 0, max_ = 0, scale_ = 1;
 };
 
 class LogGridImpl final : public ValueGrid {
@@ -326,8 +335,6 @@ std::vector<float> Floats(const ValueCounts& v, const ValueGrid& grid) {
   return std::vector<float>(d.begin(), d.end());
 }
 
-double Ratio(double a, double b) { return b > 0 ? a / b : 0.0; }
-
 double Percentile(const std::vector<double>& sorted, double q) {
   if (sorted.empty()) return kNaN;
   const double pos = q * static_cast<double>(sorted.size() - 1);
@@ -350,15 +357,13 @@ std::vector<std::pair<std::string, double>> LiveMetrics(const ProfileLayout& lay
     labels.insert(labels.end(), pos.size(), 1.0f);
     const double tn = static_cast<double>(p.confusion[0]), fp = static_cast<double>(p.confusion[1]);
     const double fn = static_cast<double>(p.confusion[2]), tp = static_cast<double>(p.confusion[3]);
-    const double precision = Ratio(tp, tp + fp);
-    const double recall = Ratio(tp, tp + fn);
-    const double f1 = precision + recall > 0 ? 2 * precision * recall / (precision + recall) : 0.0;
+    const train::ClassRates r = train::RatesOf(tp, fp, fn);
     return {{"auc", train::RocAuc(probs, labels)},
             {"log_loss", p.log_loss_sum / n},
             {"accuracy", (tp + tn) / n},
-            {"precision", precision},
-            {"recall", recall},
-            {"f1", f1}};
+            {"precision", r.precision},
+            {"recall", r.recall},
+            {"f1", r.f1}};
   }
   if (layout.multiclass()) {
     const size_t k = layout.info().classes.size();
@@ -371,9 +376,7 @@ std::vector<std::pair<std::string, double>> LiveMetrics(const ProfileLayout& lay
         fn += static_cast<double>(p.confusion[c * k + o]);
       }
       correct += tp;
-      const double precision = Ratio(tp, tp + fp);
-      const double recall = Ratio(tp, tp + fn);
-      f1_sum += precision + recall > 0 ? 2 * precision * recall / (precision + recall) : 0.0;
+      f1_sum += train::RatesOf(tp, fp, fn).f1;
     }
     return {{"accuracy", correct / n},
             {"log_loss", p.log_loss_sum / n},
