@@ -56,7 +56,6 @@ Status PieceCache::Build(store::Database& db, const ProfileLayout& layout, int64
   KEEL_ASSIGN_OR_RETURN(piece.profile, Read(db, layout, start, start + bucket_ms_));
   piece.rows = piece.profile.rows;
   piece.counted_only = false;
-  ++builds_;
   return OkStatus();
 }
 

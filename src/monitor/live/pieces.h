@@ -41,9 +41,6 @@ class PieceCache {
         settle_ms_(settle_ms) {}
 
   int64_t bucket_ms() const { return bucket_ms_; }
-  // Pieces held, and profiles built over the cache's life (tests, logs).
-  size_t pieces() const { return pieces_.size(); }
-  uint64_t builds() const { return builds_; }
 
   // Brings the pieces up to date for windows up to `longest_ms` ending at
   // `now_ms`: drops pieces older than the window, builds the missing ones
@@ -84,7 +81,6 @@ class PieceCache {
 
   std::map<int64_t, Piece> pieces_;  // bucket start -> its piece
   int64_t labels_checked_ms_ = 0;    // labels recorded before it are in the pieces
-  uint64_t builds_ = 0;
 };
 
 }  // namespace keel::monitor::internal
