@@ -243,6 +243,7 @@ Status RunServer(const GlobalOptions& global, const ServerFlags& f, bool serving
     monitor::MonitorService::Options mo;
     mo.interval = *monitor_every;
     mo.rules = rules;
+    mo.metrics = &app->metrics();
     api::App* a = app.get();
     monitoring = std::make_unique<monitor::MonitorService>(
         app->db(), SystemClock::Default(),

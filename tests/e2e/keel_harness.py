@@ -149,6 +149,17 @@ class KeelServer:
         return p
 
 
+def parse_metrics(text):
+    """Prometheus text -> {"name{labels}": value}."""
+    out = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        key, _, value = line.rpartition(" ")
+        out[key] = float(value)
+    return out
+
+
 class ServerClock:
     """A server's clock offset (KEEL_CLOCK_OFFSET_FILE, the clock seam's test
     hook): `env()` gives the environment a server reads it from; `set(ms)`

@@ -38,7 +38,8 @@ import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from keel_harness import (REPO, KeelServer, ServerClock, free_port,  # noqa: E402
-                          keel_binary, planted_churn_split, predict_and_label)
+                          keel_binary, parse_metrics, planted_churn_split,
+                          predict_and_label)
 
 SHARED = os.environ.get("KEEL_SHARED_DIR") or os.path.join(REPO, "..", "shared")
 CHURN = os.path.join(SHARED, "data", "mlc_churn.csv")
@@ -241,13 +242,16 @@ class AlertsTest(unittest.TestCase):
         self.assertIn("signing secret", p.stderr)
 
 
+# min_samples is the traffic of one phase (400 rows), so each rule judges only
+# a whole phase: a pass that runs while a phase is half sent sees too few rows
+# to judge (an AUC on 200 rows moves by more than 0.03 by chance alone).
 RULES = """rules:
   - {name: data_drift, metric: drift.column.total_day_minutes, op: ">=", threshold: 1,
-     window: 10m, min_samples: 100, cooldown: 1h}
+     window: 10m, min_samples: 400, cooldown: 1h}
   - {name: prediction_drift, metric: drift.prediction, op: ">=", threshold: 1,
-     window: 10m, min_samples: 100, cooldown: 1h}
+     window: 10m, min_samples: 400, cooldown: 1h}
   - {name: performance_decay, metric: performance.auc.drop, threshold: 0.03,
-     window: 10m, min_samples: 100, cooldown: 1h, severity: critical}
+     window: 10m, min_samples: 400, cooldown: 1h, severity: critical}
 """
 
 
@@ -295,37 +299,43 @@ class ShiftHalfWayTest(unittest.TestCase):
         out = run_keel(self.env, "alerts", "list", "--json").stdout
         return json.loads(out)["alerts"]
 
-    def stored_window(self, after_ms, labelled):
-        """The newest stored window report computed after `after_ms` holding
-        `labelled` labelled predictions, waiting up to 60 s for one (a pass
-        takes seconds under the sanitizers when other tests train beside it)."""
+    def metrics(self):
+        r = self.server.session.get(self.server.url + "/metrics", timeout=10)
+        self.assertEqual(r.status_code, 200, r.text)
+        return parse_metrics(r.text)
+
+    def wait_for_passes(self, n):
+        """Waits until the server has run `n` monitoring passes (60 s at most:
+        a pass takes seconds under the sanitizers when other tests train
+        beside it)."""
         deadline = time.time() + 60
         while time.time() < deadline:
-            db = sqlite3.connect(os.path.join(self.store, "keel.db"))
-            try:
-                rows = db.execute("SELECT report FROM monitor_windows WHERE computed_time > ? "
-                                  "ORDER BY window_id DESC", (after_ms,)).fetchall()
-            finally:
-                db.close()
-            for (report,) in rows:
-                r = json.loads(report)
-                if r["performance"]["labelled"] >= labelled:
-                    return r
+            if self.metrics().get("keel_monitor_passes_total", 0) >= n:
+                return
             time.sleep(0.1)
-        self.fail(f"no stored window after {after_ms} with {labelled} labels")
+        self.fail(f"the server did not run {n} monitoring passes in 60 s")
 
     def test_alerts_fire_after_the_shift_and_not_before(self):
         t0 = self.clock.now_ms()
-        self.send(self.plain)
-        before = self.stored_window(t0, len(self.plain))
-        self.assertEqual(before["rows"], len(self.plain))
-        self.assertFalse(before["drift"]["prediction_drift"])
+        self.send(self.plain)  # returns once every label is committed
+        # A pass that began after the last label has ended: it saw every row.
+        self.wait_for_passes(self.metrics()["keel_monitor_passes_total"] + 2)
         self.assertEqual(self.alerts(), [], "an alert fired before the shift")
+        m = self.metrics()
+        self.assertGreater(m['keel_monitor_windows_total{source="log"}'], 0, m)
+        self.assertEqual(m["keel_monitor_pass_errors_total"], 0, m)
+        self.assertGreaterEqual(m["keel_monitor_last_pass_timestamp_seconds"], t0 / 1000, m)
+        # The window the passes judged, as `keel monitor` reads it.
+        before = json.loads(run_keel(self.env, "monitor", "churn/1", "--window", "10m",
+                                     "--json", "-", "--quiet").stdout)
+        self.assertEqual(before["rows"], len(self.plain))
+        self.assertEqual(before["performance"]["labelled"], len(self.plain))
+        self.assertFalse(before["drift"]["prediction_drift"])
 
         self.clock.set(10 * 60_000 + 1_000)  # the unshifted traffic leaves the 10 min window
         t1 = self.clock.now_ms()
         self.send(self.shifted)
-        deadline = time.time() + 30
+        deadline = time.time() + 60
         fired = []
         while time.time() < deadline:
             fired = self.alerts()

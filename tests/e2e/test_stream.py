@@ -37,7 +37,7 @@ import requests  # noqa: E402
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tools"))
-from keel_harness import KeelServer, free_port, keel_binary  # noqa: E402
+from keel_harness import KeelServer, free_port, keel_binary, parse_metrics  # noqa: E402
 from nats_wire import JetStream, Nats, NatsError, NatsServer  # noqa: E402
 from test_serving import download_package, records, set_alias, train  # noqa: E402
 
@@ -48,16 +48,6 @@ SCALE = 0.3 if ASAN else 1.0
 
 def n(count):
     return max(50, int(count * SCALE))
-
-
-def parse_metrics(text):
-    out = {}
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        key, _, value = line.rpartition(" ")
-        out[key] = float(value)
-    return out
 
 
 class Scorer:

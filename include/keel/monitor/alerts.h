@@ -52,6 +52,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <string>
 #include <string_view>
@@ -59,6 +60,7 @@
 #include <vector>
 
 #include "keel/core/clock.h"
+#include "keel/core/metrics.h"
 #include "keel/core/result.h"
 #include "keel/model/package.h"
 #include "keel/monitor/live.h"
@@ -276,6 +278,13 @@ class MonitorService {
     // read from the log exactly; larger ones merge pieces.
     uint64_t exact_rows = 10'000;
     int64_t settle_ms = 60'000;  // a bucket's piece is built this long after it ends
+    // When set, the passes are counted there (the server's GET /metrics):
+    //   keel_monitor_passes_total, keel_monitor_pass_errors_total (error lines),
+    //   keel_monitor_windows_total{source="log"|"pieces"}, keel_monitor_alerts_total
+    //   (alerts stored anew), keel_monitor_last_pass_timestamp_seconds (the
+    //   clock's time when the last pass ended), keel_monitor_pass_duration_seconds.
+    // The names are registered by the constructor (once per registry).
+    metrics::Registry* metrics = nullptr;
   };
   struct PassSummary {
     uint64_t windows = 0;              // windows computed
@@ -333,6 +342,17 @@ class MonitorService {
   bool stop_ = false;    // guarded by mu_
   uint64_t passes_ = 0;  // guarded by mu_
   PassSummary last_;     // guarded by mu_
+  // In options_.metrics (null without it); updated by the pass thread.
+  struct Meters {
+    metrics::Counter* passes;
+    metrics::Counter* errors;
+    metrics::Counter* windows_log;
+    metrics::Counter* windows_pieces;
+    metrics::Counter* alerts;
+    metrics::Gauge* last_pass;
+    metrics::Histogram* duration;
+  };
+  std::optional<Meters> meters_;
   std::thread thread_;
 };
 

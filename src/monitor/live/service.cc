@@ -1,5 +1,6 @@
 // MonitorService: monitoring passes inside the server (keel/monitor/alerts.h).
 #include <algorithm>
+#include <chrono>
 #include <filesystem>
 #include <iostream>
 #include <set>
@@ -8,6 +9,9 @@
 #include "src/monitor/live/pieces.h"
 
 namespace keel::monitor {
+namespace {
+const std::vector<std::string> kNoLabels;
+}  // namespace
 
 MonitorService::MonitorService(store::Database& db, const Clock& clock, Resolver resolve,
                                AlertBus& bus, Options options)
@@ -15,7 +19,30 @@ MonitorService::MonitorService(store::Database& db, const Clock& clock, Resolver
       clock_(clock),
       resolve_(std::move(resolve)),
       bus_(bus),
-      options_(std::move(options)) {}
+      options_(std::move(options)) {
+  if (options_.metrics == nullptr) return;
+  metrics::Registry& r = *options_.metrics;
+  auto& windows = r.AddCounter("keel_monitor_windows_total",
+                               "Monitoring windows computed, by where they were read from "
+                               "(log: the prediction log; pieces: merged window profiles).",
+                               {"source"});
+  meters_ = Meters{
+      &r.AddCounter("keel_monitor_passes_total", "Monitoring passes run.").WithLabels(kNoLabels),
+      &r.AddCounter("keel_monitor_pass_errors_total",
+                    "Errors in monitoring passes (one per version or window that failed).")
+           .WithLabels(kNoLabels),
+      &windows.WithLabels({"log"}),
+      &windows.WithLabels({"pieces"}),
+      &r.AddCounter("keel_monitor_alerts_total", "Alerts stored anew by monitoring passes.")
+           .WithLabels(kNoLabels),
+      &r.AddGauge("keel_monitor_last_pass_timestamp_seconds",
+                  "When the last monitoring pass ended (Unix seconds).")
+           .WithLabels(kNoLabels),
+      &r.AddHistogram("keel_monitor_pass_duration_seconds", "Time a monitoring pass took.", {},
+                      {0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300})
+           .WithLabels(kNoLabels),
+  };
+}
 
 MonitorService::~MonitorService() { Stop(); }
 
@@ -51,6 +78,7 @@ void MonitorService::Loop() {
   while (!stop_) {
     lock.unlock();
     // A failed pass (the store unavailable) is retried at the next interval.
+    const auto started = std::chrono::steady_clock::now();
     Result<PassSummary> pass = RunOnce();
     PassSummary summary;
     if (pass.ok()) {
@@ -59,6 +87,16 @@ void MonitorService::Loop() {
       summary.errors.push_back(pass.status().message());
     }
     for (const std::string& e : summary.errors) std::cerr << "keel monitor: " << e << std::endl;
+    if (meters_) {
+      meters_->passes->Inc();
+      meters_->errors->Inc(static_cast<double>(summary.errors.size()));
+      meters_->windows_pieces->Inc(static_cast<double>(summary.windows_from_pieces));
+      meters_->windows_log->Inc(static_cast<double>(summary.windows - summary.windows_from_pieces));
+      meters_->alerts->Inc(static_cast<double>(summary.alerts_new));
+      meters_->last_pass->Set(static_cast<double>(clock_.NowMillis()) / 1000.0);
+      meters_->duration->Observe(
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count());
+    }
     lock.lock();
     ++passes_;
     last_ = std::move(summary);
