@@ -27,6 +27,7 @@ fi
 host="${KEEL_HOST:-127.0.0.1}"
 port="${KEEL_PORT:-5000}"
 echo "run: keel on http://$host:$port"
+echo "  dashboard      http://$host:$port/   (experiments, models, deployments, monitoring, retraining)"
 echo "  tracking API   http://$host:$port/api/2.0/mlflow/  (mlflow.set_tracking_uri(\"http://$host:$port\"))"
 echo "  artifacts      http://$host:$port/api/2.0/mlflow-artifacts/artifacts"
 echo "  health         http://$host:$port/health"

@@ -2,7 +2,9 @@
 # The whole test suite, from a fresh Debian 12 machine:
 #   1. installs the Debian packages (scripts/install-deps.sh),
 #   2. builds a Release tree (build/) and a Debug tree with ASan+UBSan (build-asan/),
-#   3. runs every unit and end-to-end test against both,
+#   3. starts a throwaway PostgreSQL server (scripts/pg-test-server.sh, in a
+#      temporary directory) for the store conformance tests, and runs every unit,
+#      end-to-end and browser test against both trees,
 #   4. runs each libFuzzer target briefly (KEEL_FUZZ_SECONDS, default 5;
 #      scripts/fuzz.sh runs them longer on demand).
 # Usage: scripts/test.sh [-L unit|e2e]   (extra arguments go to ctest)
@@ -24,6 +26,12 @@ cmake --build build-asan -j"$jobs"
 # default holds 256 MiB of freed memory).
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:quarantine_size_mb=16}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+
+# The store conformance tests' PostgreSQL server, stopped however this exits.
+pg_dir=$(mktemp -d /tmp/keel-pg-test.XXXXXX)
+trap 'bash "$root/scripts/pg-test-server.sh" stop "$pg_dir"; rm -rf "$pg_dir"' EXIT
+KEEL_TEST_POSTGRES_URI=$(bash scripts/pg-test-server.sh start "$pg_dir")
+export KEEL_TEST_POSTGRES_URI
 
 status=0
 summary=()

@@ -67,6 +67,7 @@ void AddDriftCommand(CLI::App& app, GlobalOptions& global, Action& run);
 void AddMonitorCommand(CLI::App& app, GlobalOptions& global, Action& run);
 void AddAlertCommands(CLI::App& app, GlobalOptions& global, Action& run);
 void AddRetrainCommand(CLI::App& app, GlobalOptions& global, Action& run);
+void AddMigrateCommand(CLI::App& app, GlobalOptions& global, Action& run);
 
 // Shared by keel drift and keel monitor (apps/keel/cli_drift.cc).
 // Writes `text` to `path` (WriteFileAtomically); "-" writes to stdout.

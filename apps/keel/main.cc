@@ -284,6 +284,7 @@ int main(int argc, char** argv) {
   AddMonitorCommand(app, global, run);
   AddAlertCommands(app, global, run);
   AddRetrainCommand(app, global, run);
+  AddMigrateCommand(app, global, run);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

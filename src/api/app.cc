@@ -70,13 +70,14 @@ struct RouteTable {
 };
 
 // All route tables, in match order. A new family of endpoints is one line here.
-const std::array<RouteTable, 7> kRouteTables = {{{&ServiceRoutes, true},
+const std::array<RouteTable, 8> kRouteTables = {{{&ServiceRoutes, true},
                                                  {&ServingRoutes, true},
                                                  {&TrackingRoutes, false},
                                                  {&RegistryRoutes, false},
                                                  {&ArtifactRoutes, false},
                                                  {&MonitoringRoutes, false},
-                                                 {&RetrainRoutes, false}}};
+                                                 {&RetrainRoutes, false},
+                                                 {&DashboardRoutes, false}}};
 
 struct RouteIndex {
   std::unordered_map<std::string, const Route*> exact;  // "METHOD path"

@@ -13,6 +13,14 @@
 //        {"model": "churn", "cancelled": "job" | "shadow"}: the model's
 //        queued or running job is cancelled; without one, its shadow phase
 //        ends (CancelShadow). 404 when there is neither.
+//   GET  /api/2.0/keel/retrain/policies                     (read)
+//        {"scheduler": bool, "policies": [{"model", "schedule" (cron or null),
+//         "timezone", "missed", "on_alerts": [...], "continuous_every_ms",
+//         "gate": {"metric", "min_delta", "max_regression", "min_rows"},
+//         "shadow_ms", "watch_ms", "promote", "source", "last_slot_ms",
+//         "next_slot_ms", "next_continuous_ms" (-1: none), "state":
+//         "idle" | "queued" | "running"}]}; without --retrain-policies
+//        {"scheduler": false, "policies": []}
 // Triggering and cancelling need a server started with --retrain-policies
 // (otherwise 409 INVALID_STATE naming the flag).
 #include "keel/api/app.h"
@@ -103,7 +111,73 @@ Result<std::string> CancelJob(App& app, const Request& request) {
   return std::move(w).Take();
 }
 
+Result<std::string> ListPolicies(App& app, const Request&) {
+  retrain::RetrainScheduler* s = app.retrain_scheduler();
+  JsonWriter w;
+  w.BeginObject();
+  w.Key("scheduler");
+  w.Bool(s != nullptr);
+  w.Key("policies");
+  w.BeginArray();
+  if (s != nullptr) {
+    for (const retrain::RetrainScheduler::PolicyState& st : s->Snapshot()) {
+      const retrain::RetrainPolicy& p = *st.policy;
+      w.BeginObject();
+      w.Key("model");
+      w.String(p.model);
+      w.Key("schedule");
+      if (p.schedule) {
+        w.String(p.schedule->expression());
+      } else {
+        w.Null();
+      }
+      w.Key("timezone");
+      w.String(p.timezone);
+      w.Key("missed");
+      w.String(p.missed);
+      w.Key("on_alerts");
+      w.BeginArray();
+      for (const std::string& rule : p.on_alerts) w.String(rule);
+      w.EndArray();
+      w.Key("continuous_every_ms");
+      w.Int(p.continuous.every_ms);
+      w.Key("gate");
+      w.BeginObject();
+      w.Key("metric");
+      w.String(p.gate.metric);
+      w.Key("min_delta");
+      w.Double(p.gate.min_delta);
+      w.Key("max_regression");
+      w.Double(p.gate.max_regression);
+      w.Key("min_rows");
+      w.Int(static_cast<int64_t>(p.gate.min_rows));
+      w.EndObject();
+      w.Key("shadow_ms");
+      w.Int(p.shadow.duration_ms);
+      w.Key("watch_ms");
+      w.Int(p.watch.duration_ms);
+      w.Key("promote");
+      w.String(p.promote);
+      w.Key("source");
+      w.String(p.source);
+      w.Key("last_slot_ms");
+      w.Int(st.last_slot_ms);
+      w.Key("next_slot_ms");
+      w.Int(st.next_slot_ms);
+      w.Key("next_continuous_ms");
+      w.Int(st.next_continuous_ms);
+      w.Key("state");
+      w.String(st.state);
+      w.EndObject();
+    }
+  }
+  w.EndArray();
+  w.EndObject();
+  return std::move(w).Take();
+}
+
 const std::array kRetrainRoutes = {
+    Route{"GET", "/api/2.0/keel/retrain/policies", &internal::Wrap<&ListPolicies>, Access::kRead},
     Route{"GET", "/api/2.0/keel/retrain/jobs", &internal::Wrap<&ListJobs>, Access::kRead},
     Route{"POST", "/api/2.0/keel/retrain/jobs", &TriggerJob, Access::kWrite},
     Route{"POST", "/api/2.0/keel/retrain/jobs/cancel", &internal::Wrap<&CancelJob>, Access::kWrite},

@@ -174,6 +174,29 @@ Status RetrainScheduler::Tick() {
   return first_error;
 }
 
+std::vector<RetrainScheduler::PolicyState> RetrainScheduler::Snapshot() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  std::vector<PolicyState> out;
+  for (const RetrainPolicy& p : policies_) {
+    PolicyState st;
+    st.policy = &p;
+    if (auto it = last_slot_.find(p.model); it != last_slot_.end()) {
+      st.last_slot_ms = it->second;
+      if (p.schedule) st.next_slot_ms = p.schedule->NextAfter(it->second);
+    }
+    if (auto it = next_continuous_.find(p.model); it != next_continuous_.end()) {
+      st.next_continuous_ms = it->second;
+    }
+    st.state = running_.contains(p.model) ? "running"
+               : std::any_of(queue_.begin(), queue_.end(),
+                             [&](const Pending& q) { return q.model == p.model; })
+                   ? "queued"
+                   : "idle";
+    out.push_back(std::move(st));
+  }
+  return out;
+}
+
 void RetrainScheduler::EnqueueLocked(Pending p) {
   // A running job whose cancel flag is set will not do the work: queue
   // behind it instead of folding into it.

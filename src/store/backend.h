@@ -11,7 +11,7 @@ namespace keel::store::internal {
 
 // Opens a backend-specific database from the part of the URI after "scheme:".
 using BackendOpener = Result<std::unique_ptr<Database>> (*)(std::string_view uri,
-                                                          const OpenOptions& options);
+                                                            const OpenOptions& options);
 
 struct Backend {
   std::string_view scheme;  // "sqlite"
@@ -25,5 +25,7 @@ std::span<const Backend> Backends();
 Status Migrate(Database& db, int target);
 
 Result<std::unique_ptr<Database>> OpenSqlite(std::string_view uri, const OpenOptions& options);
+// postgresql://user[:password]@host[:port]/db (also postgres://), through libpq.
+Result<std::unique_ptr<Database>> OpenPostgres(std::string_view uri, const OpenOptions& options);
 
 }  // namespace keel::store::internal

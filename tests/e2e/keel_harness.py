@@ -3,6 +3,11 @@
 Run the tests with Debian's /usr/bin/python3 (python3-requests). The binary is
 taken from $KEEL_BINARY (set by ctest) or build/keel.
 
+With KEEL_TEST_STORE=postgresql a KeelServer keeps its state in a database of
+its own on the PostgreSQL server $KEEL_TEST_POSTGRES_URI names (created with
+the server's data directory, dropped with it): the store conformance runs of
+the API suites (tests/CMakeLists.txt, e2e_pg_*).
+
     with KeelServer() as k:
         r = k.post("experiments/create", {"name": "x"})
         assert r.status_code == 200
@@ -35,6 +40,26 @@ def free_port():
         return s.getsockname()[1]
 
 
+def on_postgres():
+    return os.environ.get("KEEL_TEST_STORE") == "postgresql"
+
+
+def postgres_admin(sql):
+    """Runs one statement on the test PostgreSQL server (outside a transaction)."""
+    admin = os.environ.get("KEEL_TEST_POSTGRES_URI")
+    if not admin:
+        raise RuntimeError("KEEL_TEST_STORE=postgresql needs KEEL_TEST_POSTGRES_URI")
+    subprocess.run(["psql", "-q", "-v", "ON_ERROR_STOP=1", admin, "-c", sql], check=True,
+                   capture_output=True, timeout=60)
+
+
+def scratch_postgres_uri(name):
+    """Creates database `name` on the test server and returns its URI."""
+    admin = os.environ["KEEL_TEST_POSTGRES_URI"]
+    postgres_admin(f"CREATE DATABASE {name}")
+    return admin[:admin.index("/", admin.index("://") + 3)] + "/" + name
+
+
 class KeelServer:
     """A keel server in its own temporary data directory.
 
@@ -49,6 +74,19 @@ class KeelServer:
         self.proc = None
         self.port = None
         self.session = requests.Session()
+        self.pg_name = None
+        if on_postgres():
+            marker = os.path.join(self.data_dir, "postgres-database")
+            if os.path.exists(marker):  # a restart on the same data directory
+                with open(marker) as f:
+                    self.pg_name = f.read().strip()
+            else:
+                self.pg_name = "keel_e2e_" + os.urandom(6).hex()
+                self.pg_uri = scratch_postgres_uri(self.pg_name)
+                with open(marker, "w") as f:
+                    f.write(self.pg_name)
+            admin = os.environ["KEEL_TEST_POSTGRES_URI"]
+            self.pg_uri = admin[:admin.index("/", admin.index("://") + 3)] + "/" + self.pg_name
 
     @property
     def url(self):
@@ -56,7 +94,16 @@ class KeelServer:
 
     @property
     def store_uri(self):
+        if self.pg_name:
+            return self.pg_uri
         return "sqlite:///" + os.path.join(self.data_dir, "keel.db").lstrip("/")
+
+    def drop_store(self):
+        """Drops this server's PostgreSQL database (nothing on SQLite: the file
+        goes with the data directory)."""
+        if self.pg_name:
+            postgres_admin(f"DROP DATABASE IF EXISTS {self.pg_name} WITH (FORCE)")
+            self.pg_name = None
 
     @property
     def artifact_root(self):
@@ -109,6 +156,7 @@ class KeelServer:
     def __exit__(self, *exc):
         self.stop()
         if self.own_dir:
+            self.drop_store()
             shutil.rmtree(self.data_dir, ignore_errors=True)
 
     # MLflow REST helpers: path relative to /api/2.0/mlflow/.
@@ -201,6 +249,7 @@ class KeelTestCase(unittest.TestCase):
     def tearDownClass(cls):
         cls.k.stop()
         if cls.k.own_dir:
+            cls.k.drop_store()
             shutil.rmtree(cls.k.data_dir, ignore_errors=True)
 
     def assertError(self, response, status, error_code, message_part=None):

@@ -120,6 +120,23 @@ class AuthTest(unittest.TestCase):
         self.assertEqual(r.status_code, 200)
 
     # --- missing / bad credentials ------------------------------------------------------------
+    def test_whoami_names_the_role_and_the_dashboard_is_open(self):
+        def whoami(headers):
+            r = requests.get(self.k.url + "/api/2.0/keel/whoami", headers=headers, timeout=10)
+            self.assertEqual(r.status_code, 200, r.text)
+            return r.json()
+
+        self.assertEqual(whoami(bearer(WRITER_SECRET)),
+                         {"auth": True, "name": WRITER, "role": "write"})
+        self.assertEqual(whoami(basic(READER, READER_SECRET)),
+                         {"auth": True, "name": READER, "role": "read"})
+        self.assertEqual(whoami({}), {"auth": True, "name": None, "role": None})
+        self.assertEqual(whoami(bearer("not-a-token")), {"auth": True, "name": None, "role": None})
+        # The dashboard's files hold no data: open, so it can ask for a token.
+        r = requests.get(self.k.url + "/", timeout=10)
+        self.assertEqual(r.status_code, 200, r.text)
+        self.assertTrue(r.headers["Content-Type"].startswith("text/html"), r.headers)
+
     def test_missing_credentials(self):
         self.assertUnauthenticated(self.read_call({}))
         name = "noauth-" + uuid.uuid4().hex

@@ -556,6 +556,16 @@ shadow: {{ duration: 1h, min_requests: 200 }}
         if local.weekday() == 0 and local.hour < 3:
             monday = local.replace(hour=3, minute=0, second=0, microsecond=0)
         fire = monday.astimezone(timezone.utc)
+        # The scheduler's view, as the dashboard reads it: the next slot is that Monday 03:00.
+        r = self.server.session.get(self.server.url + "/api/2.0/keel/retrain/policies", timeout=10)
+        self.assertEqual(r.status_code, 200, r.text)
+        body = r.json()
+        self.assertTrue(body["scheduler"])
+        [policy] = body["policies"]
+        self.assertEqual((policy["model"], policy["schedule"], policy["timezone"], policy["missed"],
+                          policy["state"]), ("churn", "0 3 * * 1", "Europe/Paris", "skip", "idle"))
+        self.assertEqual(policy["next_slot_ms"], int(fire.timestamp() * 1000))
+        self.assertEqual((policy["gate"]["metric"], policy["shadow_ms"]), ("auc", 3_600_000))
         offset_ms = (fire - now).total_seconds() * 1000 + 30_000  # 30 s past the slot
         self.clock.set(offset_ms)
         job = self.wait_job({"shadow", "promoted", "rejected", "failed"})

@@ -676,6 +676,8 @@ class ServeReplicaTest(ServingCase):
             # Only serving routes on a replica.
             r = requests.get(url + "/api/2.0/mlflow/experiments/search", timeout=10)
             self.assertEqual(r.status_code, 404)
+            for path in ["/", "/ui/app.js", "/api/2.0/keel/whoami"]:  # no dashboard
+                self.assertEqual(requests.get(url + path, timeout=10).status_code, 404, path)
             set_alias(self.k, "churn", "champion", 2)
             deadline = time.time() + 5
             version = "1"

@@ -22,8 +22,8 @@
 namespace keel::serve {
 namespace {
 
-using keel::testing::OpenTestDb;
 using keel::testing::CountRows;
+using keel::testing::OpenTestDb;
 using keel::testing::TempDir;
 using store::Connection;
 using store::RowView;
@@ -50,7 +50,6 @@ std::vector<PredictionRecord> Recs(const std::string& prefix, int n, int64_t tim
   for (int i = 0; i < n; ++i) out.push_back(Rec(prefix + std::to_string(i), time_ms));
   return out;
 }
-
 
 bool HasPrediction(store::Database& db, const std::string& id) {
   bool found = false;
@@ -612,7 +611,7 @@ int AppendUntilKilled(const std::string& uri, int fd) {
 
 TEST(PredictionLogCrashTest, AcknowledgedStrictRecordsSurviveSigkill) {
   TempDir dir;
-  const std::string uri = dir.SqliteUri();
+  const std::string uri = keel::testing::TestStoreUri(dir);
   int fds[2];
   ASSERT_EQ(pipe(fds), 0);
   std::fflush(nullptr);

@@ -235,5 +235,8 @@ std::span<const Route> ServingRoutes();
 std::span<const Route> MonitoringRoutes();
 // /api/2.0/keel/retrain/jobs, .../jobs/cancel (src/api/retrain_routes.cc).
 std::span<const Route> RetrainRoutes();
+// The web dashboard's files at / and /ui/, and /api/2.0/keel/whoami
+// (src/api/dashboard_routes.cc).
+std::span<const Route> DashboardRoutes();
 
 }  // namespace keel::api

@@ -122,6 +122,16 @@ class RetrainScheduler {
   // out their backoff do not count (tests).
   void WaitIdle();
 
+  // Each policy's scheduling state now (the dashboard's retraining page).
+  struct PolicyState {
+    const RetrainPolicy* policy;      // one of policies()
+    int64_t last_slot_ms = -1;        // the newest schedule slot counted as fired; -1 none yet
+    int64_t next_slot_ms = -1;        // the next one; -1 without a schedule
+    int64_t next_continuous_ms = -1;  // the next continuous update; -1 without one
+    std::string state;                // "idle", "queued" or "running"
+  };
+  std::vector<PolicyState> Snapshot() const;
+
   uint64_t started() const;  // jobs started
   uint64_t folded() const;   // triggers folded into a queued or running job
   const std::vector<RetrainPolicy>& policies() const { return policies_; }

@@ -75,8 +75,7 @@ class Connection {
   // Runs a query, calling `row` per result row; a non-OK return stops early.
   virtual Status Query(std::string_view sql, std::span<const Value> params,
                        const RowCallback& row) = 0;
-  Status Query(std::string_view sql, std::initializer_list<Value> params,
-               const RowCallback& row) {
+  Status Query(std::string_view sql, std::initializer_list<Value> params, const RowCallback& row) {
     return Query(sql, std::span<const Value>(params.begin(), params.size()), row);
   }
   // Rows changed by the last Exec.
@@ -94,6 +93,14 @@ struct Dialect {
   std::string blob_type;
   // Expansion of {{AUTO_ID}}: an auto-assigned BIGINT primary key column.
   std::string auto_id;
+  // Catalog queries (CopyStore): the tables, in name order; the columns of
+  // table ? as (name, declared type) in order; the auto-assigned columns as
+  // (table, column), or "" when the backend needs no counter reset after
+  // explicit ids were inserted; that reset, with {table} and {column}.
+  std::string list_tables;
+  std::string list_columns;
+  std::string list_auto_ids;
+  std::string reset_auto_id;
 };
 
 enum class SyncMode {
@@ -131,5 +138,26 @@ int LatestSchemaVersion();
 
 // Reserves the next value of a named counter inside a write transaction.
 Result<int64_t> NextSequenceValue(Connection& conn, std::string_view name);
+
+// CopyStore: every row of every table of `from` into `to` (keel migrate),
+// e.g. a single-machine SQLite store into PostgreSQL.
+//  - Both must be at the same schema version (OpenDatabase brings both to
+//    this build's latest), and `to` must be empty: only what the migrations
+//    create (the Default experiment, counters). FailedPrecondition otherwise,
+//    naming the table that holds data.
+//  - One read snapshot of `from`, one write transaction on `to` (all or
+//    nothing); values keep their declared column types (integers, doubles
+//    bit for bit, text, bytes), auto-assigned ids are carried over and the
+//    target's id counters moved past them.
+//  - Afterwards every table's row count is compared (DataLoss on a mismatch).
+// `progress` is called per table as rows are copied (rows so far, rows in the
+// table) and may be empty.
+struct CopyReport {
+  std::vector<std::pair<std::string, int64_t>> tables;  // name, rows copied
+  int64_t rows = 0;
+};
+using CopyProgress = std::function<void(std::string_view table, int64_t copied, int64_t total)>;
+[[nodiscard]] Result<CopyReport> CopyStore(Database& from, Database& to,
+                                           const CopyProgress& progress = {});
 
 }  // namespace keel::store

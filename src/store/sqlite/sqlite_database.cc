@@ -120,8 +120,7 @@ class SqliteConnection final : public Connection {
     int n = sqlite3_bind_parameter_count(stmt);
     if (n != static_cast<int>(params.size())) {
       return Internal("sqlite: statement wants " + std::to_string(n) + " parameters, got " +
-                      std::to_string(params.size()) + " [" + std::string(sql.substr(0, 120)) +
-                      "]");
+                      std::to_string(params.size()) + " [" + std::string(sql.substr(0, 120)) + "]");
     }
     for (int i = 0; i < n; ++i) {
       const Value& v = params[static_cast<size_t>(i)];
@@ -162,15 +161,16 @@ class SqliteDatabase final : public Database {
 
   Status Init(const std::string& path, const OpenOptions& options) {
     bool memory = path == ":memory:";
-    std::string open_path = memory ? "file:keelmem" + std::to_string(reinterpret_cast<uintptr_t>(this)) +
+    std::string open_path = memory ? "file:keelmem" +
+                                         std::to_string(reinterpret_cast<uintptr_t>(this)) +
                                          "?mode=memory&cache=shared"
                                    : path;
     int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX | SQLITE_OPEN_URI;
     KEEL_ASSIGN_OR_RETURN(writer_, OpenOne(open_path, flags));
     std::string sync = options.sync == SyncMode::kFull ? "FULL" : "NORMAL";
-    KEEL_RETURN_IF_ERROR(writer_->ExecScript(
-        (memory ? std::string() : std::string("PRAGMA journal_mode=WAL;")) +
-        "PRAGMA synchronous=" + sync + ";"));
+    KEEL_RETURN_IF_ERROR(
+        writer_->ExecScript((memory ? std::string() : std::string("PRAGMA journal_mode=WAL;")) +
+                            "PRAGMA synchronous=" + sync + ";"));
     int readers = std::max(1, options.read_connections);
     for (int i = 0; i < readers; ++i) {
       KEEL_ASSIGN_OR_RETURN(auto conn, OpenOne(open_path, flags));
@@ -262,7 +262,7 @@ class SqliteDatabase final : public Database {
   std::mutex read_mu_;                        // guards idle_readers_
   std::condition_variable read_cv_;
   std::vector<std::unique_ptr<SqliteConnection>> readers_;  // owned, fixed after Init
-  std::vector<SqliteConnection*> idle_readers_;              // GUARDED_BY(read_mu_)
+  std::vector<SqliteConnection*> idle_readers_;             // GUARDED_BY(read_mu_)
 };
 
 }  // namespace
@@ -276,8 +276,9 @@ Result<std::unique_ptr<Database>> OpenSqlite(std::string_view uri, const OpenOpt
   } else if (rest.starts_with("//")) {
     path = std::string(rest.substr(2));
   } else {
-    return InvalidArgument("sqlite URI must look like sqlite:///abs/path or sqlite://rel/path, got '" +
-                           std::string(uri) + "'");
+    return InvalidArgument(
+        "sqlite URI must look like sqlite:///abs/path or sqlite://rel/path, got '" +
+        std::string(uri) + "'");
   }
   if (path.empty()) return InvalidArgument("sqlite URI has no path: '" + std::string(uri) + "'");
   if (path != ":memory:") {
@@ -286,8 +287,17 @@ Result<std::unique_ptr<Database>> OpenSqlite(std::string_view uri, const OpenOpt
     if (!parent.empty()) std::filesystem::create_directories(parent, ec);
     if (ec) return Unavailable("cannot create directory " + parent.string() + ": " + ec.message());
   }
-  auto db = std::make_unique<SqliteDatabase>(std::string(uri),
-                                             Dialect{"sqlite", "WITHOUT ROWID", "BLOB", "INTEGER PRIMARY KEY"});
+  Dialect dialect;
+  dialect.name = "sqlite";
+  dialect.without_rowid = "WITHOUT ROWID";
+  dialect.blob_type = "BLOB";
+  dialect.auto_id = "INTEGER PRIMARY KEY";
+  dialect.list_tables =
+      "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' "
+      "ORDER BY name";
+  dialect.list_columns = "SELECT name, type FROM pragma_table_info(?) ORDER BY cid";
+  // INTEGER PRIMARY KEY columns continue after their largest value by themselves.
+  auto db = std::make_unique<SqliteDatabase>(std::string(uri), std::move(dialect));
   KEEL_RETURN_IF_ERROR(db->Init(path, options));
   return std::unique_ptr<Database>(std::move(db));
 }
