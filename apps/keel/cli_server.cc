@@ -42,6 +42,7 @@ struct ServerFlags {
   std::string retrain_policies;
   int retrain_concurrency = 1;
   std::string retrain_watch_interval = "30s";
+  std::string lease_ttl = "30s";
 };
 
 // Monitoring flags (keel server only).
@@ -63,6 +64,11 @@ void AddMonitorFlags(CLI::App* cmd, ServerFlags& f) {
                   "alert triggers run in this server");
   cmd->add_option("--retrain-watch-interval", f.retrain_watch_interval,
                   "how often promotions under watch are checked against the version before")
+      ->capture_default_str();
+  cmd->add_option("--lease-ttl", f.lease_ttl,
+                  "replicas on one store: how long the retraining scheduler's lease outlives "
+                  "its holder's last renewal (renewed every second), i.e. how soon another "
+                  "replica takes the schedules over")
       ->capture_default_str();
   cmd->add_option("--retrain-concurrency", f.retrain_concurrency,
                   "retraining jobs running at once (one per model at most)")
@@ -188,9 +194,12 @@ Status RunServer(const GlobalOptions& global, const ServerFlags& f, bool serving
 
   std::vector<retrain::RetrainPolicy> policies;
   int64_t watch_interval_ms = 0;
+  int64_t lease_ttl_ms = 0;
   if (!serving_only && !f.retrain_policies.empty()) {
     KEEL_ASSIGN_OR_RETURN(policies, retrain::LoadPolicies(f.retrain_policies));
     KEEL_ASSIGN_OR_RETURN(watch_interval_ms, monitor::ParseDuration(f.retrain_watch_interval));
+    KEEL_ASSIGN_OR_RETURN(lease_ttl_ms, monitor::ParseDuration(f.lease_ttl));
+    if (lease_ttl_ms < 2'000) return InvalidArgument("--lease-ttl must be at least 2s");
   }
 
   KEEL_ASSIGN_OR_RETURN(auto app, api::App::Open(app_options));
@@ -228,6 +237,9 @@ Status RunServer(const GlobalOptions& global, const ServerFlags& f, bool serving
   // New alerts are published here: to the webhook, and to in-process
   // subscribers (retraining triggers).
   monitor::AlertBus alerts;
+  // Replicas on one store: the monitoring passes and the retraining
+  // schedules run in whichever process holds their lease.
+  const std::string holder = store::Lease::ProcessHolder();
   std::unique_ptr<monitor::WebhookNotifier> webhook;
   std::unique_ptr<monitor::MonitorService> monitoring;
   // The webhook takes every alert published here: monitoring's, and the
@@ -244,6 +256,7 @@ Status RunServer(const GlobalOptions& global, const ServerFlags& f, bool serving
     mo.interval = *monitor_every;
     mo.rules = rules;
     mo.metrics = &app->metrics();
+    mo.lease_holder = holder;
     api::App* a = app.get();
     monitoring = std::make_unique<monitor::MonitorService>(
         app->db(), SystemClock::Default(),
@@ -276,6 +289,8 @@ Status RunServer(const GlobalOptions& global, const ServerFlags& f, bool serving
     retrain::SchedulerOptions so;
     so.max_concurrent = f.retrain_concurrency;
     so.watch_interval_ms = watch_interval_ms;
+    so.lease_holder = holder;
+    so.lease_ttl_ms = lease_ttl_ms;
     // The watch after promotions: a rollback is stored and published as an
     // alert like monitoring's own.
     store::Database* db = &app->db();

@@ -14,13 +14,14 @@
 //        queued or running job is cancelled; without one, its shadow phase
 //        ends (CancelShadow). 404 when there is neither.
 //   GET  /api/2.0/keel/retrain/policies                     (read)
-//        {"scheduler": bool, "policies": [{"model", "schedule" (cron or null),
+//        {"scheduler": bool, "leader": bool (this replica fires the schedules:
+//         it holds the store's scheduler lease), "policies": [{"model", "schedule" (cron or null),
 //         "timezone", "missed", "on_alerts": [...], "continuous_every_ms",
 //         "gate": {"metric", "min_delta", "max_regression", "min_rows"},
 //         "shadow_ms", "watch_ms", "promote", "source", "last_slot_ms",
 //         "next_slot_ms", "next_continuous_ms" (-1: none), "state":
 //         "idle" | "queued" | "running"}]}; without --retrain-policies
-//        {"scheduler": false, "policies": []}
+//        {"scheduler": false, "leader": false, "policies": []}
 // Triggering and cancelling need a server started with --retrain-policies
 // (otherwise 409 INVALID_STATE naming the flag).
 #include "keel/api/app.h"
@@ -117,6 +118,8 @@ Result<std::string> ListPolicies(App& app, const Request&) {
   w.BeginObject();
   w.Key("scheduler");
   w.Bool(s != nullptr);
+  w.Key("leader");
+  w.Bool(s != nullptr && s->leader());
   w.Key("policies");
   w.BeginArray();
   if (s != nullptr) {

@@ -22,6 +22,10 @@ RetrainScheduler::RetrainScheduler(std::vector<RetrainPolicy> policies, store::D
       run_job_(std::move(run_job)),
       options_(options) {
   options_.max_concurrent = std::max(1, options_.max_concurrent);
+  if (!options_.lease_holder.empty()) {
+    lease_ = std::make_unique<store::Lease>(db_, clock_, "retrain-scheduler", options_.lease_holder,
+                                            options_.lease_ttl_ms);
+  }
 }
 
 RetrainScheduler::~RetrainScheduler() { Stop(); }
@@ -72,6 +76,7 @@ Status RetrainScheduler::Start() {
         const int64_t now = clock_.NowMillis();
         if (now - last_watch_ms_ >= options_.watch_interval_ms) {
           last_watch_ms_ = now;
+          if (!leader_) continue;  // the lease holder decides shadows and watches
           lock.unlock();
           // Errors are retried next time.
           for (const RetrainPolicy& p : policies_) {
@@ -105,12 +110,32 @@ void RetrainScheduler::Stop() {
     if (t.joinable()) t.join();
   }
   workers_.clear();
+  // Another replica need not wait for the lease to expire.
+  if (lease_ != nullptr) lease_->Release().IgnoreError();
+}
+
+bool RetrainScheduler::leader() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return leader_;
 }
 
 Status RetrainScheduler::Tick() {
   const int64_t now = clock_.NowMillis();
   std::unique_lock<std::mutex> lock(mu_);
   if (stopping_) return OkStatus();
+  if (lease_ != nullptr) {
+    Result<bool> mine = lease_->Acquire();
+    const bool was = leader_;
+    leader_ = mine.ok() && *mine;
+    if (!leader_) {
+      // A standby: the holder fires the slots. Its view of them is read
+      // again on taking over.
+      loaded_ = false;
+      next_continuous_.clear();
+      return mine.ok() ? OkStatus() : mine.status();
+    }
+    if (!was) loaded_ = false;
+  }
   if (!loaded_) {
     std::map<std::string, int64_t> slots;
     KEEL_RETURN_IF_ERROR(db_.Read([&](store::Connection& c) {

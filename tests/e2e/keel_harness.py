@@ -12,6 +12,7 @@ the API suites (tests/CMakeLists.txt, e2e_pg_*).
         r = k.post("experiments/create", {"name": "x"})
         assert r.status_code == 200
 """
+import atexit
 import csv
 import json
 import os
@@ -53,10 +54,25 @@ def postgres_admin(sql):
                    capture_output=True, timeout=60)
 
 
+_created_databases = []
+
+
+@atexit.register
+def _drop_created_databases():
+    """Drops what this test process created and did not drop itself."""
+    for name in _created_databases:
+        try:
+            postgres_admin(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        except Exception:  # noqa: BLE001 - best effort at exit
+            pass
+
+
 def scratch_postgres_uri(name):
-    """Creates database `name` on the test server and returns its URI."""
+    """Creates database `name` on the test server and returns its URI (the
+    database is dropped when this process exits, if not before)."""
     admin = os.environ["KEEL_TEST_POSTGRES_URI"]
     postgres_admin(f"CREATE DATABASE {name}")
+    _created_databases.append(name)
     return admin[:admin.index("/", admin.index("://") + 3)] + "/" + name
 
 

@@ -43,7 +43,7 @@ class DashboardRoutesTest(KeelTestCase):
     def test_retrain_policies_without_a_scheduler(self):
         r = requests.get(self.k.url + "/api/2.0/keel/retrain/policies", timeout=10)
         self.assertEqual(r.status_code, 200, r.text)
-        self.assertEqual(r.json(), {"scheduler": False, "policies": []})
+        self.assertEqual(r.json(), {"scheduler": False, "leader": False, "policies": []})
 
     def test_whoami_without_auth(self):
         r = requests.get(self.k.url + "/api/2.0/keel/whoami", timeout=10)

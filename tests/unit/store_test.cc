@@ -3,11 +3,14 @@
 #include <gtest/gtest.h>
 #include <sqlite3.h>
 
+#include <atomic>
 #include <fstream>
 #include <sstream>
 #include <thread>
 
+#include "keel/core/clock.h"
 #include "keel/registry/registry.h"
+#include "keel/store/lease.h"
 #include "keel/tracking/tracking.h"
 #include "tests/unit/test_util.h"
 
@@ -152,6 +155,70 @@ TEST(StoreTest, RefusesADatabaseFromANewerKeel) {
   auto db = OpenDatabase(keel::testing::TestStoreUri(dir), {});
   ASSERT_FALSE(db.ok());
   EXPECT_NE(db.status().message().find("newer"), std::string::npos);
+}
+
+TEST(StoreTest, LeaseHasOneHolderUntilItExpiresOrIsReleased) {
+  TempDir dir;
+  auto db = keel::testing::OpenTestDb(dir);
+  ASSERT_NE(db, nullptr);
+  ManualClock clock(1'000'000);
+  Lease a(*db, clock, "monitor", "a", 10'000);
+  Lease b(*db, clock, "monitor", "b", 10'000);
+  Lease other_role(*db, clock, "scheduler", "b", 10'000);
+  ASSERT_OK_AND_ASSIGN(bool a_has, a.Acquire());
+  EXPECT_TRUE(a_has);
+  ASSERT_OK_AND_ASSIGN(bool b_has, b.Acquire());
+  EXPECT_FALSE(b_has);
+  ASSERT_OK_AND_ASSIGN(bool other, other_role.Acquire());
+  EXPECT_TRUE(other);  // roles are independent
+  // Renewals keep it past the first ttl.
+  clock.Advance(9'000);
+  ASSERT_OK_AND_ASSIGN(a_has, a.Acquire());
+  EXPECT_TRUE(a_has);
+  clock.Advance(9'000);
+  ASSERT_OK_AND_ASSIGN(b_has, b.Acquire());
+  EXPECT_FALSE(b_has);
+  ASSERT_OK_AND_ASSIGN(Lease::State st, b.Current());
+  EXPECT_EQ(st.holder, "a");
+  EXPECT_EQ(st.expires_ms, 1'000'000 + 18'000 + 1'000);
+  // Unrenewed, it expires and the other takes it; the first has lost it.
+  clock.Advance(10'000);
+  ASSERT_OK_AND_ASSIGN(b_has, b.Acquire());
+  EXPECT_TRUE(b_has);
+  ASSERT_OK_AND_ASSIGN(a_has, a.Acquire());
+  EXPECT_FALSE(a_has);
+  // Released, it is free at once.
+  ASSERT_OK(b.Release());
+  ASSERT_OK_AND_ASSIGN(a_has, a.Acquire());
+  EXPECT_TRUE(a_has);
+  ASSERT_OK(b.Release());  // not b's: changes nothing
+  ASSERT_OK_AND_ASSIGN(b_has, b.Acquire());
+  EXPECT_FALSE(b_has);
+}
+
+TEST(StoreTest, RacingProcessesGetOneLeaseHolder) {
+  TempDir dir;
+  auto first = keel::testing::OpenTestDb(dir);
+  ASSERT_NE(first, nullptr);
+  // Separate Database objects on one store, as separate processes have.
+  std::vector<std::unique_ptr<Database>> dbs;
+  for (int i = 0; i < 4; ++i) dbs.push_back(keel::testing::OpenTestDb(dir));
+  ManualClock clock(5'000'000);
+  for (int round = 0; round < 5; ++round) {
+    std::atomic<int> holders{0};
+    std::vector<std::thread> threads;
+    for (int i = 0; i < 4; ++i) {
+      threads.emplace_back([&, i] {
+        Lease l(*dbs[static_cast<size_t>(i)], clock, "race", "p" + std::to_string(i), 1'000);
+        auto mine = l.Acquire();
+        ASSERT_TRUE(mine.ok()) << mine.status().ToString();
+        if (*mine) ++holders;
+      });
+    }
+    for (auto& t : threads) t.join();
+    EXPECT_EQ(holders.load(), 1) << "round " << round;
+    clock.Advance(1'001);  // expired: the next round races again
+  }
 }
 
 }  // namespace

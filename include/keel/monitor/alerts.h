@@ -66,6 +66,7 @@
 #include "keel/monitor/live.h"
 #include "keel/monitor/reference.h"
 #include "keel/monitor/window_profile.h"
+#include "keel/store/lease.h"
 #include "keel/store/store.h"
 
 namespace keel::monitor {
@@ -284,7 +285,14 @@ class MonitorService {
     //   (alerts stored anew), keel_monitor_last_pass_timestamp_seconds (the
     //   clock's time when the last pass ended), keel_monitor_pass_duration_seconds.
     // The names are registered by the constructor (once per registry).
+    // keel_monitor_leader is 1 while this process runs the passes.
     metrics::Registry* metrics = nullptr;
+    // Replicas: when set, the thread runs passes only while this process
+    // holds the store's "monitor" lease (keel/store/lease.h) under this
+    // holder name, renewed before each pass; so windows and alerts are
+    // computed once however many servers share the store. A standby takes
+    // over within 3 intervals (at least 3 s) of the holder's last pass.
+    std::string lease_holder;
   };
   struct PassSummary {
     uint64_t windows = 0;              // windows computed
@@ -351,8 +359,10 @@ class MonitorService {
     metrics::Counter* alerts;
     metrics::Gauge* last_pass;
     metrics::Histogram* duration;
+    metrics::Gauge* leader;
   };
   std::optional<Meters> meters_;
+  std::unique_ptr<store::Lease> lease_;  // with options_.lease_holder; pass thread only
   std::thread thread_;
 };
 

@@ -70,6 +70,7 @@
 #include "keel/monitor/alerts.h"
 #include "keel/retrain/policy.h"
 #include "keel/retrain/retrain.h"
+#include "keel/store/lease.h"
 #include "keel/store/store.h"
 
 namespace keel::retrain {
@@ -85,6 +86,13 @@ struct SchedulerOptions {
   // server (which also ends phases of policies that no longer have one).
   std::function<Status(const RetrainPolicy&)> shadow;
   int64_t watch_interval_ms = 30'000;
+  // Replicas: when set, schedule slots, continuous updates, shadow decisions
+  // and watches run only while this process holds the store's
+  // "retrain-scheduler" lease (keel/store/lease.h) under this holder name,
+  // renewed every tick; a standby takes over within lease_ttl_ms of the
+  // holder's last renewal. Triggers (alerts, API) run wherever they arrive.
+  std::string lease_holder;
+  int64_t lease_ttl_ms = 30'000;
 };
 
 class RetrainScheduler {
@@ -132,6 +140,9 @@ class RetrainScheduler {
   };
   std::vector<PolicyState> Snapshot() const;
 
+  // Whether this process runs the schedules now (always without a lease).
+  bool leader() const;
+
   uint64_t started() const;  // jobs started
   uint64_t folded() const;   // triggers folded into a queued or running job
   const std::vector<RetrainPolicy>& policies() const { return policies_; }
@@ -174,6 +185,8 @@ class RetrainScheduler {
   bool started_flag_ = false;                       // guarded by mu_
   uint64_t started_ = 0;                            // guarded by mu_
   uint64_t folded_ = 0;                             // guarded by mu_
+  std::unique_ptr<store::Lease> lease_;             // set once; used by Tick() under mu_
+  bool leader_ = true;                              // guarded by mu_
   std::mutex join_mu_;                              // held by the Stop() that joins the threads
   std::vector<std::thread> workers_;
   std::thread ticker_;

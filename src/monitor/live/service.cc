@@ -20,6 +20,10 @@ MonitorService::MonitorService(store::Database& db, const Clock& clock, Resolver
       resolve_(std::move(resolve)),
       bus_(bus),
       options_(std::move(options)) {
+  if (!options_.lease_holder.empty()) {
+    const int64_t ttl = std::max<int64_t>(3 * options_.interval.count(), 3'000);
+    lease_ = std::make_unique<store::Lease>(db_, clock_, "monitor", options_.lease_holder, ttl);
+  }
   if (options_.metrics == nullptr) return;
   metrics::Registry& r = *options_.metrics;
   auto& windows = r.AddCounter("keel_monitor_windows_total",
@@ -41,6 +45,10 @@ MonitorService::MonitorService(store::Database& db, const Clock& clock, Resolver
       &r.AddHistogram("keel_monitor_pass_duration_seconds", "Time a monitoring pass took.", {},
                       {0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300})
            .WithLabels(kNoLabels),
+      &r.AddGauge("keel_monitor_leader",
+                  "1 while this process runs the monitoring passes (it holds the store's "
+                  "monitor lease, or runs without one).")
+           .WithLabels(kNoLabels),
   };
 }
 
@@ -61,6 +69,8 @@ void MonitorService::Stop() {
   }
   cv_.notify_all();
   if (thread_.joinable()) thread_.join();
+  // Another replica need not wait for the lease to expire.
+  if (lease_ != nullptr) lease_->Release().IgnoreError();
 }
 
 uint64_t MonitorService::passes() const {
@@ -77,6 +87,19 @@ void MonitorService::Loop() {
   std::unique_lock<std::mutex> lock(mu_);
   while (!stop_) {
     lock.unlock();
+    if (lease_ != nullptr) {
+      // Replicas: only the lease holder runs the pass.
+      Result<bool> mine = lease_->Acquire();
+      if (meters_) meters_->leader->Set(mine.ok() && *mine ? 1 : 0);
+      if (!mine.ok()) std::cerr << "keel monitor: lease: " << mine.status().message() << std::endl;
+      if (!mine.ok() || !*mine) {
+        lock.lock();
+        cv_.wait_for(lock, options_.interval, [this] { return stop_; });
+        continue;
+      }
+    } else if (meters_) {
+      meters_->leader->Set(1);
+    }
     // A failed pass (the store unavailable) is retried at the next interval.
     const auto started = std::chrono::steady_clock::now();
     Result<PassSummary> pass = RunOnce();
