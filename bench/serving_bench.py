@@ -2,6 +2,7 @@
 """keel's real-time serving against the serving peers, in one run, with wrk.
 
   /usr/bin/python3 bench/serving_bench.py [--binary build/keel] [--duration 10] [--skip-peers]
+                                          [--store postgresql://...]   (default: a SQLite file)
 
 1. The peers' train.py makes the models and the raw sample request (once, into
    $PEERS_ARTIFACTS, default $TMPDIR/keel-peers-serving).
@@ -38,14 +39,21 @@ sys.path.insert(0, str(PEERS))
 import bench_serving as peer  # noqa: E402  (the peers' harness: run_wrk, measure, stop)
 
 
+STORE = None  # --store: the store URI (a new, empty database), else a SQLite file in data_dir
+
+
+def store_uri(data_dir):
+    return STORE or "sqlite:///" + str(data_dir / "keel.db").lstrip("/")
+
+
 def keel(binary, data_dir, *args, **kw):
-    store = "sqlite:///" + str(data_dir / "keel.db").lstrip("/")
+    store = store_uri(data_dir)
     cmd = [binary, "--store-uri", store, "--artifact-root", str(data_dir / "artifacts"), *args]
     return subprocess.run(cmd, check=True, capture_output=True, text=True, **kw)
 
 
 def start_serve(binary, data_dir, port, extra):
-    store = "sqlite:///" + str(data_dir / "keel.db").lstrip("/")
+    store = store_uri(data_dir)
     cmd = [binary, "--store-uri", store, "--artifact-root", str(data_dir / "artifacts"), "serve",
            "churn@champion", "--port", str(port), *extra]
     log = open(data_dir / f"serve-{port}.log", "w")
@@ -83,7 +91,10 @@ def main():
     ap.add_argument("--binary", default=str(ROOT / "build" / "keel"))
     ap.add_argument("--duration", type=int, default=10)
     ap.add_argument("--skip-peers", action="store_true", help="keel only (no ratios)")
+    ap.add_argument("--store", help="store URI of a new, empty database (e.g. postgresql://...)")
     a = ap.parse_args()
+    global STORE
+    STORE = a.store
     ART.mkdir(parents=True, exist_ok=True)
     (ART / "wrk").mkdir(exist_ok=True)
     if not (ART / "model.joblib").exists() or not (ART / "sample_expected.json").exists():

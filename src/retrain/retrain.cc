@@ -42,13 +42,21 @@ double NumOf(const json& j, const char* key) {
 
 // ------------------------------------------------------------------ job rows
 
+// "host:pid": the process that runs a job (retrain_jobs.owner).
+std::string JobOwner() {
+  char name[256] = {};
+  if (::gethostname(name, sizeof name - 1) != 0) name[0] = '\0';
+  return std::string(name) + ":" + std::to_string(::getpid());
+}
+
 Status InsertJob(store::Database& db, RetrainJob& job) {
   return db.Write([&](store::Connection& c) {
     KEEL_RETURN_IF_ERROR(c.Query(
         "INSERT INTO retrain_jobs(model, trigger_name, actor, status, started_time, finished_time, "
-        "details) VALUES (?, ?, ?, ?, ?, 0, '') RETURNING job_id",
+        "details, owner, heartbeat) VALUES (?, ?, ?, ?, ?, 0, '', ?, ?) RETURNING job_id",
         {store::Value(job.model), store::Value(job.trigger), store::Value(job.actor),
-         store::Value(job.status), store::Value(job.started_ms)},
+         store::Value(job.status), store::Value(job.started_ms), store::Value(JobOwner()),
+         store::Value(job.started_ms)},
         [&](const store::RowView& row) {
           job.id = row.Int(0);
           return OkStatus();
@@ -73,6 +81,17 @@ Status UpdateJob(store::Database& db, const RetrainJob& job) {
 Result<bool> UpdateJobIf(store::Database& db, const RetrainJob& job, const std::string& expected) {
   bool updated = false;
   KEEL_RETURN_IF_ERROR(db.Write([&](store::Connection& c) -> Status {
+    if (job.status == "running" && expected != "running") {
+      // Claimed by this process (a shadow phase's decision): its heartbeat from now.
+      KEEL_RETURN_IF_ERROR(c.Exec(
+          "UPDATE retrain_jobs SET status = ?, finished_time = ?, details = ?, owner = ?, "
+          "heartbeat = ? WHERE job_id = ? AND status = ?",
+          {store::Value(job.status), store::Value(job.finished_ms), store::Value(job.ToJson()),
+           store::Value(JobOwner()), store::Value(SystemClock::Default().NowMillis()),
+           store::Value(job.id), store::Value(expected)}));
+      updated = c.ChangedRows() > 0;
+      return OkStatus();
+    }
     KEEL_RETURN_IF_ERROR(c.Exec(
         "UPDATE retrain_jobs SET status = ?, finished_time = ?, details = ? WHERE job_id = ? AND "
         "status = ?",
@@ -1702,6 +1721,45 @@ Result<int> MarkInterruptedJobs(store::Database& db, int64_t now_ms) {
     marked += updated ? 1 : 0;
   }
   return marked;
+}
+
+Status HeartbeatJobs(store::Database& db, int64_t now_ms) {
+  return db.Write([&](store::Connection& c) {
+    return c.Exec("UPDATE retrain_jobs SET heartbeat = ? WHERE status = 'running' AND owner = ?",
+                  {store::Value(now_ms), store::Value(JobOwner())});
+  });
+}
+
+Result<std::vector<RetrainJob>> TakeOverStaleJobs(store::Database& db, int64_t now_ms,
+                                                  int64_t stale_before_ms) {
+  std::vector<RetrainJob> taken;
+  KEEL_RETURN_IF_ERROR(db.Write([&](store::Connection& c) -> Status {
+    std::vector<std::pair<RetrainJob, std::string>> stale;
+    KEEL_RETURN_IF_ERROR(c.Query(
+        "SELECT details, owner FROM retrain_jobs WHERE status = 'running' AND heartbeat > 0 AND "
+        "heartbeat < ? AND owner <> ? ORDER BY job_id",
+        {store::Value(stale_before_ms), store::Value(JobOwner())},
+        [&](const store::RowView& row) -> Status {
+          Result<RetrainJob> job = RetrainJob::FromJson(row.Text(0));
+          if (job.ok()) stale.emplace_back(std::move(job).value(), std::string(row.Text(1)));
+          return OkStatus();
+        }));
+    for (auto& [job, owner] : stale) {
+      job.status = "failed";
+      job.finished_ms = now_ms;
+      job.message = "interrupted: its process (" + owner +
+                    ") stopped renewing the job's heartbeat; the job runs again" +
+                    (job.message.empty() ? std::string() : " (" + job.message + ")");
+      KEEL_RETURN_IF_ERROR(c.Exec(
+          "UPDATE retrain_jobs SET status = ?, finished_time = ?, details = ? WHERE job_id = ? "
+          "AND status = 'running'",
+          {store::Value(job.status), store::Value(job.finished_ms), store::Value(job.ToJson()),
+           store::Value(job.id)}));
+      if (c.ChangedRows() > 0) taken.push_back(job);
+    }
+    return OkStatus();
+  }));
+  return taken;
 }
 
 }  // namespace keel::retrain

@@ -123,6 +123,10 @@ Status RetrainScheduler::Tick() {
   const int64_t now = clock_.NowMillis();
   std::unique_lock<std::mutex> lock(mu_);
   if (stopping_) return OkStatus();
+  if (lease_ != nullptr && !running_.empty()) {
+    // This process's jobs are alive: no other replica takes them over.
+    HeartbeatJobs(db_, now).IgnoreError();  // a missed beat is renewed next tick
+  }
   if (lease_ != nullptr) {
     Result<bool> mine = lease_->Acquire();
     const bool was = leader_;
@@ -135,6 +139,17 @@ Status RetrainScheduler::Tick() {
       return mine.ok() ? OkStatus() : mine.status();
     }
     if (!was) loaded_ = false;
+    // Jobs whose process stopped renewing their heartbeat run again here.
+    Result<std::vector<RetrainJob>> stale =
+        TakeOverStaleJobs(db_, now, now - options_.lease_ttl_ms);
+    if (stale.ok()) {
+      for (const RetrainJob& job : *stale) {
+        if (Find(job.model) == nullptr) continue;  // no policy here any more
+        EnqueueLocked({job.model,
+                       "takeover of job " + std::to_string(job.id) + " (" + job.trigger + ")",
+                       "keel-scheduler", 1, 0});
+      }
+    }
   }
   if (!loaded_) {
     std::map<std::string, int64_t> slots;

@@ -1,17 +1,20 @@
 """Replicas: several `keel server` processes on one store behave as one system.
 
-Two servers share a store (one SQLite file here; a PostgreSQL database in the
-e2e_pg_replicas run) and their artifact root, and serve the same churn model.
-Checks:
+Three servers share a store (one SQLite file here; a PostgreSQL database in
+the e2e_pg_replicas run) and their artifact root, and serve the same churn
+model. Checks:
   - an alias moved through one replica is followed by the other within a
     second (each polls the registry);
   - the monitoring passes run in exactly one of them (the store's "monitor"
     lease): the other counts no pass;
   - the retraining schedule is fired by exactly one of them (the "retrain-
     scheduler" lease): a slot both servers see as due gives one job;
-  - the lease holder killed with SIGKILL: the survivor takes monitoring and
-    the schedules over within the leases' time to live, and requests sent to
-    it during and after the kill all succeed.
+  - the monitoring lease holder killed with SIGKILL: another replica takes
+    monitoring over within the lease's time to live, and requests sent to the
+    survivors during and after the kill all succeed;
+  - the scheduler's lease holder killed with SIGKILL in the middle of a job:
+    a survivor takes the schedules over, marks the job interrupted and runs
+    it again to its end, once.
 
 Run: KEEL_SHARED_DIR=../shared /usr/bin/python3 tests/e2e/test_replicas.py
 """
@@ -56,11 +59,19 @@ class ReplicasTest(unittest.TestCase):
             cls.keel("train", "--data", CHURN, "--target", "churn", "--param",
                      f"n_estimators={trees}", "--experiment", "replicas", "--register", "churn")
         cls.keel("models", "alias", "churn@champion", "1")
+        # "Training" takes 3 s and copies version 1's package (so a job can be
+        # killed while it runs); the gate then rejects it.
+        pkg = None
+        for root, dirs, files in os.walk(cls.env["KEEL_ARTIFACT_ROOT"]):
+            if "MLmodel" in files:
+                pkg = root
+                break
+        assert pkg, "no model package under the artifact root"
         policy = os.path.join(d, "retrain.yaml")
         with open(policy, "w") as f:
             f.write(f"""
 model: churn
-train: {{ data: {CHURN}, target: churn, params: {{ n_estimators: 10 }} }}
+train: {{ command: "sleep 3 && cp -r {pkg} {{output_dir}}/model", target: churn }}
 schedule: "0 3 * * *"
 missed: run_once
 window: {{ recent: 1d }}
@@ -69,7 +80,7 @@ gate: {{ metric: auc, min_delta: 0.5, max_regression: 1.0, min_rows: 50 }}
         cls.clock = ServerClock(d)
         args = ["--monitor-interval", "200ms", "--retrain-policies", policy, "--lease-ttl", "2s",
                 "--poll-ms", "100", "--log-flush-ms", "20"]
-        cls.servers = [cls.first] + [KeelServer(data_dir=cls.store_dir) for _ in range(1)]
+        cls.servers = [cls.first] + [KeelServer(data_dir=cls.store_dir) for _ in range(2)]
         for s in cls.servers:
             s.extra_args = list(args)
             s.env = cls.clock.env(dict(os.environ))
@@ -123,64 +134,31 @@ gate: {{ metric: auc, min_delta: 0.5, max_regression: 1.0, min_rows: 50 }}
         self.assertEqual(r.status_code, 200, r.text)
         return r.json()["model_version"]
 
-    def test_replicas_share_one_system(self):
-        a, b = self.servers
-        # Traffic through both replicas lands in one prediction log.
-        predict_and_label(a, self.header, self.traffic[:150])
-        predict_and_label(b, self.header, self.traffic[150:])
+    def leaders(self, is_leader):
+        """The live servers for which is_leader(server) holds, once exactly one does."""
+        live = [s for s in self.servers if s.proc is not None]
+        self.wait("exactly one leader", lambda: sum(bool(is_leader(s)) for s in live) == 1)
+        time.sleep(0.5)  # still the same after a few renewals
+        found = [s for s in live if is_leader(s)]
+        self.assertEqual(len(found), 1)
+        return found[0]
 
-        # An alias moved through one replica is followed by the other.
-        self.assertEqual(self.served_version(b), "1")
-        r = a.post("registered-models/alias", {"name": "churn", "alias": "champion",
-                                               "version": "2"})
-        self.assertEqual(r.status_code, 200, r.text)
-        moved = time.time()
-        self.wait("replica b serves version 2", lambda: self.served_version(b) == "2", timeout=5)
-        self.assertLess(time.time() - moved, 1.0, "b followed the alias after more than 1 s")
+    def monitor_leader(self, server):
+        return self.metrics(server).get("keel_monitor_leader", 0) == 1
 
-        # Monitoring passes run in exactly one replica.
-        self.wait("a monitoring leader", lambda: sum(
-            self.metrics(s).get("keel_monitor_leader", 0) for s in self.servers) == 1)
-        time.sleep(1.0)  # several intervals
-        m = [self.metrics(s) for s in self.servers]
-        leaders = [i for i in range(2) if m[i]["keel_monitor_leader"] == 1]
-        self.assertEqual(len(leaders), 1, m)
-        monitor_leader = leaders[0]
-        self.assertGreater(m[monitor_leader]["keel_monitor_passes_total"], 2)
-        self.assertEqual(m[1 - monitor_leader]["keel_monitor_passes_total"], 0, m)
-
-        # The schedule is fired by one replica: a slot both see as due gives one job.
-        self.wait("a scheduler leader",
-                  lambda: sum(self.scheduler_leader(s) for s in self.servers) == 1)
-        self.assertEqual(self.jobs(), [])
-        self.clock.set(26 * 3_600_000)  # past the next 03:00 UTC slot, one day on
-        self.wait("the scheduled job finished", lambda: any(
-            j["status"] in ("rejected", "promoted", "failed") for j in self.jobs()), timeout=120)
-        time.sleep(2.5)  # more ticks of both schedulers
-        jobs = self.jobs()
-        self.assertEqual(len(jobs), 1, jobs)
-        self.assertTrue(jobs[0]["trigger"].startswith("schedule"), jobs[0])
-
-        # SIGKILL the monitoring leader while requests go to the survivor. (The
-        # clock's jump above expired the leases: the leader is asked again.)
-        self.wait("one monitoring leader after the jump", lambda: sum(
-            self.metrics(s).get("keel_monitor_leader", 0) for s in self.servers) == 1)
-        time.sleep(0.5)
-        leaders = [s for s in self.servers if self.metrics(s)["keel_monitor_leader"] == 1]
-        self.assertEqual(len(leaders), 1)
-        victim = leaders[0]
-        survivor = self.servers[1 - self.servers.index(victim)]
-        self.assertEqual(self.metrics(survivor)["keel_monitor_leader"], 0)
+    def kill(self, victim, survivors, then):
+        """SIGKILLs `victim` while requests go to `survivors`; runs `then()`;
+        asserts no request to a survivor failed. Returns the request count."""
         failures, sent = [], [0]
         stop = threading.Event()
 
         def load():
+            i = 0
             while not stop.is_set():
+                i += 1
                 try:
-                    self.served_version(survivor)
+                    self.served_version(survivors[i % len(survivors)])
                     sent[0] += 1
-                except AssertionError as e:
-                    failures.append(str(e))
                 except Exception as e:  # noqa: BLE001 - any failed request counts
                     failures.append(repr(e))
 
@@ -190,21 +168,99 @@ gate: {{ metric: auc, min_delta: 0.5, max_regression: 1.0, min_rows: 50 }}
             time.sleep(0.3)
             victim.proc.send_signal(signal.SIGKILL)
             victim.proc.wait(timeout=30)
-            killed = time.time()
-            before = self.metrics(survivor)["keel_monitor_passes_total"]
-            self.wait("the survivor takes monitoring over", lambda: self.metrics(survivor).get(
-                "keel_monitor_leader", 0) == 1 and self.metrics(survivor)[
-                "keel_monitor_passes_total"] > before, timeout=15)
-            takeover = time.time() - killed
-            self.wait("the survivor takes the schedules over",
-                      lambda: self.scheduler_leader(survivor), timeout=15)
+            victim.proc = None
+            then()
         finally:
             stop.set()
             t.join()
         self.assertEqual(failures, [])
         self.assertGreater(sent[0], 0)
-        print(f"\nreplicas: monitoring taken over {takeover:.1f} s after SIGKILL; "
-              f"{sent[0]} requests to the survivor meanwhile, none failed", file=sys.stderr)
+        return sent[0]
+
+    def test_replicas_share_one_system(self):
+        a, b, c = self.servers
+        # Traffic through every replica lands in one prediction log.
+        predict_and_label(a, self.header, self.traffic[:100])
+        predict_and_label(b, self.header, self.traffic[100:200])
+        predict_and_label(c, self.header, self.traffic[200:])
+
+        # An alias moved through one replica is followed by the others.
+        self.assertEqual(self.served_version(b), "1")
+        r = a.post("registered-models/alias", {"name": "churn", "alias": "champion",
+                                               "version": "2"})
+        self.assertEqual(r.status_code, 200, r.text)
+        moved = time.time()
+        self.wait("b and c serve version 2", lambda: self.served_version(b) == "2" and
+                  self.served_version(c) == "2", timeout=5)
+        self.assertLess(time.time() - moved, 1.0, "the alias was followed after more than 1 s")
+
+        # Monitoring passes run in exactly one replica.
+        leader = self.leaders(self.monitor_leader)
+        time.sleep(1.0)  # several intervals
+        for s in self.servers:
+            passes = self.metrics(s)["keel_monitor_passes_total"]
+            if s is leader:
+                self.assertGreater(passes, 2)
+            else:
+                self.assertEqual(passes, 0, "a standby ran a monitoring pass")
+
+        # The schedule is fired by one replica: a slot all see as due gives one job.
+        self.leaders(self.scheduler_leader)
+        self.assertEqual(self.jobs(), [])
+        self.clock.set(26 * 3_600_000)  # past the next 03:00 UTC slot, one day on
+        self.wait("the scheduled job finished", lambda: any(
+            j["status"] in ("rejected", "promoted", "failed") for j in self.jobs()), timeout=120)
+        time.sleep(2.5)  # more ticks of every scheduler
+        jobs = self.jobs()
+        self.assertEqual(len(jobs), 1, jobs)
+        self.assertTrue(jobs[0]["trigger"].startswith("schedule"), jobs[0])
+        self.assertEqual(jobs[0]["status"], "rejected", jobs[0])
+
+        # SIGKILL the monitoring leader (the clock's jump expired the leases:
+        # asked again); another replica takes monitoring over.
+        victim = self.leaders(self.monitor_leader)
+        survivors = [s for s in self.servers if s is not victim]
+        before = {id(s): self.metrics(s)["keel_monitor_passes_total"] for s in survivors}
+        took = {}
+
+        def monitoring_taken_over():
+            killed = time.time()
+            self.wait("a survivor takes monitoring over", lambda: any(
+                self.monitor_leader(s) and self.metrics(s)["keel_monitor_passes_total"] >
+                before[id(s)] for s in survivors), timeout=15)
+            took["monitor"] = time.time() - killed
+
+        sent = self.kill(victim, survivors, monitoring_taken_over)
+
+        # SIGKILL the scheduler's leader while its job runs; a survivor runs it again.
+        leader = self.leaders(self.scheduler_leader)
+        r = leader.session.post(leader.url + "/api/2.0/keel/retrain/jobs",
+                                json={"model": "churn"}, timeout=10)
+        self.assertEqual(r.status_code, 202, r.text)
+        self.wait("the manual job runs", lambda: any(
+            j["trigger"] == "manual" and j["status"] == "running" for j in self.jobs()))
+        [killed_job] = [j for j in self.jobs() if j["trigger"] == "manual"]
+        last = [s for s in self.servers if s.proc is not None and s is not leader]
+
+        def job_taken_over():
+            killed = time.time()
+            self.wait("the job run again to its end", lambda: any(
+                j["trigger"].startswith(f"takeover of job {killed_job['id']}") and
+                j["status"] in ("rejected", "promoted", "failed") for j in self.jobs()),
+                timeout=60)
+            took["job"] = time.time() - killed
+
+        sent += self.kill(leader, last, job_taken_over)
+        jobs = {j["id"]: j for j in self.jobs()}
+        self.assertEqual(jobs[killed_job["id"]]["status"], "failed")
+        self.assertIn("stopped renewing", jobs[killed_job["id"]]["message"])
+        again = [j for j in jobs.values() if j["trigger"].startswith("takeover")]
+        self.assertEqual(len(again), 1, again)  # run again once
+        self.assertEqual(again[0]["status"], "rejected", again[0])
+        self.assertEqual(len(jobs), 3, jobs)  # the slot's, the killed one, its rerun
+        print(f"\nreplicas: monitoring taken over {took['monitor']:.1f} s after SIGKILL; the "
+              f"killed leader's job run again and ended {took['job']:.1f} s after its SIGKILL; "
+              f"{sent} requests to the survivors meanwhile, none failed", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -369,5 +369,61 @@ TEST(RetrainSchedulerTest, CancelAndStop) {
   EXPECT_EQ(s.Trigger("fraud", "manual", "me").code(), StatusCode::kUnavailable);
 }
 
+// A running job row owned by `owner` with the given heartbeat.
+int64_t RunningJob(store::Database& db, const std::string& owner, int64_t heartbeat) {
+  RetrainJob job;
+  job.model = "churn";
+  job.trigger = "manual";
+  job.actor = "t";
+  job.status = "running";
+  job.started_ms = 1'000;
+  int64_t id = -1;
+  Status s = db.Write([&](store::Connection& c) -> Status {
+    KEEL_RETURN_IF_ERROR(c.Query(
+        "INSERT INTO retrain_jobs(model, trigger_name, actor, status, started_time, "
+        "finished_time, details, owner, heartbeat) VALUES ('churn', 'manual', 't', 'running', "
+        "1000, 0, '', ?, ?) RETURNING job_id",
+        {store::Value(owner), store::Value(heartbeat)}, [&](const store::RowView& r) {
+          id = r.Int(0);
+          return OkStatus();
+        }));
+    job.id = id;
+    return c.Exec("UPDATE retrain_jobs SET details = ? WHERE job_id = ?",
+                  {store::Value(job.ToJson()), store::Value(id)});
+  });
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  return id;
+}
+
+TEST(RetrainSchedulerTest, StaleJobsOfOtherProcessesAreTakenOverOnce) {
+  TempDir dir;
+  auto db = OpenTestDb(dir);
+  ASSERT_NE(db, nullptr);
+  const int64_t stale = RunningJob(*db, "gone-host:1", 5'000);
+  const int64_t fresh = RunningJob(*db, "live-host:2", 9'500);
+  const int64_t legacy = RunningJob(*db, "", 0);  // from before heartbeats
+  auto taken = TakeOverStaleJobs(*db, 10'000, 8'000);
+  ASSERT_TRUE(taken.ok()) << taken.status().ToString();
+  ASSERT_EQ(taken->size(), 1u);
+  EXPECT_EQ((*taken)[0].id, stale);
+  EXPECT_EQ((*taken)[0].status, "failed");
+  EXPECT_NE((*taken)[0].message.find("gone-host:1"), std::string::npos) << (*taken)[0].message;
+  auto again = TakeOverStaleJobs(*db, 11'000, 8'000);  // already failed: not twice
+  ASSERT_TRUE(again.ok());
+  EXPECT_TRUE(again->empty());
+  auto history = RetrainHistory(*db, "churn", 10);
+  ASSERT_TRUE(history.ok());
+  for (const RetrainJob& j : *history) {
+    EXPECT_EQ(j.status, j.id == stale ? "failed" : "running") << j.id;
+  }
+  // Only the jobs whose heartbeat stopped are taken over.
+  ASSERT_TRUE(HeartbeatJobs(*db, 20'000).ok());
+  auto later = TakeOverStaleJobs(*db, 30'000, 25'000);
+  ASSERT_TRUE(later.ok());
+  ASSERT_EQ(later->size(), 1u);
+  EXPECT_EQ((*later)[0].id, fresh);  // live-host:2 stopped beating at 9.5 s
+  (void)legacy;
+}
+
 }  // namespace
 }  // namespace keel::retrain

@@ -265,4 +265,15 @@ Result<std::vector<RetrainJob>> RetrainHistory(store::Database& db, const std::s
 // are left alone. `keel retrain` calls it before each job.
 Result<int> MarkInterruptedJobs(store::Database& db, int64_t now_ms);
 
+// Replicas. Each job row names the process running it (retrain_jobs.owner,
+// "host:pid") and when that process last said it was alive (heartbeat).
+// HeartbeatJobs renews the heartbeat of this process's running jobs (the
+// scheduler's ticker, every tick). TakeOverStaleJobs marks other processes'
+// running jobs whose heartbeat is older than `stale_before_ms` as failed
+// ("interrupted: its process ... stopped renewing"), in one transaction, and
+// returns them so the caller runs them again (the scheduler's lease holder).
+Status HeartbeatJobs(store::Database& db, int64_t now_ms);
+Result<std::vector<RetrainJob>> TakeOverStaleJobs(store::Database& db, int64_t now_ms,
+                                                  int64_t stale_before_ms);
+
 }  // namespace keel::retrain
