@@ -261,6 +261,7 @@ async function main() {
       check((await value("keel_prediction_log_dropped_total")) === 0 && (await value("keel_prediction_log_failed_total")) === 0, "prediction log: none dropped or failed");
       check((await value("keel_prediction_log_queue_depth")) >= 0 && (await value("keel_prediction_log_sampled_out_total")) === 0, "prediction log: queue depth and sampled-out shown");
       check((await value("keel_monitor_passes_total")) >= 1 && (await value("keel_monitor_pass_errors_total")) === 0, `monitoring: ${await value("keel_monitor_passes_total")} passes, no errors`);
+      check((await value("keel_monitor_leader")) === 1, "monitoring: this (only) replica is the leader");
       const lastPass = await value("keel_monitor_last_pass_timestamp_seconds");
       check(Math.abs(lastPass * 1000 - Date.now()) < 60000, "monitoring: the last pass ended within the last minute");
       const share = Number(await page.getAttribute("[data-testid=error-share]", "data-share"));
@@ -276,7 +277,8 @@ async function main() {
     });
 
     await step("retraining: the server's policy and the jobs", async () => {
-      const api = (await keel.api("GET", "/api/2.0/keel/retrain/policies")).policies[0];
+      const policies = await keel.api("GET", "/api/2.0/keel/retrain/policies");
+      const api = policies.policies[0];
       await timed(page, "retraining", `${base}/#/retraining`, "[data-testid=retrain-table]");
       const row = page.locator("[data-testid=policy-row][data-model=churn]");
       await row.waitFor();
@@ -289,6 +291,7 @@ async function main() {
       check((await row.locator("[data-testid=policy-continuous]").textContent()).includes("every 6h"), "continuous every 6h");
       check((await row.locator("[data-testid=policy-phases]").textContent()).includes("shadow 1h"), "shadow 1h, no watch");
       check((await row.getAttribute("data-state")) === "idle", "state idle");
+      check((await page.getAttribute("[data-testid=scheduler-role]", "data-leader")) === String(policies.leader), `scheduler role shown (leader: ${policies.leader})`);
       check((await rowCount(page, "[data-testid=retrain-row][data-status=rejected]")) === 1, "the rejected job listed");
       await page.click("[data-testid=retrain-row]");
       await page.waitForSelector(".job-details");

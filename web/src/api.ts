@@ -425,6 +425,8 @@ export interface RetrainPolicy {
 
 export interface RetrainPolicies {
   scheduler: boolean;
+  /** This replica holds the store's scheduler lease (fires schedules); absent on older servers. */
+  leader?: boolean;
   policies: RetrainPolicy[];
 }
 

@@ -175,7 +175,7 @@ export async function deploymentsPage(ctx: PageContext): Promise<void> {
   const trafficBox = h("div", null, note("Loading…"));
   const trafficControls = h("div", { class: "card-actions" });
   const errorsNowBox = h("div");
-  const liveBox = h("div", { class: "grid-2" });
+  const liveBox = h("div", { class: "grid-2 live-charts" });
   const metricsBox = h("div", { class: "table-wrap" }, note("Loading…"));
 
   const inView = (endpoint: string) => !servingOnly || SERVING.test(endpoint);
@@ -279,6 +279,7 @@ export async function deploymentsPage(ctx: PageContext): Promise<void> {
     const failed = get("keel_prediction_log_failed_total");
     const sampledOut = get("keel_prediction_log_sampled_out_total");
     const passes = get("keel_monitor_passes_total");
+    const leader = get("keel_monitor_leader");
     const lastPass = get("keel_monitor_last_pass_timestamp_seconds");
     const passErrors = get("keel_monitor_pass_errors_total");
     const alertsNew = get("keel_monitor_alerts_total");
@@ -301,6 +302,18 @@ export async function deploymentsPage(ctx: PageContext): Promise<void> {
       passes === null
         ? [note("Monitoring is off on this server (keel server --monitor-interval off): no windows are computed.", "muted", "monitor-off")]
         : [
+            ...(leader === null
+              ? []
+              : [
+                  healthItem(
+                    "This replica",
+                    "keel_monitor_leader",
+                    leader,
+                    leader ? "leader" : "standby",
+                    leader ? "ok" : "muted",
+                    leader ? "runs the monitoring passes (holds the store's monitor lease)" : "another replica on this store runs the passes; its counters are on its /metrics",
+                  ),
+                ]),
             healthItem("Monitoring passes", "keel_monitor_passes_total", passes, fmtNum(passes), null, durCount ? `mean ${fmtLatency(((durSum ?? 0) / durCount) * 1e6)}` : ""),
             healthItem(
               "Last pass",
@@ -428,7 +441,7 @@ export async function deploymentsPage(ctx: PageContext): Promise<void> {
   const renderLive = () => {
     destroyAll(liveCharts);
     if (live.length < 2) {
-      replace(liveBox, note(`Sampling /metrics every ${every} s while this page is open: the live chart appears after the second sample.`, "muted", "live-waiting"));
+      replace(liveBox, h("div", { class: "span-2" }, note(`Sampling /metrics every ${every} s while this page is open: the live charts appear after the second sample.`, "muted", "live-waiting")));
       return;
     }
     const x: number[] = [];

@@ -54,58 +54,74 @@ function policiesView(p: RetrainPolicies | null): HTMLElement {
   if (p.policies.length === 0) return note("The server's policies file holds no policy.", "muted", "policies-none");
   const now = Date.now();
   const rows = [...p.policies].sort((a, b) => a.model.localeCompare(b.model));
+  // Replicas on one store: only the holder of the scheduler lease fires schedules.
+  const role =
+    p.leader === undefined
+      ? null
+      : h(
+          "p",
+          { class: "small", testid: "scheduler-role", data: { leader: String(p.leader) } },
+          p.leader
+            ? [badge("leader", "ok"), " This replica fires the schedules, continuous updates, shadow decisions and watches."]
+            : [badge("standby", "muted"), " Another replica on this store holds the scheduler lease and fires the schedules; this one takes over if that one stops. The times below are this replica's view."],
+        );
   return h(
-    "table",
-    { class: "table", testid: "policies-table" },
+    "div",
+    null,
+    role,
     h(
-      "thead",
-      null,
-      h("tr", null, h("th", null, "Model"), h("th", null, "Schedule"), h("th", null, "Next run"), h("th", null, "Alert triggers"), h("th", null, "Continuous"), h("th", null, "Gate"), h("th", null, "Shadow / watch"), h("th", null, "Promotes"), h("th", null, "State")),
-    ),
-    h(
-      "tbody",
-      null,
-      rows.map((r) =>
-        h(
-          "tr",
-          { testid: "policy-row", data: { model: r.model, state: r.state } },
-          h("td", null, h("a", { href: href("models", [r.model]), class: "strong" }, r.model), r.source ? h("div", { class: "muted small mono wrap", title: "policy file" }, r.source) : null),
+      "table",
+      { class: "table", testid: "policies-table" },
+      h(
+        "thead",
+        null,
+        h("tr", null, h("th", null, "Model"), h("th", null, "Schedule"), h("th", null, "Next run"), h("th", null, "Alert triggers"), h("th", null, "Continuous"), h("th", null, "Gate"), h("th", null, "Shadow / watch"), h("th", null, "Promotes"), h("th", null, "State")),
+      ),
+      h(
+        "tbody",
+        null,
+        rows.map((r) =>
           h(
-            "td",
-            { testid: "policy-schedule" },
-            r.schedule
-              ? [h("span", { class: "mono" }, r.schedule), " ", h("span", { class: "muted small" }, r.timezone), h("div", { class: "muted small" }, `missed runs: ${r.missed}`)]
-              : h("span", { class: "muted" }, "no schedule"),
+            "tr",
+            { testid: "policy-row", data: { model: r.model, state: r.state } },
+            h("td", null, h("a", { href: href("models", [r.model]), class: "strong" }, r.model), r.source ? h("div", { class: "muted small mono wrap", title: "policy file" }, r.source) : null),
+            h(
+              "td",
+              { testid: "policy-schedule" },
+              r.schedule
+                ? [h("span", { class: "mono" }, r.schedule), " ", h("span", { class: "muted small" }, r.timezone), h("div", { class: "muted small" }, `missed runs: ${r.missed}`)]
+                : h("span", { class: "muted" }, "no schedule"),
+            ),
+            h(
+              "td",
+              { class: "nowrap", testid: "policy-next", data: { nextMs: String(r.next_slot_ms) } },
+              r.next_slot_ms >= 0
+                ? [h("span", { title: new Date(r.next_slot_ms).toISOString() }, fmtTime(r.next_slot_ms)), h("div", { class: "muted small" }, fmtRelative(r.next_slot_ms, now))]
+                : h("span", { class: "muted" }, "—"),
+              r.last_slot_ms >= 0 ? h("div", { class: "muted small" }, `last: ${fmtTime(r.last_slot_ms)}`) : null,
+            ),
+            h(
+              "td",
+              { testid: "policy-alerts" },
+              r.on_alerts.length > 0 ? h("div", { class: "chips" }, r.on_alerts.map((a) => h("span", { class: "chip mono" }, a))) : h("span", { class: "muted" }, "—"),
+            ),
+            h(
+              "td",
+              { class: "nowrap", testid: "policy-continuous" },
+              r.continuous_every_ms > 0
+                ? [`every ${fmtSpan(r.continuous_every_ms)}`, r.next_continuous_ms >= 0 ? h("div", { class: "muted small" }, `next ${fmtRelative(r.next_continuous_ms, now)}`) : null]
+                : h("span", { class: "muted" }, "—"),
+            ),
+            h("td", { class: "small", testid: "policy-gate", title: gateRule(r.gate) }, h("span", { class: "mono" }, r.gate.metric), ` +${fmtNum(r.gate.min_delta)}`, h("div", { class: "muted" }, `max regression ${fmtNum(r.gate.max_regression)}, ≥ ${fmtNum(r.gate.min_rows)} rows`)),
+            h(
+              "td",
+              { class: "nowrap small", testid: "policy-phases" },
+              r.shadow_ms > 0 ? h("div", null, `shadow ${fmtSpan(r.shadow_ms)}`) : h("div", { class: "muted" }, "no shadow"),
+              r.watch_ms > 0 ? h("div", null, `watch ${fmtSpan(r.watch_ms)}`) : h("div", { class: "muted" }, "no watch"),
+            ),
+            h("td", null, h("span", { class: "chip" }, `@${r.promote}`)),
+            h("td", { testid: "policy-state" }, badge(r.state, stateTone(r.state))),
           ),
-          h(
-            "td",
-            { class: "nowrap", testid: "policy-next", data: { nextMs: String(r.next_slot_ms) } },
-            r.next_slot_ms >= 0
-              ? [h("span", { title: new Date(r.next_slot_ms).toISOString() }, fmtTime(r.next_slot_ms)), h("div", { class: "muted small" }, fmtRelative(r.next_slot_ms, now))]
-              : h("span", { class: "muted" }, "—"),
-            r.last_slot_ms >= 0 ? h("div", { class: "muted small" }, `last: ${fmtTime(r.last_slot_ms)}`) : null,
-          ),
-          h(
-            "td",
-            { testid: "policy-alerts" },
-            r.on_alerts.length > 0 ? h("div", { class: "chips" }, r.on_alerts.map((a) => h("span", { class: "chip mono" }, a))) : h("span", { class: "muted" }, "—"),
-          ),
-          h(
-            "td",
-            { class: "nowrap", testid: "policy-continuous" },
-            r.continuous_every_ms > 0
-              ? [`every ${fmtSpan(r.continuous_every_ms)}`, r.next_continuous_ms >= 0 ? h("div", { class: "muted small" }, `next ${fmtRelative(r.next_continuous_ms, now)}`) : null]
-              : h("span", { class: "muted" }, "—"),
-          ),
-          h("td", { class: "small", testid: "policy-gate", title: gateRule(r.gate) }, h("span", { class: "mono" }, r.gate.metric), ` +${fmtNum(r.gate.min_delta)}`, h("div", { class: "muted" }, `max regression ${fmtNum(r.gate.max_regression)}, ≥ ${fmtNum(r.gate.min_rows)} rows`)),
-          h(
-            "td",
-            { class: "nowrap small", testid: "policy-phases" },
-            r.shadow_ms > 0 ? h("div", null, `shadow ${fmtSpan(r.shadow_ms)}`) : h("div", { class: "muted" }, "no shadow"),
-            r.watch_ms > 0 ? h("div", null, `watch ${fmtSpan(r.watch_ms)}`) : h("div", { class: "muted" }, "no watch"),
-          ),
-          h("td", null, h("span", { class: "chip" }, `@${r.promote}`)),
-          h("td", { testid: "policy-state" }, badge(r.state, stateTone(r.state))),
         ),
       ),
     ),
