@@ -3,7 +3,8 @@
 //
 //   GET /api/2.0/keel/alerts?model=churn&since_ms=0&limit=100
 //       {"alerts": [Alert::ToJson(), ...]}                        newest first
-//   GET /api/2.0/keel/monitor/windows?model=churn[&version=3][&since_ms=][&limit=][&full=true]
+//   GET /api/2.0/keel/monitor/windows?model=churn[&version=3][&since_ms=][&until_ms=]
+//       [&before_id=][&window_ms=3600000][&id=][&limit=][&full=true][&fields=operational,performance]
 //       {"windows": [{"id", "model", "version", "from_ms", "to_ms", "computed_ms",
 //                     "rows", "dataset": {...}, "prediction_drift",
 //                     "performance": {...}, "operational": {...},
@@ -12,7 +13,11 @@
 //        "unreadable": stored reports that are not JSON objects (left out)}
 //
 // The summary keeps a month of hourly windows small (no histograms); full=true
-// returns the stored reports as they are.
+// returns the stored reports as they are. window_ms keeps one window length;
+// until_ms bounds computed_ms (exclusive); before_id pages back: pass the
+// last id of a page to get the page after it; id fetches one window; fields
+// keeps only those parts of each summary (rows, performance, operational,
+// drift; default all).
 #include <algorithm>
 
 #include "keel/api/app.h"
@@ -68,10 +73,46 @@ Result<std::string> ListWindows(App& app, const Request& request) {
   KEEL_ASSIGN_OR_RETURN(q.model, p.RequiredStr("model"));
   KEEL_ASSIGN_OR_RETURN(std::optional<std::string> version, p.Str("version"));
   KEEL_ASSIGN_OR_RETURN(std::optional<int64_t> since, p.Int("since_ms"));
+  KEEL_ASSIGN_OR_RETURN(std::optional<int64_t> until, p.Int("until_ms"));
+  KEEL_ASSIGN_OR_RETURN(std::optional<int64_t> before_id, p.Int("before_id"));
+  KEEL_ASSIGN_OR_RETURN(std::optional<int64_t> window_ms, p.Int("window_ms"));
+  KEEL_ASSIGN_OR_RETURN(std::optional<int64_t> id, p.Int("id"));
   KEEL_ASSIGN_OR_RETURN(std::optional<bool> full, p.Bool("full"));
+  KEEL_ASSIGN_OR_RETURN(std::optional<std::string> fields, p.Str("fields"));
   KEEL_ASSIGN_OR_RETURN(q.limit, Limit(p, 100));
   q.version = version.value_or("");
   q.since_ms = since.value_or(0);
+  q.until_ms = until.value_or(0);
+  q.window_ms = window_ms.value_or(0);
+  q.before_id = before_id.value_or(0);
+  q.id = id.value_or(0);
+  if (q.until_ms < 0 || q.window_ms < 0 || q.id < 0 || q.before_id < 0) {
+    return InvalidArgument("until_ms, before_id, window_ms and id must not be negative");
+  }
+  // Which parts of each summary: all by default.
+  bool want_rows = true, want_performance = true, want_operational = true, want_drift = true;
+  if (fields) {
+    want_rows = want_performance = want_operational = want_drift = false;
+    size_t start = 0;
+    while (start <= fields->size()) {
+      size_t comma = fields->find(',', start);
+      if (comma == std::string::npos) comma = fields->size();
+      const std::string f = fields->substr(start, comma - start);
+      if (f == "rows") {
+        want_rows = true;
+      } else if (f == "performance") {
+        want_performance = true;
+      } else if (f == "operational") {
+        want_operational = true;
+      } else if (f == "drift") {
+        want_drift = true;
+      } else {
+        return InvalidArgument("fields: unknown part '" + f +
+                               "' (known: rows, performance, operational, drift)");
+      }
+      start = comma + 1;
+    }
+  }
   KEEL_ASSIGN_OR_RETURN(std::vector<monitor::StoredWindow> windows,
                         monitor::ListStoredWindows(app.db(), q));
   JsonWriter w(1024 + windows.size() * 2048);
@@ -99,11 +140,11 @@ Result<std::string> ListWindows(App& app, const Request& request) {
     w.Int(s.to_ms);
     w.Key("computed_ms");
     w.Int(s.computed_ms);
-    CopyField(w, report, "rows");
-    CopyField(w, report, "performance");
-    CopyField(w, report, "operational");
+    if (want_rows) CopyField(w, report, "rows");
+    if (want_performance) CopyField(w, report, "performance");
+    if (want_operational) CopyField(w, report, "operational");
     simdjson::dom::element drift;
-    if (!report["drift"].get(drift)) {
+    if (want_drift && !report["drift"].get(drift)) {
       CopyField(w, drift, "dataset");
       CopyField(w, drift, "prediction_drift");
       w.Key("columns");

@@ -217,7 +217,41 @@ class AlertsTest(unittest.TestCase):
                                     params={"model": "churn", "limit": 1, "full": "true"},
                                     timeout=10)
         self.assertEqual(r.json()["windows"][0]["report"]["keel_monitor_report"], 1)
-        for params, needle in [({}, "model"), ({"model": "churn", "limit": 5000}, "limit")]:
+
+        def windows(**params):
+            r = self.server.session.get(self.server.url + "/api/2.0/keel/monitor/windows",
+                                        params={"model": "churn", **params}, timeout=10)
+            self.assertEqual(r.status_code, 200, r.text)
+            return r.json()["windows"]
+
+        every = windows(limit=1000)
+        lengths = {x["to_ms"] - x["from_ms"] for x in every}
+        for length in lengths:  # one window length only
+            got = windows(window_ms=length, limit=1000)
+            self.assertEqual([x["id"] for x in got],
+                             [x["id"] for x in every if x["to_ms"] - x["from_ms"] == length])
+        # Paging back in time: each page ends where the next begins, nothing twice.
+        pages, last = [], 0
+        while True:
+            page = windows(limit=2, **({"before_id": last} if last else {}))
+            pages += page
+            if len(page) < 2:
+                break
+            last = page[-1]["id"]
+        self.assertEqual([x["id"] for x in pages], [x["id"] for x in every])
+        newest = every[0]["computed_ms"]
+        self.assertEqual([x["id"] for x in windows(until_ms=newest, limit=1000)],
+                         [x["id"] for x in every if x["computed_ms"] < newest])
+        # One window by id, in full; a summary of only some parts.
+        [one] = windows(id=every[-1]["id"], full="true")
+        self.assertEqual(one["id"], every[-1]["id"])
+        self.assertIn("report", one)
+        [ops] = windows(id=every[0]["id"], fields="operational")
+        self.assertEqual(sorted(ops), ["computed_ms", "from_ms", "id", "model", "operational",
+                                       "to_ms", "version"])
+        for params, needle in [({}, "model"), ({"model": "churn", "limit": 5000}, "limit"),
+                               ({"model": "churn", "fields": "rows,bogus"}, "bogus"),
+                               ({"model": "churn", "window_ms": -1}, "negative")]:
             r = self.server.session.get(self.server.url + "/api/2.0/keel/monitor/windows",
                                         params=params, timeout=10)
             self.assertEqual(r.status_code, 400, r.text)

@@ -71,14 +71,17 @@ TEST(AlertRulesTest, BadFilesNameTheRuleAndField) {
   };
   for (const Case& c : {
            Case{"rules: 3", "top-level 'rules:' list"},
-           Case{"rules:\n  - name: a\n    metric: drift.dataset\n    threshold: 1\n    colour: red\n",
+           Case{"rules:\n  - name: a\n    metric: drift.dataset\n    threshold: 1\n    colour: "
+                "red\n",
                 "rules.yaml:2: rule 1: unknown key 'colour'"},
            Case{"rules:\n  - name: a\n    metric: drift.dataset\n", "required"},
            Case{"rules:\n  - name: a\n    metric: drift.dataset\n    threshold: 1\n    op: '=='\n",
                 "op '=='"},
-           Case{"rules:\n  - name: a\n    metric: drift.dataset\n    threshold: 1\n    window: soon\n",
+           Case{"rules:\n  - name: a\n    metric: drift.dataset\n    threshold: 1\n    window: "
+                "soon\n",
                 "window: 'soon' is not a duration"},
-           Case{"rules:\n  - name: a\n    metric: vibes\n    threshold: 1\n", "unknown metric 'vibes'"},
+           Case{"rules:\n  - name: a\n    metric: vibes\n    threshold: 1\n",
+                "unknown metric 'vibes'"},
            Case{"rules:\n  - name: a\n    metric: drift.share\n    threshold: x\n", "rule 1"},
            Case{"rules:\n  - {name: a, metric: drift.share, threshold: 1}\n  - {name: a, metric: "
                 "drift.share, threshold: 2}\n",
@@ -180,6 +183,61 @@ TEST(AlertRulesTest, EvaluateHonoursModelOpAndMinSamples) {
   EXPECT_EQ(EvaluateRules(w, *rules, 1'000).size(), 1u);
 }
 
+TEST(AlertStoreTest, StoredWindowsFilterByLengthAndPageBackWithoutGapsOrRepeats) {
+  TempDir dir;
+  auto db = OpenTestDb(dir);
+  ASSERT_NE(db, nullptr);
+  // Three passes; each stores a 5-minute and a 1-hour window at the same time.
+  ASSERT_TRUE(db->Write([](store::Connection& c) -> Status {
+                  for (int64_t pass = 1; pass <= 3; ++pass) {
+                    for (int64_t len : {300'000, 3'600'000}) {
+                      const int64_t t = pass * 1'000'000;
+                      KEEL_RETURN_IF_ERROR(
+                          c.Exec("INSERT INTO monitor_windows(model, version, from_time, to_time, "
+                                 "computed_time, report) VALUES ('churn', '1', ?, ?, ?, '{}')",
+                                 {store::Value(t - len), store::Value(t), store::Value(t)}));
+                    }
+                  }
+                  return OkStatus();
+                }).ok());
+  WindowHistoryQuery q;
+  q.model = "churn";
+  q.limit = 100;
+  auto all = ListStoredWindows(*db, q);
+  ASSERT_TRUE(all.ok()) << all.status().ToString();
+  ASSERT_EQ(all->size(), 6u);
+  std::vector<int64_t> paged;
+  q.limit = 4;  // a page ends between two windows of one pass
+  for (int page = 0; page < 4; ++page) {
+    auto got = ListStoredWindows(*db, q);
+    ASSERT_TRUE(got.ok()) << got.status().ToString();
+    for (const StoredWindow& w : *got) paged.push_back(w.id);
+    if (got->size() < q.limit) break;
+    q.before_id = got->back().id;
+  }
+  std::vector<int64_t> expected;
+  for (const StoredWindow& w : *all) expected.push_back(w.id);
+  EXPECT_EQ(paged, expected);
+  WindowHistoryQuery hourly;
+  hourly.model = "churn";
+  hourly.window_ms = 3'600'000;
+  auto h = ListStoredWindows(*db, hourly);
+  ASSERT_TRUE(h.ok());
+  ASSERT_EQ(h->size(), 3u);
+  for (const StoredWindow& w : *h) EXPECT_EQ(w.to_ms - w.from_ms, 3'600'000);
+  hourly.until_ms = 3'000'000;  // computed before the third pass
+  h = ListStoredWindows(*db, hourly);
+  ASSERT_TRUE(h.ok());
+  EXPECT_EQ(h->size(), 2u);
+  WindowHistoryQuery one;
+  one.model = "churn";
+  one.id = expected[2];
+  auto o = ListStoredWindows(*db, one);
+  ASSERT_TRUE(o.ok());
+  ASSERT_EQ(o->size(), 1u);
+  EXPECT_EQ((*o)[0].id, expected[2]);
+}
+
 TEST(AlertStoreTest, FoldsWithinCooldownOfTheFirstFiringAndListsNewestFirst) {
   TempDir dir;
   auto db = OpenTestDb(dir);
@@ -260,22 +318,23 @@ TEST(WebhookTest, SignsRetriesWithBackoffAndGivesUp) {
   o.secret = "s3cret";
   o.initial_backoff = std::chrono::milliseconds(20);
   o.max_attempts = 4;
-  WebhookNotifier hook(o, [&](const std::string& url, const std::string& body,
-                              const std::vector<std::pair<std::string, std::string>>& headers)
-                              -> Result<int> {
-    EXPECT_EQ(url, "http://hooks.example/keel");
-    std::lock_guard<std::mutex> lock(mu);
-    bodies.push_back(body);
-    for (const auto& [k, v] : headers) {
-      if (k == "X-Keel-Signature") signatures.push_back(v);
-    }
-    times.push_back(std::chrono::steady_clock::now());
-    const int n = calls++;
-    if (n == 0) return Unavailable("connection refused");
-    if (n == 1) return 503;
-    if (n == 2) return 200;
-    return 400;
-  });
+  WebhookNotifier hook(
+      o,
+      [&](const std::string& url, const std::string& body,
+          const std::vector<std::pair<std::string, std::string>>& headers) -> Result<int> {
+        EXPECT_EQ(url, "http://hooks.example/keel");
+        std::lock_guard<std::mutex> lock(mu);
+        bodies.push_back(body);
+        for (const auto& [k, v] : headers) {
+          if (k == "X-Keel-Signature") signatures.push_back(v);
+        }
+        times.push_back(std::chrono::steady_clock::now());
+        const int n = calls++;
+        if (n == 0) return Unavailable("connection refused");
+        if (n == 1) return 503;
+        if (n == 2) return 200;
+        return 400;
+      });
   Alert a;
   a.id = 7;
   a.rule = "auc";
@@ -304,11 +363,12 @@ TEST(WebhookTest, EnqueueNeverBlocksAndCountsDrops) {
   WebhookNotifier::Options o;
   o.url = "http://x/";
   o.queue_capacity = 2;
-  WebhookNotifier hook(o, [&](const std::string&, const std::string&,
-                              const std::vector<std::pair<std::string, std::string>>&) -> Result<int> {
-    while (!release) std::this_thread::sleep_for(std::chrono::milliseconds(1));
-    return 204;
-  });
+  WebhookNotifier hook(o,
+                       [&](const std::string&, const std::string&,
+                           const std::vector<std::pair<std::string, std::string>>&) -> Result<int> {
+                         while (!release) std::this_thread::sleep_for(std::chrono::milliseconds(1));
+                         return 204;
+                       });
   Alert a;
   for (int i = 0; i < 10; ++i) hook.Enqueue(a);  // one sending, two queued, the rest dropped
   EXPECT_GE(hook.dropped(), 7u);

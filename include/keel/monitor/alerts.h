@@ -230,6 +230,11 @@ struct WindowHistoryQuery {
   std::string model;     // required
   std::string version;   // empty: all
   int64_t since_ms = 0;  // computed at or after
+  int64_t until_ms = 0;  // computed before (0: no bound)
+  // Pages back: the windows after this one in the order below (0: from the newest).
+  int64_t before_id = 0;
+  int64_t window_ms = 0;  // windows of this length only (0: every length)
+  int64_t id = 0;         // that one window only (0: any)
   size_t limit = 100;
 };
 [[nodiscard]] Result<std::vector<StoredWindow>> ListStoredWindows(store::Database& db,

@@ -30,11 +30,17 @@ bool KnownMetric(std::string_view m) {
   for (std::string_view prefix : {"drift.column.", "performance."}) {
     if (m.starts_with(prefix) && m.size() > prefix.size()) return true;
   }
-  static const std::set<std::string_view> kFixed = {
-      "drift.dataset", "drift.share", "drift.drifted_columns", "drift.prediction",
-      "operational.latency_p50_us", "operational.latency_p95_us", "operational.latency_p99_us",
-      "operational.latency_max_us", "operational.rate_per_s", "operational.predictions",
-      "operational.unreadable_share"};
+  static const std::set<std::string_view> kFixed = {"drift.dataset",
+                                                    "drift.share",
+                                                    "drift.drifted_columns",
+                                                    "drift.prediction",
+                                                    "operational.latency_p50_us",
+                                                    "operational.latency_p95_us",
+                                                    "operational.latency_p99_us",
+                                                    "operational.latency_max_us",
+                                                    "operational.rate_per_s",
+                                                    "operational.predictions",
+                                                    "operational.unreadable_share"};
   return kFixed.count(m) > 0;
 }
 
@@ -42,16 +48,21 @@ bool KnownMetric(std::string_view m) {
 
 Result<int64_t> ParseDuration(std::string_view text) {
   size_t digits = 0;
-  while (digits < text.size() && (std::isdigit(static_cast<unsigned char>(text[digits])) != 0 ||
-                                   text[digits] == '.')) {
+  while (digits < text.size() &&
+         (std::isdigit(static_cast<unsigned char>(text[digits])) != 0 || text[digits] == '.')) {
     ++digits;
   }
   const std::string number(text.substr(0, digits));
   const std::string_view unit = text.substr(digits);
   char* end = nullptr;
   const double n = number.empty() ? 0 : std::strtod(number.c_str(), &end);
-  const double scale = unit == "ms" ? 1 : unit == "s" ? 1e3 : unit == "m" ? 6e4
-                     : unit == "h" ? 3.6e6 : unit == "d" ? 8.64e7 : unit == "w" ? 6.048e8 : 0;
+  const double scale = unit == "ms"  ? 1
+                       : unit == "s" ? 1e3
+                       : unit == "m" ? 6e4
+                       : unit == "h" ? 3.6e6
+                       : unit == "d" ? 8.64e7
+                       : unit == "w" ? 6.048e8
+                                     : 0;
   if (number.empty() || end != number.c_str() + number.size() || scale == 0 || !(n > 0)) {
     return InvalidArgument("'" + std::string(text) +
                            "' is not a duration (e.g. 500ms, 90s, 30m, 1h, 7d, 2w)");
@@ -87,16 +98,16 @@ Result<std::vector<AlertRule>> ParseAlertRules(std::string_view yaml, std::strin
   if (!root.IsMap() || !root["rules"] || !root["rules"].IsSequence()) {
     return InvalidArgument(where + ": expected a top-level 'rules:' list");
   }
-  static const std::set<std::string> kKeys = {"name",      "model",       "metric",   "op",
-                                              "threshold", "window",      "min_samples",
-                                              "severity",  "cooldown"};
+  static const std::set<std::string> kKeys = {"name",        "model",     "metric",
+                                              "op",          "threshold", "window",
+                                              "min_samples", "severity",  "cooldown"};
   std::vector<AlertRule> rules;
   std::set<std::string> names;
   size_t index = 0;
   for (const YAML::Node& node : root["rules"]) {
     ++index;
-    const std::string at = where + ":" + std::to_string(node.Mark().line + 1) + ": rule " +
-                           std::to_string(index);
+    const std::string at =
+        where + ":" + std::to_string(node.Mark().line + 1) + ": rule " + std::to_string(index);
     if (!node.IsMap()) return InvalidArgument(at + ": expected a mapping");
     AlertRule r;
     try {
@@ -118,7 +129,8 @@ Result<std::vector<AlertRule>> ParseAlertRules(std::string_view yaml, std::strin
            {std::pair{"window", &r.window_ms}, std::pair{"cooldown", &r.cooldown_ms}}) {
         if (!node[key]) continue;
         Result<int64_t> d = ParseDuration(node[key].as<std::string>());
-        if (!d.ok()) return InvalidArgument(at + " (" + r.name + "): " + key + ": " + d.status().message());
+        if (!d.ok())
+          return InvalidArgument(at + " (" + r.name + "): " + key + ": " + d.status().message());
         *field = *d;
       }
     } catch (const YAML::Exception& e) {
@@ -166,23 +178,47 @@ std::string AlertRulesToYaml(std::span<const AlertRule> rules) {
 std::vector<AlertRule> DefaultAlertRules(std::string_view model, std::string_view task) {
   const std::string m(model);
   std::vector<AlertRule> rules;
-  rules.push_back({.name = "data_drift", .model = m, .metric = "drift.dataset", .op = ">=",
-                   .threshold = 1, .window_ms = 3'600'000, .min_samples = 100,
-                   .severity = "warning", .cooldown_ms = 6 * 3'600'000});
-  rules.push_back({.name = "prediction_drift", .model = m, .metric = "drift.prediction",
-                   .op = ">=", .threshold = 1, .window_ms = 3'600'000, .min_samples = 100,
-                   .severity = "warning", .cooldown_ms = 6 * 3'600'000});
+  rules.push_back({.name = "data_drift",
+                   .model = m,
+                   .metric = "drift.dataset",
+                   .op = ">=",
+                   .threshold = 1,
+                   .window_ms = 3'600'000,
+                   .min_samples = 100,
+                   .severity = "warning",
+                   .cooldown_ms = 6 * 3'600'000});
+  rules.push_back({.name = "prediction_drift",
+                   .model = m,
+                   .metric = "drift.prediction",
+                   .op = ">=",
+                   .threshold = 1,
+                   .window_ms = 3'600'000,
+                   .min_samples = 100,
+                   .severity = "warning",
+                   .cooldown_ms = 6 * 3'600'000});
   const std::string decay = task == "binary"       ? "performance.auc.drop"
                             : task == "multiclass" ? "performance.accuracy.drop"
                                                    : "performance.rmse.drop";
   // AUC and accuracy: 0.05 worse than at validation. RMSE: a rise of 0.05 in
   // the target's units is scale-dependent; users should tune it.
-  rules.push_back({.name = "performance_decay", .model = m, .metric = decay, .op = ">",
-                   .threshold = 0.05, .window_ms = 86'400'000, .min_samples = 200,
-                   .severity = "critical", .cooldown_ms = 86'400'000});
-  rules.push_back({.name = "latency_p99", .model = m, .metric = "operational.latency_p99_us",
-                   .op = ">", .threshold = 100'000, .window_ms = 300'000, .min_samples = 50,
-                   .severity = "warning", .cooldown_ms = 3'600'000});
+  rules.push_back({.name = "performance_decay",
+                   .model = m,
+                   .metric = decay,
+                   .op = ">",
+                   .threshold = 0.05,
+                   .window_ms = 86'400'000,
+                   .min_samples = 200,
+                   .severity = "critical",
+                   .cooldown_ms = 86'400'000});
+  rules.push_back({.name = "latency_p99",
+                   .model = m,
+                   .metric = "operational.latency_p99_us",
+                   .op = ">",
+                   .threshold = 100'000,
+                   .window_ms = 300'000,
+                   .min_samples = 50,
+                   .severity = "warning",
+                   .cooldown_ms = 3'600'000});
   return rules;
 }
 
@@ -258,8 +294,8 @@ std::vector<Alert> EvaluateRules(const WindowReport& window, std::span<const Ale
     a.first_ms = now_ms;
     a.last_ms = now_ms;
     a.summary = r.severity + ": " + a.model + (a.version.empty() ? "" : " version " + a.version) +
-                ": " + r.name + ": " + r.metric + " = " + internal::Num(*value) + " " + r.op +
-                " " + internal::Num(r.threshold) + " over " + FormatDuration(r.window_ms) + " (" +
+                ": " + r.name + ": " + r.metric + " = " + internal::Num(*value) + " " + r.op + " " +
+                internal::Num(r.threshold) + " over " + FormatDuration(r.window_ms) + " (" +
                 std::to_string(samples) + " samples)";
     out.push_back(std::move(a));
   }
@@ -411,6 +447,28 @@ Result<std::vector<StoredWindow>> ListStoredWindows(store::Database& db,
   if (!query.version.empty()) {
     sql += " AND version = ?";
     params.emplace_back(query.version);
+  }
+  if (query.until_ms > 0) {
+    sql += " AND computed_time < ?";
+    params.emplace_back(query.until_ms);
+  }
+  if (query.before_id > 0) {
+    // Keyset paging on (computed_time, window_id), the order of the list.
+    sql +=
+        " AND (computed_time < (SELECT computed_time FROM monitor_windows WHERE window_id = ?) "
+        "OR (computed_time = (SELECT computed_time FROM monitor_windows WHERE window_id = ?) "
+        "AND window_id < ?))";
+    params.emplace_back(query.before_id);
+    params.emplace_back(query.before_id);
+    params.emplace_back(query.before_id);
+  }
+  if (query.window_ms > 0) {
+    sql += " AND to_time - from_time = ?";
+    params.emplace_back(query.window_ms);
+  }
+  if (query.id > 0) {
+    sql += " AND window_id = ?";
+    params.emplace_back(query.id);
   }
   sql += " ORDER BY computed_time DESC, window_id DESC LIMIT ?";
   params.emplace_back(static_cast<int64_t>(query.limit));
