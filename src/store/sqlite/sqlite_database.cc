@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "src/store/backend.h"
+#include "src/store/pool.h"
 
 namespace keel::store::internal {
 namespace {
@@ -174,8 +175,7 @@ class SqliteDatabase final : public Database {
     int readers = std::max(1, options.read_connections);
     for (int i = 0; i < readers; ++i) {
       KEEL_ASSIGN_OR_RETURN(auto conn, OpenOne(open_path, flags));
-      idle_readers_.push_back(conn.get());
-      readers_.push_back(std::move(conn));
+      readers_.Add(std::move(conn));
     }
     return OkStatus();
   }
@@ -183,14 +183,7 @@ class SqliteDatabase final : public Database {
   Status Write(const std::function<Status(Connection&)>& fn) override {
     std::lock_guard<std::mutex> lock(write_mu_);
     KEEL_RETURN_IF_ERROR(writer_->Exec("BEGIN IMMEDIATE", {}));
-    Status s;
-    try {
-      s = fn(*writer_);
-    } catch (const std::exception& e) {
-      s = Internal(std::string("exception in write transaction: ") + e.what());
-    } catch (...) {
-      s = Internal("exception in write transaction");
-    }
+    Status s = CallInTransaction(fn, *writer_, "write");
     if (!s.ok()) {
       writer_->Exec("ROLLBACK", {}).IgnoreError();
       return s;
@@ -201,37 +194,13 @@ class SqliteDatabase final : public Database {
   }
 
   Status Read(const std::function<Status(Connection&)>& fn) override {
-    SqliteConnection* conn;
-    {
-      std::unique_lock<std::mutex> lock(read_mu_);
-      read_cv_.wait(lock, [&] { return !idle_readers_.empty(); });
-      conn = idle_readers_.back();
-      idle_readers_.pop_back();
-    }
-    // Returns the connection to the pool however this function is left.
-    struct Return {
-      SqliteDatabase* db;
-      SqliteConnection* conn;
-      ~Return() {
-        {
-          std::lock_guard<std::mutex> lock(db->read_mu_);
-          db->idle_readers_.push_back(conn);
-        }
-        db->read_cv_.notify_one();
-      }
-    } give_back{this, conn};
-    Status s = conn->Exec("BEGIN", {});
-    if (s.ok()) {
-      try {
-        s = fn(*conn);
-      } catch (const std::exception& e) {
-        s = Internal(std::string("exception in read transaction: ") + e.what());
-      } catch (...) {
-        s = Internal("exception in read transaction");
-      }
-      conn->Exec("COMMIT", {}).IgnoreError();
-    }
-    return s;
+    return readers_.With([&](SqliteConnection& conn) {
+      Status s = conn.Exec("BEGIN", {});
+      if (!s.ok()) return s;
+      s = CallInTransaction(fn, conn, "read");
+      conn.Exec("COMMIT", {}).IgnoreError();
+      return s;
+    });
   }
 
   const Dialect& dialect() const override { return dialect_; }
@@ -259,10 +228,7 @@ class SqliteDatabase final : public Database {
   Dialect dialect_;
   std::mutex write_mu_;                       // guards writer_ use
   std::unique_ptr<SqliteConnection> writer_;  // owned; used under write_mu_
-  std::mutex read_mu_;                        // guards idle_readers_
-  std::condition_variable read_cv_;
-  std::vector<std::unique_ptr<SqliteConnection>> readers_;  // owned, fixed after Init
-  std::vector<SqliteConnection*> idle_readers_;             // GUARDED_BY(read_mu_)
+  ReaderPool<SqliteConnection> readers_;      // fixed after Init
 };
 
 }  // namespace
