@@ -1,6 +1,7 @@
 // Page load budget of keel's web dashboard: a keel server seeded with 10,000
-// runs (through the REST API) and 30 days of hourly monitoring windows for one
-// model, measured in headless Chromium (playwright-core).
+// runs (through the REST API), 30 days of hourly monitoring windows for one
+// model and 400 5-minute ones interleaved with the newest of them, measured in
+// headless Chromium (playwright-core).
 //
 //   node tests/browser/load_budget_test.mjs        (from the repository root)
 //
@@ -8,12 +9,15 @@
 // its table, grid or charts are drawn (first load and repeats). Times are
 // recorded, never asserted. Asserted are correctness properties of the
 // requests the pages make: the runs page reads one server-side page of runs;
-// the monitoring and deployments pages read window summaries (at most the
-// newest pass's windows in full, never the prediction log). The figures also
-// go to KEEL_TEST_ARTIFACTS/load_budget.json.
+// the monitoring page reads the hourly windows only (window_ms=, paged back
+// with before_id), all 720 of them, and exactly one full report (id=); the
+// deployments page reads operational figures only (fields=operational, no
+// column summaries, no full report). The figures also go to
+// KEEL_TEST_ARTIFACTS/load_budget.json.
 //
 // Environment: see harness.mjs; SQLITE3 (default /usr/bin/sqlite3) inserts
-// the windows; KEEL_LOAD_RUNS and KEEL_LOAD_WINDOWS change the sizes.
+// the windows; KEEL_LOAD_RUNS, KEEL_LOAD_WINDOWS and KEEL_LOAD_SHORT_WINDOWS
+// change the sizes.
 import { execFile } from "node:child_process";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
@@ -41,12 +45,17 @@ import {
 
 const RUNS = Number(process.env.KEEL_LOAD_RUNS || 10000);
 const WINDOWS = Number(process.env.KEEL_LOAD_WINDOWS || 720); // 30 days of hourly windows
+const SHORT_WINDOWS = Number(process.env.KEEL_LOAD_SHORT_WINDOWS || 400); // 5-minute windows (the newest 33 hours)
+const HISTORY_MAX = 720; // the monitoring page's history: 30 days or 720 windows of one length
 const CONNECTIONS = 8; // concurrent seeding connections
 const PAGE_SIZE = 50; // the runs page's default
 const REPEATS = 3; // loads measured per page
 const SQLITE3 = process.env.SQLITE3 || "/usr/bin/sqlite3";
 const PLANTED = "total_day_minutes"; // x1.8 in the scored rows: drifted in the template window
 const HOUR = 3600000;
+const FIVE_MIN = 300000;
+const DAY = 24 * HOUR;
+const WINDOWS_PATH = "/api/2.0/keel/monitor/windows";
 
 const execFileP = promisify(execFile);
 
@@ -63,23 +72,25 @@ function random(seed) {
 }
 
 /**
- * The stored report of one hourly window `hoursBack` hours before the
- * template's: traffic with a daily cycle, latency following it, labelled
+ * The stored report of one window of `span` ms ending `msBack` ms before the
+ * template's: traffic with a daily cycle (per hour, scaled to the span), latency following it, labelled
  * performance near validation, and the planted feature drifting only in the
  * last 7 days. Verdicts follow each column's threshold and direction, as the
  * server's would.
  */
-function shiftedReport(template, hoursBack, rnd) {
+function shiftedReport(template, msBack, span, rnd) {
+  const hoursBack = msBack / HOUR;
   const r = structuredClone(template);
-  r.to_ms = template.to_ms - hoursBack * HOUR;
-  r.from_ms = r.to_ms - HOUR;
+  r.to_ms = template.to_ms - msBack;
+  r.from_ms = r.to_ms - span;
   const hourOfDay = new Date(r.to_ms).getUTCHours();
   const daily = 1 + 0.6 * Math.sin(((hourOfDay - 8) / 24) * 2 * Math.PI);
-  const predictions = Math.max(1, Math.round(template.rows * daily * (0.85 + 0.3 * rnd())));
+  const predictions = Math.max(1, Math.round(((template.rows * span) / HOUR) * daily * (0.85 + 0.3 * rnd())));
   r.rows = predictions;
   const op = r.operational;
+  op.seconds = span / 1000;
   op.predictions = predictions;
-  op.rate_per_s = predictions / (op.seconds || 3600);
+  op.rate_per_s = predictions / op.seconds;
   op.endpoints = { predict: predictions };
   const p50 = (template.operational.latency_us.p50 ?? 5000) * (0.7 + 0.4 * daily * (0.9 + 0.2 * rnd()));
   op.latency_us = { p50, p95: p50 * (2 + rnd()), p99: p50 * (3.2 + 2 * rnd()), max: p50 * (6 + 4 * rnd()) };
@@ -135,7 +146,16 @@ function recordResponses(page) {
           // no body (e.g. a redirect)
         }
         const t = resp.request().timing();
-        return { path: url.pathname, query: url.searchParams, status: resp.status(), bytes, ms: t.responseEnd > 0 ? t.responseEnd - t.requestStart : NaN };
+        // Window lists: which windows came, and whether they carry column summaries or reports.
+        let windows = null;
+        if (url.pathname === WINDOWS_PATH && bytes > 0) {
+          try {
+            windows = (JSON.parse((await resp.body()).toString()).windows ?? []).map((w) => ({ id: w.id, span: w.to_ms - w.from_ms, columns: "columns" in w, report: "report" in w }));
+          } catch {
+            // not JSON: left as null
+          }
+        }
+        return { path: url.pathname, query: url.searchParams, status: resp.status(), bytes, windows, ms: t.responseEnd > 0 ? t.responseEnd - t.requestStart : NaN };
       })(),
     );
   };
@@ -168,7 +188,7 @@ async function main() {
   const first = new Keel(dir, ["--monitor-interval", "200ms"]);
   let keel = first;
   const cleanups = [];
-  const figures = { runs: RUNS, windows: WINDOWS, connections: CONNECTIONS, seed_ms: {}, pages: {}, bytes: {}, requests: {} };
+  const figures = { runs: RUNS, windows: WINDOWS, short_windows: SHORT_WINDOWS, connections: CONNECTIONS, seed_ms: {}, pages: {}, bytes: {}, requests: {} };
   let browser = null;
   const pageErrors = [];
   try {
@@ -190,16 +210,18 @@ async function main() {
       check(template.report.drift.columns.length > 10, `template: the server's hourly window (${hourly.rows} rows, ${template.report.drift.columns.length} columns, ${JSON.stringify(template.report).length} bytes of report)`);
     });
 
-    await step(`seed: ${WINDOWS - 1} more hourly windows in monitor_windows (${WINDOWS} = ${Math.round(WINDOWS / 24)} days)`, async () => {
+    await step(`seed: ${WINDOWS - 1} more hourly windows (${WINDOWS} = ${Math.round(WINDOWS / 24)} days) and ${SHORT_WINDOWS} 5-minute ones in monitor_windows`, async () => {
       const t0 = performance.now();
       const rnd = random(7);
       const lines = ["BEGIN;"];
-      for (let i = 1; i < WINDOWS; i++) {
-        const r = shiftedReport(template.report, i, rnd);
+      const insert = (r, computed) =>
         lines.push(
-          `INSERT INTO monitor_windows(model, version, from_time, to_time, computed_time, report) VALUES ('churn', ${sqlText(template.version)}, ${r.from_ms}, ${r.to_ms}, ${template.computed_ms - i * HOUR}, ${sqlText(JSON.stringify(r))});`,
+          `INSERT INTO monitor_windows(model, version, from_time, to_time, computed_time, report) VALUES ('churn', ${sqlText(template.version)}, ${r.from_ms}, ${r.to_ms}, ${computed}, ${sqlText(JSON.stringify(r))});`,
         );
-      }
+      for (let i = 1; i < WINDOWS; i++) insert(shiftedReport(template.report, i * HOUR, HOUR, rnd), template.computed_ms - i * HOUR);
+      // 5-minute windows between the newest hourly ones (computed 1 ms later than a whole
+      // multiple of 5 minutes back, so no two windows share a computed time).
+      for (let i = 1; i <= SHORT_WINDOWS; i++) insert(shiftedReport(template.report, i * FIVE_MIN, FIVE_MIN, rnd), template.computed_ms - i * FIVE_MIN + 1);
       lines.push("COMMIT;");
       const sqlFile = path.join(dir, "windows.sql");
       writeFileSync(sqlFile, lines.join("\n"));
@@ -212,6 +234,8 @@ async function main() {
       figures.seed_ms.windows = performance.now() - t0;
       const { stdout } = await execFileP(SQLITE3, [first.dbPath, "SELECT count(*) FROM monitor_windows WHERE model = 'churn' AND to_time - from_time = 3600000"]);
       check(Number(stdout.trim()) === WINDOWS, `${stdout.trim()} hourly windows stored (${figures.seed_ms.windows.toFixed(0)} ms)`);
+      const short = await execFileP(SQLITE3, [first.dbPath, `SELECT count(*) FROM monitor_windows WHERE model = 'churn' AND to_time - from_time = ${FIVE_MIN}`]);
+      check(Number(short.stdout.trim()) >= SHORT_WINDOWS, `${short.stdout.trim()} 5-minute windows stored`);
     });
 
     await step(`seed: ${RUNS} runs through the REST API (${CONNECTIONS} connections)`, async () => {
@@ -336,25 +360,52 @@ async function main() {
         responses = r.responses;
       }
       record("monitoring: grid and charts", loads);
+      // The hourly windows the page should show: those within 30 days of the newest, at most 720.
+      const { stdout } = await execFileP(SQLITE3, [
+        keel.dbPath,
+        `SELECT count(*) FROM monitor_windows WHERE model = 'churn' AND version = ${sqlText(template.version)} AND to_time - from_time = ${HOUR} AND computed_time >= (SELECT max(computed_time) FROM monitor_windows WHERE model = 'churn' AND version = ${sqlText(template.version)} AND to_time - from_time = ${HOUR}) - ${30 * DAY}`,
+      ]);
+      const expected = Math.min(HISTORY_MAX, Number(stdout.trim()));
       const points = Number(await page.getAttribute("[data-testid=feature-chart]", "data-points"));
-      check(points >= WINDOWS, `the drift chart holds ${points} hourly windows`);
-      check(Number(await page.getAttribute("[data-testid=performance-chart]", "data-points")) >= WINDOWS, "the performance chart too");
+      check(expected >= Math.min(HISTORY_MAX, WINDOWS) && points === expected, `the drift chart holds ${points} hourly windows (expected ${expected}: 30 days or ${HISTORY_MAX} windows)`);
+      check(Number(await page.getAttribute("[data-testid=performance-chart]", "data-points")) === expected, "the performance chart too");
       const spanValue = await page.inputValue("[data-testid=monitor-span]");
       check(spanValue === String(HOUR), "hourly windows chosen by default");
+      // Without the length filter the newest 1,000 windows would not hold 30 days of hourly ones.
+      const mixed = await keel.api("GET", `${WINDOWS_PATH}?model=churn&limit=1000&fields=rows`);
+      const hourlyOfMixed = mixed.windows.filter((w) => w.to_ms - w.from_ms === HOUR).length;
+      check(hourlyOfMixed < expected, `the newest 1,000 windows of every length hold only ${hourlyOfMixed} hourly ones`);
       await shot(page, "load-monitoring");
-      // What the page read: summaries, at most the newest pass's windows in full, never the log.
-      const summary = await keel.api("GET", "/api/2.0/keel/monitor/windows?model=churn&limit=1000");
-      const full = responses.filter((r) => r.path === "/api/2.0/keel/monitor/windows" && r.query.get("full") === "true");
-      const fullWindows = full.reduce((a, r) => a + Number(r.query.get("limit") ?? 100), 0);
-      const lengths = new Set(summary.windows.filter((w) => w.computed_ms === summary.windows[0].computed_ms).map((w) => w.to_ms - w.from_ms)).size;
-      check(full.length <= 1 && fullWindows <= lengths, `full reports: ${full.length} request for at most ${fullWindows} window(s) (the newest pass stored ${lengths})`);
-      const allowed = new Set(["/", "/ui/app.js", "/ui/app.css", "/version", "/api/2.0/keel/whoami", "/api/2.0/keel/monitor/windows", "/api/2.0/keel/alerts"]);
+      // What the page read: which lengths exist (rows only), the hourly history paged back with before_id, one full report.
+      const lists = responses.filter((r) => r.path === WINDOWS_PATH);
+      const full = lists.filter((r) => r.query.get("full") === "true");
+      const discovery = lists.filter((r) => r.query.get("full") !== "true" && !r.query.has("window_ms"));
+      const history = lists.filter((r) => r.query.get("full") !== "true" && r.query.has("window_ms"));
+      check(
+        discovery.length === 1 && discovery[0].query.get("fields") === "rows" && Number(discovery[0].query.get("limit")) <= 200 && !discovery[0].windows.some((w) => w.columns),
+        `one list of the newest windows, rows only, to find the lengths (${discovery.map((r) => r.query.toString()).join(" | ")})`,
+      );
+      check(
+        history.length >= 1 && history.every((r) => r.query.get("window_ms") === String(HOUR) && r.query.get("version") === template.version && r.windows.every((w) => w.span === HOUR)),
+        `history: ${history.length} request(s) for hourly windows of version ${template.version} only`,
+      );
+      const chained = history.every((r, i) => (i === 0 ? !r.query.has("before_id") : r.query.get("before_id") === String(history[i - 1].windows.at(-1)?.id)));
+      const historyWindows = history.reduce((a, r) => a + r.windows.length, 0);
+      check(chained && historyWindows === expected, `history paged back with before_id: ${history.map((r) => r.windows.length).join(" + ")} = ${historyWindows} windows`);
+      const newestHourly = history[0]?.windows[0]?.id;
+      check(
+        full.length === 1 && full[0].query.get("id") === String(newestHourly) && full[0].windows.length === 1 && full[0].windows[0].report,
+        `exactly one full report, of the newest hourly window (id ${full[0]?.query.get("id")}; ${((full[0]?.bytes ?? 0) / 1024).toFixed(0)} KiB)`,
+      );
+      const allowed = new Set(["/", "/ui/app.js", "/ui/app.css", "/version", "/api/2.0/keel/whoami", WINDOWS_PATH, "/api/2.0/keel/alerts"]);
       const other = responses.filter((r) => !allowed.has(r.path));
-      check(other.length === 0, `only window summaries, alerts and the app requested (${describe(responses)})`);
+      check(other.length === 0, `only windows, alerts and the app requested (${describe(responses)})`);
       const bytes = responses.reduce((a, r) => a + r.bytes, 0);
       const fullBytes = JSON.stringify(template.report).length;
       figures.bytes["monitoring"] = bytes;
+      figures.bytes["monitoring: windows"] = lists.reduce((a, r) => a + r.bytes, 0);
       figures.requests["monitoring"] = describe(responses);
+      figures.requests["monitoring: windows"] = lists.map((r) => `${r.query.toString()}: ${r.windows.length} windows, ${(r.bytes / 1024).toFixed(0)} KiB, ${r.ms.toFixed(0)} ms`);
       check(bytes < (WINDOWS * fullBytes) / 2, `${(bytes / 1024 / 1024).toFixed(2)} MiB read, under half of ${WINDOWS} full reports (${((WINDOWS * fullBytes) / 1024 / 1024).toFixed(1)} MiB)`);
     });
 
@@ -372,9 +423,18 @@ async function main() {
       record("deployments: traffic charts", loads);
       const points = Number(await page.getAttribute("[data-testid=rate-chart]", "data-points"));
       check(points >= WINDOWS, `the request-rate chart holds ${points} hourly windows`);
-      check(responses.every((r) => !(r.path === "/api/2.0/keel/monitor/windows" && r.query.get("full") === "true")), `no full report read (${describe(responses)})`);
+      const lists = responses.filter((r) => r.path === WINDOWS_PATH);
+      check(lists.length >= 2 && lists.every((r) => r.query.get("full") !== "true" && r.windows.every((w) => !w.columns && !w.report)), `no full report and no column summary read (${describe(responses)})`);
+      const history = lists.filter((r) => r.query.has("window_ms"));
+      check(
+        history.length >= 1 && history.every((r) => r.query.get("window_ms") === String(HOUR) && r.query.get("fields") === "operational" && r.windows.every((w) => w.span === HOUR)),
+        `traffic: ${history.map((r) => r.windows.length).join(" + ")} hourly windows, operational figures only`,
+      );
+      check(lists.every((r) => r.query.has("window_ms") || r.query.get("fields") === "rows"), "the lengths from a rows-only list");
       figures.bytes["deployments"] = responses.reduce((a, r) => a + r.bytes, 0);
+      figures.bytes["deployments: windows"] = lists.reduce((a, r) => a + r.bytes, 0);
       figures.requests["deployments"] = describe(responses);
+      figures.requests["deployments: windows"] = lists.map((r) => `${r.query.toString()}: ${r.windows.length} windows, ${(r.bytes / 1024).toFixed(0)} KiB, ${r.ms.toFixed(0)} ms`);
       await shot(page, "load-deployments");
     });
   } catch (e) {
@@ -389,10 +449,11 @@ async function main() {
   }
 
   if (pageErrors.length > 0) results.failures.push(`uncaught errors in the page: ${pageErrors.join(" | ")}`);
-  console.log(`\nseeding: model and template window ${(figures.seed_ms.model / 1000).toFixed(1)} s, ${WINDOWS - 1} windows ${(figures.seed_ms.windows / 1000).toFixed(1)} s, ${RUNS} runs ${(figures.seed_ms.runs / 1000).toFixed(1)} s`);
+  console.log(`\nseeding: model and template window ${(figures.seed_ms.model / 1000).toFixed(1)} s, ${WINDOWS - 1 + SHORT_WINDOWS} windows ${(figures.seed_ms.windows / 1000).toFixed(1)} s, ${RUNS} runs ${(figures.seed_ms.runs / 1000).toFixed(1)} s`);
   console.log(`page loads (from a blank page until drawn; ${REPEATS} loads each, median first; load average ${figures.loadavg_1m}):`);
   for (const [name, f] of Object.entries(figures.pages)) console.log(`  ${name.padEnd(38)} ${String(f.median_ms).padStart(6)} ms   (${f.ms.join(", ")})`);
   for (const [name, b] of Object.entries(figures.bytes)) console.log(`  bytes read, ${name.padEnd(26)} ${(b / 1024).toFixed(0).padStart(6)} KiB`);
+  for (const name of ["monitoring: windows", "deployments: windows"]) for (const line of figures.requests[name] ?? []) console.log(`  ${name} ${line}`);
   for (const k of Object.keys(figures.seed_ms)) figures.seed_ms[k] = Math.round(figures.seed_ms[k]);
   writeFileSync(path.join(ARTIFACTS, "load_budget.json"), JSON.stringify(figures, null, 2) + "\n");
   console.log(`figures in ${path.join(ARTIFACTS, "load_budget.json")}`);

@@ -298,6 +298,9 @@ export interface WindowReportJson {
   };
 }
 
+/** The parts of a window summary the server can leave out (monitor/windows `fields=`). */
+export type WindowField = "rows" | "performance" | "operational" | "drift";
+
 export interface StoredWindow {
   id: number;
   model: string;
@@ -312,6 +315,33 @@ export interface StoredWindow {
   prediction_drift: boolean | null;
   columns?: WindowColumn[];
   report?: WindowReportJson;
+}
+
+/** Windows asked per request when paging back through a history (keyset paging, before_id). */
+export const HISTORY_PAGE = 500;
+
+/**
+ * The newest stored windows of one length (of one version, or of all), newest first: paged back
+ * with before_id until `days` days before the newest one's computed time or `max` windows are
+ * loaded, or fewer when there are fewer.
+ */
+export async function windowHistory(q: { model: string; version?: string; windowMs: number; fields?: WindowField[]; max: number; days: number }): Promise<StoredWindow[]> {
+  const out: StoredWindow[] = [];
+  let sinceMs: number | undefined;
+  let beforeId: number | undefined;
+  while (out.length < q.max) {
+    const limit = Math.min(HISTORY_PAGE, q.max - out.length);
+    const page = await api.windows({ model: q.model, version: q.version, windowMs: q.windowMs, fields: q.fields, limit, beforeId, sinceMs });
+    for (const w of page) {
+      if (sinceMs === undefined) sinceMs = w.computed_ms - q.days * 86400000;
+      if (w.computed_ms < sinceMs) return out;
+      out.push(w);
+    }
+    const last = page[page.length - 1];
+    if (page.length < limit || !last) break;
+    beforeId = last.id;
+  }
+  return out;
 }
 
 export interface Alert {
@@ -497,13 +527,34 @@ export const api = {
   rollback: async (name: string, alias: string, reason: string) =>
     (await postJson<{ change: AliasChange }>(`${KEEL}/registered-models/rollback`, { name, alias, reason })).change,
 
-  windows: async (q: { model: string; version?: string; limit: number; full?: boolean; sinceMs?: number }) =>
+  /**
+   * Stored monitoring windows, newest first (by computed time, then id). window_ms keeps one
+   * length, beforeId pages back (the windows after that id), untilMs bounds computed time
+   * (exclusive), id reads one window, fields keeps those parts of each summary.
+   */
+  windows: async (q: {
+    model: string;
+    version?: string;
+    limit: number;
+    full?: boolean;
+    sinceMs?: number;
+    untilMs?: number;
+    windowMs?: number;
+    beforeId?: number;
+    id?: number;
+    fields?: WindowField[];
+  }) =>
     (
       await getJson<{ windows?: StoredWindow[] }>(`${KEEL}/monitor/windows`, {
         model: q.model,
         version: q.version,
-        limit: q.limit,
+        id: q.id,
+        window_ms: q.windowMs,
+        before_id: q.beforeId,
         since_ms: q.sinceMs,
+        until_ms: q.untilMs,
+        limit: q.limit,
+        fields: q.fields ? q.fields.join(",") : undefined,
         full: q.full ? "true" : undefined,
       })
     ).windows ?? [],

@@ -1,13 +1,14 @@
 // #/deployments: what the server serves (GET /api/2.0/keel/serving); request
 // rate and latency percentiles over time from the stored monitoring windows'
 // operational figures (GET /api/2.0/keel/monitor/windows, server-side
-// aggregates of the prediction log); the error rate from GET /metrics
+// aggregates of the prediction log: fields=operational, one window length,
+// 30 days paged back with before_id); the error rate from GET /metrics
 // (keel_http_requests_total by code: the share since the server started, and
 // sampled every few seconds while the page is open for a live chart); the
 // health of the prediction log and of the monitoring passes (GET /metrics);
 // request counts and latency per endpoint and model (GET /metrics).
 
-import { api, type StoredWindow } from "./api";
+import { api, type StoredWindow, windowHistory } from "./api";
 import { type Chart, lineChart } from "./charts";
 import { badge, button, card, type Child, errorText, h, note, pageHeader, replace, type Tone } from "./dom";
 import { fmtLatency, fmtNum, fmtPercent, fmtRelative, fmtSpan, fmtTime } from "./format";
@@ -85,7 +86,9 @@ function quantile(q: number, buckets: Array<[number, number]>): number {
 
 const SERVING = /^\/(predict|invocations|v2\/models|labels)/;
 const HOUR_MS = 3600000;
-const WINDOW_LIMIT = 1000; // the server's largest page of window summaries
+const DISCOVERY_LIMIT = 200; // the newest windows (rows only) that say which window lengths exist
+const TRAFFIC_DAYS = 30; // traffic over time: 30 days of the chosen length,
+const TRAFFIC_MAX = 1440; // at most this many windows (every version)
 const SAMPLE_CHOICES = [1, 5, 15, 60]; // seconds between live samples
 const LIVE_POINTS = 120;
 
@@ -341,10 +344,13 @@ export async function deploymentsPage(ctx: PageContext): Promise<void> {
     }
     if (!servedModels.includes(chosenModel)) chosenModel = servedModels[0] ?? "";
     const model = chosenModel;
-    const windows = await api.windows({ model, limit: WINDOW_LIMIT });
+    const newest = await api.windows({ model, limit: DISCOVERY_LIMIT, fields: ["rows"] });
     if (!ctx.alive() || model !== chosenModel) return;
-    const spans = [...new Set(windows.filter((w) => w.operational).map((w) => w.to_ms - w.from_ms))].sort((a, b) => a - b);
+    const spans = [...new Set(newest.map((w) => w.to_ms - w.from_ms))].sort((a, b) => a - b);
     if (!spans.includes(chosenSpan)) chosenSpan = spans.includes(HOUR_MS) ? HOUR_MS : (spans[0] ?? NaN);
+    const span = chosenSpan;
+    const windows = spans.length > 0 ? await windowHistory({ model, windowMs: span, fields: ["operational"], max: TRAFFIC_MAX, days: TRAFFIC_DAYS }) : [];
+    if (!ctx.alive() || model !== chosenModel || span !== chosenSpan) return;
     const modelSelect = h(
       "select",
       {
@@ -406,7 +412,7 @@ export async function deploymentsPage(ctx: PageContext): Promise<void> {
         { class: "muted small", testid: "traffic-range" },
         `${points.length} ${fmtSpan(chosenSpan)} windows of ${model}, ${fmtTime(first.to_ms)} → ${fmtTime(last.to_ms)}; newest: ${fmtNum(last.predictions)} predictions, ${fmtNum(last.rate, 3)}/s, p99 ${fmtLatency(last.p99)}. `,
         "Latency is the logged request latency of the version that answered most in each window.",
-        windows.length >= WINDOW_LIMIT ? ` The newest ${WINDOW_LIMIT} stored windows (every length) are read.` : "",
+        windows.length >= TRAFFIC_MAX ? ` The newest ${TRAFFIC_MAX} stored ${fmtSpan(chosenSpan)} windows are read.` : "",
       ),
       h("div", { class: "grid-2" }, h("div", null, h("h3", null, "Request rate"), rate.el), h("div", null, h("h3", null, "Latency percentiles"), latency.el)),
     );

@@ -1,17 +1,23 @@
-// #/monitoring/<model>: the drift dashboard. The newest stored window gives
-// each feature's current verdict; the stored windows of the same version and
-// length give each statistic over time against its threshold, prediction
-// drift, and realised performance beside the label-free estimate. Verdicts
-// and thresholds are the server's (monitor/windows); nothing is recomputed.
+// #/monitoring/<model>: the drift dashboard. The newest stored windows (rows
+// only) say which versions and window lengths exist; the windows of the chosen
+// version and length (window_ms=, paged back with before_id: 30 days or 720
+// windows) give each statistic over time against its threshold, prediction
+// drift, and realised performance beside the label-free estimate; the newest
+// of them gives each feature's current verdict, and its full report (id=) the
+// histograms. Verdicts and thresholds are the server's (monitor/windows);
+// nothing is recomputed.
 
-import { type Alert, api, type ReportColumn, type StoredWindow } from "./api";
+import { type Alert, api, type ReportColumn, type StoredWindow, windowHistory } from "./api";
 import { type Chart, histogramChart, lineChart, sparkline } from "./charts";
 import { badge, card, type Child, errorText, facts, h, note, pageHeader, replace, type Tone } from "./dom";
 import { fmtLatency, fmtNum, fmtPercent, fmtSpan, fmtTime } from "./format";
 import { href, type PageContext } from "./router";
 
-// The server's largest page of window summaries: 30 days of hourly windows fit.
-const HISTORY_LIMIT = 1000;
+// The newest windows (every length, rows only) that say which versions and window lengths exist.
+const DISCOVERY_LIMIT = 200;
+// A chart's history: 30 days or 720 windows of the chosen length, whichever is fewer.
+const HISTORY_DAYS = 30;
+const HISTORY_MAX = 720;
 const HOUR_MS = 3600000;
 
 export async function monitoringIndexPage(ctx: PageContext): Promise<void> {
@@ -105,7 +111,7 @@ export async function monitoringPage(ctx: PageContext): Promise<void> {
       [h("a", { class: "btn", href: href("models", [model]) }, "Model"), h("a", { class: "btn btn-ghost", href: "#/monitoring" }, "All models")],
     ),
   );
-  const [windows, alerts] = await Promise.all([api.windows({ model, limit: HISTORY_LIMIT }), api.alerts(model, 100)]);
+  const [windows, alerts] = await Promise.all([api.windows({ model, limit: DISCOVERY_LIMIT, fields: ["rows"] }), api.alerts(model, 100)]);
   if (!ctx.alive()) return;
 
   if (windows.length === 0) {
@@ -141,15 +147,38 @@ export async function monitoringPage(ctx: PageContext): Promise<void> {
   const body = h("div", { class: "stack" });
   ctx.root.append(controls, body);
 
+  // The history of one version and window length (server-side filter and keyset paging), newest first.
+  const histories = new Map<string, Promise<StoredWindow[]>>();
+  const historyOf = (v: string, s: number) => {
+    const key = `${v}/${s}`;
+    let got = histories.get(key);
+    if (!got) {
+      got = windowHistory({ model, version: v, windowMs: s, max: HISTORY_MAX, days: HISTORY_DAYS });
+      got.catch(() => histories.delete(key));
+      histories.set(key, got);
+    }
+    return got;
+  };
+  let renders = 0;
+
   const render = async () => {
-    charts.splice(0).forEach((c) => c.destroy());
+    const mine = ++renders;
     versionSelect.value = version;
     replace(spanSelect, spansOf().map((s) => h("option", { value: String(s) }, fmtSpan(s))));
     spanSelect.value = String(span);
+    let history: StoredWindow[];
+    try {
+      history = await historyOf(version, span);
+    } catch (e) {
+      if (ctx.alive() && mine === renders) replace(body, note(`Could not load the windows: ${errorText(e)}`, "error"));
+      return;
+    }
+    if (!ctx.alive() || mine !== renders) return;
+    charts.splice(0).forEach((c) => c.destroy());
     ctx.setQuery({ version, span: String(span), feature, metric: perfMetric });
 
     // Oldest first, for charts.
-    const series = ofVersion().filter((w) => spanOf(w) === span).sort((a, b) => a.to_ms - b.to_ms);
+    const series = [...history].sort((a, b) => a.to_ms - b.to_ms || a.id - b.id);
     const current = series[series.length - 1];
     if (!current) {
       replace(body, note("No window of this length for this version."));
@@ -302,15 +331,13 @@ export async function monitoringPage(ctx: PageContext): Promise<void> {
     );
   };
 
-  // The whole stored report (histograms, missing values) of the newest window, on demand.
+  // The whole stored report (histograms, missing values) of the newest window, on demand: that one window by id.
   const reports = new Map<number, StoredWindow>();
   const loadDetails = async (current: StoredWindow, name: string, into: HTMLElement) => {
     try {
       let full = reports.get(current.id);
       if (!full) {
-        const sameVersion = windows.filter((w) => w.version === current.version);
-        const rank = sameVersion.findIndex((w) => w.id === current.id) + 1;
-        const got = await api.windows({ model, version: current.version, limit: Math.max(1, rank), full: true });
+        const got = await api.windows({ model, id: current.id, limit: 1, full: true, fields: ["rows"] });
         full = got.find((w) => w.id === current.id);
         if (full) reports.set(current.id, full);
       }
