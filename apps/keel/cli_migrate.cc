@@ -34,7 +34,7 @@ Status Migrate(const MigrateFlags& f) {
   KEEL_ASSIGN_OR_RETURN(store::CopyReport report, store::CopyStore(*from, *to, progress));
   if (!current.empty()) std::cerr << "\n";
   std::cout << "migrated " << report.rows << " rows in " << report.tables.size() << " tables from "
-            << from->uri() << " to " << to->uri() << " in "
+            << store::RedactUri(from->uri()) << " to " << store::RedactUri(to->uri()) << " in "
             << FormatDouble(static_cast<double>(NowMillis() - started) / 1000.0)
             << " s; every table's row count checked" << std::endl;
   if (!f.quiet) {

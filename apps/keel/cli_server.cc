@@ -212,7 +212,7 @@ Status RunServer(const GlobalOptions& global, const ServerFlags& f, bool serving
   KEEL_RETURN_IF_ERROR(server.Start());
   std::string base = "http://" + f.host + ":" + std::to_string(server.port());
   std::cout << (serving_only ? "keel serve" : "keel server") << " listening on " << base << "\n"
-            << "  store:      " << global.store_uri << "\n"
+            << "  store:      " << store::RedactUri(global.store_uri) << "\n"
             << "  artifacts:  " << app->artifacts().root().string() << "\n";
   if (!serving_only) {
     std::cout << "  MLflow API: " << base << "/api/2.0/mlflow/  (MLFLOW_TRACKING_URI=" << base

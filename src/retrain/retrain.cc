@@ -25,6 +25,7 @@
 #include "keel/data/csv.h"
 #include "keel/monitor/alerts.h"
 #include "keel/monitor/live.h"
+#include "keel/store/lease.h"
 #include "keel/train/metrics.h"
 
 namespace keel::retrain {
@@ -42,11 +43,24 @@ double NumOf(const json& j, const char* key) {
 
 // ------------------------------------------------------------------ job rows
 
-// "host:pid": the process that runs a job (retrain_jobs.owner).
-std::string JobOwner() {
-  char name[256] = {};
-  if (::gethostname(name, sizeof name - 1) != 0) name[0] = '\0';
-  return std::string(name) + ":" + std::to_string(::getpid());
+// "host:pid:random": the process that runs a job (retrain_jobs.owner),
+// unique even when a restarted container reuses the host name and pid.
+const std::string& JobOwner() {
+  static const std::string owner = store::Lease::ProcessHolder();
+  return owner;
+}
+
+// Whether `owner` names a process of this host that is still alive (a job of
+// a live process is never taken over, whatever its heartbeat says).
+bool OwnerAliveHere(const std::string& owner) {
+  const size_t first = owner.find(':');
+  const size_t second = owner.find(':', first == std::string::npos ? 0 : first + 1);
+  if (first == std::string::npos || second == std::string::npos) return false;
+  char host[256] = {};
+  if (::gethostname(host, sizeof host - 1) != 0) return false;
+  if (owner.substr(0, first) != host) return false;
+  const int64_t pid = std::atoll(owner.substr(first + 1, second - first - 1).c_str());
+  return pid > 0 && (::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM);
 }
 
 Status InsertJob(store::Database& db, RetrainJob& job) {
@@ -66,12 +80,31 @@ Status InsertJob(store::Database& db, RetrainJob& job) {
   });
 }
 
+// Updates a running job of this process; FailedPrecondition when it is no
+// longer (taken over by another replica after its heartbeat stopped).
 Status UpdateJob(store::Database& db, const RetrainJob& job) {
+  return db.Write([&](store::Connection& c) -> Status {
+    KEEL_RETURN_IF_ERROR(c.Exec(
+        "UPDATE retrain_jobs SET status = ?, finished_time = ?, details = ? WHERE job_id = ? "
+        "AND status = 'running' AND owner = ?",
+        {store::Value(job.status), store::Value(job.finished_ms), store::Value(job.ToJson()),
+         store::Value(job.id), store::Value(JobOwner())}));
+    if (c.ChangedRows() == 0) {
+      return FailedPrecondition("retrain job " + std::to_string(job.id) +
+                                " is no longer this process's to update: another replica took "
+                                "it over after its heartbeat stopped");
+    }
+    return OkStatus();
+  });
+}
+
+// Renews one running job's heartbeat.
+Status HeartbeatJob(store::Database& db, int64_t job_id, int64_t now_ms) {
   return db.Write([&](store::Connection& c) {
     return c.Exec(
-        "UPDATE retrain_jobs SET status = ?, finished_time = ?, details = ? WHERE job_id = ?",
-        {store::Value(job.status), store::Value(job.finished_ms), store::Value(job.ToJson()),
-         store::Value(job.id)});
+        "UPDATE retrain_jobs SET heartbeat = ? WHERE job_id = ? AND status = 'running' AND "
+        "owner = ?",
+        {store::Value(now_ms), store::Value(job_id), store::Value(JobOwner())});
   });
 }
 
@@ -960,12 +993,18 @@ Result<RetrainJob> RunRetrainJob(const RetrainPolicy& policy, const RetrainEnv& 
   std::thread watchdog([&] {
     const auto deadline =
         std::chrono::steady_clock::now() + std::chrono::milliseconds(policy.job.timeout_ms);
+    auto next_beat = std::chrono::steady_clock::now() + std::chrono::seconds(1);
     std::unique_lock<std::mutex> lock(watch_mu);
     while (!done) {
       if ((request.cancel != nullptr && request.cancel->load()) ||
           std::chrono::steady_clock::now() >= deadline) {
         cancel = true;
         return;
+      }
+      if (std::chrono::steady_clock::now() >= next_beat) {
+        // The job is alive: no replica takes it over (a missed beat is retried).
+        next_beat = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+        HeartbeatJob(*env.db, job.id, clock.NowMillis()).IgnoreError();
       }
       watch_cv.wait_for(lock, std::chrono::milliseconds(100));
     }
@@ -1741,7 +1780,9 @@ Result<std::vector<RetrainJob>> TakeOverStaleJobs(store::Database& db, int64_t n
         {store::Value(stale_before_ms), store::Value(JobOwner())},
         [&](const store::RowView& row) -> Status {
           Result<RetrainJob> job = RetrainJob::FromJson(row.Text(0));
-          if (job.ok()) stale.emplace_back(std::move(job).value(), std::string(row.Text(1)));
+          const std::string owner(row.Text(1));
+          // A live process of this host is slow, not gone: its job stays its own.
+          if (job.ok() && !OwnerAliveHere(owner)) stale.emplace_back(std::move(job).value(), owner);
           return OkStatus();
         }));
     for (auto& [job, owner] : stale) {

@@ -123,9 +123,10 @@ Status RetrainScheduler::Tick() {
   const int64_t now = clock_.NowMillis();
   std::unique_lock<std::mutex> lock(mu_);
   if (stopping_) return OkStatus();
-  if (lease_ != nullptr && !running_.empty()) {
-    // This process's jobs are alive: no other replica takes them over.
-    HeartbeatJobs(db_, now).IgnoreError();  // a missed beat is renewed next tick
+  if (lease_ != nullptr) {
+    // This process's running jobs (its shadow decisions included) are alive.
+    // Jobs also beat from their own watchdog; a missed beat is renewed next tick.
+    HeartbeatJobs(db_, now).IgnoreError();
   }
   if (lease_ != nullptr) {
     Result<bool> mine = lease_->Acquire();
@@ -145,9 +146,11 @@ Status RetrainScheduler::Tick() {
     if (stale.ok()) {
       for (const RetrainJob& job : *stale) {
         if (Find(job.model) == nullptr) continue;  // no policy here any more
-        EnqueueLocked({job.model,
-                       "takeover of job " + std::to_string(job.id) + " (" + job.trigger + ")",
-                       "keel-scheduler", 1, 0});
+        Pending again{job.model,
+                      "takeover of job " + std::to_string(job.id) + " (" + job.trigger + ")",
+                      "keel-scheduler", 1, 0};
+        again.continuous = job.trigger.rfind("continuous", 0) == 0;  // an update stays one
+        EnqueueLocked(std::move(again));
       }
     }
   }

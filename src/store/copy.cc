@@ -63,6 +63,13 @@ Result<int64_t> Count(Connection& c, const std::string& table) {
   return n;
 }
 
+// A quoted SQL identifier (names come from a catalog, not from keel).
+std::string Quote(const std::string& name) {
+  std::string out = "\"";
+  for (char c : name) out += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return out + "\"";
+}
+
 std::string Replace(std::string text, std::string_view token, const std::string& with) {
   for (size_t pos = text.find(token); pos != std::string::npos; pos = text.find(token, pos)) {
     text.replace(pos, token.size(), with);
@@ -78,16 +85,17 @@ Result<CopyReport> CopyStore(Database& from, Database& to, const CopyProgress& p
   KEEL_ASSIGN_OR_RETURN(int to_version, SchemaVersion(to));
   if (from_version != to_version) {
     return FailedPrecondition("schema versions differ: " + std::to_string(from_version) + " in " +
-                              from.uri() + ", " + std::to_string(to_version) + " in " + to.uri());
+                              RedactUri(from.uri()) + ", " + std::to_string(to_version) + " in " +
+                              RedactUri(to.uri()));
   }
   CopyReport report;
   KEEL_RETURN_IF_ERROR(to.Write([&](Connection& out) -> Status {
     KEEL_ASSIGN_OR_RETURN(std::vector<std::string> target_tables, Tables(out, to.dialect()));
     for (const std::string& t : target_tables) {
-      KEEL_ASSIGN_OR_RETURN(int64_t n, Count(out, t));
+      KEEL_ASSIGN_OR_RETURN(int64_t n, Count(out, Quote(t)));
       if (!HoldsOnlyDefaults(t, n)) {
-        return FailedPrecondition("the target store " + to.uri() + " already holds data (table " +
-                                  t + ": " + std::to_string(n) +
+        return FailedPrecondition("the target store " + RedactUri(to.uri()) +
+                                  " already holds data (table " + t + ": " + std::to_string(n) +
                                   " rows); migrate into a new, empty store");
       }
     }
@@ -96,23 +104,32 @@ Result<CopyReport> CopyStore(Database& from, Database& to, const CopyProgress& p
       for (const std::string& table : tables) {
         if (table == "schema_migrations") continue;  // each side has its own, equal in version
         if (std::find(target_tables.begin(), target_tables.end(), table) == target_tables.end()) {
-          return FailedPrecondition("table " + table + " of " + from.uri() + " is not in " +
-                                    to.uri());
+          return FailedPrecondition("table " + table + " of " + RedactUri(from.uri()) +
+                                    " is not in " + RedactUri(to.uri()));
         }
         KEEL_ASSIGN_OR_RETURN(std::vector<Column> columns, Columns(in, from.dialect(), table));
-        KEEL_ASSIGN_OR_RETURN(int64_t total, Count(in, table));
+        KEEL_ASSIGN_OR_RETURN(std::vector<Column> target, Columns(out, to.dialect(), table));
+        for (const Column& col : columns) {
+          if (std::none_of(target.begin(), target.end(),
+                           [&](const Column& t) { return t.name == col.name; })) {
+            return FailedPrecondition("column " + table + "." + col.name + " of " +
+                                      RedactUri(from.uri()) + " is not in " + RedactUri(to.uri()));
+          }
+        }
+        const std::string quoted = Quote(table);
+        KEEL_ASSIGN_OR_RETURN(int64_t total, Count(in, quoted));
         std::string names, marks;
         for (size_t i = 0; i < columns.size(); ++i) {
-          names += (i ? ", " : "") + columns[i].name;
+          names += (i ? ", " : "") + Quote(columns[i].name);
           marks += i ? ", ?" : "?";
         }
-        KEEL_RETURN_IF_ERROR(out.Exec("DELETE FROM " + table, {}));
+        KEEL_RETURN_IF_ERROR(out.Exec("DELETE FROM " + quoted, {}));
         const std::string insert =
-            "INSERT INTO " + table + " (" + names + ") VALUES (" + marks + ")";
+            "INSERT INTO " + quoted + " (" + names + ") VALUES (" + marks + ")";
         int64_t copied = 0;
         std::vector<Value> values(columns.size());
         KEEL_RETURN_IF_ERROR(
-            in.Query("SELECT " + names + " FROM " + table, {}, [&](const RowView& row) -> Status {
+            in.Query("SELECT " + names + " FROM " + quoted, {}, [&](const RowView& row) -> Status {
               for (size_t i = 0; i < columns.size(); ++i) {
                 const int col = static_cast<int>(i);
                 if (row.IsNull(col)) {
@@ -142,7 +159,7 @@ Result<CopyReport> CopyStore(Database& from, Database& to, const CopyProgress& p
               return OkStatus();
             }));
         if (progress && copied == 0) progress(table, 0, 0);
-        KEEL_ASSIGN_OR_RETURN(int64_t landed, Count(out, table));
+        KEEL_ASSIGN_OR_RETURN(int64_t landed, Count(out, quoted));
         if (landed != total) {
           return DataLoss("table " + table + ": " + std::to_string(total) + " rows read, " +
                           std::to_string(landed) + " in the target");

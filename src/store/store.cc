@@ -37,8 +37,8 @@ Status Migrate(Database& db, int target) {
   int latest = static_cast<int>(migrations.size());
   if (current > latest) {
     return FailedPrecondition("database schema version " + std::to_string(current) +
-                              " is newer than this keel build supports (" +
-                              std::to_string(latest) + "); upgrade keel");
+                              " is newer than this keel build supports (" + std::to_string(latest) +
+                              "); upgrade keel");
   }
   for (const Migration& m : migrations) {
     if (m.version <= current) continue;
@@ -58,14 +58,39 @@ Status Migrate(Database& db, int target) {
           {Value(int64_t{m.version}), Value(m.name), Value(SystemClock::Default().NowMillis())});
     });
     if (!s.ok()) {
-      return s.WithContext("migration " + std::to_string(m.version) + " (" +
-                           std::string(m.name) + ")");
+      return s.WithContext("migration " + std::to_string(m.version) + " (" + std::string(m.name) +
+                           ")");
     }
   }
   return OkStatus();
 }
 
 }  // namespace internal
+
+std::string RedactUri(std::string_view uri) {
+  std::string out(uri);
+  const size_t scheme = out.find("://");
+  if (scheme != std::string::npos) {
+    const size_t start = scheme + 3;
+    size_t end = out.find_first_of("/?", start);
+    if (end == std::string::npos) end = out.size();
+    // The last '@' of the authority ends the user info (a password may hold
+    // an unencoded '@').
+    const size_t at = out.rfind('@', end - 1);
+    if (at != std::string::npos && at >= start) {
+      const size_t colon = out.find(':', start);
+      if (colon != std::string::npos && colon < at) out.replace(colon + 1, at - colon - 1, "***");
+    }
+  }
+  for (size_t p = out.find("password="); p != std::string::npos; p = out.find("password=", p + 1)) {
+    if (p > 0 && out[p - 1] != '?' && out[p - 1] != '&' && out[p - 1] != ' ') continue;
+    const size_t value = p + 9;
+    size_t end = out.find_first_of("& ", value);
+    if (end == std::string::npos) end = out.size();
+    out.replace(value, end - value, "***");
+  }
+  return out;
+}
 
 int LatestSchemaVersion() { return static_cast<int>(internal::Migrations().size()); }
 
@@ -82,16 +107,17 @@ Result<int> SchemaVersion(Database& db) {
 }
 
 Result<int64_t> NextSequenceValue(Connection& conn, std::string_view name) {
-  KEEL_RETURN_IF_ERROR(conn.Exec(
-      "INSERT INTO sequences(name, value) VALUES (?, 0) ON CONFLICT (name) DO NOTHING",
-      {Value(name)}));
+  KEEL_RETURN_IF_ERROR(
+      conn.Exec("INSERT INTO sequences(name, value) VALUES (?, 0) ON CONFLICT (name) DO NOTHING",
+                {Value(name)}));
   int64_t value = -1;
-  KEEL_RETURN_IF_ERROR(conn.Query("UPDATE sequences SET value = value + 1 WHERE name = ? "
-                                  "RETURNING value",
-                                  {Value(name)}, [&](const RowView& row) {
-                                    value = row.Int(0);
-                                    return OkStatus();
-                                  }));
+  KEEL_RETURN_IF_ERROR(
+      conn.Query("UPDATE sequences SET value = value + 1 WHERE name = ? "
+                 "RETURNING value",
+                 {Value(name)}, [&](const RowView& row) {
+                   value = row.Int(0);
+                   return OkStatus();
+                 }));
   if (value < 0) return Internal("sequence " + std::string(name) + " did not advance");
   return value;
 }
@@ -108,8 +134,8 @@ Result<std::unique_ptr<Database>> OpenDatabase(std::string_view uri, const OpenO
     }
     known += (known.empty() ? "" : ", ") + std::string(backend.scheme) + "://";
   }
-  return InvalidArgument("unsupported store URI '" + std::string(uri) + "' (known schemes: " +
-                         known + ")");
+  return InvalidArgument("unsupported store URI '" + std::string(uri) +
+                         "' (known schemes: " + known + ")");
 }
 
 }  // namespace keel::store

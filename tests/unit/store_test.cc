@@ -157,6 +157,16 @@ TEST(StoreTest, RefusesADatabaseFromANewerKeel) {
   EXPECT_NE(db.status().message().find("newer"), std::string::npos);
 }
 
+TEST(StoreTest, RedactUriHidesPasswords) {
+  EXPECT_EQ(RedactUri("postgresql://keel:s3cret@db:5432/keel"),
+            "postgresql://keel:***@db:5432/keel");
+  EXPECT_EQ(RedactUri("postgresql://keel:p@ss@db/keel"), "postgresql://keel:***@db/keel");
+  EXPECT_EQ(RedactUri("postgresql://keel@db/keel?password=x&sslmode=require"),
+            "postgresql://keel@db/keel?password=***&sslmode=require");
+  EXPECT_EQ(RedactUri("sqlite:///var/lib/keel/keel.db"), "sqlite:///var/lib/keel/keel.db");
+  EXPECT_EQ(RedactUri("postgresql://keel@db/keel"), "postgresql://keel@db/keel");
+}
+
 TEST(StoreTest, LeaseHasOneHolderUntilItExpiresOrIsReleased) {
   TempDir dir;
   auto db = keel::testing::OpenTestDb(dir);

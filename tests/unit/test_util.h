@@ -77,7 +77,9 @@ inline bool TestsOnPostgres() {
 inline std::string TestStoreUri(const TempDir& dir) {
   if (!TestsOnPostgres()) return dir.SqliteUri();
   const char* admin = std::getenv("KEEL_TEST_POSTGRES_URI");
-  EXPECT_NE(admin, nullptr) << "KEEL_TEST_STORE=postgresql needs KEEL_TEST_POSTGRES_URI";
+  EXPECT_NE(admin, nullptr)
+      << "KEEL_TEST_STORE=postgresql needs KEEL_TEST_POSTGRES_URI: run scripts/test.sh, or start "
+         "a server with scripts/pg-test-server.sh start DIR and export the URI it prints";
   if (admin == nullptr) return "postgresql://unset";
   return dir.PostgresUri(admin);
 }

@@ -131,6 +131,10 @@ class Database {
 // known ones.
 Result<std::unique_ptr<Database>> OpenDatabase(std::string_view uri, const OpenOptions& options);
 
+// `uri` with any password replaced by "***" (the user info's and a
+// password= parameter's), for messages and logs.
+std::string RedactUri(std::string_view uri);
+
 // Schema version currently applied to `db` (0 for an empty database).
 Result<int> SchemaVersion(Database& db);
 // The newest schema version this build knows.

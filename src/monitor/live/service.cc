@@ -167,6 +167,12 @@ Result<MonitorService::PassSummary> MonitorService::RunOnce() {
     const std::string& model = model_version.first;
     const std::string& version = model_version.second;
     if (Stopping()) break;
+    if (lease_ != nullptr) {
+      // A long pass renews its lease as it goes, and stops if another
+      // replica holds it now (its own pass covers the rest).
+      Result<bool> mine = lease_->Acquire();
+      if (!mine.ok() || !*mine) break;
+    }
     const std::string key = model + "/" + version;
     auto it = cache_.find(key);
     if (it == cache_.end()) {

@@ -18,6 +18,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <mutex>
 #include <string>
 #include <unordered_map>
@@ -71,7 +72,8 @@ int HexDigit(char c) {
 
 class PgRow final : public RowView {
  public:
-  PgRow(const PGresult* result, int row) : result_(result), row_(row) {}
+  PgRow(const PGresult* result, int row)
+      : result_(result), row_(row), decoded_(static_cast<size_t>(PQnfields(result))) {}
   int size() const override { return PQnfields(result_); }
   bool IsNull(int col) const override { return PQgetisnull(result_, row_, col) != 0; }
   int64_t Int(int col) const override {
@@ -81,8 +83,13 @@ class PgRow final : public RowView {
     int64_t v = 0;
     auto [p, ec] = std::from_chars(t.data(), t.data() + t.size(), v);
     if (ec == std::errc() && p == t.data() + t.size()) return v;
-    // A numeric or float text (e.g. an AVG): truncated as SQLite's column_int64 does.
-    return static_cast<int64_t>(Double(col));
+    // A numeric or float text (e.g. an AVG): truncated as SQLite's column_int64
+    // does, clamped to the int64 range (NaN is 0).
+    const double d = Double(col);
+    if (!(d == d)) return 0;
+    if (d >= 9.2233720368547758e18) return std::numeric_limits<int64_t>::max();
+    if (d <= -9.2233720368547758e18) return std::numeric_limits<int64_t>::min();
+    return static_cast<int64_t>(d);
   }
   double Double(int col) const override {
     const std::string_view t = Text(col);
@@ -98,8 +105,7 @@ class PgRow final : public RowView {
   std::string_view Bytes(int col) const override {
     const std::string_view t = Text(col);
     if (PQftype(result_, col) != kByteaOid || !t.starts_with("\\x")) return t;
-    if (decoded_.size() <= static_cast<size_t>(col)) decoded_.resize(static_cast<size_t>(col) + 1);
-    std::string& out = decoded_[static_cast<size_t>(col)];
+    std::string& out = decoded_[static_cast<size_t>(col)];  // sized per column: views stay valid
     out.clear();
     out.reserve((t.size() - 2) / 2);
     for (size_t i = 2; i + 1 < t.size(); i += 2) {
@@ -149,6 +155,8 @@ class PgConnection final : public Connection {
     return Check(r.get(), sql);
   }
 
+  bool InFailedTransaction() const { return PQtransactionStatus(conn_) == PQTRANS_INERROR; }
+
   // Resets a connection the server or network dropped (its prepared statements go with it).
   void EnsureConnected() {
     if (PQstatus(conn_) == CONNECTION_OK) return;
@@ -196,6 +204,11 @@ class PgConnection final : public Connection {
           texts[i] = "NaN";
         } else if (std::isinf(*d)) {
           texts[i] = *d > 0 ? "Infinity" : "-Infinity";
+        } else if (*d == std::trunc(*d) && std::fabs(*d) < 9.0e15) {
+          // Integral: as an integer, which a parameter the server infers as
+          // bigint (e.g. compared with a BIGINT column) also reads.
+          texts[i] = std::to_string(static_cast<int64_t>(*d));
+          if (*d == 0 && std::signbit(*d)) texts[i] = "-0";
         } else {
           char buf[32];
           auto [end, ec] = std::to_chars(buf, buf + sizeof buf, *d);  // shortest round trip
@@ -240,7 +253,10 @@ class PgConnection final : public Connection {
     }
     const char* state = r == nullptr ? nullptr : PQresultErrorField(r, PG_DIAG_SQLSTATE);
     const std::string_view code = state == nullptr ? "" : state;
-    std::string msg = r == nullptr ? PQerrorMessage(conn_) : PQresultErrorMessage(r);
+    // The primary message only: the detail may quote row values (a key that
+    // already exists), which must not reach an API client.
+    const char* primary = r == nullptr ? nullptr : PQresultErrorField(r, PG_DIAG_MESSAGE_PRIMARY);
+    std::string msg = primary != nullptr ? primary : PQerrorMessage(conn_);
     while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
     msg = "postgresql: " + msg + " [" + std::string(sql.substr(0, 120)) + "]";
     if (code.starts_with("23")) return Status(StatusCode::kAlreadyExists, msg);  // integrity
@@ -299,6 +315,11 @@ class PgDatabase final : public Database {
     Connection& writer = *writer_;
     Status s = writer.Exec("SELECT pg_advisory_xact_lock(?)", {Value(kWriteLockKey)});
     if (s.ok()) s = CallInTransaction(fn, *writer_, "write");
+    if (s.ok() && writer_->InFailedTransaction()) {
+      // A statement failed and the callback went on: PostgreSQL would turn
+      // the COMMIT into a ROLLBACK. Say so instead of reporting success.
+      s = Internal("postgresql: a statement of the write transaction failed; rolled back");
+    }
     if (!s.ok()) {
       writer_->ExecScript("ROLLBACK").IgnoreError();
       return s;
@@ -324,31 +345,42 @@ class PgDatabase final : public Database {
 
  private:
   Result<std::unique_ptr<PgConnection>> OpenOne(const OpenOptions& options) {
-    PGconn* conn = PQconnectdb(uri_.c_str());
+    // The session settings travel with the connection parameters, so a
+    // reset connection (PQreset) gets them again: UTC, UTF-8, commits that
+    // wait for the WAL flush (a server crash keeps acknowledged writes),
+    // bytea in hex and doubles in their shortest exact form (what PgRow
+    // reads), and a session idle inside a transaction for 60 s (a hung
+    // replica holding the write lock) ended by the server. TCP keepalives
+    // notice a vanished peer within about 30 s.
+    const char* keys[] = {"dbname",           "options",         "client_encoding",
+                          "keepalives",       "keepalives_idle", "keepalives_interval",
+                          "keepalives_count", "connect_timeout", nullptr};
+    const char* values[] = {uri_.c_str(),
+                            "-c TimeZone=UTC -c synchronous_commit=on -c bytea_output=hex "
+                            "-c extra_float_digits=1 -c client_min_messages=warning "
+                            "-c idle_in_transaction_session_timeout=60000",
+                            "UTF8",
+                            "1",
+                            "10",
+                            "5",
+                            "4",
+                            "10",
+                            nullptr};
+    PGconn* conn = PQconnectdbParams(keys, values, /*expand_dbname=*/1);
     if (conn == nullptr || PQstatus(conn) != CONNECTION_OK) {
       std::string msg = conn ? PQerrorMessage(conn) : "out of memory";
       PQfinish(conn);
       while (!msg.empty() && (msg.back() == '\n' || msg.back() == ' ')) msg.pop_back();
-      return Unavailable("cannot connect to " + RedactedUri() + ": " + msg);
+      // One line: libpq's hint lines are joined.
+      for (size_t nl = msg.find('\n'); nl != std::string::npos; nl = msg.find('\n', nl)) {
+        size_t end = nl + 1;
+        while (end < msg.size() && (msg[end] == '\t' || msg[end] == ' ')) ++end;
+        msg.replace(nl, end - nl, "; ");
+      }
+      return Unavailable("cannot connect to " + RedactUri(uri_) + ": " + msg);
     }
-    auto c = std::make_unique<PgConnection>(conn);
-    // UTC and UTF-8 whatever the server's defaults; commits wait for the WAL
-    // flush in both sync modes (a server crash keeps acknowledged writes).
-    KEEL_RETURN_IF_ERROR(c->ExecScript(
-        "SET client_encoding = 'UTF8'; SET TIME ZONE 'UTC'; SET synchronous_commit = on; "
-        "SET client_min_messages = warning;"));
     (void)options;
-    return c;
-  }
-
-  // The URI without its password, for error messages.
-  std::string RedactedUri() const {
-    const size_t at = uri_.find('@');
-    const size_t scheme = uri_.find("://");
-    if (at == std::string::npos || scheme == std::string::npos || at < scheme) return uri_;
-    const size_t colon = uri_.find(':', scheme + 3);
-    if (colon == std::string::npos || colon > at) return uri_;
-    return uri_.substr(0, colon) + ":***" + uri_.substr(at);
+    return std::make_unique<PgConnection>(conn);
   }
 
   std::string uri_;
