@@ -224,6 +224,27 @@ def parse_metrics(text):
     return out
 
 
+def monitor_passes(server):
+    """The monitoring passes `server` has run (keel_monitor_passes_total)."""
+    r = server.session.get(server.url + "/metrics", timeout=10)
+    r.raise_for_status()
+    return parse_metrics(r.text).get("keel_monitor_passes_total", 0)
+
+
+def wait_for_monitor_passes(server, more=2, timeout=60):
+    """Returns once `server` has run `more` monitoring passes beyond now: with
+    more=2, a pass that began after this call has ended and saw everything
+    committed before it. Raises AssertionError after `timeout` seconds (a pass
+    takes seconds under the sanitizers when other tests train beside it)."""
+    target = monitor_passes(server) + more
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if monitor_passes(server) >= target:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"the server did not run {more} monitoring passes in {timeout} s")
+
+
 class ServerClock:
     """A server's clock offset (KEEL_CLOCK_OFFSET_FILE, the clock seam's test
     hook): `env()` gives the environment a server reads it from; `set(ms)`

@@ -39,7 +39,7 @@ import unittest
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from keel_harness import (REPO, KeelServer, ServerClock, free_port,  # noqa: E402
                           keel_binary, parse_metrics, planted_churn_split,
-                          predict_and_label)
+                          predict_and_label, wait_for_monitor_passes)
 
 SHARED = os.environ.get("KEEL_SHARED_DIR") or os.path.join(REPO, "..", "shared")
 CHURN = os.path.join(SHARED, "data", "mlc_churn.csv")
@@ -338,22 +338,11 @@ class ShiftHalfWayTest(unittest.TestCase):
         self.assertEqual(r.status_code, 200, r.text)
         return parse_metrics(r.text)
 
-    def wait_for_passes(self, n):
-        """Waits until the server has run `n` monitoring passes (60 s at most:
-        a pass takes seconds under the sanitizers when other tests train
-        beside it)."""
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            if self.metrics().get("keel_monitor_passes_total", 0) >= n:
-                return
-            time.sleep(0.1)
-        self.fail(f"the server did not run {n} monitoring passes in 60 s")
-
     def test_alerts_fire_after_the_shift_and_not_before(self):
         t0 = self.clock.now_ms()
         self.send(self.plain)  # returns once every label is committed
         # A pass that began after the last label has ended: it saw every row.
-        self.wait_for_passes(self.metrics()["keel_monitor_passes_total"] + 2)
+        wait_for_monitor_passes(self.server)
         self.assertEqual(self.alerts(), [], "an alert fired before the shift")
         m = self.metrics()
         self.assertGreater(m['keel_monitor_windows_total{source="log"}'], 0, m)
