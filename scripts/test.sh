@@ -5,7 +5,7 @@
 #   3. starts a throwaway PostgreSQL server (scripts/pg-test-server.sh, in a
 #      temporary directory) for the store conformance tests, and runs every unit,
 #      end-to-end and browser test against both trees,
-#   4. runs each libFuzzer target briefly (KEEL_FUZZ_SECONDS, default 3;
+#   4. runs each libFuzzer target briefly (KEEL_FUZZ_SECONDS, default 2;
 #      scripts/fuzz.sh runs them longer on demand).
 # Usage: scripts/test.sh [-L unit|e2e]   (extra arguments go to ctest)
 set -euo pipefail
@@ -43,7 +43,7 @@ for tree in build build-asan; do
 done
 echo "=== fuzz ==="
 fuzz_line="fuzz: passed"
-if bash scripts/fuzz.sh "${KEEL_FUZZ_SECONDS:-3}"; then :; else status=1; fuzz_line="fuzz: FAILED"; fi
+if bash scripts/fuzz.sh "${KEEL_FUZZ_SECONDS:-2}"; then :; else status=1; fuzz_line="fuzz: FAILED"; fi
 summary+=("$fuzz_line")
 echo "=== summary ==="
 printf '%s\n' "${summary[@]}"
