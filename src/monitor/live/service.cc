@@ -167,9 +167,10 @@ Result<MonitorService::PassSummary> MonitorService::RunOnce() {
     const std::string& model = model_version.first;
     const std::string& version = model_version.second;
     if (Stopping()) break;
-    if (lease_ != nullptr) {
-      // A long pass renews its lease as it goes, and stops if another
-      // replica holds it now (its own pass covers the rest).
+    if (lease_ != nullptr && &model_version != &versions.front()) {
+      // A long pass renews its lease as it goes (Loop() renewed it just
+      // before the first version), and stops if another replica holds it
+      // now (its own pass covers the rest).
       Result<bool> mine = lease_->Acquire();
       if (!mine.ok() || !*mine) break;
     }
