@@ -61,6 +61,7 @@ void AddModelCommands(CLI::App& app, GlobalOptions& global, Action& run);
 void AddTrainCommand(CLI::App& app, GlobalOptions& global, Action& run);
 void AddLabelCommands(CLI::App& app, GlobalOptions& global, Action& run);
 void AddBatchCommand(CLI::App& app, GlobalOptions& global, Action& run);
+void AddWorkerCommand(CLI::App& app, GlobalOptions& global, Action& run);
 void AddExportCommand(CLI::App& app, GlobalOptions& global, Action& run);
 void AddStreamCommand(CLI::App& app, GlobalOptions& global, Action& run);
 void AddDriftCommand(CLI::App& app, GlobalOptions& global, Action& run);

@@ -1,5 +1,8 @@
 // keel batch: score a CSV file (or stdin) with a registered model (or a local
-// package) into a CSV file (or stdout), in chunks, in input order.
+// package) into a CSV file (or stdout), in chunks, in input order; with
+// --distributed, through `keel worker` processes on NATS JetStream.
+// keel worker: scores the partitions of distributed batch jobs.
+#include <pthread.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -9,9 +12,11 @@
 #include <cstdio>
 #include <iostream>
 #include <optional>
+#include <thread>
 
 #include "apps/keel/cli.h"
 #include "keel/batch/batch.h"
+#include "keel/batch/distributed.h"
 #include "keel/core/clock.h"
 #include "keel/core/util.h"
 #include "keel/serve/prediction_log.h"
@@ -28,6 +33,11 @@ struct BatchFlags {
   std::string experiment = "batch-scoring";
   std::string run_name;
   double monitor_sample = 0.1;
+  CLI::Option* monitor_sample_option = nullptr;
+  // Distributed jobs.
+  bool distributed = false;
+  batch::DistributedOptions dist;
+  int64_t stall_timeout_s = 300;
 };
 
 // Set by SIGINT/SIGTERM while a job runs: the job stops at the next chunk,
@@ -163,6 +173,59 @@ class BatchRun {
   bool ended_ = false;
 };
 
+Status RunDistributed(BatchFlags& f, const CliModel& loaded, std::optional<BatchRun>& run) {
+  if (f.options.output == "-") {
+    return InvalidArgument("--distributed needs --output to be a file");
+  }
+  // Workers load exactly this version (or this file).
+  std::string ref = f.model;
+  if (loaded.name.empty()) {
+    ref = std::filesystem::absolute(f.model).string();
+  } else {
+    ref = loaded.name + "/" + loaded.version;
+  }
+  f.dist.stall_timeout = std::chrono::seconds(f.stall_timeout_s);
+  const bool tty = ::isatty(STDERR_FILENO) == 1;
+  if (tty) {
+    const auto start = std::chrono::steady_clock::now();
+    f.dist.progress = [start](uint64_t done, uint64_t published, bool input_done, uint64_t rows) {
+      const double s =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      std::fprintf(stderr, "\rpartitions %llu/%llu%s  %llu rows  %.0f rows/s",
+                   static_cast<unsigned long long>(done),
+                   static_cast<unsigned long long>(published), input_done ? "" : "+",
+                   static_cast<unsigned long long>(rows),
+                   s > 0 ? static_cast<double>(rows) / s : 0);
+      std::fflush(stderr);
+    };
+  }
+  g_interrupted.store(false);
+  std::signal(SIGINT, OnBatchInterrupt);
+  std::signal(SIGTERM, OnBatchInterrupt);
+  f.options.cancel = &g_interrupted;
+  auto scored = batch::ScoreDistributed(*loaded.model, ref, f.options, f.dist);
+  if (tty) std::fprintf(stderr, "\n");
+  std::signal(SIGINT, SIG_DFL);
+  std::signal(SIGTERM, SIG_DFL);
+  if (!scored.ok()) {
+    if (run) run->Fail(scored.status(), g_interrupted.load());
+    return scored.status();
+  }
+  const batch::DistributedSummary& d = *scored;
+  if (run) KEEL_RETURN_IF_ERROR(run->Finish(d.batch, f, 0));
+  std::string workers;
+  for (const std::string& w : d.workers) workers += (workers.empty() ? "" : ", ") + w;
+  const batch::BatchSummary& s = d.batch;
+  std::cerr << "batch: " << s.rows_in << " rows in, " << s.rows_out << " scored, " << s.rejected
+            << " rejected" << (s.reject_file.empty() ? "" : " (" + s.reject_file + ")") << ", "
+            << FormatDouble(s.seconds) << " s, " << d.partitions << " partitions by "
+            << d.workers.size() << " workers (" << workers << "), " << d.redelivered
+            << " redelivered, " << d.duplicates << " duplicate results dropped, job " << d.job
+            << (loaded.version.empty() ? "" : ", " + f.model + " version " + loaded.version)
+            << (run ? ", run " + run->id() : "") << std::endl;
+  return OkStatus();
+}
+
 Status RunBatch(const GlobalOptions& global, BatchFlags& f) {
   f.options.format = f.format == "csv"     ? batch::InputFormat::kCsv
                      : f.format == "jsonl" ? batch::InputFormat::kJsonLines
@@ -170,6 +233,13 @@ Status RunBatch(const GlobalOptions& global, BatchFlags& f) {
   // Monitoring needs a registered model in the embedded store (the window is
   // written to its prediction log); the log blocks rather than drops, and
   // its queue is kept short so memory stays bounded by the chunk size.
+  if (f.distributed) {
+    if (f.monitor_sample_option != nullptr && f.monitor_sample_option->count() > 0) {
+      return InvalidArgument(
+          "--monitor-sample does not apply to --distributed jobs (workers send no samples)");
+    }
+    f.monitor_sample = 0;
+  }
   serve::PredictionLogOptions log_options;
   log_options.when_full = serve::WhenFull::kBlock;
   log_options.queue_capacity = 8192;
@@ -186,6 +256,7 @@ Status RunBatch(const GlobalOptions& global, BatchFlags& f) {
     KEEL_ASSIGN_OR_RETURN(BatchRun started, BatchRun::Start(*transport, f, loaded));
     run.emplace(std::move(started));
   }
+  if (f.distributed) return RunDistributed(f, loaded, run);
   uint64_t monitored = 0;
   std::string prefix;
   if (log != nullptr) {
@@ -251,6 +322,22 @@ Status RunBatch(const GlobalOptions& global, BatchFlags& f) {
   return OkStatus();
 }
 
+// The flags that name the work queue; coordinator and workers must agree.
+void AddQueueOptions(CLI::App* cmd, batch::QueueOptions& q) {
+  cmd->add_option("--nats", q.nats_url, "NATS server URL(s), comma-separated")
+      ->capture_default_str();
+  cmd->add_option("--batch-stream", q.stream, "JetStream work-queue stream of partitions")
+      ->capture_default_str();
+  cmd->add_option("--results-stream", q.results_stream,
+                  "JetStream stream of the partitions' outputs")
+      ->capture_default_str();
+  cmd->add_option("--subject-prefix", q.subject_prefix,
+                  "subjects are <prefix>.tasks.<job> and <prefix>.results.<job>")
+      ->capture_default_str();
+  cmd->add_option("--consumer", q.durable, "the workers' shared durable consumer")
+      ->capture_default_str();
+}
+
 }  // namespace
 
 void AddBatchCommand(CLI::App& app, GlobalOptions& global, Action& run) {
@@ -283,13 +370,95 @@ void AddBatchCommand(CLI::App& app, GlobalOptions& global, Action& run) {
   cmd->add_option("--experiment", f->experiment, "experiment the job's run is recorded in")
       ->capture_default_str();
   cmd->add_option("--run-name", f->run_name, "the run's name (default batch-<model>-v<version>)");
-  cmd->add_option("--monitor-sample", f->monitor_sample,
-                  "share of scored rows sent to the prediction log as a batch window (1 = all, "
-                  "0 = none; registered models in the embedded store)")
-      ->check(CLI::Range(0.0, 1.0))
+  f->monitor_sample_option =
+      cmd->add_option("--monitor-sample", f->monitor_sample,
+                      "share of scored rows sent to the prediction log as a batch window (1 = all, "
+                      "0 = none; registered models in the embedded store)")
+          ->check(CLI::Range(0.0, 1.0))
+          ->capture_default_str();
+  cmd->add_flag("--distributed", f->distributed,
+                "split the input into partitions scored by `keel worker` processes over NATS "
+                "JetStream");
+  AddQueueOptions(cmd, f->dist.queue);
+  cmd->add_option("--partition-rows", f->dist.partition_rows, "records per partition")
+      ->check(CLI::Range(size_t{1}, size_t{1} << 24))
+      ->capture_default_str();
+  cmd->add_option("--window", f->dist.window,
+                  "partitions published beyond the first one not yet written")
+      ->check(CLI::Range(size_t{1}, size_t{4096}))
+      ->capture_default_str();
+  cmd->add_option("--stall-timeout-s", f->stall_timeout_s,
+                  "fail when no partition finishes for this long")
+      ->check(CLI::Range(int64_t{1}, int64_t{86400}))
       ->capture_default_str();
   cmd->callback(
       [&run, &global, f] { run = [&global, f]() -> Status { return RunBatch(global, *f); }; });
+}
+
+void AddWorkerCommand(CLI::App& app, GlobalOptions& global, Action& run) {
+  auto* cmd = app.add_subcommand(
+      "worker", "Score the partitions of `keel batch --distributed` jobs until SIGTERM");
+  struct WorkerFlags {
+    batch::WorkerOptions options;
+    int64_t ack_wait_ms = 30000;
+  };
+  auto f = std::make_shared<WorkerFlags>();
+  AddQueueOptions(cmd, f->options.queue);
+  cmd->add_option("--ack-wait-ms", f->ack_wait_ms,
+                  "a partition held this long without a sign of life is redelivered (the "
+                  "worker marks it in progress every third of this)")
+      ->check(CLI::Range(int64_t{100}, int64_t{3600000}))
+      ->capture_default_str();
+  cmd->add_option("--name", f->options.name, "the worker's name in results (default host:pid)");
+  cmd->callback([&run, &global, f] {
+    run = [&global, f]() -> Status {
+      // SIGINT/SIGTERM are taken by a waiting thread: the worker finishes
+      // the partition it holds, then stops.
+      sigset_t signals;
+      sigemptyset(&signals);
+      sigaddset(&signals, SIGINT);
+      sigaddset(&signals, SIGTERM);
+      pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+      batch::WorkerOptions o = f->options;
+      o.ack_wait = std::chrono::milliseconds(f->ack_wait_ms);
+      batch::ModelLoader loader =
+          [&global](const std::string& ref) -> Result<std::shared_ptr<const model::LoadedModel>> {
+        KEEL_ASSIGN_OR_RETURN(CliModel m, LoadModelForCli(global, ref));
+        return m.model;
+      };
+      batch::BatchWorker worker(loader, o);
+      KEEL_RETURN_IF_ERROR(worker.Start());
+      std::atomic<bool> stop{false};
+      std::thread waiter([&stop, signals] {
+        int sig = 0;
+        sigwait(&signals, &sig);
+        stop.store(true);
+      });
+      std::cerr << "keel worker " << worker.options().name << ": ready on " << o.queue.nats_url
+                << " (stream " << o.queue.stream << ", consumer " << o.queue.durable << ")"
+                << std::endl;
+      Status st = worker.Run(stop, [](const std::string& job, uint64_t partition, uint64_t rows,
+                                      double seconds, const Status& error) {
+        if (error.ok()) {
+          std::cerr << "job " << job << " partition " << partition << ": " << rows << " rows in "
+                    << FormatDouble(seconds) << " s" << std::endl;
+        } else {
+          std::cerr << "job " << job << " partition " << partition << ": " << error.message()
+                    << std::endl;
+        }
+      });
+      if (!stop.load()) {
+        // Run ended on its own: wake the waiting thread.
+        pthread_kill(waiter.native_handle(), SIGTERM);
+      }
+      waiter.join();
+      const batch::WorkerStats s = worker.stats();
+      std::cerr << "keel worker " << worker.options().name << ": stopped after " << s.partitions
+                << " partitions, " << s.rows << " rows, " << s.failed << " failed, "
+                << s.redelivered << " redelivered" << std::endl;
+      return st;
+    };
+  });
 }
 
 }  // namespace keel::cli

@@ -278,6 +278,7 @@ int main(int argc, char** argv) {
   AddTrainCommand(app, global, run);
   AddLabelCommands(app, global, run);
   AddBatchCommand(app, global, run);
+  AddWorkerCommand(app, global, run);
   AddExportCommand(app, global, run);
   AddStreamCommand(app, global, run);
   AddDriftCommand(app, global, run);

@@ -65,6 +65,16 @@ class DigestBuf : public std::streambuf {
   uint64_t bytes_ = 0;
 };
 
+// Reads a string in place.
+class MemoryBuf : public std::streambuf {
+ public:
+  explicit MemoryBuf(std::string_view text) {
+    char* begin = const_cast<char*>(text.data());  // only read: get area
+    setg(begin, begin, begin + text.size());
+  }
+  uint64_t consumed() const { return static_cast<uint64_t>(gptr() - eback()); }
+};
+
 // Appends a text field as a JSON value: a number when it is a JSON number
 // token, else a string.
 void AppendJsonField(std::string& out, std::string_view v) {
@@ -121,10 +131,20 @@ class Output {
 // stderr lines when the scores go to stdout.
 class Rejects {
  public:
-  explicit Rejects(std::string path) : path_(std::move(path)) {}
+  // To the file `path` (stderr when empty), or with `memory` set, appended
+  // there as "line,reason" rows without a header.
+  explicit Rejects(std::string path, std::string* memory = nullptr)
+      : path_(std::move(path)), memory_(memory) {}
   Status Add(uint64_t line, std::string_view reason) {
     ++count_;
     if (first_.empty()) first_ = "line " + std::to_string(line) + ": " + std::string(reason);
+    if (memory_ != nullptr) {
+      *memory_ += std::to_string(line);
+      *memory_ += ',';
+      AppendField(*memory_, reason);
+      *memory_ += '\n';
+      return OkStatus();
+    }
     if (path_.empty()) {
       std::cerr << "rejected line " << line << ": " << reason << "\n";
       return OkStatus();
@@ -146,6 +166,7 @@ class Rejects {
 
  private:
   std::string path_;
+  std::string* memory_;
   std::ofstream file_;
   uint64_t count_ = 0;
   std::string first_;
@@ -276,10 +297,23 @@ bool IsJsonLines(std::string_view path) {
   return p.ends_with(".jsonl") || p.ends_with(".ndjson");
 }
 
-}  // namespace
+// What ScoreFile and ScoreText share: the records of `in` (named `name` in
+// errors) scored chunk by chunk; the output CSV, header first, goes through
+// `write`, rejected rows to `rejects`.
+struct CoreIo {
+  std::istream& in;
+  std::string name;
+  bool json_lines = false;
+  std::function<Status(std::string_view)> write;
+  Rejects& rejects;
+  // Maps an error to the input's own (a corrupt compressed input) when it has one.
+  std::function<Status(Status)> input_error;
+  std::function<uint64_t()> bytes_read;
+  uint64_t total_bytes = 0;
+};
 
-Result<BatchSummary> ScoreFile(const model::LoadedModel& model, const BatchOptions& options) {
-  const auto start = std::chrono::steady_clock::now();
+Status ScoreCore(const model::LoadedModel& model, const BatchOptions& options, CoreIo& io,
+                 BatchSummary& summary) {
   if (options.chunk_rows == 0) return InvalidArgument("chunk_rows must be positive");
   if (!(options.sample_rate >= 0 && options.sample_rate <= 1)) {
     return InvalidArgument("sample_rate must be in [0, 1]");
@@ -290,35 +324,15 @@ Result<BatchSummary> ScoreFile(const model::LoadedModel& model, const BatchOptio
   if (!options.id_column.empty()) copied_names.push_back(options.id_column);
   for (const std::string& keep : options.keep_columns) copied_names.push_back(keep);
   const size_t ncopied = copied_names.size();
-
-  KEEL_ASSIGN_OR_RETURN(std::unique_ptr<internal::InputStream> input,
-                        internal::InputStream::Open(options.input));
-  DigestBuf digest(input->stream().rdbuf());
-  std::istream in(&digest);
-  uint64_t total_bytes = 0;
-  if (options.input != "-" && internal::CodecOf(options.input) == internal::Codec::kNone) {
-    std::error_code ec;
-    total_bytes = std::filesystem::file_size(options.input, ec);
-    if (ec) total_bytes = 0;
-  }
-  const bool json_lines =
-      options.format == InputFormat::kJsonLines ||
-      (options.format == InputFormat::kByExtension && IsJsonLines(options.input));
   std::unique_ptr<RowSource> source;
-  const std::string name = options.input == "-" ? "stdin" : options.input;
-  // A corrupt or truncated compressed input shows up as a parse error or a
-  // ragged row first; the decompressor's error is the one to report.
-  auto input_error = [&](Status other) -> Status {
-    if (std::string why = input->error(); !why.empty()) return InvalidArgument(name + ": " + why);
-    return other;
-  };
-  if (json_lines) {
-    source = std::make_unique<JsonLinesSource>(in, pipeline, copied_names);
+  if (io.json_lines) {
+    source = std::make_unique<JsonLinesSource>(io.in, pipeline, copied_names);
   } else {
-    auto opened = CsvSource::Open(in, name, pipeline, copied_names);
-    if (!opened.ok()) return input_error(opened.status());
+    auto opened = CsvSource::Open(io.in, io.name, pipeline, copied_names);
+    if (!opened.ok()) return io.input_error(opened.status());
     source = std::move(*opened);
   }
+  const uint64_t line_offset = options.line_offset;
 
   const size_t nf = pipeline.num_features();
   const size_t no = static_cast<size_t>(model.predictor.num_outputs());
@@ -332,11 +346,7 @@ Result<BatchSummary> ScoreFile(const model::LoadedModel& model, const BatchOptio
           (j < model.info.classes.size() ? model.info.classes[j] : std::to_string(j)));
     }
   }
-
-  KEEL_ASSIGN_OR_RETURN(std::unique_ptr<Output> out, Output::Open(options.output));
-  std::string reject_path = options.reject_file;
-  if (reject_path.empty() && options.output != "-") reject_path = options.output + ".rejects.csv";
-  Rejects rejects(reject_path);
+  Rejects& rejects = io.rejects;
 
   std::string text;
   for (size_t i = 0; i < copied_names.size(); ++i) {
@@ -348,7 +358,7 @@ Result<BatchSummary> ScoreFile(const model::LoadedModel& model, const BatchOptio
     AppendField(text, output_names[j]);
   }
   text += '\n';
-  KEEL_RETURN_IF_ERROR(out->Write(text));
+  KEEL_RETURN_IF_ERROR(io.write(text));
 
   ThreadPool* pool = options.pool != nullptr ? options.pool : &ThreadPool::Default();
   const size_t chunk = options.chunk_rows;
@@ -361,7 +371,6 @@ Result<BatchSummary> ScoreFile(const model::LoadedModel& model, const BatchOptio
   std::vector<ScoredRow> scored;
   std::vector<size_t> scored_index;
   std::string raw;
-  BatchSummary summary;
   BatchProgress progress;
   bool more = true;
   while (more) {
@@ -376,21 +385,22 @@ Result<BatchSummary> ScoreFile(const model::LoadedModel& model, const BatchOptio
       const bool sample = sampling && pick(rng);
       auto next = source->Next(x.data() + n * nf, kept.data() + n * ncopied,
                                sample ? &raw : nullptr, &reject);
-      if (!next.ok()) return input_error(next.status());
+      if (!next.ok()) return io.input_error(next.status());
       more = *next;
       if (!more) break;
       ++summary.rows_in;
       if (!reject.ok()) {
-        KEEL_RETURN_IF_ERROR(rejects.Add(source->line(), reject.message()));
+        KEEL_RETURN_IF_ERROR(rejects.Add(source->line() + line_offset, reject.message()));
         if (rejects.count() > options.max_rejects) {
-          return input_error(InvalidArgument(
+          return io.input_error(InvalidArgument(
               std::to_string(rejects.count()) + " rows rejected (more than --max-rejects " +
               std::to_string(options.max_rejects) + "); first: " + rejects.first()));
         }
         continue;
       }
       if (sample) {
-        scored.push_back(ScoredRow{.line = source->line(), .input_json = std::move(raw)});
+        scored.push_back(
+            ScoredRow{.line = source->line() + line_offset, .input_json = std::move(raw)});
         scored_index.push_back(n);
         raw.clear();
       }
@@ -415,7 +425,7 @@ Result<BatchSummary> ScoreFile(const model::LoadedModel& model, const BatchOptio
         }
         text += '\n';
       }
-      KEEL_RETURN_IF_ERROR(out->Write(text));
+      KEEL_RETURN_IF_ERROR(io.write(text));
       summary.rows_out += n;
       if (!scored.empty()) {
         for (size_t i = 0; i < scored.size(); ++i) {
@@ -428,20 +438,89 @@ Result<BatchSummary> ScoreFile(const model::LoadedModel& model, const BatchOptio
     }
     progress.rows = summary.rows_in;
     progress.rejected = rejects.count();
-    progress.bytes_read = digest.bytes();
-    progress.total_bytes = total_bytes;
+    progress.bytes_read = io.bytes_read();
+    progress.total_bytes = io.total_bytes;
     if (options.progress) options.progress(progress);
   }
   // A compressed input that ends early reads as a short file: fail instead.
-  KEEL_RETURN_IF_ERROR(input_error(OkStatus()));
+  KEEL_RETURN_IF_ERROR(io.input_error(OkStatus()));
+  summary.rejected = rejects.count();
+  return OkStatus();
+}
+
+}  // namespace
+
+Result<BatchSummary> ScoreFile(const model::LoadedModel& model, const BatchOptions& options) {
+  const auto start = std::chrono::steady_clock::now();
+  KEEL_ASSIGN_OR_RETURN(std::unique_ptr<internal::InputStream> input,
+                        internal::InputStream::Open(options.input));
+  DigestBuf digest(input->stream().rdbuf());
+  std::istream in(&digest);
+  uint64_t total_bytes = 0;
+  if (options.input != "-" && internal::CodecOf(options.input) == internal::Codec::kNone) {
+    std::error_code ec;
+    total_bytes = std::filesystem::file_size(options.input, ec);
+    if (ec) total_bytes = 0;
+  }
+  const std::string name = options.input == "-" ? "stdin" : options.input;
+  KEEL_ASSIGN_OR_RETURN(std::unique_ptr<Output> out, Output::Open(options.output));
+  std::string reject_path = options.reject_file;
+  if (reject_path.empty() && options.output != "-") reject_path = options.output + ".rejects.csv";
+  Rejects rejects(reject_path);
+  CoreIo io{
+      .in = in,
+      .name = name,
+      .json_lines = options.format == InputFormat::kJsonLines ||
+                    (options.format == InputFormat::kByExtension && IsJsonLines(options.input)),
+      .write = [&out](std::string_view text) { return out->Write(std::string(text)); },
+      .rejects = rejects,
+      // A corrupt or truncated compressed input shows up as a parse error or
+      // a ragged row first; the decompressor's error is the one to report.
+      .input_error = [&](Status other) -> Status {
+        if (std::string why = input->error(); !why.empty()) {
+          return InvalidArgument(name + ": " + why);
+        }
+        return other;
+      },
+      .bytes_read = [&digest] { return digest.bytes(); },
+      .total_bytes = total_bytes};
+  BatchSummary summary;
+  KEEL_RETURN_IF_ERROR(ScoreCore(model, options, io, summary));
   if (options.before_commit) KEEL_RETURN_IF_ERROR(options.before_commit());
   KEEL_RETURN_IF_ERROR(out->Commit());
-  summary.rejected = rejects.count();
   summary.reject_file = rejects.where();
   summary.input_sha256 = digest.HexDigest();
   summary.input_bytes = digest.bytes();
   summary.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   return summary;
+}
+
+Result<ScoredText> ScoreText(const model::LoadedModel& model, std::string_view text,
+                             const BatchOptions& options) {
+  const auto start = std::chrono::steady_clock::now();
+  MemoryBuf buf(text);
+  std::istream in(&buf);
+  ScoredText result;
+  Rejects rejects("", &result.rejects);
+  bool header_done = false;
+  CoreIo io{.in = in,
+            .name = options.input.empty() ? "input" : options.input,
+            .json_lines = options.format == InputFormat::kJsonLines,
+            .write =
+                [&](std::string_view out) {
+                  (header_done ? result.rows : result.header).append(out);
+                  header_done = true;
+                  return OkStatus();
+                },
+            .rejects = rejects,
+            .input_error = [](Status other) { return other; },
+            .bytes_read = [&buf] { return buf.consumed(); },
+            .total_bytes = text.size()};
+  KEEL_RETURN_IF_ERROR(ScoreCore(model, options, io, result.summary));
+  result.summary.input_bytes = text.size();
+  result.summary.seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return result;
 }
 
 }  // namespace keel::batch

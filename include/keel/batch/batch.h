@@ -97,6 +97,9 @@ struct BatchOptions {
   // Checked before each chunk; when set, the job stops with kUnavailable
   // ("interrupted") and leaves no output.
   const std::atomic<bool>* cancel = nullptr;
+  // Added to every line number reported (rejects, ScoredRow::line): the
+  // lines a part of a larger input starts after (see ScoreText).
+  uint64_t line_offset = 0;
 };
 
 struct BatchSummary {
@@ -119,5 +122,20 @@ struct BatchSummary {
 // first (a ragged last row, too many rejects). JSON Lines records may leave fields out
 // (missing values); their copied columns are written as text.
 Result<BatchSummary> ScoreFile(const model::LoadedModel& model, const BatchOptions& options);
+
+// One part of an input scored in memory (what a distributed worker does).
+struct ScoredText {
+  std::string header;    // the output's header row
+  std::string rows;      // the scored rows, in input order
+  std::string rejects;   // "line,reason" rows, no header
+  BatchSummary summary;  // rows_in, rows_out, rejected, sampled, input_bytes, seconds
+};
+
+// Scores `text`, a CSV (header row first) or, with format kJsonLines, JSON
+// Lines; kByExtension reads CSV. options.input names the text in errors;
+// output, reject_file, progress and before_commit are not used. Lines are
+// 1-based in `text`, plus options.line_offset. Errors as ScoreFile's.
+Result<ScoredText> ScoreText(const model::LoadedModel& model, std::string_view text,
+                             const BatchOptions& options);
 
 }  // namespace keel::batch

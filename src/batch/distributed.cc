@@ -1,0 +1,1003 @@
+#include "keel/batch/distributed.h"
+
+#include <nats/nats.h>
+#include <unistd.h>
+#include <zstd.h>
+
+#include <algorithm>
+#include <charconv>
+#include <condition_variable>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <set>
+#include <thread>
+
+#include "keel/core/json.h"
+#include "keel/core/sha256.h"
+#include "keel/core/util.h"
+#include "src/batch/streams.h"
+
+namespace keel::batch {
+namespace {
+
+std::string NatsText(natsStatus s) {
+  std::string text = natsStatus_GetText(s);
+  if (const char* last = nats_GetLastError(nullptr); last != nullptr && *last != '\0') {
+    text += std::string(" (") + last + ")";
+  }
+  return text;
+}
+
+// A connection and its JetStream context; both freed on destruction.
+struct Conn {
+  natsConnection* nc = nullptr;
+  jsCtx* js = nullptr;
+  std::string url;
+  Conn() = default;
+  Conn(const Conn&) = delete;
+  Conn& operator=(const Conn&) = delete;
+  ~Conn() {
+    if (js != nullptr) jsCtx_Destroy(js);
+    if (nc != nullptr) {
+      natsConnection_Close(nc);
+      natsConnection_Destroy(nc);
+    }
+  }
+};
+
+Status Connect(Conn& c, const std::string& url, const std::string& name) {
+  c.url = url;
+  natsOptions* opts = nullptr;
+  natsStatus s = natsOptions_Create(&opts);
+  if (s == NATS_OK) s = natsOptions_SetURL(opts, url.c_str());
+  if (s == NATS_OK) s = natsOptions_SetName(opts, name.c_str());
+  if (s == NATS_OK) s = natsOptions_SetTimeout(opts, 2000);
+  if (s == NATS_OK) s = natsOptions_SetAllowReconnect(opts, true);
+  if (s == NATS_OK) s = natsOptions_SetMaxReconnect(opts, -1);
+  if (s == NATS_OK) s = natsOptions_SetReconnectWait(opts, 250);
+  if (s != NATS_OK) {
+    natsOptions_Destroy(opts);
+    return InvalidArgument("--nats " + url + ": " + NatsText(s));
+  }
+  s = natsConnection_Connect(&c.nc, opts);
+  natsOptions_Destroy(opts);
+  if (s != NATS_OK) {
+    c.nc = nullptr;
+    return Unavailable("cannot connect to NATS at " + url + ": " + NatsText(s));
+  }
+  jsOptions jo;
+  jsOptions_Init(&jo);
+  jo.Wait = 10000;
+  s = natsConnection_JetStream(&c.js, c.nc, &jo);
+  if (s != NATS_OK) return Internal("cannot create a JetStream context: " + NatsText(s));
+  return OkStatus();
+}
+
+std::string TasksSubject(const QueueOptions& q, std::string_view job) {
+  return q.subject_prefix + ".tasks." + std::string(job);
+}
+std::string ResultsSubject(const QueueOptions& q, std::string_view job) {
+  return q.subject_prefix + ".results." + std::string(job);
+}
+
+// Creates the work-queue stream of tasks and the results stream when missing.
+Status EnsureStreams(Conn& c, const QueueOptions& q) {
+  struct Want {
+    const std::string& name;
+    std::string subjects;
+    jsRetentionPolicy retention;
+  };
+  const Want wants[] = {{q.stream, q.subject_prefix + ".tasks.>", js_WorkQueuePolicy},
+                        {q.results_stream, q.subject_prefix + ".results.>", js_LimitsPolicy}};
+  for (const Want& w : wants) {
+    jsStreamInfo* si = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    natsStatus s = js_GetStreamInfo(&si, c.js, w.name.c_str(), nullptr, &jerr);
+    if (s == NATS_OK) {
+      const bool work_queue = si->Config->Retention == js_WorkQueuePolicy;
+      jsStreamInfo_Destroy(si);
+      if (w.retention == js_WorkQueuePolicy && !work_queue) {
+        return InvalidArgument("JetStream stream " + w.name +
+                               " exists and is not a work queue (choose another --batch-stream)");
+      }
+      continue;
+    }
+    if (s == NATS_NO_RESPONDERS) {
+      return Unavailable("JetStream is not enabled on the NATS server at " + c.url +
+                         " (start nats-server with -js)");
+    }
+    if (s != NATS_NOT_FOUND && jerr != JSStreamNotFoundErr) {
+      return Unavailable("cannot read JetStream stream " + w.name + ": " + NatsText(s));
+    }
+    jsStreamConfig cfg;
+    jsStreamConfig_Init(&cfg);
+    cfg.Name = w.name.c_str();
+    const char* subjects[] = {w.subjects.c_str()};
+    cfg.Subjects = subjects;
+    cfg.SubjectsLen = 1;
+    cfg.Storage = js_FileStorage;
+    cfg.Retention = w.retention;
+    cfg.Duplicates = int64_t{120} * 1000000000;  // 2 min duplicate window
+    if (w.retention == js_LimitsPolicy) cfg.MaxAge = int64_t{86400} * 1000000000;  // 1 day
+    s = js_AddStream(nullptr, c.js, &cfg, nullptr, &jerr);
+    // Another process may have created it meanwhile.
+    if (s != NATS_OK && jerr != JSStreamNameExistErr) {
+      return Unavailable("cannot create JetStream stream " + w.name + ": " + NatsText(s));
+    }
+  }
+  return OkStatus();
+}
+
+std::string GetHeader(natsMsg* msg, const char* key) {
+  const char* v = nullptr;
+  if (natsMsgHeader_Get(msg, key, &v) != NATS_OK || v == nullptr) return {};
+  return v;
+}
+
+bool ParseU64(std::string_view text, uint64_t& out) {
+  auto [p, ec] = std::from_chars(text.data(), text.data() + text.size(), out);
+  return ec == std::errc() && p == text.data() + text.size() && !text.empty();
+}
+
+std::string Compress(std::string_view text) {
+  std::string out(ZSTD_compressBound(text.size()), '\0');
+  const size_t n = ZSTD_compress(out.data(), out.size(), text.data(), text.size(), 1);
+  if (ZSTD_isError(n)) return {};
+  out.resize(n);
+  return out;
+}
+
+Result<std::string> Decompress(const char* data, size_t size) {
+  const unsigned long long n = ZSTD_getFrameContentSize(data, size);
+  if (n == ZSTD_CONTENTSIZE_ERROR || n == ZSTD_CONTENTSIZE_UNKNOWN || n > (size_t{1} << 34)) {
+    return InvalidArgument("body is not a zstd frame with its size");
+  }
+  std::string out(static_cast<size_t>(n), '\0');
+  const size_t got = ZSTD_decompress(out.data(), out.size(), data, size);
+  if (ZSTD_isError(got) || got != n) {
+    return InvalidArgument(std::string("corrupt zstd body: ") + ZSTD_getErrorName(got));
+  }
+  return out;
+}
+
+// Splits an input into partitions at record boundaries. CSV records may
+// span lines inside quoted fields (the rules of data/csv.h); empty lines are
+// not records. JSON Lines records are lines with non-blank text.
+class Splitter {
+ public:
+  Splitter(std::istream& in, bool csv, Sha256& sha) : in_(in), csv_(csv), sha_(sha) {}
+
+  // CSV: reads the header record (its text, line end included).
+  Status ReadHeader(std::string& header, uint64_t& header_lines) {
+    header.clear();
+    header_lines = 0;
+    Part part;
+    if (!NextRecords(1, SIZE_MAX, part) || part.records == 0) {
+      return InvalidArgument("no header row");
+    }
+    header = std::move(part.text);
+    header_lines = lines_;
+    return OkStatus();
+  }
+
+  struct Part {
+    std::string text;
+    uint64_t records = 0;
+    uint64_t first_line = 0;  // physical lines before the part's text
+  };
+  // Reads up to max_records records into a new part, stopping at the first
+  // record boundary at or after max_bytes; false at the end of the input
+  // with nothing read. Blank lines are kept in the text (so line numbers
+  // hold) and not counted.
+  bool NextRecords(uint64_t max_records, size_t max_bytes, Part& part) {
+    part.text.clear();
+    part.records = 0;
+    part.first_line = lines_;
+    bool in_record = false;  // bytes of an unfinished record were taken
+    while (in_record || (part.records < max_records && part.text.size() < max_bytes)) {
+      if (pos_ == buf_.size() && !Fill()) {
+        if (content_) ++part.records;  // a last record without a line end
+        content_ = false;
+        state_ = kFieldStart;
+        break;
+      }
+      size_t i = pos_;
+      bool ended = false;
+      for (; i < buf_.size(); ++i) {
+        const char ch = buf_[i];
+        if (ch == '\n') {
+          ++lines_;
+          if (state_ != kQuoted) {
+            ended = true;
+            ++i;
+            break;
+          }
+          continue;
+        }
+        if (!csv_) {
+          if (ch != ' ' && ch != '\t' && ch != '\r') content_ = true;
+          continue;
+        }
+        if (ch != '\r') content_ = true;
+        switch (state_) {
+          case kFieldStart:
+          case kQuoteInQuoted:
+            state_ = ch == '"' ? kQuoted : ch == ',' || ch == '\r' ? kFieldStart : kUnquoted;
+            break;
+          case kUnquoted:
+            if (ch == ',') state_ = kFieldStart;
+            break;
+          case kQuoted:
+            if (ch == '"') state_ = kQuoteInQuoted;
+            break;
+        }
+      }
+      part.text.append(buf_, pos_, i - pos_);
+      pos_ = i;
+      in_record = !ended;
+      if (ended) {
+        if (content_) ++part.records;
+        content_ = false;
+        state_ = kFieldStart;
+      }
+    }
+    return !part.text.empty();
+  }
+
+  uint64_t bytes() const { return bytes_; }
+  uint64_t lines() const { return lines_; }
+
+ private:
+  bool Fill() {
+    if (eof_) return false;
+    buf_.resize(1 << 20);
+    in_.read(buf_.data(), static_cast<std::streamsize>(buf_.size()));
+    const auto n = static_cast<size_t>(in_.gcount());
+    buf_.resize(n);
+    pos_ = 0;
+    if (n < (1u << 20)) eof_ = true;
+    if (n == 0) return false;
+    sha_.Update(buf_);
+    bytes_ += n;
+    return true;
+  }
+  enum State { kFieldStart, kUnquoted, kQuoted, kQuoteInQuoted };
+  std::istream& in_;
+  bool csv_;
+  Sha256& sha_;
+  std::string buf_;
+  size_t pos_ = 0;
+  bool eof_ = false;
+  State state_ = kFieldStart;
+  bool content_ = false;  // the current record has text
+  uint64_t lines_ = 0;
+  uint64_t bytes_ = 0;
+};
+
+// A result the coordinator holds until its turn to be written.
+struct PartResult {
+  std::string body;  // compressed
+  uint64_t header_bytes = 0, output_bytes = 0, rows_in = 0, rows_out = 0, rejected = 0;
+};
+
+// The coordinator's pull consumer on the job's results; deleted at the end.
+class ResultConsumer {
+ public:
+  ~ResultConsumer() {
+    if (sub_ != nullptr) {
+      natsSubscription_Unsubscribe(sub_);
+      natsSubscription_Destroy(sub_);
+    }
+    if (!name_.empty()) {
+      jsErrCode jerr = static_cast<jsErrCode>(0);
+      (void)js_DeleteConsumer(c_->js, stream_.c_str(), name_.c_str(), nullptr, &jerr);
+    }
+  }
+  Status Open(Conn& c, const std::string& stream, const std::string& subject,
+              const std::string& name) {
+    c_ = &c;
+    stream_ = stream;
+    jsConsumerConfig cfg;
+    jsConsumerConfig_Init(&cfg);
+    cfg.Durable = name.c_str();
+    cfg.Description = "keel batch coordinator";
+    cfg.DeliverPolicy = js_DeliverAll;
+    cfg.AckPolicy = js_AckExplicit;
+    cfg.FilterSubject = subject.c_str();
+    cfg.AckWait = int64_t{60} * 1000000000;
+    // A coordinator that dies leaves its consumer; the server drops it.
+    cfg.InactiveThreshold = int64_t{3600} * 1000000000;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    natsStatus s = js_AddConsumer(nullptr, c.js, stream.c_str(), &cfg, nullptr, &jerr);
+    if (s != NATS_OK) return Unavailable("cannot create the results consumer: " + NatsText(s));
+    name_ = name;
+    jsSubOptions so;
+    jsSubOptions_Init(&so);
+    so.Stream = stream.c_str();
+    so.Consumer = name.c_str();
+    s = js_PullSubscribe(&sub_, c.js, subject.c_str(), name.c_str(), nullptr, &so, &jerr);
+    if (s != NATS_OK) {
+      sub_ = nullptr;
+      return Unavailable("cannot bind to the results consumer: " + NatsText(s));
+    }
+    return OkStatus();
+  }
+  natsSubscription* sub() { return sub_; }
+
+ private:
+  Conn* c_ = nullptr;
+  std::string stream_, name_;
+  natsSubscription* sub_ = nullptr;
+};
+
+void PurgeSubject(Conn& c, const std::string& stream, const std::string& subject) {
+  jsOptions o;
+  jsOptions_Init(&o);
+  o.Stream.Purge.Subject = subject.c_str();
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  (void)js_PurgeStream(c.js, stream.c_str(), &o, &jerr);
+}
+
+std::string OptionsJson(const BatchOptions& o) {
+  std::string j = "{\"id_column\":\"";
+  AppendJsonEscaped(j, o.id_column);
+  j += "\",\"keep_columns\":[";
+  for (size_t i = 0; i < o.keep_columns.size(); ++i) {
+    if (i) j += ',';
+    j += '"';
+    AppendJsonEscaped(j, o.keep_columns[i]);
+    j += '"';
+  }
+  j += "],\"chunk_rows\":" + std::to_string(o.chunk_rows) + "}";
+  return j;
+}
+
+bool IsJsonLinesPath(std::string_view path) {
+  const std::string_view p = internal::WithoutCodecExtension(path);
+  return p.ends_with(".jsonl") || p.ends_with(".ndjson");
+}
+
+// Checks a CSV header against the model and the copied columns, as the
+// workers will, before anything is published.
+Status CheckHeader(const model::LoadedModel& model, const BatchOptions& options,
+                   const std::string& header) {
+  BatchOptions probe = options;
+  probe.max_rejects = UINT64_MAX;
+  probe.on_scored = nullptr;
+  probe.progress = nullptr;
+  probe.format = InputFormat::kCsv;
+  auto scored = ScoreText(model, header, probe);
+  return scored.ok() ? OkStatus() : scored.status();
+}
+
+class Coordinator {
+ public:
+  Coordinator(const model::LoadedModel& model, const std::string& model_ref,
+              const BatchOptions& options, const DistributedOptions& d)
+      : model_(model), ref_(model_ref), o_(options), d_(d), q_(d.queue) {}
+
+  Result<DistributedSummary> Run() {
+    const auto start = std::chrono::steady_clock::now();
+    if (o_.output.empty() || o_.output == "-") {
+      return InvalidArgument("a distributed job writes a file: give --output a path");
+    }
+    if (d_.partition_rows == 0 || d_.window == 0) {
+      return InvalidArgument("partition_rows and window must be positive");
+    }
+    summary_.job = RandomHex(8);
+    job_ = summary_.job;
+    KEEL_RETURN_IF_ERROR(Connect(conn_, q_.nats_url, "keel batch coordinator"));
+    KEEL_RETURN_IF_ERROR(EnsureStreams(conn_, q_));
+    max_payload_ = static_cast<size_t>(natsConnection_GetMaxPayload(conn_.nc));
+    KEEL_RETURN_IF_ERROR(
+        results_.Open(conn_, q_.results_stream, ResultsSubject(q_, job_), "keel-batch-" + job_));
+    Status st = Drive();
+    // Whatever the outcome, the job's messages leave the streams.
+    PurgeSubject(conn_, q_.stream, TasksSubject(q_, job_));
+    PurgeSubject(conn_, q_.results_stream, ResultsSubject(q_, job_));
+    if (!st.ok()) return st;
+    summary_.batch.seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    return summary_;
+  }
+
+ private:
+  Status Drive() {
+    KEEL_ASSIGN_OR_RETURN(std::unique_ptr<internal::InputStream> input,
+                          internal::InputStream::Open(o_.input));
+    const std::string name = o_.input == "-" ? "stdin" : o_.input;
+    const bool json_lines = o_.format == InputFormat::kJsonLines ||
+                            (o_.format == InputFormat::kByExtension && IsJsonLinesPath(o_.input));
+    Sha256 sha;
+    Splitter split(input->stream(), !json_lines, sha);
+    auto input_error = [&](Status other) -> Status {
+      if (std::string why = input->error(); !why.empty()) return InvalidArgument(name + ": " + why);
+      return other;
+    };
+    std::string header;
+    uint64_t header_lines = 0;
+    if (!json_lines) {
+      if (Status st = split.ReadHeader(header, header_lines); !st.ok()) {
+        return input_error(InvalidArgument(name + ": " + st.message()));
+      }
+      if (Status st = CheckHeader(model_, o_, header); !st.ok()) {
+        return input_error(st.WithContext(name));
+      }
+    }
+    // Output: a temporary file renamed into place once complete.
+    const std::string tmp = o_.output + ".tmp-" + RandomHex(4);
+    struct TmpGuard {
+      std::string path;
+      bool keep = false;
+      ~TmpGuard() {
+        std::error_code ec;
+        if (!keep) std::filesystem::remove(path, ec);
+      }
+    } guard{tmp};
+    KEEL_ASSIGN_OR_RETURN(out_, internal::OutputSink::Create(tmp, internal::CodecOf(o_.output)));
+    reject_path_ = o_.reject_file.empty() ? o_.output + ".rejects.csv" : o_.reject_file;
+
+    const size_t byte_cap = d_.partition_bytes > 0 ? d_.partition_bytes : size_t{4} << 20;
+    const std::string options_json = OptionsJson(o_);
+    const std::string format = json_lines ? "jsonl" : "csv";
+    bool input_done = false;
+    auto last_progress = std::chrono::steady_clock::now();
+    Splitter::Part part;
+    while (!input_done || next_write_ < published_) {
+      if (o_.cancel != nullptr && o_.cancel->load()) {
+        return Unavailable("interrupted after " + std::to_string(next_write_) + " partitions");
+      }
+      // Publish while the window has room.
+      while (!input_done && published_ < next_write_ + d_.window) {
+        if (!split.NextRecords(d_.partition_rows, byte_cap, part)) {
+          KEEL_RETURN_IF_ERROR(input_error(OkStatus()));
+          input_done = true;
+          break;
+        }
+        if (part.records == 0) continue;  // blank lines only
+        std::string text = json_lines ? std::move(part.text) : header + part.text;
+        std::string body = Compress(text);
+        if (body.empty()) return Internal("zstd compression failed");
+        if (body.size() + 4096 > max_payload_) {
+          return InvalidArgument("partition " + std::to_string(published_) + " is " +
+                                 std::to_string(body.size()) +
+                                 " bytes compressed, over the NATS server's max payload of " +
+                                 std::to_string(max_payload_) + "; use a smaller --partition-rows");
+        }
+        const uint64_t offset = json_lines ? part.first_line : part.first_line - header_lines;
+        KEEL_RETURN_IF_ERROR(Publish(body, published_, offset, part.records, format, options_json));
+        expected_rows_.push_back(part.records);
+        ++published_;
+      }
+      // Collect results.
+      KEEL_ASSIGN_OR_RETURN(bool progressed, Collect());
+      const auto now = std::chrono::steady_clock::now();
+      if (progressed) {
+        last_progress = now;
+        if (d_.progress) d_.progress(next_write_, published_, input_done, summary_.batch.rows_in);
+      } else if (now - last_progress > d_.stall_timeout) {
+        return Unavailable(
+            "no partition finished in " +
+            std::to_string(
+                std::chrono::duration_cast<std::chrono::seconds>(d_.stall_timeout).count()) +
+            " s (" + std::to_string(next_write_) + " of " + std::to_string(published_) +
+            " published partitions done); are `keel worker` processes running against " +
+            q_.nats_url + "?");
+      }
+    }
+    KEEL_RETURN_IF_ERROR(input_error(OkStatus()));
+    if (next_write_ == 0) {
+      // No records: the output is the header alone, as ScoreFile writes it.
+      KEEL_ASSIGN_OR_RETURN(ScoredText empty, ScoreText(model_, header, HeaderProbe(json_lines)));
+      KEEL_RETURN_IF_ERROR(out_->Write(empty.header));
+    }
+    // Completeness: every partition written, each with the records sent.
+    uint64_t expected = 0;
+    for (uint64_t r : expected_rows_) expected += r;
+    if (summary_.batch.rows_in != expected || next_write_ != published_) {
+      return Internal("incomplete output: " + std::to_string(summary_.batch.rows_in) + " of " +
+                      std::to_string(expected) + " rows");
+    }
+    if (rejects_file_.is_open()) {
+      rejects_file_.close();
+      if (!rejects_file_) return Unavailable("cannot write the reject file " + reject_path_);
+      summary_.batch.reject_file = reject_path_;
+    }
+    KEEL_RETURN_IF_ERROR(out_->Close());
+    std::error_code ec;
+    std::filesystem::rename(tmp, o_.output, ec);
+    if (ec) return Unavailable("cannot rename " + tmp + " to " + o_.output + ": " + ec.message());
+    guard.keep = true;
+    summary_.batch.input_sha256 = sha.HexDigest();
+    summary_.batch.input_bytes = split.bytes();
+    summary_.partitions = published_;
+    return OkStatus();
+  }
+
+  BatchOptions HeaderProbe(bool json_lines) const {
+    BatchOptions probe = o_;
+    probe.format = json_lines ? InputFormat::kJsonLines : InputFormat::kCsv;
+    probe.on_scored = nullptr;
+    return probe;
+  }
+
+  Status Publish(const std::string& body, uint64_t partition, uint64_t offset, uint64_t rows,
+                 const std::string& format, const std::string& options_json) {
+    const std::string subject = TasksSubject(q_, job_);
+    natsMsg* msg = nullptr;
+    natsStatus s =
+        natsMsg_Create(&msg, subject.c_str(), nullptr, body.data(), static_cast<int>(body.size()));
+    const std::string p = std::to_string(partition);
+    const std::string msg_id = job_ + ":" + p;
+    const std::string off = std::to_string(offset), nrows = std::to_string(rows);
+    if (s == NATS_OK) s = natsMsgHeader_Set(msg, "Keel-Job", job_.c_str());
+    if (s == NATS_OK) s = natsMsgHeader_Set(msg, "Keel-Partition", p.c_str());
+    if (s == NATS_OK) s = natsMsgHeader_Set(msg, "Keel-Model", ref_.c_str());
+    if (s == NATS_OK) s = natsMsgHeader_Set(msg, "Keel-Format", format.c_str());
+    if (s == NATS_OK) s = natsMsgHeader_Set(msg, "Keel-Line-Offset", off.c_str());
+    if (s == NATS_OK) s = natsMsgHeader_Set(msg, "Keel-Rows", nrows.c_str());
+    if (s == NATS_OK) s = natsMsgHeader_Set(msg, "Keel-Options", options_json.c_str());
+    if (s == NATS_OK) s = natsMsgHeader_Set(msg, "Nats-Msg-Id", msg_id.c_str());
+    // A publish that times out is sent again: the Nats-Msg-Id makes it once.
+    for (int attempt = 0; s == NATS_OK && attempt < 5; ++attempt) {
+      jsPubAck* ack = nullptr;
+      jsErrCode jerr = static_cast<jsErrCode>(0);
+      s = js_PublishMsg(&ack, conn_.js, msg, nullptr, &jerr);
+      if (ack != nullptr) jsPubAck_Destroy(ack);
+      if (s == NATS_OK) break;
+      if (s != NATS_TIMEOUT && s != NATS_NO_RESPONDERS) break;
+      if (attempt < 4) s = NATS_OK;
+      std::this_thread::sleep_for(std::chrono::milliseconds(200 << attempt));
+    }
+    natsMsg_Destroy(msg);
+    if (s != NATS_OK) {
+      return Unavailable("cannot publish partition " + p + " to " + subject + ": " + NatsText(s));
+    }
+    return OkStatus();
+  }
+
+  // Fetches what results are there (waiting up to 250 ms) and writes the
+  // ones whose turn it is; true when a partition was written.
+  Result<bool> Collect() {
+    natsMsgList list{};
+    natsStatus s = natsSubscription_Fetch(&list, results_.sub(), 64, 250, nullptr);
+    if (s == NATS_TIMEOUT) return false;
+    if (s != NATS_OK) {
+      if (s == NATS_CONNECTION_CLOSED) {
+        return Unavailable("the NATS connection closed: " + NatsText(s));
+      }
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      return false;
+    }
+    Status st = OkStatus();
+    for (int i = 0; i < list.Count; ++i) {
+      natsMsg* m = list.Msgs[i];
+      if (st.ok()) st = Take(m);
+      natsMsg_Ack(m, nullptr);
+    }
+    natsMsgList_Destroy(&list);
+    KEEL_RETURN_IF_ERROR(st);
+    const uint64_t before = next_write_;
+    while (true) {
+      auto it = pending_.find(next_write_);
+      if (it == pending_.end()) break;
+      KEEL_RETURN_IF_ERROR(Write(next_write_, it->second));
+      pending_.erase(it);
+      ++next_write_;
+    }
+    return next_write_ > before;
+  }
+
+  Status Take(natsMsg* m) {
+    uint64_t partition = 0;
+    if (!ParseU64(GetHeader(m, "Keel-Partition"), partition) || partition >= published_) {
+      return Internal("a result names no partition of this job");
+    }
+    const std::string worker = GetHeader(m, "Keel-Worker");
+    if (std::string error = GetHeader(m, "Keel-Error"); !error.empty()) {
+      return InvalidArgument("worker " + worker + ", partition " + std::to_string(partition) +
+                             ": " + error);
+    }
+    if (partition < next_write_ || pending_.count(partition) > 0) {
+      ++summary_.duplicates;
+      return OkStatus();
+    }
+    PartResult r;
+    uint64_t deliveries = 0;
+    if (!ParseU64(GetHeader(m, "Keel-Rows-In"), r.rows_in) ||
+        !ParseU64(GetHeader(m, "Keel-Rows-Out"), r.rows_out) ||
+        !ParseU64(GetHeader(m, "Keel-Rejected"), r.rejected) ||
+        !ParseU64(GetHeader(m, "Keel-Header-Bytes"), r.header_bytes) ||
+        !ParseU64(GetHeader(m, "Keel-Output-Bytes"), r.output_bytes)) {
+      return Internal("the result of partition " + std::to_string(partition) + " from " + worker +
+                      " lacks its counts");
+    }
+    if (r.rows_in != expected_rows_[partition] || r.rows_out + r.rejected != r.rows_in) {
+      return Internal("the result of partition " + std::to_string(partition) + " from " + worker +
+                      " has " + std::to_string(r.rows_in) + " rows in (" +
+                      std::to_string(r.rows_out) + " scored, " + std::to_string(r.rejected) +
+                      " rejected); " + std::to_string(expected_rows_[partition]) + " were sent");
+    }
+    if (ParseU64(GetHeader(m, "Keel-Deliveries"), deliveries) && deliveries > 1) {
+      ++summary_.redelivered;
+    }
+    if (!worker.empty() && std::find(summary_.workers.begin(), summary_.workers.end(), worker) ==
+                               summary_.workers.end()) {
+      summary_.workers.push_back(worker);
+    }
+    r.body.assign(natsMsg_GetData(m), static_cast<size_t>(natsMsg_GetDataLength(m)));
+    pending_.emplace(partition, std::move(r));
+    return OkStatus();
+  }
+
+  Status Write(uint64_t partition, const PartResult& r) {
+    KEEL_ASSIGN_OR_RETURN(std::string text, Decompress(r.body.data(), r.body.size()));
+    if (r.header_bytes + r.output_bytes > text.size()) {
+      return Internal("the result of partition " + std::to_string(partition) + " is short");
+    }
+    if (partition == 0)
+      KEEL_RETURN_IF_ERROR(out_->Write(std::string_view(text).substr(0, r.header_bytes)));
+    KEEL_RETURN_IF_ERROR(
+        out_->Write(std::string_view(text).substr(r.header_bytes, r.output_bytes)));
+    const std::string_view rejects = std::string_view(text).substr(r.header_bytes + r.output_bytes);
+    if (!rejects.empty()) {
+      if (first_reject_.empty()) {
+        const std::string_view row = rejects.substr(0, rejects.find('\n'));
+        const size_t comma = row.find(',');
+        first_reject_ = "line " + std::string(row.substr(0, comma)) + ": " +
+                        std::string(comma == std::string_view::npos ? "" : row.substr(comma + 1));
+      }
+      if (!rejects_file_.is_open()) {
+        rejects_file_.open(reject_path_, std::ios::binary | std::ios::trunc);
+        if (!rejects_file_) return InvalidArgument("cannot write the reject file " + reject_path_);
+        rejects_file_ << "line,reason\n";
+      }
+      rejects_file_.write(rejects.data(), static_cast<std::streamsize>(rejects.size()));
+    }
+    summary_.batch.rows_in += r.rows_in;
+    summary_.batch.rows_out += r.rows_out;
+    summary_.batch.rejected += r.rejected;
+    if (summary_.batch.rejected > o_.max_rejects) {
+      return InvalidArgument(std::to_string(summary_.batch.rejected) +
+                             " rows rejected (more than --max-rejects " +
+                             std::to_string(o_.max_rejects) + "); first: " + first_reject_);
+    }
+    return OkStatus();
+  }
+
+  const model::LoadedModel& model_;
+  const std::string& ref_;
+  const BatchOptions& o_;
+  const DistributedOptions& d_;
+  const QueueOptions& q_;
+  Conn conn_;
+  ResultConsumer results_;
+  std::string job_;
+  size_t max_payload_ = 1 << 20;
+  DistributedSummary summary_;
+  std::unique_ptr<internal::OutputSink> out_;
+  std::string reject_path_;
+  std::ofstream rejects_file_;
+  std::string first_reject_;
+  std::vector<uint64_t> expected_rows_;  // records sent per partition
+  std::map<uint64_t, PartResult> pending_;
+  uint64_t published_ = 0;
+  uint64_t next_write_ = 0;
+};
+
+}  // namespace
+
+Result<DistributedSummary> ScoreDistributed(const model::LoadedModel& model,
+                                            const std::string& model_ref,
+                                            const BatchOptions& options,
+                                            const DistributedOptions& distributed) {
+  Coordinator c(model, model_ref, options, distributed);
+  return c.Run();
+}
+
+// ----------------------------------------------------------------------------
+// Worker
+
+struct BatchWorker::Impl {
+  ModelLoader loader;
+  WorkerOptions options;
+  Conn conn;
+  natsSubscription* sub = nullptr;
+  // Loaded models by reference (a worker serves few; the oldest is dropped).
+  std::vector<std::pair<std::string, std::shared_ptr<const model::LoadedModel>>> models;
+  mutable std::mutex stats_mu;
+  WorkerStats stats;  // guarded by stats_mu
+  std::mutex ack_mu;  // guards acks and in-progress marks of the current task
+
+  ~Impl() {
+    if (sub != nullptr) {
+      natsSubscription_Unsubscribe(sub);
+      natsSubscription_Destroy(sub);
+    }
+  }
+
+  Status EnsureConsumer() {
+    const QueueOptions& q = options.queue;
+    const int64_t ack_wait_ns = static_cast<int64_t>(options.ack_wait.count()) * 1000000;
+    const std::string filter = q.subject_prefix + ".tasks.>";
+    for (int attempt = 0; attempt < 3; ++attempt) {
+      jsConsumerInfo* ci = nullptr;
+      jsErrCode jerr = static_cast<jsErrCode>(0);
+      natsStatus s =
+          js_GetConsumerInfo(&ci, conn.js, q.stream.c_str(), q.durable.c_str(), nullptr, &jerr);
+      if (s == NATS_OK) {
+        Status st = OkStatus();
+        if (ci->Config->AckWait != ack_wait_ns) {
+          jsConsumerConfig cfg = *ci->Config;
+          cfg.AckWait = ack_wait_ns;
+          s = js_UpdateConsumer(nullptr, conn.js, q.stream.c_str(), &cfg, nullptr, &jerr);
+          if (s != NATS_OK)
+            st = Unavailable("cannot update consumer " + q.durable + ": " + NatsText(s));
+        }
+        jsConsumerInfo_Destroy(ci);
+        return st;
+      }
+      if (s != NATS_NOT_FOUND && jerr != JSConsumerNotFoundErr) {
+        return Unavailable("cannot read consumer " + q.durable + ": " + NatsText(s));
+      }
+      jsConsumerConfig cfg;
+      jsConsumerConfig_Init(&cfg);
+      cfg.Durable = q.durable.c_str();
+      cfg.Description = "keel worker";
+      cfg.DeliverPolicy = js_DeliverAll;
+      cfg.AckPolicy = js_AckExplicit;
+      cfg.AckWait = ack_wait_ns;
+      cfg.MaxDeliver = -1;
+      cfg.FilterSubject = filter.c_str();
+      s = js_AddConsumer(nullptr, conn.js, q.stream.c_str(), &cfg, nullptr, &jerr);
+      if (s == NATS_OK) return OkStatus();
+      if (attempt == 2) {
+        return Unavailable("cannot create consumer " + q.durable + ": " + NatsText(s));
+      }
+    }
+    return Unavailable("cannot create consumer " + q.durable);
+  }
+
+  Result<std::shared_ptr<const model::LoadedModel>> Model(const std::string& ref) {
+    for (auto& [r, m] : models) {
+      if (r == ref) return m;
+    }
+    KEEL_ASSIGN_OR_RETURN(std::shared_ptr<const model::LoadedModel> m, loader(ref));
+    if (models.size() >= 4) models.erase(models.begin());
+    models.emplace_back(ref, m);
+    return m;
+  }
+
+  // Publishes a result for the task `task` (headers set by the caller on `msg`).
+  Status PublishResult(natsMsg* task, const std::string& job, const std::string& partition,
+                       const std::string& body,
+                       const std::vector<std::pair<const char*, std::string>>& headers) {
+    const std::string subject = ResultsSubject(options.queue, job);
+    natsMsg* msg = nullptr;
+    natsStatus s =
+        natsMsg_Create(&msg, subject.c_str(), nullptr, body.data(), static_cast<int>(body.size()));
+    const std::string msg_id = job + ":" + partition + ":result";
+    if (s == NATS_OK) s = natsMsgHeader_Set(msg, "Keel-Job", job.c_str());
+    if (s == NATS_OK) s = natsMsgHeader_Set(msg, "Keel-Partition", partition.c_str());
+    if (s == NATS_OK) s = natsMsgHeader_Set(msg, "Keel-Worker", options.name.c_str());
+    if (s == NATS_OK) s = natsMsgHeader_Set(msg, "Nats-Msg-Id", msg_id.c_str());
+    for (const auto& [k, v] : headers) {
+      if (s == NATS_OK) s = natsMsgHeader_Set(msg, k, v.c_str());
+    }
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    jsPubAck* ack = nullptr;
+    if (s == NATS_OK) s = js_PublishMsg(&ack, conn.js, msg, nullptr, &jerr);
+    if (ack != nullptr) jsPubAck_Destroy(ack);
+    natsMsg_Destroy(msg);
+    (void)task;
+    if (s != NATS_OK) return Unavailable("cannot publish the result: " + NatsText(s));
+    return OkStatus();
+  }
+
+  // Scores one task; the result is published before the task is acked.
+  void Handle(natsMsg* task, const OnPartition& on_partition) {
+    const auto start = std::chrono::steady_clock::now();
+    const std::string job = GetHeader(task, "Keel-Job");
+    const std::string partition = GetHeader(task, "Keel-Partition");
+    uint64_t deliveries = 1;
+    if (jsMsgMetaData* meta = nullptr; natsMsg_GetMetaData(&meta, task) == NATS_OK) {
+      deliveries = meta->NumDelivered;
+      jsMsgMetaData_Destroy(meta);
+    }
+    if (deliveries > 1) {
+      std::lock_guard<std::mutex> lock(stats_mu);
+      ++stats.redelivered;
+    }
+    uint64_t part_index = 0;
+    if (job.empty() || !ParseU64(partition, part_index)) {
+      std::lock_guard<std::mutex> lock(ack_mu);
+      natsMsg_Term(task, nullptr);  // not a keel task
+      return;
+    }
+    // In-progress marks while this task is held.
+    std::mutex beat_mu;
+    std::condition_variable beat_cv;
+    bool done = false;
+    std::thread beat([&] {
+      const auto every = std::max(std::chrono::milliseconds(100), options.ack_wait / 3);
+      std::unique_lock<std::mutex> lock(beat_mu);
+      while (!beat_cv.wait_for(lock, every, [&] { return done; })) {
+        std::lock_guard<std::mutex> ack_lock(ack_mu);
+        natsMsg_InProgress(task, nullptr);
+      }
+    });
+    auto stop_beat = [&] {
+      {
+        std::lock_guard<std::mutex> lock(beat_mu);
+        done = true;
+      }
+      beat_cv.notify_all();
+      if (beat.joinable()) beat.join();
+    };
+    Status error = OkStatus();
+    bool retry = false;
+    uint64_t rows = 0;
+    std::string body;
+    std::vector<std::pair<const char*, std::string>> headers;
+    headers.emplace_back("Keel-Deliveries", std::to_string(deliveries));
+    auto scored = [&]() -> Result<ScoredText> {
+      KEEL_ASSIGN_OR_RETURN(std::shared_ptr<const model::LoadedModel> model,
+                            Model(GetHeader(task, "Keel-Model")));
+      KEEL_ASSIGN_OR_RETURN(
+          std::string text,
+          Decompress(natsMsg_GetData(task), static_cast<size_t>(natsMsg_GetDataLength(task))));
+      BatchOptions o;
+      o.input = "partition " + partition;
+      const std::string format = GetHeader(task, "Keel-Format");
+      o.format = format == "jsonl" ? InputFormat::kJsonLines : InputFormat::kCsv;
+      if (!ParseU64(GetHeader(task, "Keel-Line-Offset"), o.line_offset)) {
+        return InvalidArgument("the task has no Keel-Line-Offset");
+      }
+      o.max_rejects = UINT64_MAX;  // the coordinator applies the job's limit
+      simdjson::dom::parser parser;
+      simdjson::dom::element root;
+      const std::string options_json = GetHeader(task, "Keel-Options");
+      if (parser.parse(options_json).get(root) != simdjson::SUCCESS) {
+        return InvalidArgument("the task's Keel-Options is not JSON");
+      }
+      std::string_view id;
+      if (root["id_column"].get_string().get(id) == simdjson::SUCCESS) o.id_column = id;
+      simdjson::dom::array keep;
+      if (root["keep_columns"].get_array().get(keep) == simdjson::SUCCESS) {
+        for (simdjson::dom::element k : keep) {
+          std::string_view v;
+          if (k.get_string().get(v) == simdjson::SUCCESS) o.keep_columns.emplace_back(v);
+        }
+      }
+      uint64_t chunk = 0;
+      if (root["chunk_rows"].get_uint64().get(chunk) == simdjson::SUCCESS && chunk > 0) {
+        o.chunk_rows = static_cast<size_t>(std::min<uint64_t>(chunk, 1 << 24));
+      }
+      return ScoreText(*model, text, o);
+    }();
+    if (scored.ok()) {
+      const ScoredText& s = *scored;
+      rows = s.summary.rows_in;
+      std::string all;
+      all.reserve(s.header.size() + s.rows.size() + s.rejects.size());
+      all.append(s.header).append(s.rows).append(s.rejects);
+      body = Compress(all);
+      headers.emplace_back("Keel-Rows-In", std::to_string(s.summary.rows_in));
+      headers.emplace_back("Keel-Rows-Out", std::to_string(s.summary.rows_out));
+      headers.emplace_back("Keel-Rejected", std::to_string(s.summary.rejected));
+      headers.emplace_back("Keel-Header-Bytes", std::to_string(s.header.size()));
+      headers.emplace_back("Keel-Output-Bytes", std::to_string(s.rows.size()));
+      const size_t max_payload = static_cast<size_t>(natsConnection_GetMaxPayload(conn.nc));
+      if (body.empty() || body.size() + 4096 > max_payload) {
+        error = InvalidArgument("the output of the partition is " + std::to_string(body.size()) +
+                                " bytes compressed, over the NATS max payload of " +
+                                std::to_string(max_payload) + "; use a smaller --partition-rows");
+      }
+    } else {
+      error = scored.status();
+      retry = error.code() == StatusCode::kUnavailable;
+    }
+    Status published = OkStatus();
+    if (!retry) {
+      if (!error.ok()) {
+        body.clear();
+        headers.emplace_back("Keel-Error", error.message());
+      }
+      published = PublishResult(task, job, partition, body, headers);
+    }
+    stop_beat();
+    {
+      std::lock_guard<std::mutex> lock(ack_mu);
+      if (retry || !published.ok()) {
+        natsMsg_NakWithDelay(task, 1000, nullptr);
+      } else {
+        jsErrCode jerr = static_cast<jsErrCode>(0);
+        natsMsg_AckSync(task, nullptr, &jerr);
+      }
+    }
+    {
+      std::lock_guard<std::mutex> lock(stats_mu);
+      if (!retry && published.ok()) {
+        if (error.ok()) {
+          ++stats.partitions;
+          stats.rows += rows;
+        } else {
+          ++stats.failed;
+        }
+      }
+    }
+    if (on_partition) {
+      const double seconds =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      on_partition(job, part_index, rows, seconds, !published.ok() ? published : error);
+    }
+  }
+};
+
+BatchWorker::BatchWorker(ModelLoader loader, WorkerOptions options)
+    : impl_(std::make_unique<Impl>()) {
+  impl_->loader = std::move(loader);
+  impl_->options = std::move(options);
+  if (impl_->options.name.empty()) {
+    char host[256] = {0};
+    if (::gethostname(host, sizeof(host) - 1) != 0) host[0] = '\0';
+    impl_->options.name = std::string(host) + ":" + std::to_string(::getpid());
+  }
+}
+
+BatchWorker::~BatchWorker() = default;
+
+Status BatchWorker::Start() {
+  Impl& w = *impl_;
+  if (w.options.ack_wait < std::chrono::milliseconds(100)) {
+    return InvalidArgument("ack_wait must be at least 100 ms");
+  }
+  KEEL_RETURN_IF_ERROR(Connect(w.conn, w.options.queue.nats_url, "keel worker " + w.options.name));
+  KEEL_RETURN_IF_ERROR(EnsureStreams(w.conn, w.options.queue));
+  KEEL_RETURN_IF_ERROR(w.EnsureConsumer());
+  const QueueOptions& q = w.options.queue;
+  jsSubOptions so;
+  jsSubOptions_Init(&so);
+  so.Stream = q.stream.c_str();
+  so.Consumer = q.durable.c_str();
+  jsErrCode jerr = static_cast<jsErrCode>(0);
+  const std::string filter = q.subject_prefix + ".tasks.>";
+  natsStatus s =
+      js_PullSubscribe(&w.sub, w.conn.js, filter.c_str(), q.durable.c_str(), nullptr, &so, &jerr);
+  if (s != NATS_OK) {
+    w.sub = nullptr;
+    return Unavailable("cannot bind to consumer " + q.durable + ": " + NatsText(s));
+  }
+  return OkStatus();
+}
+
+Status BatchWorker::Run(const std::atomic<bool>& stop, const OnPartition& on_partition) {
+  Impl& w = *impl_;
+  if (w.sub == nullptr) return FailedPrecondition("BatchWorker::Run before Start");
+  while (!stop.load()) {
+    natsMsgList list{};
+    natsStatus s = natsSubscription_Fetch(&list, w.sub, 1, 500, nullptr);
+    if (s == NATS_TIMEOUT) continue;
+    if (s == NATS_CONNECTION_CLOSED || s == NATS_INVALID_SUBSCRIPTION) {
+      return Unavailable("the NATS connection closed: " + NatsText(s));
+    }
+    if (s != NATS_OK) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(200));
+      continue;
+    }
+    for (int i = 0; i < list.Count; ++i) w.Handle(list.Msgs[i], on_partition);
+    natsMsgList_Destroy(&list);
+  }
+  return OkStatus();
+}
+
+WorkerStats BatchWorker::stats() const {
+  std::lock_guard<std::mutex> lock(impl_->stats_mu);
+  return impl_->stats;
+}
+
+const WorkerOptions& BatchWorker::options() const { return impl_->options; }
+
+}  // namespace keel::batch
