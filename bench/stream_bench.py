@@ -3,6 +3,7 @@
 
   /usr/bin/python3 bench/stream_bench.py [--binary build/keel] [--messages 100000]
                                          [--processes 1,2] [--max-in-flight 256] [--workers 2]
+                                         [--kill-every 1.0 --kill-processes 3]
 
 1. `keel train` makes the serving benchmark's model (XGBoost, 400 trees, depth 6,
    learning rate 0.05, hist) on ../shared/data/mlc_churn.csv, registered as churn,
@@ -16,12 +17,17 @@
    published with its JetStream acknowledgement, every input acked). The output
    stream is then checked to hold exactly N predictions.
 Prints messages/s per configuration (prediction log off, and on for P=1).
+With --kill-every S, one more configuration: --kill-processes scorers share the
+durable (ack wait 2 s) and every S seconds one of them, chosen at random, is
+killed with SIGKILL and a new one started; at the end the output stream must
+hold exactly one prediction per input (every input sequence, no repeats kept).
 NATS is spoken through tests/tools/nats_wire.py; the server, the scorers and
 this script share the machine's cores.
 """
 import argparse
 import json
 import os
+import random
 import shutil
 import subprocess
 import sys
@@ -66,7 +72,7 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def run_config(a, data_dir, nats, js, name, processes, extra):
+def run_config(a, data_dir, nats, js, name, processes, extra, kill_every=0.0):
     subject, out = name.lower() + ".in", name.lower() + ".out"
     js.add_stream(name, [subject])
     js.add_stream(name + "_OUT", [out, out + ".dead"])
@@ -76,21 +82,44 @@ def run_config(a, data_dir, nats, js, name, processes, extra):
     load_s = time.time() - t
     store = "sqlite:///" + str(data_dir / "keel.db").lstrip("/")
     procs = []
+    started = [0]
+    kills = 0
+    dead_cpu = 0.0  # CPU seconds of killed scorers since t0
+
+    def start_scorer():
+        log_path = data_dir / f"{name}-{started[0]}.log"
+        started[0] += 1
+        log = open(log_path, "w")
+        cmd = [a.binary, "--store-uri", store, "--artifact-root", str(data_dir / "artifacts"),
+               "stream", "churn@champion", "--nats", nats.url, "--stream", name, "--subject",
+               subject, "--output-subject", out, "--durable", "bench", "--port",
+               str(free_port()), "--max-in-flight", str(a.max_in_flight), "--workers",
+               str(a.workers), *extra]
+        procs.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log,
+                      log_path))
+
+    rng = random.Random(11)
     try:
-        for p in range(processes):
-            log_path = data_dir / f"{name}-{p}.log"
-            log = open(log_path, "w")
-            cmd = [a.binary, "--store-uri", store, "--artifact-root", str(data_dir / "artifacts"),
-                   "stream", "churn@champion", "--nats", nats.url, "--stream", name, "--subject",
-                   subject, "--output-subject", out, "--durable", "bench", "--port",
-                   str(free_port()), "--max-in-flight", str(a.max_in_flight), "--workers",
-                   str(a.workers), *extra]
-            procs.append((subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT), log,
-                          log_path))
+        for _ in range(processes):
+            start_scorer()
         t0 = t1 = None
         keel_cpu0 = nats_cpu0 = 0.0
+        last_kill = time.time()
         deadline = time.time() + 600
         while time.time() < deadline:
+            if kill_every and t0 is not None and time.time() - last_kill >= kill_every:
+                victim = rng.randrange(len(procs))
+                proc, log, _ = procs.pop(victim)
+                try:
+                    dead_cpu += cpu_seconds(proc.pid)
+                except OSError:
+                    pass
+                proc.kill()
+                proc.wait()
+                log.close()
+                kills += 1
+                start_scorer()
+                last_kill = time.time()
             for proc, _, log_path in procs:
                 if proc.poll() is not None:
                     raise SystemExit(f"keel stream ({log_path.name}) exited {proc.returncode}: "
@@ -107,7 +136,7 @@ def run_config(a, data_dir, nats, js, name, processes, extra):
                 nats_cpu0 = cpu_seconds(nats.proc.pid)
             if info["ack_floor"]["stream_seq"] >= a.messages and info["num_ack_pending"] == 0:
                 t1 = now
-                keel_cpu = sum(cpu_seconds(p.pid) for p, _, _ in procs) - keel_cpu0
+                keel_cpu = sum(cpu_seconds(p.pid) for p, _, _ in procs) + dead_cpu - keel_cpu0
                 nats_cpu = cpu_seconds(nats.proc.pid) - nats_cpu0
                 break
             time.sleep(0.002)
@@ -126,8 +155,12 @@ def run_config(a, data_dir, nats, js, name, processes, extra):
     stored = js.stream_info(name + "_OUT")["state"]["messages"]
     if stored != a.messages:
         raise SystemExit(f"{name}: {stored} outputs for {a.messages} inputs")
+    if kill_every:
+        seqs = sorted(json.loads(m.data)["input_seq"] for m in js.read_stream(name + "_OUT", out))
+        if seqs != list(range(1, a.messages + 1)):
+            raise SystemExit(f"{name}: the outputs do not cover every input exactly once")
     seconds = t1 - t0
-    return {"config": name, "processes": processes, "extra": " ".join(extra),
+    return {"config": name, "processes": processes, "extra": " ".join(extra), "kills": kills,
             "messages": a.messages, "seconds": round(seconds, 3),
             "msgs_per_s": round(a.messages / seconds), "preload_msgs_per_s":
             round(a.messages / load_s), "keel_cpu_us_per_msg": round(keel_cpu / a.messages * 1e6, 1),
@@ -142,6 +175,9 @@ def main():
     ap.add_argument("--max-in-flight", type=int, default=256)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--no-log-run", action="store_true", help="skip the run with the log on")
+    ap.add_argument("--kill-every", type=float, default=0.0,
+                    help="also run --kill-processes scorers, SIGKILLing one every this many s")
+    ap.add_argument("--kill-processes", type=int, default=3)
     a = ap.parse_args()
     a.binary = str(Path(a.binary).resolve())
     data_dir = Path(tempfile.mkdtemp(prefix="keel-stream-bench-"))
@@ -161,10 +197,16 @@ def main():
                 configs.append((f"P{p}", p, ["--no-prediction-log"]))
             if not a.no_log_run:
                 configs.append(("P1LOG", 1, []))
+            if a.kill_every:
+                configs.append((f"P{a.kill_processes}KILL", a.kill_processes,
+                                ["--no-prediction-log", "--ack-wait-ms", "2000",
+                                 "--max-deliver", "1000"]))
             for name, p, extra in configs:
-                r = run_config(a, data_dir, nats, js, name, p, extra)
+                r = run_config(a, data_dir, nats, js, name, p, extra,
+                               a.kill_every if name.endswith("KILL") else 0.0)
                 results.append(r)
-                print(f"{name}: {p} process(es) {r['extra'] or '(prediction log on)'}: "
+                print(f"{name}: {p} process(es) {r['extra'] or '(prediction log on)'}"
+                      f"{', %d SIGKILLs' % r['kills'] if r['kills'] else ''}: "
                       f"{r['messages']} messages in {r['seconds']} s = {r['msgs_per_s']} msgs/s "
                       f"(preload {r['preload_msgs_per_s']} msgs/s); CPU per message: keel "
                       f"{r['keel_cpu_us_per_msg']} us, nats-server {r['nats_cpu_us_per_msg']} us",

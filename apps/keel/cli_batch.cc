@@ -10,6 +10,7 @@
 #include <chrono>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <iostream>
 #include <optional>
 #include <thread>
@@ -383,8 +384,11 @@ void AddBatchCommand(CLI::App& app, GlobalOptions& global, Action& run) {
   cmd->add_option("--partition-rows", f->dist.partition_rows, "records per partition")
       ->check(CLI::Range(size_t{1}, size_t{1} << 24))
       ->capture_default_str();
+  cmd->add_option("--partition-bytes", f->dist.partition_bytes,
+                  "uncompressed bytes per partition (0: the NATS max payload less 8 KiB)")
+      ->capture_default_str();
   cmd->add_option("--window", f->dist.window,
-                  "partitions published beyond the first one not yet written")
+                  "partitions outstanding (published and not yet written)")
       ->check(CLI::Range(size_t{1}, size_t{4096}))
       ->capture_default_str();
   cmd->add_option("--stall-timeout-s", f->stall_timeout_s,
@@ -407,7 +411,7 @@ void AddWorkerCommand(CLI::App& app, GlobalOptions& global, Action& run) {
   cmd->add_option("--ack-wait-ms", f->ack_wait_ms,
                   "a partition held this long without a sign of life is redelivered (the "
                   "worker marks it in progress every third of this)")
-      ->check(CLI::Range(int64_t{100}, int64_t{3600000}))
+      ->check(CLI::Range(int64_t{1000}, int64_t{3600000}))
       ->capture_default_str();
   cmd->add_option("--name", f->options.name, "the worker's name in results (default host:pid)");
   cmd->callback([&run, &global, f] {
@@ -427,13 +431,30 @@ void AddWorkerCommand(CLI::App& app, GlobalOptions& global, Action& run) {
         return m.model;
       };
       batch::BatchWorker worker(loader, o);
-      KEEL_RETURN_IF_ERROR(worker.Start());
+      // The first signal stops the worker after the partition it holds; a
+      // second one ends the process at once.
       std::atomic<bool> stop{false};
-      std::thread waiter([&stop, signals] {
+      std::atomic<bool> done{false};
+      std::thread waiter([&stop, &done, signals] {
         int sig = 0;
         sigwait(&signals, &sig);
+        if (done.load()) return;
         stop.store(true);
+        sigwait(&signals, &sig);
+        if (done.load()) return;
+        std::_Exit(128 + sig);
       });
+      auto join_waiter = [&] {
+        done.store(true);
+        // Wake the waiter (it may wait for a first or a second signal).
+        pthread_kill(waiter.native_handle(), SIGTERM);
+        pthread_kill(waiter.native_handle(), SIGTERM);
+        waiter.join();
+      };
+      if (Status st = worker.Start(); !st.ok()) {
+        join_waiter();
+        return st;
+      }
       std::cerr << "keel worker " << worker.options().name << ": ready on " << o.queue.nats_url
                 << " (stream " << o.queue.stream << ", consumer " << o.queue.durable << ")"
                 << std::endl;
@@ -447,15 +468,12 @@ void AddWorkerCommand(CLI::App& app, GlobalOptions& global, Action& run) {
                     << std::endl;
         }
       });
-      if (!stop.load()) {
-        // Run ended on its own: wake the waiting thread.
-        pthread_kill(waiter.native_handle(), SIGTERM);
-      }
-      waiter.join();
+      join_waiter();
       const batch::WorkerStats s = worker.stats();
       std::cerr << "keel worker " << worker.options().name << ": stopped after " << s.partitions
                 << " partitions, " << s.rows << " rows, " << s.failed << " failed, "
-                << s.redelivered << " redelivered" << std::endl;
+                << s.redelivered << " redelivered, " << s.dropped << " dropped (their job was gone)"
+                << std::endl;
       return st;
     };
   });

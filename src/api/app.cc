@@ -168,6 +168,16 @@ Result<std::unique_ptr<App>> App::Open(const AppOptions& options) {
     }
   });
   KEEL_RETURN_IF_ERROR(app->engine_->Start());
+  // Alias moves by other processes on the store wake the follower at once
+  // (PostgreSQL's LISTEN/NOTIFY); it polls every poll_interval regardless.
+  if (auto listener =
+          app->db_->Listen(store::kAliasChannel, [engine](std::string_view) { engine->Notify(); });
+      listener.ok()) {
+    app->alias_listener_ = std::move(*listener);
+  } else if (listener.status().code() != StatusCode::kUnimplemented) {
+    std::cerr << "keel: alias changes are followed by polling only: " << listener.status().message()
+              << std::endl;
+  }
   if (options.serving.log_predictions) {
     app->log_ =
         std::make_unique<serve::PredictionLog>(*app->db_, *app->clock_, options.serving.log);
@@ -201,6 +211,7 @@ Result<std::unique_ptr<App>> App::Open(const AppOptions& options) {
 App::~App() { Shutdown(); }
 
 void App::Shutdown() {
+  alias_listener_.reset();
   if (engine_) engine_->Stop();
   if (log_) log_->Stop();
   if (shadow_) shadow_->Stop();

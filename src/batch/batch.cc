@@ -109,7 +109,7 @@ class Output {
       std::filesystem::remove(tmp_, ec);
     }
   }
-  Status Write(const std::string& text) { return sink_->Write(text); }
+  Status Write(std::string_view text) { return sink_->Write(text); }
   Status Commit() {
     KEEL_RETURN_IF_ERROR(sink_->Close());
     if (final_.empty()) return OkStatus();
@@ -452,6 +452,10 @@ Status ScoreCore(const model::LoadedModel& model, const BatchOptions& options, C
 
 Result<BatchSummary> ScoreFile(const model::LoadedModel& model, const BatchOptions& options) {
   const auto start = std::chrono::steady_clock::now();
+  if (options.chunk_rows == 0) return InvalidArgument("chunk_rows must be positive");
+  if (!(options.sample_rate >= 0 && options.sample_rate <= 1)) {
+    return InvalidArgument("sample_rate must be in [0, 1]");
+  }
   KEEL_ASSIGN_OR_RETURN(std::unique_ptr<internal::InputStream> input,
                         internal::InputStream::Open(options.input));
   DigestBuf digest(input->stream().rdbuf());
@@ -472,7 +476,7 @@ Result<BatchSummary> ScoreFile(const model::LoadedModel& model, const BatchOptio
       .name = name,
       .json_lines = options.format == InputFormat::kJsonLines ||
                     (options.format == InputFormat::kByExtension && IsJsonLines(options.input)),
-      .write = [&out](std::string_view text) { return out->Write(std::string(text)); },
+      .write = [&out](std::string_view text) { return out->Write(text); },
       .rejects = rejects,
       // A corrupt or truncated compressed input shows up as a parse error or
       // a ragged row first; the decompressor's error is the one to report.
@@ -516,7 +520,22 @@ Result<ScoredText> ScoreText(const model::LoadedModel& model, std::string_view t
             .input_error = [](Status other) { return other; },
             .bytes_read = [&buf] { return buf.consumed(); },
             .total_bytes = text.size()};
-  KEEL_RETURN_IF_ERROR(ScoreCore(model, options, io, result.summary));
+  if (Status st = ScoreCore(model, options, io, result.summary); !st.ok()) {
+    // Errors of the CSV reader name "<name>:<line>:"; make it the line of the
+    // whole input.
+    const std::string prefix = io.name + ":";
+    const std::string& m = st.message();
+    if (options.line_offset > 0 && m.starts_with(prefix)) {
+      const size_t colon = m.find(':', prefix.size());
+      uint64_t line = 0;
+      auto [end, ec] = std::from_chars(m.data() + prefix.size(), m.data() + colon, line);
+      if (colon != std::string::npos && ec == std::errc() && end == m.data() + colon) {
+        return Status(st.code(),
+                      prefix + std::to_string(line + options.line_offset) + m.substr(colon));
+      }
+    }
+    return st;
+  }
   result.summary.input_bytes = text.size();
   result.summary.seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();

@@ -89,8 +89,11 @@ Status EnsureStreams(Conn& c, const QueueOptions& q) {
     std::string subjects;
     jsRetentionPolicy retention;
   };
+  // Both are work queues: a task leaves when a worker acks it, a result when
+  // its coordinator does. What no one acks (a coordinator killed mid-job)
+  // expires after a day.
   const Want wants[] = {{q.stream, q.subject_prefix + ".tasks.>", js_WorkQueuePolicy},
-                        {q.results_stream, q.subject_prefix + ".results.>", js_LimitsPolicy}};
+                        {q.results_stream, q.subject_prefix + ".results.>", js_WorkQueuePolicy}};
   for (const Want& w : wants) {
     jsStreamInfo* si = nullptr;
     jsErrCode jerr = static_cast<jsErrCode>(0);
@@ -98,9 +101,9 @@ Status EnsureStreams(Conn& c, const QueueOptions& q) {
     if (s == NATS_OK) {
       const bool work_queue = si->Config->Retention == js_WorkQueuePolicy;
       jsStreamInfo_Destroy(si);
-      if (w.retention == js_WorkQueuePolicy && !work_queue) {
+      if (!work_queue) {
         return InvalidArgument("JetStream stream " + w.name +
-                               " exists and is not a work queue (choose another --batch-stream)");
+                               " exists and is not a work queue (choose another name)");
       }
       continue;
     }
@@ -120,7 +123,7 @@ Status EnsureStreams(Conn& c, const QueueOptions& q) {
     cfg.Storage = js_FileStorage;
     cfg.Retention = w.retention;
     cfg.Duplicates = int64_t{120} * 1000000000;  // 2 min duplicate window
-    if (w.retention == js_LimitsPolicy) cfg.MaxAge = int64_t{86400} * 1000000000;  // 1 day
+    cfg.MaxAge = int64_t{86400} * 1000000000;    // 1 day
     s = js_AddStream(nullptr, c.js, &cfg, nullptr, &jerr);
     // Another process may have created it meanwhile.
     if (s != NATS_OK && jerr != JSStreamNameExistErr) {
@@ -141,6 +144,10 @@ bool ParseU64(std::string_view text, uint64_t& out) {
   return ec == std::errc() && p == text.data() + text.size() && !text.empty();
 }
 
+// What a partition or a result may decompress to (partitions are cut near
+// the NATS max payload, at most 64 MiB, plus one record).
+constexpr unsigned long long kMaxDecompressed = (1ull << 30);
+
 std::string Compress(std::string_view text) {
   std::string out(ZSTD_compressBound(text.size()), '\0');
   const size_t n = ZSTD_compress(out.data(), out.size(), text.data(), text.size(), 1);
@@ -151,8 +158,12 @@ std::string Compress(std::string_view text) {
 
 Result<std::string> Decompress(const char* data, size_t size) {
   const unsigned long long n = ZSTD_getFrameContentSize(data, size);
-  if (n == ZSTD_CONTENTSIZE_ERROR || n == ZSTD_CONTENTSIZE_UNKNOWN || n > (size_t{1} << 34)) {
+  if (n == ZSTD_CONTENTSIZE_ERROR || n == ZSTD_CONTENTSIZE_UNKNOWN) {
     return InvalidArgument("body is not a zstd frame with its size");
+  }
+  if (n > kMaxDecompressed) {
+    return InvalidArgument("body decompresses to " + std::to_string(n) + " bytes, over " +
+                           std::to_string(kMaxDecompressed));
   }
   std::string out(static_cast<size_t>(n), '\0');
   const size_t got = ZSTD_decompress(out.data(), out.size(), data, size);
@@ -162,21 +173,26 @@ Result<std::string> Decompress(const char* data, size_t size) {
   return out;
 }
 
-// Splits an input into partitions at record boundaries. CSV records may
-// span lines inside quoted fields (the rules of data/csv.h); empty lines are
-// not records. JSON Lines records are lines with non-blank text.
+// Splits an input into partitions at record boundaries, following the
+// rules of data/csv.h: records end with LF, CRLF or a lone CR outside quoted
+// fields; quoted fields may hold line ends and doubled quotes; a UTF-8
+// byte-order mark at the start is not text; empty lines are not records (they
+// stay in the text, so line numbers hold). JSON Lines records are lines
+// (LF-terminated, as JsonLinesSource reads them) with non-blank text. Lines
+// are counted as CsvReader counts them (CRLF is one line end).
 class Splitter {
  public:
-  Splitter(std::istream& in, bool csv, Sha256& sha) : in_(in), csv_(csv), sha_(sha) {}
+  Splitter(std::istream& in, bool csv, Sha256& sha, std::string name)
+      : in_(in), csv_(csv), sha_(sha), name_(std::move(name)) {}
 
   // CSV: reads the header record (its text, line end included).
   Status ReadHeader(std::string& header, uint64_t& header_lines) {
     header.clear();
     header_lines = 0;
     Part part;
-    if (!NextRecords(1, SIZE_MAX, part) || part.records == 0) {
-      return InvalidArgument("no header row");
-    }
+    const bool read = NextRecords(1, SIZE_MAX, part);
+    KEEL_RETURN_IF_ERROR(error_);
+    if (!read || part.records == 0) return InvalidArgument(name_ + ": no header row");
     header = std::move(part.text);
     header_lines = lines_;
     return OkStatus();
@@ -189,29 +205,47 @@ class Splitter {
   };
   // Reads up to max_records records into a new part, stopping at the first
   // record boundary at or after max_bytes; false at the end of the input
-  // with nothing read. Blank lines are kept in the text (so line numbers
-  // hold) and not counted.
+  // with nothing read, or on an error (error() says which).
   bool NextRecords(uint64_t max_records, size_t max_bytes, Part& part) {
     part.text.clear();
     part.records = 0;
     part.first_line = lines_;
-    bool in_record = false;  // bytes of an unfinished record were taken
+    bool in_record = false;   // bytes of an unfinished record were taken
+    size_t record_start = 0;  // offset in part.text of the unfinished record
     while (in_record || (part.records < max_records && part.text.size() < max_bytes)) {
       if (pos_ == buf_.size() && !Fill()) {
+        if (state_ == kQuoted) {
+          error_ = InvalidArgument(name_ + ":" + std::to_string(lines_ + 1) +
+                                   ": unterminated quote starting at line " +
+                                   std::to_string(quote_line_));
+          return false;
+        }
         if (content_) ++part.records;  // a last record without a line end
         content_ = false;
         state_ = kFieldStart;
         break;
       }
+      if (!in_record) record_start = part.text.size();
       size_t i = pos_;
       bool ended = false;
       for (; i < buf_.size(); ++i) {
         const char ch = buf_[i];
-        if (ch == '\n') {
-          ++lines_;
-          if (state_ != kQuoted) {
+        if (skip_ > 0) {  // the byte-order mark
+          --skip_;
+          continue;
+        }
+        const bool after_cr = prev_cr_;
+        prev_cr_ = ch == '\r';
+        if (ch == '\n' || (csv_ && ch == '\r')) {
+          if (!(ch == '\n' && after_cr)) ++lines_;  // CRLF is one line end
+          if (!csv_ || state_ != kQuoted) {
             ended = true;
             ++i;
+            // A CR's LF belongs to the same line end.
+            if (ch == '\r' && i < buf_.size() && buf_[i] == '\n') {
+              ++i;
+              prev_cr_ = false;
+            }
             break;
           }
           continue;
@@ -220,11 +254,12 @@ class Splitter {
           if (ch != ' ' && ch != '\t' && ch != '\r') content_ = true;
           continue;
         }
-        if (ch != '\r') content_ = true;
+        content_ = true;
         switch (state_) {
           case kFieldStart:
           case kQuoteInQuoted:
-            state_ = ch == '"' ? kQuoted : ch == ',' || ch == '\r' ? kFieldStart : kUnquoted;
+            if (ch == '"' && state_ == kFieldStart) quote_line_ = lines_ + 1;
+            state_ = ch == '"' ? kQuoted : ch == ',' ? kFieldStart : kUnquoted;
             break;
           case kUnquoted:
             if (ch == ',') state_ = kFieldStart;
@@ -241,15 +276,24 @@ class Splitter {
         if (content_) ++part.records;
         content_ = false;
         state_ = kFieldStart;
+      } else if (part.text.size() - record_start > kMaxRecordBytes) {
+        error_ =
+            ResourceExhausted(name_ + ":" + std::to_string(lines_ + 1) + ": a record over " +
+                              std::to_string(kMaxRecordBytes) + " bytes (an unterminated quote?)");
+        return false;
       }
     }
     return !part.text.empty();
   }
 
+  const Status& error() const { return error_; }
   uint64_t bytes() const { return bytes_; }
   uint64_t lines() const { return lines_; }
 
  private:
+  // As CsvReaderOptions::max_record_bytes.
+  static constexpr size_t kMaxRecordBytes = size_t{64} << 20;
+
   bool Fill() {
     if (eof_) return false;
     buf_.resize(1 << 20);
@@ -259,6 +303,7 @@ class Splitter {
     pos_ = 0;
     if (n < (1u << 20)) eof_ = true;
     if (n == 0) return false;
+    if (bytes_ == 0 && csv_ && n >= 3 && buf_.compare(0, 3, "\xEF\xBB\xBF") == 0) skip_ = 3;
     sha_.Update(buf_);
     bytes_ += n;
     return true;
@@ -267,13 +312,18 @@ class Splitter {
   std::istream& in_;
   bool csv_;
   Sha256& sha_;
+  std::string name_;
   std::string buf_;
   size_t pos_ = 0;
   bool eof_ = false;
   State state_ = kFieldStart;
-  bool content_ = false;  // the current record has text
+  bool content_ = false;     // the current record has text
+  bool prev_cr_ = false;     // the last byte scanned was a CR
+  int skip_ = 0;             // bytes of a byte-order mark still to pass
+  uint64_t quote_line_ = 0;  // where the open quoted field started
   uint64_t lines_ = 0;
   uint64_t bytes_ = 0;
+  Status error_ = OkStatus();
 };
 
 // A result the coordinator holds until its turn to be written.
@@ -285,14 +335,18 @@ struct PartResult {
 // The coordinator's pull consumer on the job's results; deleted at the end.
 class ResultConsumer {
  public:
-  ~ResultConsumer() {
+  ~ResultConsumer() { Close(); }
+  // Unbinds and deletes the consumer (workers then drop the job's tasks).
+  void Close() {
     if (sub_ != nullptr) {
       natsSubscription_Unsubscribe(sub_);
       natsSubscription_Destroy(sub_);
+      sub_ = nullptr;
     }
     if (!name_.empty()) {
       jsErrCode jerr = static_cast<jsErrCode>(0);
       (void)js_DeleteConsumer(c_->js, stream_.c_str(), name_.c_str(), nullptr, &jerr);
+      name_.clear();
     }
   }
   Status Open(Conn& c, const std::string& stream, const std::string& subject,
@@ -307,8 +361,9 @@ class ResultConsumer {
     cfg.AckPolicy = js_AckExplicit;
     cfg.FilterSubject = subject.c_str();
     cfg.AckWait = int64_t{60} * 1000000000;
-    // A coordinator that dies leaves its consumer; the server drops it.
-    cfg.InactiveThreshold = int64_t{3600} * 1000000000;
+    // A coordinator that dies leaves its consumer; the server drops it after
+    // 5 minutes without a fetch, and workers then drop the job's tasks.
+    cfg.InactiveThreshold = int64_t{300} * 1000000000;
     jsErrCode jerr = static_cast<jsErrCode>(0);
     natsStatus s = js_AddConsumer(nullptr, c.js, stream.c_str(), &cfg, nullptr, &jerr);
     if (s != NATS_OK) return Unavailable("cannot create the results consumer: " + NatsText(s));
@@ -340,8 +395,10 @@ void PurgeSubject(Conn& c, const std::string& stream, const std::string& subject
   (void)js_PurgeStream(c.js, stream.c_str(), &o, &jerr);
 }
 
-std::string OptionsJson(const BatchOptions& o) {
-  std::string j = "{\"id_column\":\"";
+std::string OptionsJson(const BatchOptions& o, const std::string& name) {
+  std::string j = "{\"input\":\"";
+  AppendJsonEscaped(j, name);
+  j += "\",\"id_column\":\"";
   AppendJsonEscaped(j, o.id_column);
   j += "\",\"keep_columns\":[";
   for (size_t i = 0; i < o.keep_columns.size(); ++i) {
@@ -369,7 +426,33 @@ Status CheckHeader(const model::LoadedModel& model, const BatchOptions& options,
   probe.progress = nullptr;
   probe.format = InputFormat::kCsv;
   auto scored = ScoreText(model, header, probe);
-  return scored.ok() ? OkStatus() : scored.status();
+  if (!scored.ok()) return scored.status();
+  if (scored->summary.rows_in != 0) return Internal("the header row was read as data");
+  return OkStatus();
+}
+
+// "line N: reason" from the first "line,reason" CSV row of `rejects`.
+std::string FirstReject(std::string_view rejects) {
+  const size_t comma = rejects.find(',');
+  if (comma == std::string_view::npos) return std::string(rejects.substr(0, rejects.find('\n')));
+  std::string reason;
+  size_t i = comma + 1;
+  if (i < rejects.size() && rejects[i] == '"') {
+    for (++i; i < rejects.size(); ++i) {
+      if (rejects[i] == '"') {
+        if (i + 1 < rejects.size() && rejects[i + 1] == '"') {
+          reason += '"';
+          ++i;
+          continue;
+        }
+        break;
+      }
+      reason += rejects[i];
+    }
+  } else {
+    reason = rejects.substr(i, rejects.find('\n', i) - i);
+  }
+  return "line " + std::string(rejects.substr(0, comma)) + ": " + reason;
 }
 
 class Coordinator {
@@ -394,7 +477,10 @@ class Coordinator {
     KEEL_RETURN_IF_ERROR(
         results_.Open(conn_, q_.results_stream, ResultsSubject(q_, job_), "keel-batch-" + job_));
     Status st = Drive();
-    // Whatever the outcome, the job's messages leave the streams.
+    // Whatever the outcome, the job's messages leave the streams. Results a
+    // worker publishes after this (a partition it was scoring when the job
+    // failed) are dropped after a day.
+    results_.Close();
     PurgeSubject(conn_, q_.stream, TasksSubject(q_, job_));
     PurgeSubject(conn_, q_.results_stream, ResultsSubject(q_, job_));
     if (!st.ok()) return st;
@@ -411,7 +497,7 @@ class Coordinator {
     const bool json_lines = o_.format == InputFormat::kJsonLines ||
                             (o_.format == InputFormat::kByExtension && IsJsonLinesPath(o_.input));
     Sha256 sha;
-    Splitter split(input->stream(), !json_lines, sha);
+    Splitter split(input->stream(), !json_lines, sha, name);
     auto input_error = [&](Status other) -> Status {
       if (std::string why = input->error(); !why.empty()) return InvalidArgument(name + ": " + why);
       return other;
@@ -419,12 +505,10 @@ class Coordinator {
     std::string header;
     uint64_t header_lines = 0;
     if (!json_lines) {
-      if (Status st = split.ReadHeader(header, header_lines); !st.ok()) {
-        return input_error(InvalidArgument(name + ": " + st.message()));
-      }
-      if (Status st = CheckHeader(model_, o_, header); !st.ok()) {
-        return input_error(st.WithContext(name));
-      }
+      if (Status st = split.ReadHeader(header, header_lines); !st.ok()) return input_error(st);
+      BatchOptions named = o_;
+      named.input = name;
+      if (Status st = CheckHeader(model_, named, header); !st.ok()) return input_error(st);
     }
     // Output: a temporary file renamed into place once complete.
     const std::string tmp = o_.output + ".tmp-" + RandomHex(4);
@@ -439,8 +523,11 @@ class Coordinator {
     KEEL_ASSIGN_OR_RETURN(out_, internal::OutputSink::Create(tmp, internal::CodecOf(o_.output)));
     reject_path_ = o_.reject_file.empty() ? o_.output + ".rejects.csv" : o_.reject_file;
 
-    const size_t byte_cap = d_.partition_bytes > 0 ? d_.partition_bytes : size_t{4} << 20;
-    const std::string options_json = OptionsJson(o_);
+    // By default a partition's text is at most about the max payload, so its
+    // compressed form fits it whatever the data.
+    const size_t byte_cap =
+        d_.partition_bytes > 0 ? d_.partition_bytes : std::max<size_t>(max_payload_ - 8192, 4096);
+    const std::string options_json = OptionsJson(o_, name);
     const std::string format = json_lines ? "jsonl" : "csv";
     bool input_done = false;
     auto last_progress = std::chrono::steady_clock::now();
@@ -452,7 +539,7 @@ class Coordinator {
       // Publish while the window has room.
       while (!input_done && published_ < next_write_ + d_.window) {
         if (!split.NextRecords(d_.partition_rows, byte_cap, part)) {
-          KEEL_RETURN_IF_ERROR(input_error(OkStatus()));
+          KEEL_RETURN_IF_ERROR(input_error(split.error()));
           input_done = true;
           break;
         }
@@ -461,10 +548,10 @@ class Coordinator {
         std::string body = Compress(text);
         if (body.empty()) return Internal("zstd compression failed");
         if (body.size() + 4096 > max_payload_) {
-          return InvalidArgument("partition " + std::to_string(published_) + " is " +
-                                 std::to_string(body.size()) +
-                                 " bytes compressed, over the NATS server's max payload of " +
-                                 std::to_string(max_payload_) + "; use a smaller --partition-rows");
+          return InvalidArgument(
+              "partition " + std::to_string(published_) + " is " + std::to_string(body.size()) +
+              " bytes compressed, over the NATS server's max payload of " +
+              std::to_string(max_payload_) + "; use a smaller --partition-bytes");
         }
         const uint64_t offset = json_lines ? part.first_line : part.first_line - header_lines;
         KEEL_RETURN_IF_ERROR(Publish(body, published_, offset, part.records, format, options_json));
@@ -484,7 +571,8 @@ class Coordinator {
                 std::chrono::duration_cast<std::chrono::seconds>(d_.stall_timeout).count()) +
             " s (" + std::to_string(next_write_) + " of " + std::to_string(published_) +
             " published partitions done); are `keel worker` processes running against " +
-            q_.nats_url + "?");
+            q_.nats_url + "?" +
+            (last_fetch_error_.empty() ? "" : " (last: " + last_fetch_error_ + ")"));
       }
     }
     KEEL_RETURN_IF_ERROR(input_error(OkStatus()));
@@ -568,9 +656,11 @@ class Coordinator {
       if (s == NATS_CONNECTION_CLOSED) {
         return Unavailable("the NATS connection closed: " + NatsText(s));
       }
+      last_fetch_error_ = "fetching results: " + NatsText(s);
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
       return false;
     }
+    last_fetch_error_.clear();
     Status st = OkStatus();
     for (int i = 0; i < list.Count; ++i) {
       natsMsg* m = list.Msgs[i];
@@ -596,16 +686,25 @@ class Coordinator {
       return Internal("a result names no partition of this job");
     }
     const std::string worker = GetHeader(m, "Keel-Worker");
-    if (std::string error = GetHeader(m, "Keel-Error"); !error.empty()) {
-      return InvalidArgument("worker " + worker + ", partition " + std::to_string(partition) +
-                             ": " + error);
+    uint64_t deliveries = 0;
+    if (ParseU64(GetHeader(m, "Keel-Deliveries"), deliveries) && deliveries > 1) {
+      ++summary_.redelivered;
     }
     if (partition < next_write_ || pending_.count(partition) > 0) {
-      ++summary_.duplicates;
+      ++summary_.duplicates;  // an error from a later copy does not matter either
       return OkStatus();
     }
+    if (std::string error = GetHeader(m, "Keel-Error"); !error.empty()) {
+      uint64_t code = 0;
+      const auto status_code = ParseU64(GetHeader(m, "Keel-Error-Code"), code) &&
+                                       code <= static_cast<uint64_t>(StatusCode::kInternal) &&
+                                       code > 0
+                                   ? static_cast<StatusCode>(code)
+                                   : StatusCode::kInternal;
+      return Status(status_code,
+                    "worker " + worker + ", partition " + std::to_string(partition) + ": " + error);
+    }
     PartResult r;
-    uint64_t deliveries = 0;
     if (!ParseU64(GetHeader(m, "Keel-Rows-In"), r.rows_in) ||
         !ParseU64(GetHeader(m, "Keel-Rows-Out"), r.rows_out) ||
         !ParseU64(GetHeader(m, "Keel-Rejected"), r.rejected) ||
@@ -619,9 +718,6 @@ class Coordinator {
                       " has " + std::to_string(r.rows_in) + " rows in (" +
                       std::to_string(r.rows_out) + " scored, " + std::to_string(r.rejected) +
                       " rejected); " + std::to_string(expected_rows_[partition]) + " were sent");
-    }
-    if (ParseU64(GetHeader(m, "Keel-Deliveries"), deliveries) && deliveries > 1) {
-      ++summary_.redelivered;
     }
     if (!worker.empty() && std::find(summary_.workers.begin(), summary_.workers.end(), worker) ==
                                summary_.workers.end()) {
@@ -643,12 +739,7 @@ class Coordinator {
         out_->Write(std::string_view(text).substr(r.header_bytes, r.output_bytes)));
     const std::string_view rejects = std::string_view(text).substr(r.header_bytes + r.output_bytes);
     if (!rejects.empty()) {
-      if (first_reject_.empty()) {
-        const std::string_view row = rejects.substr(0, rejects.find('\n'));
-        const size_t comma = row.find(',');
-        first_reject_ = "line " + std::string(row.substr(0, comma)) + ": " +
-                        std::string(comma == std::string_view::npos ? "" : row.substr(comma + 1));
-      }
+      if (first_reject_.empty()) first_reject_ = FirstReject(rejects);
       if (!rejects_file_.is_open()) {
         rejects_file_.open(reject_path_, std::ios::binary | std::ios::trunc);
         if (!rejects_file_) return InvalidArgument("cannot write the reject file " + reject_path_);
@@ -661,8 +752,9 @@ class Coordinator {
     summary_.batch.rejected += r.rejected;
     if (summary_.batch.rejected > o_.max_rejects) {
       return InvalidArgument(std::to_string(summary_.batch.rejected) +
-                             " rows rejected (more than --max-rejects " +
-                             std::to_string(o_.max_rejects) + "); first: " + first_reject_);
+                             " rows rejected by partition " + std::to_string(partition) +
+                             " (more than --max-rejects " + std::to_string(o_.max_rejects) +
+                             "); first: " + first_reject_);
     }
     return OkStatus();
   }
@@ -681,6 +773,7 @@ class Coordinator {
   std::string reject_path_;
   std::ofstream rejects_file_;
   std::string first_reject_;
+  std::string last_fetch_error_;         // the last failed fetch since a good one
   std::vector<uint64_t> expected_rows_;  // records sent per partition
   std::map<uint64_t, PartResult> pending_;
   uint64_t published_ = 0;
@@ -700,6 +793,41 @@ Result<DistributedSummary> ScoreDistributed(const model::LoadedModel& model,
 // ----------------------------------------------------------------------------
 // Worker
 
+namespace {
+
+// A task's partition scored this many times without a result is answered
+// with an error (a worker crashing on it would otherwise loop forever).
+constexpr uint64_t kMaxDeliveries = 10;
+
+// Calls `beat` every `every` until Stop() (or destruction).
+class Heartbeat {
+ public:
+  Heartbeat(std::chrono::milliseconds every, std::function<void()> beat)
+      : thread_([this, every, beat = std::move(beat)] {
+          std::unique_lock<std::mutex> lock(mu_);
+          while (!cv_.wait_for(lock, every, [this] { return done_; })) beat();
+        }) {}
+  ~Heartbeat() { Stop(); }
+  Heartbeat(const Heartbeat&) = delete;
+  Heartbeat& operator=(const Heartbeat&) = delete;
+  void Stop() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      done_ = true;
+    }
+    cv_.notify_all();
+    if (thread_.joinable()) thread_.join();
+  }
+
+ private:
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;  // guarded by mu_
+  std::thread thread_;
+};
+
+}  // namespace
+
 struct BatchWorker::Impl {
   ModelLoader loader;
   WorkerOptions options;
@@ -707,6 +835,11 @@ struct BatchWorker::Impl {
   natsSubscription* sub = nullptr;
   // Loaded models by reference (a worker serves few; the oldest is dropped).
   std::vector<std::pair<std::string, std::shared_ptr<const model::LoadedModel>>> models;
+  struct JobState {
+    bool alive = true;
+    std::chrono::steady_clock::time_point checked;
+  };
+  std::map<std::string, JobState> jobs;  // Run thread only
   mutable std::mutex stats_mu;
   WorkerStats stats;  // guarded by stats_mu
   std::mutex ack_mu;  // guards acks and in-progress marks of the current task
@@ -758,6 +891,41 @@ struct BatchWorker::Impl {
       }
     }
     return Unavailable("cannot create consumer " + q.durable);
+  }
+
+  // False once the job's coordinator is gone (its results consumer deleted:
+  // the job ended or failed, or the coordinator died 5 minutes ago). Checked
+  // at most once a second per job.
+  bool JobAlive(const std::string& job) {
+    const auto now = std::chrono::steady_clock::now();
+    auto it = jobs.find(job);
+    if (it != jobs.end() && now - it->second.checked < std::chrono::seconds(1)) {
+      return it->second.alive;
+    }
+    jsConsumerInfo* ci = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    const std::string consumer = "keel-batch-" + job;
+    const natsStatus s = js_GetConsumerInfo(&ci, conn.js, options.queue.results_stream.c_str(),
+                                            consumer.c_str(), nullptr, &jerr);
+    if (ci != nullptr) jsConsumerInfo_Destroy(ci);
+    // Only a definite "not found" ends a job; other errors leave it alive.
+    const bool alive = !(s == NATS_NOT_FOUND || jerr == JSConsumerNotFoundErr);
+    if (jobs.size() > 64) jobs.clear();
+    jobs[job] = JobState{alive, now};
+    return alive;
+  }
+
+  // The shared consumer's ack wait now (this worker's own when unreadable).
+  std::chrono::milliseconds EffectiveAckWait() {
+    jsConsumerInfo* ci = nullptr;
+    jsErrCode jerr = static_cast<jsErrCode>(0);
+    std::chrono::milliseconds wait = options.ack_wait;
+    if (js_GetConsumerInfo(&ci, conn.js, options.queue.stream.c_str(),
+                           options.queue.durable.c_str(), nullptr, &jerr) == NATS_OK) {
+      wait = std::min(wait, std::chrono::milliseconds(ci->Config->AckWait / 1000000));
+      jsConsumerInfo_Destroy(ci);
+    }
+    return wait;
   }
 
   Result<std::shared_ptr<const model::LoadedModel>> Model(const std::string& ref) {
@@ -816,26 +984,20 @@ struct BatchWorker::Impl {
       natsMsg_Term(task, nullptr);  // not a keel task
       return;
     }
-    // In-progress marks while this task is held.
-    std::mutex beat_mu;
-    std::condition_variable beat_cv;
-    bool done = false;
-    std::thread beat([&] {
-      const auto every = std::max(std::chrono::milliseconds(100), options.ack_wait / 3);
-      std::unique_lock<std::mutex> lock(beat_mu);
-      while (!beat_cv.wait_for(lock, every, [&] { return done; })) {
-        std::lock_guard<std::mutex> ack_lock(ack_mu);
-        natsMsg_InProgress(task, nullptr);
-      }
+    if (!JobAlive(job)) {
+      std::lock_guard<std::mutex> lock(ack_mu);
+      natsMsg_Term(task, nullptr);  // its coordinator is gone
+      std::lock_guard<std::mutex> stats_lock(stats_mu);
+      ++stats.dropped;
+      return;
+    }
+    // In-progress marks while this task is held, at a third of the ack wait
+    // the consumer has now (another worker may have changed it).
+    const auto every = std::max(std::chrono::milliseconds(100), EffectiveAckWait() / 3);
+    Heartbeat beat(every, [&] {
+      std::lock_guard<std::mutex> ack_lock(ack_mu);
+      natsMsg_InProgress(task, nullptr);
     });
-    auto stop_beat = [&] {
-      {
-        std::lock_guard<std::mutex> lock(beat_mu);
-        done = true;
-      }
-      beat_cv.notify_all();
-      if (beat.joinable()) beat.join();
-    };
     Status error = OkStatus();
     bool retry = false;
     uint64_t rows = 0;
@@ -843,6 +1005,10 @@ struct BatchWorker::Impl {
     std::vector<std::pair<const char*, std::string>> headers;
     headers.emplace_back("Keel-Deliveries", std::to_string(deliveries));
     auto scored = [&]() -> Result<ScoredText> {
+      if (deliveries > kMaxDeliveries) {
+        return Internal("delivered " + std::to_string(deliveries) +
+                        " times without a result (do workers crash on it?)");
+      }
       KEEL_ASSIGN_OR_RETURN(std::shared_ptr<const model::LoadedModel> model,
                             Model(GetHeader(task, "Keel-Model")));
       KEEL_ASSIGN_OR_RETURN(
@@ -850,6 +1016,7 @@ struct BatchWorker::Impl {
           Decompress(natsMsg_GetData(task), static_cast<size_t>(natsMsg_GetDataLength(task))));
       BatchOptions o;
       o.input = "partition " + partition;
+      std::string_view input_name;
       const std::string format = GetHeader(task, "Keel-Format");
       o.format = format == "jsonl" ? InputFormat::kJsonLines : InputFormat::kCsv;
       if (!ParseU64(GetHeader(task, "Keel-Line-Offset"), o.line_offset)) {
@@ -862,6 +1029,7 @@ struct BatchWorker::Impl {
       if (parser.parse(options_json).get(root) != simdjson::SUCCESS) {
         return InvalidArgument("the task's Keel-Options is not JSON");
       }
+      if (root["input"].get_string().get(input_name) == simdjson::SUCCESS) o.input = input_name;
       std::string_view id;
       if (root["id_column"].get_string().get(id) == simdjson::SUCCESS) o.id_column = id;
       simdjson::dom::array keep;
@@ -893,7 +1061,7 @@ struct BatchWorker::Impl {
       if (body.empty() || body.size() + 4096 > max_payload) {
         error = InvalidArgument("the output of the partition is " + std::to_string(body.size()) +
                                 " bytes compressed, over the NATS max payload of " +
-                                std::to_string(max_payload) + "; use a smaller --partition-rows");
+                                std::to_string(max_payload) + "; use a smaller --partition-bytes");
       }
     } else {
       error = scored.status();
@@ -903,11 +1071,16 @@ struct BatchWorker::Impl {
     if (!retry) {
       if (!error.ok()) {
         body.clear();
-        headers.emplace_back("Keel-Error", error.message());
+        std::string message = error.message();
+        for (char& c : message) {
+          if (c == '\r' || c == '\n') c = ' ';  // header values are one line
+        }
+        headers.emplace_back("Keel-Error", message);
+        headers.emplace_back("Keel-Error-Code", std::to_string(static_cast<int>(error.code())));
       }
       published = PublishResult(task, job, partition, body, headers);
     }
-    stop_beat();
+    beat.Stop();
     {
       std::lock_guard<std::mutex> lock(ack_mu);
       if (retry || !published.ok()) {
@@ -951,8 +1124,8 @@ BatchWorker::~BatchWorker() = default;
 
 Status BatchWorker::Start() {
   Impl& w = *impl_;
-  if (w.options.ack_wait < std::chrono::milliseconds(100)) {
-    return InvalidArgument("ack_wait must be at least 100 ms");
+  if (w.options.ack_wait < std::chrono::seconds(1)) {
+    return InvalidArgument("ack_wait must be at least 1 s");
   }
   KEEL_RETURN_IF_ERROR(Connect(w.conn, w.options.queue.nats_url, "keel worker " + w.options.name));
   KEEL_RETURN_IF_ERROR(EnsureStreams(w.conn, w.options.queue));

@@ -202,6 +202,8 @@ Result<int64_t> RecordAliasChange(Connection& c, const std::string& name, const 
       {Value(id), Value(std::string_view(name)), Value(std::string_view(alias)),
        from ? Value(*from) : Value(), to ? Value(*to) : Value(), Value(std::string_view(ctx.actor)),
        Value(std::string_view(ctx.reason)), Value(now)}));
+  // Replicas following the alias hear of it on commit (PostgreSQL).
+  KEEL_RETURN_IF_ERROR(c.NotifyChange(store::kAliasChannel, name));
   return id;
 }
 

@@ -534,6 +534,60 @@ class DeliveryTest(StreamCase):
         self.assertEqual(a.stop(), 0)
         self.assertEqual(b.stop(), 0)
 
+    def test_three_processes_with_kills_lose_nothing(self):
+        """Scale-out under load: three scorers share one durable while a producer
+        publishes; every 0.4 s one of them, at random, is SIGKILLed and replaced.
+        Every input has exactly one stored output and no dead letter."""
+        subject, out = self.streams("TRIO")
+        total = n(6000)
+        bodies = [self.rec(i) for i in range(total)]
+        done = threading.Event()
+        errors = []
+
+        def produce():
+            try:
+                conn = Nats(self.nats.port)
+                for i in range(0, total, 100):
+                    self.publish(subject, bodies[i:i + 100], conn=conn)
+                    time.sleep(0.05)
+                conn.close()
+            except Exception as e:  # noqa: BLE001
+                errors.append(repr(e))
+            finally:
+                done.set()
+
+        args = ["churn", "--stream", "TRIO", "--subject", subject, "--output-subject", out,
+                "--durable", "trio", "--ack-wait-ms", "1000", "--max-in-flight", "64",
+                "--max-deliver", "1000", "--no-prediction-log"]
+        live = [self.scorer(*args) for _ in range(3)]
+        start = time.time()
+        producer = threading.Thread(target=produce)
+        producer.start()
+        rng = random.Random(3)
+        kills = 0
+        while not done.is_set() or kills < 4:
+            time.sleep(0.4)
+            victim = live.pop(rng.randrange(len(live)))
+            self.assertIsNone(victim.proc.poll(), victim.read_log())
+            victim.kill()
+            kills += 1
+            live.append(self.scorer(*args, wait=False))
+        producer.join()
+        self.assertEqual(errors, [])
+        for s in live:
+            s.wait_healthy()
+        info = self.wait_drained("TRIO", "trio", total, timeout=120)
+        seconds = time.time() - start
+        for s in live:
+            self.assertEqual(s.stop(), 0, s.read_log())
+        got = self.outputs("TRIO_OUT", out)
+        seqs = sorted(m.json()["input_seq"] for m in got)
+        self.assertEqual(seqs, list(range(1, total + 1)))
+        self.assertEqual(self.outputs("TRIO_OUT", out + ".dead"), [])
+        print(f"\n  3 scorers, {kills} SIGKILLs: {total} messages in {seconds:.1f} s "
+              f"({total / seconds:.0f} msgs/s including the producer's pace); "
+              f"{info['delivered']['consumer_seq']} deliveries", file=sys.stderr)
+
     def test_sigterm_finishes_in_flight_messages(self):
         subject, out = self.streams("TERM")
         total = n(3000)

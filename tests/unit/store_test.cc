@@ -4,7 +4,9 @@
 #include <sqlite3.h>
 
 #include <atomic>
+#include <condition_variable>
 #include <fstream>
+#include <mutex>
 #include <sstream>
 #include <thread>
 
@@ -54,6 +56,47 @@ TEST(StoreTest, WriteRollsBackOnError) {
     });
   }));
   EXPECT_EQ(n, 0);
+}
+
+// Change notifications (Database::Listen): on PostgreSQL a committed
+// NotifyChange reaches every listener, a rolled-back one none; SQLite has
+// none (callers poll) and NotifyChange is a no-op there.
+TEST(StoreTest, ChangeNotificationsArriveOnCommitOnly) {
+  TempDir dir;
+  auto db = keel::testing::OpenTestDb(dir);
+  std::mutex mu;
+  std::condition_variable cv;
+  std::vector<std::string> got_a, got_b;  // guarded by mu
+  auto listen = [&](std::vector<std::string>& into) {
+    return db->Listen("keel_test", [&mu, &cv, &into](std::string_view payload) {
+      std::lock_guard<std::mutex> lock(mu);
+      into.emplace_back(payload);
+      cv.notify_all();
+    });
+  };
+  auto a = listen(got_a);
+  if (db->dialect().name == "sqlite") {
+    EXPECT_EQ(a.status().code(), StatusCode::kUnimplemented);
+    ASSERT_OK(db->Write([](Connection& c) { return c.NotifyChange("keel_test", "x"); }));
+    return;
+  }
+  ASSERT_OK(a.status());
+  ASSERT_OK_AND_ASSIGN(auto b, listen(got_b));
+  EXPECT_EQ(db->Listen("Bad-Channel", [](std::string_view) {}).status().code(),
+            StatusCode::kInvalidArgument);
+  Status rolled = db->Write([](Connection& c) -> Status {
+    KEEL_RETURN_IF_ERROR(c.NotifyChange("keel_test", "rolled back"));
+    return InvalidArgument("abort");
+  });
+  EXPECT_EQ(rolled.code(), StatusCode::kInvalidArgument);
+  ASSERT_OK(db->Write([](Connection& c) { return c.NotifyChange("keel_test", "churn"); }));
+  std::unique_lock<std::mutex> lock(mu);
+  // Notifications arrive in commit order, so once "churn" is in, a
+  // delivered "rolled back" would be in before it.
+  ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(10),
+                          [&] { return !got_a.empty() && !got_b.empty(); }));
+  EXPECT_EQ(got_a, std::vector<std::string>{"churn"});
+  EXPECT_EQ(got_b, std::vector<std::string>{"churn"});
 }
 
 TEST(StoreTest, SequencesAreDenseUnderConcurrentWriters) {

@@ -218,6 +218,9 @@ class App {
   std::unique_ptr<serve::PredictionLog> log_;    // stopped before engine_ and db_ go
   std::unique_ptr<serve::ShadowScorer> shadow_;  // stopped after log_
   std::unique_ptr<serve::ServingEngine> engine_;
+  // Wakes engine_ when another process moves an alias (PostgreSQL stores);
+  // reset first by Shutdown, destroyed before engine_ and db_.
+  std::unique_ptr<store::ChangeListener> alias_listener_;
   std::string request_id_prefix_;
   std::atomic<retrain::RetrainScheduler*> scheduler_{nullptr};
   std::atomic<uint64_t> request_counter_{0};

@@ -28,10 +28,17 @@
 //           (a CSV partition starts with the input's header row).
 //   result: headers Keel-Job, Keel-Partition, Keel-Rows-In, Keel-Rows-Out,
 //           Keel-Rejected, Keel-Header-Bytes, Keel-Output-Bytes,
-//           Keel-Worker, Keel-Deliveries, Keel-Error (a partition that cannot
-//           be scored), Nats-Msg-Id <job>:<partition>:result; body: zstd of
-//           the output header, the scored rows and the rejects ("line,reason"
-//           rows), concatenated.
+//           Keel-Worker, Keel-Deliveries, Keel-Error and Keel-Error-Code (a
+//           partition that cannot be scored: the message, one line, and the
+//           StatusCode number), Nats-Msg-Id <job>:<partition>:result; body:
+//           zstd of the output header, the scored rows and the rejects
+//           ("line,reason" rows), concatenated.
+// Both streams are work queues (file storage, a 2-minute duplicate window,
+// messages older than a day dropped): a task leaves when a worker acks it, a
+// result when the coordinator does; a job's leftovers are purged at its end.
+// A worker drops (terminates) the tasks of a job whose coordinator's results
+// consumer is gone: the job ended, or its coordinator died (the server drops
+// a consumer 5 minutes after its last fetch).
 //
 // Delivery: a worker publishes a partition's result, waits for JetStream's
 // acknowledgement, then acknowledges the task. A worker killed before that
@@ -41,7 +48,9 @@
 // duplicate window and the coordinator keeps the first result of each
 // partition and counts the rest. Scoring is deterministic, so which copy is
 // kept does not matter. While a worker scores, it marks the task in progress
-// every ack_wait / 3, so a slow partition is not redelivered.
+// every third of the consumer's ack wait, so a slow partition is not
+// redelivered. A task delivered more than 10 times (workers crashing on it)
+// is answered with an error result.
 //
 // Completeness: the coordinator counts each partition's records as it splits
 // the input; a result whose rows_in differs fails the job, and the output is
@@ -50,10 +59,14 @@
 // job, naming the first. A failed or interrupted job leaves no output; its
 // tasks and results are purged from the streams.
 //
-// Memory (coordinator): at most `window` partitions are published beyond
-// the first one not yet written, so it holds at most `window` compressed
-// results plus one partition being read; JetStream holds at most `window`
-// tasks of the job. Worker: one partition and its output.
+// Memory (coordinator): at most `window` partitions are outstanding
+// (published and not yet written), so it holds at most `window` compressed
+// results, plus the partition being read (its text, a copy with the header
+// and the compressed body) and the decompressed result being written;
+// JetStream holds at most `window` tasks of the job. A partition's text is
+// cut at partition_rows records or partition_bytes (default: the server's
+// max payload less 8 KiB), plus at most one record of at most 64 MiB.
+// Worker: one partition and its output.
 //
 // Threads: ScoreDistributed runs on the calling thread (libnats adds its
 // own). A BatchWorker is driven by one thread (Start, then Run); while it
@@ -89,13 +102,15 @@ struct QueueOptions {
 struct DistributedOptions {
   QueueOptions queue;
   size_t partition_rows = 20000;  // records per partition (fewer when over the byte cap)
-  // Uncompressed bytes per partition; 0: 4 MiB. A partition is also cut so
-  // that its compressed size fits the server's max payload.
+  // Uncompressed bytes per partition (cut at the next record boundary); 0:
+  // the server's max payload less 8 KiB, so the compressed form fits it. A
+  // compressed partition over the max payload fails the job.
   size_t partition_bytes = 0;
-  size_t window = 16;  // partitions published beyond the first one not yet written
+  size_t window = 16;  // partitions outstanding (published, not yet written)
   // The job fails when no partition finishes for this long (no workers?).
   std::chrono::milliseconds stall_timeout{std::chrono::minutes(5)};
-  // Called on the calling thread whenever a partition is written.
+  // Called on the calling thread after each batch of results that wrote
+  // partitions.
   std::function<void(uint64_t partitions_done, uint64_t partitions_published, bool input_done,
                      uint64_t rows_done)>
       progress;
@@ -127,7 +142,8 @@ Result<DistributedSummary> ScoreDistributed(const model::LoadedModel& model,
 struct WorkerOptions {
   QueueOptions queue;
   // How long a task may go without an ack or an in-progress mark before
-  // JetStream redelivers it (the durable's ack_wait, set by every worker).
+  // JetStream redelivers it (the durable's ack_wait, set by every worker at
+  // Start; at least 1 s). Workers mark progress by the consumer's value.
   std::chrono::milliseconds ack_wait{std::chrono::seconds(30)};
   std::string name;  // in results and logs; empty: host:pid
 };
@@ -137,6 +153,7 @@ struct WorkerStats {
   uint64_t rows = 0;
   uint64_t failed = 0;       // error results published
   uint64_t redelivered = 0;  // tasks that came with a delivery count above 1
+  uint64_t dropped = 0;      // tasks of jobs whose coordinator was gone
 };
 
 // Loads a model by the reference a task names; called on the worker's thread.

@@ -82,6 +82,15 @@ class Connection {
   virtual int64_t ChangedRows() const = 0;
   // Executes a script of several statements without parameters (migrations).
   virtual Status ExecScript(std::string_view sql) = 0;
+  // Inside Write(): tells the store's listeners on `channel`
+  // (Database::Listen) that something changed, once the transaction
+  // commits; nothing when it rolls back. A no-op on backends without
+  // notifications. Channels are lower-case identifiers; payloads short text.
+  virtual Status NotifyChange(std::string_view channel, std::string_view payload) {
+    (void)channel;
+    (void)payload;
+    return OkStatus();
+  }
 };
 
 // What differs between SQL dialects, provided by each backend.
@@ -101,6 +110,16 @@ struct Dialect {
   std::string list_columns;
   std::string list_auto_ids;
   std::string reset_auto_id;
+};
+
+// Runs on its own thread; see Database::Listen.
+using ChangeCallback = std::function<void(std::string_view payload)>;
+
+// A subscription to change notifications; destroying it stops them (and
+// waits for a callback in progress).
+class ChangeListener {
+ public:
+  virtual ~ChangeListener() = default;
 };
 
 enum class SyncMode {
@@ -123,7 +142,22 @@ class Database {
   virtual const Dialect& dialect() const = 0;
   // The URI the database was opened with.
   virtual const std::string& uri() const = 0;
+  // Calls `on_change` after each committed NotifyChange on `channel` by any
+  // process on this store, on a thread of the listener's own. When the
+  // listener loses its connection it reconnects, and then calls on_change
+  // with an empty payload (notifications may have been missed meanwhile).
+  // Unimplemented on backends without notifications (SQLite): poll instead.
+  // The listener must be destroyed before the database.
+  virtual Result<std::unique_ptr<ChangeListener>> Listen(std::string_view channel,
+                                                         ChangeCallback on_change) {
+    (void)channel;
+    (void)on_change;
+    return Unimplemented(dialect().name + " stores have no change notifications");
+  }
 };
+
+// The channel alias changes are announced on (payload: the model's name).
+inline constexpr std::string_view kAliasChannel = "keel_aliases";
 
 // Opens (creating if needed) the database at `uri` and applies pending
 // schema migrations. Schemes: sqlite:///abs/path, sqlite://rel/path,

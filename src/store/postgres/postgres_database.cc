@@ -9,18 +9,27 @@
 // dropped) with their parameter types left to the server to infer from the
 // context, and run with text parameters (bytea in binary) and text results.
 // A broken connection is reset before its next use.
+//
+// Change notifications: NotifyChange is pg_notify (delivered at commit);
+// Listen opens one more connection that LISTENs, watched by a thread of its
+// own (PgListener).
 #include <libpq-fe.h>
+#include <poll.h>
 
+#include <atomic>
 #include <cerrno>
 #include <charconv>
+#include <chrono>
 #include <cmath>
 #include <condition_variable>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <mutex>
 #include <string>
+#include <thread>
 #include <unordered_map>
 #include <vector>
 
@@ -155,6 +164,11 @@ class PgConnection final : public Connection {
     return Check(r.get(), sql);
   }
 
+  Status NotifyChange(std::string_view channel, std::string_view payload) override {
+    const Value params[] = {Value(channel), Value(payload)};
+    return Exec("SELECT pg_notify(?, ?)", std::span<const Value>(params));
+  }
+
   bool InFailedTransaction() const { return PQtransactionStatus(conn_) == PQTRANS_INERROR; }
 
   // Resets a connection the server or network dropped (its prepared statements go with it).
@@ -278,6 +292,81 @@ class PgConnection final : public Connection {
   int64_t changed_ = 0;
 };
 
+// A connection that LISTENs on one channel; its thread calls the callback per
+// notification. Owns the connection (used by the thread only) and the thread;
+// stop_ is the only state shared with the destructor.
+class PgListener final : public ChangeListener {
+ public:
+  using Connect = std::function<Result<PGconn*>()>;
+  PgListener(Connect connect, std::string channel, ChangeCallback on_change)
+      : connect_(std::move(connect)),
+        channel_(std::move(channel)),
+        on_change_(std::move(on_change)) {}
+  ~PgListener() override {
+    stop_.store(true);
+    if (thread_.joinable()) thread_.join();
+    if (conn_ != nullptr) PQfinish(conn_);
+  }
+
+  Status Start() {
+    KEEL_RETURN_IF_ERROR(Subscribe());
+    thread_ = std::thread([this] { Loop(); });
+    return OkStatus();
+  }
+
+ private:
+  Status Subscribe() {
+    if (conn_ != nullptr) {
+      PQfinish(conn_);
+      conn_ = nullptr;
+    }
+    KEEL_ASSIGN_OR_RETURN(conn_, connect_());
+    const std::string sql = "LISTEN \"" + channel_ + "\"";
+    PGresult* r = PQexec(conn_, sql.c_str());
+    const bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    PQclear(r);
+    if (!ok) return Unavailable(std::string("postgresql: LISTEN failed: ") + PQerrorMessage(conn_));
+    return OkStatus();
+  }
+
+  void Loop() {
+    bool broken = false;
+    while (!stop_.load()) {
+      if (broken) {
+        // Reconnect every second; a change may have been missed meanwhile.
+        for (int i = 0; i < 4 && !stop_.load(); ++i) {
+          std::this_thread::sleep_for(std::chrono::milliseconds(250));
+        }
+        if (stop_.load() || !Subscribe().ok()) continue;
+        broken = false;
+        on_change_("");
+      }
+      pollfd fd{PQsocket(conn_), POLLIN, 0};
+      const int ready = ::poll(&fd, 1, 250);  // stop_ is checked at least this often
+      if (ready < 0 && errno != EINTR) {
+        broken = true;
+        continue;
+      }
+      if (ready <= 0) continue;
+      if (PQconsumeInput(conn_) == 0 || PQstatus(conn_) != CONNECTION_OK) {
+        broken = true;
+        continue;
+      }
+      while (PGnotify* n = PQnotifies(conn_)) {
+        on_change_(n->extra != nullptr ? n->extra : "");
+        PQfreemem(n);
+      }
+    }
+  }
+
+  Connect connect_;
+  std::string channel_;
+  ChangeCallback on_change_;
+  PGconn* conn_ = nullptr;
+  std::atomic<bool> stop_{false};
+  std::thread thread_;
+};
+
 class PgDatabase final : public Database {
  public:
   explicit PgDatabase(std::string uri) : uri_(std::move(uri)) {
@@ -343,8 +432,28 @@ class PgDatabase final : public Database {
   const Dialect& dialect() const override { return dialect_; }
   const std::string& uri() const override { return uri_; }
 
+  Result<std::unique_ptr<ChangeListener>> Listen(std::string_view channel,
+                                                 ChangeCallback on_change) override {
+    if (channel.empty() || channel.size() > 63 ||
+        channel.find_first_not_of("abcdefghijklmnopqrstuvwxyz0123456789_") !=
+            std::string_view::npos) {
+      return InvalidArgument("a notification channel is a lower-case identifier, got '" +
+                             std::string(channel) + "'");
+    }
+    auto listener = std::make_unique<PgListener>([this] { return ConnectRaw(); },
+                                                 std::string(channel), std::move(on_change));
+    KEEL_RETURN_IF_ERROR(listener->Start());
+    return std::unique_ptr<ChangeListener>(std::move(listener));
+  }
+
  private:
   Result<std::unique_ptr<PgConnection>> OpenOne(const OpenOptions& options) {
+    (void)options;
+    KEEL_ASSIGN_OR_RETURN(PGconn * conn, ConnectRaw());
+    return std::make_unique<PgConnection>(conn);
+  }
+
+  Result<PGconn*> ConnectRaw() {
     // The session settings travel with the connection parameters, so a
     // reset connection (PQreset) gets them again: UTC, UTF-8, commits that
     // wait for the WAL flush (a server crash keeps acknowledged writes),
@@ -379,8 +488,7 @@ class PgDatabase final : public Database {
       }
       return Unavailable("cannot connect to " + RedactUri(uri_) + ": " + msg);
     }
-    (void)options;
-    return std::make_unique<PgConnection>(conn);
+    return conn;
   }
 
   std::string uri_;
