@@ -31,6 +31,7 @@ struct ServerFlags {
   std::string log_durability = "interval";
   double log_sample_rate = 1.0;
   int log_flush_ms = 200;
+  int counts_flush_ms = 5000;
   size_t log_queue = 200000;
   std::string log_when_full = "drop";
   // keel server only: monitoring passes and alerts.
@@ -123,6 +124,10 @@ void AddCommonFlags(CLI::App* cmd, ServerFlags& f, int default_port) {
   cmd->add_option("--log-flush-ms", f.log_flush_ms, "prediction log flush interval")
       ->check(CLI::Range(1, 60000))
       ->capture_default_str();
+  cmd->add_option("--counts-flush-ms", f.counts_flush_ms,
+                  "how often request outcome counts (the error rate over time) are written")
+      ->check(CLI::Range(1, 600000))
+      ->capture_default_str();
   cmd->add_option("--log-queue", f.log_queue, "prediction log queue capacity (records)")
       ->check(CLI::Range(size_t{1}, size_t{100000000}))
       ->capture_default_str();
@@ -161,6 +166,7 @@ Status RunServer(const GlobalOptions& global, const ServerFlags& f, bool serving
       f.log_durability == "strict" ? serve::Durability::kStrict : serve::Durability::kInterval;
   serving.log.sample_rate = f.log_sample_rate;
   serving.log.flush_interval = std::chrono::milliseconds(f.log_flush_ms);
+  serving.counts.flush_interval = std::chrono::milliseconds(f.counts_flush_ms);
   serving.log.queue_capacity = f.log_queue;
   serving.log.when_full =
       f.log_when_full == "block" ? serve::WhenFull::kBlock : serve::WhenFull::kDrop;

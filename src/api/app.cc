@@ -178,6 +178,9 @@ Result<std::unique_ptr<App>> App::Open(const AppOptions& options) {
     std::cerr << "keel: alias changes are followed by polling only: " << listener.status().message()
               << std::endl;
   }
+  app->request_counts_ =
+      std::make_unique<serve::RequestCounts>(*app->db_, *app->clock_, options.serving.counts);
+  KEEL_RETURN_IF_ERROR(app->request_counts_->Start());
   if (options.serving.log_predictions) {
     app->log_ =
         std::make_unique<serve::PredictionLog>(*app->db_, *app->clock_, options.serving.log);
@@ -215,6 +218,7 @@ void App::Shutdown() {
   if (engine_) engine_->Stop();
   if (log_) log_->Stop();
   if (shadow_) shadow_->Stop();
+  if (request_counts_) request_counts_->Stop();
 }
 
 std::string App::NewRequestId() {
@@ -240,6 +244,13 @@ void App::Observe(std::string_view endpoint, const Response& response, double se
           {endpoint, model, version, std::string_view(code, static_cast<size_t>(end - code))})
       .Inc();
   request_seconds_->WithLabels({endpoint, model}).Observe(seconds);
+  // Requests that name a model also go to its counts over time.
+  if (!model.empty() && request_counts_ != nullptr) {
+    request_counts_->Record(model, version,
+                            response.status >= 500   ? serve::Outcome::kServerError
+                            : response.status >= 400 ? serve::Outcome::kClientError
+                                                     : serve::Outcome::kOk);
+  }
 }
 
 void App::CountRejected(std::string_view endpoint, int http_status) {

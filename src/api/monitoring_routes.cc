@@ -1,6 +1,11 @@
 // Read endpoints for monitoring (keel/monitor/alerts.h), for the dashboard and
 // scripts:
 //
+//   GET /api/2.0/keel/serving/requests?model=churn[&version=3]&from_ms=&to_ms=[&step_ms=60000]
+//       {"model", "version", "step_ms", "points": [{"time_ms", "requests",
+//        "client_errors", "server_errors"}, ...]}           steps with requests, in time order
+//       (keel/serve/request_counts.h; to_ms defaults to now, from_ms to a day before it)
+//
 //   GET /api/2.0/keel/alerts?model=churn&since_ms=0&limit=100
 //       {"alerts": [Alert::ToJson(), ...]}                        newest first
 //   GET /api/2.0/keel/monitor/windows?model=churn[&version=3][&since_ms=][&until_ms=]
@@ -23,6 +28,7 @@
 #include "keel/api/app.h"
 #include "keel/core/json.h"
 #include "keel/monitor/alerts.h"
+#include "keel/serve/request_counts.h"
 #include "src/api/handler_util.h"
 #include "src/api/params.h"
 
@@ -54,6 +60,47 @@ Result<std::string> ListAlerts(App& app, const Request& request) {
   std::string out = "{\"alerts\":[";
   for (size_t i = 0; i < alerts.size(); ++i) out += (i ? "," : "") + alerts[i].ToJson();
   return out + "]}";
+}
+
+Result<std::string> ListRequestCounts(App& app, const Request& request) {
+  KEEL_ASSIGN_OR_RETURN(Params p, Params::From(request));
+  serve::RequestCountsQuery q;
+  KEEL_ASSIGN_OR_RETURN(q.model, p.RequiredStr("model"));
+  KEEL_ASSIGN_OR_RETURN(std::optional<std::string> version, p.Str("version"));
+  KEEL_ASSIGN_OR_RETURN(std::optional<int64_t> from, p.Int("from_ms"));
+  KEEL_ASSIGN_OR_RETURN(std::optional<int64_t> to, p.Int("to_ms"));
+  KEEL_ASSIGN_OR_RETURN(std::optional<int64_t> step, p.Int("step_ms"));
+  q.version = version.value_or("");
+  q.to_ms = to.value_or(app.clock().NowMillis() + 1);
+  q.from_ms = from.value_or(q.to_ms - 86'400'000);
+  q.step_ms = step.value_or(60'000);
+  KEEL_ASSIGN_OR_RETURN(std::vector<serve::RequestPoint> points,
+                        serve::ReadRequestCounts(app.db(), q));
+  JsonWriter w(256 + points.size() * 96);
+  w.BeginObject();
+  w.Key("model");
+  w.String(q.model);
+  w.Key("version");
+  w.String(q.version);
+  w.Key("step_ms");
+  w.Int(q.step_ms);
+  w.Key("points");
+  w.BeginArray();
+  for (const serve::RequestPoint& pt : points) {
+    w.BeginObject();
+    w.Key("time_ms");
+    w.Int(pt.time_ms);
+    w.Key("requests");
+    w.Int(static_cast<int64_t>(pt.requests));
+    w.Key("client_errors");
+    w.Int(static_cast<int64_t>(pt.client_errors));
+    w.Key("server_errors");
+    w.Int(static_cast<int64_t>(pt.server_errors));
+    w.EndObject();
+  }
+  w.EndArray();
+  w.EndObject();
+  return std::move(w).Take();
 }
 
 // Copies `key` of `obj` (raw JSON) into the writer, or null.
@@ -180,6 +227,8 @@ Result<std::string> ListWindows(App& app, const Request& request) {
 const std::array kMonitoringRoutes = {
     Route{"GET", "/api/2.0/keel/alerts", &internal::Wrap<&ListAlerts>, Access::kRead},
     Route{"GET", "/api/2.0/keel/monitor/windows", &internal::Wrap<&ListWindows>, Access::kRead},
+    Route{"GET", "/api/2.0/keel/serving/requests", &internal::Wrap<&ListRequestCounts>,
+          Access::kRead},
 };
 
 }  // namespace

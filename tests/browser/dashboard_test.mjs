@@ -72,7 +72,7 @@ async function main() {
       `schedule: "${SCHEDULE}"\ntimezone: UTC\nmissed: skip\non_alerts: [auc_decay]\ncontinuous: { every: 6h, min_rows: 700 }\n` +
       `gate: { metric: auc, min_delta: 0.01, max_regression: 0.02, min_rows: 200 }\nshadow: { duration: 1h, min_requests: 500 }\n`,
   );
-  const keel = new Keel(dir, ["--monitor-interval", "200ms", "--retrain-policies", serverPolicy]);
+  const keel = new Keel(dir, ["--monitor-interval", "200ms", "--retrain-policies", serverPolicy, "--counts-flush-ms", "200"]);
   const cleanups = [];
   let browser = null;
   const pageErrors = [];
@@ -253,6 +253,13 @@ async function main() {
       // One refused request on a serving endpoint (a field the model lacks): a 4xx.
       const bad = await fetch(`${keel.url}/predict/churn@champion`, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify([{ nosuch: 1 }]) });
       check(bad.status >= 400 && bad.status < 500, `a malformed /predict answered ${bad.status}`);
+      // The store's per-minute counts have it once flushed (every 200 ms here).
+      const counted = await waitFor("the refused request in the stored request counts", async () => {
+        const r = await keel.api("GET", "/api/2.0/keel/serving/requests?model=churn");
+        const errors = (r.points ?? []).reduce((n, p) => n + p.client_errors, 0);
+        return errors >= 1 ? r : null;
+      });
+      const storedRequests = counted.points.reduce((n, p) => n + p.requests, 0);
       await timed(page, "deployments", `${base}/#/deployments?every=1`, "[data-testid=requests-table]");
       check((await rowCount(page, "[data-testid=serving-row][data-ref='churn@champion']")) === 1, "churn@champion served");
       check((await rowCount(page, "[data-testid=requests-row][data-model=churn]")) >= 1, "request counts of model churn from /metrics");
@@ -273,6 +280,10 @@ async function main() {
       await page.waitForSelector("[data-testid=live-rate-chart] canvas", { timeout: 8000 });
       await page.waitForSelector("[data-testid=live-error-chart] canvas");
       check(true, "live request rate and error share sampled from /metrics (every 1 s) and drawn");
+      await page.waitForSelector("[data-testid=error-history-chart] canvas");
+      const hist = async (a) => Number(await page.getAttribute("[data-testid=error-history-summary]", `data-${a}`));
+      check((await hist("errors")) >= 1 && (await hist("requests")) >= storedRequests && (await hist("points")) >= 1,
+        `error rate over time from the store: ${await hist("errors")} errors of ${await hist("requests")} requests in ${await hist("points")} step(s)`);
       await shot(page, "deployments");
     });
 

@@ -7,6 +7,7 @@ model. Checks:
     second: on SQLite each polls the registry every 100 ms; on PostgreSQL
     they poll only every 30 s, so the second can only come from the change
     notification (LISTEN/NOTIFY) the move sends;
+  - the request outcome counts of the three add up in the store;
   - the monitoring passes run in exactly one of them (the store's "monitor"
     lease): the other counts no pass;
   - the retraining schedule is fired by exactly one of them (the "retrain-
@@ -81,7 +82,7 @@ gate: {{ metric: auc, min_delta: 0.5, max_regression: 1.0, min_rows: 50 }}
 """)
         cls.clock = ServerClock(d)
         args = ["--monitor-interval", "200ms", "--retrain-policies", policy, "--lease-ttl", "2s",
-                "--poll-ms", "30000" if on_postgres() else "100", "--log-flush-ms", "20"]
+                "--poll-ms", "30000" if on_postgres() else "100", "--log-flush-ms", "20", "--counts-flush-ms", "100"]
         cls.servers = [cls.first] + [KeelServer(data_dir=cls.store_dir) for _ in range(2)]
         for s in cls.servers:
             s.extra_args = list(args)
@@ -185,6 +186,13 @@ gate: {{ metric: auc, min_delta: 0.5, max_regression: 1.0, min_rows: 50 }}
         predict_and_label(a, self.header, self.traffic[:100])
         predict_and_label(b, self.header, self.traffic[100:200])
         predict_and_label(c, self.header, self.traffic[200:])
+        # Each replica answered 2 requests: the stored per-minute counts add up.
+        def counted():
+            r = a.session.get(a.url + "/api/2.0/keel/serving/requests",
+                              params={"model": "churn"}, timeout=10)
+            self.assertEqual(r.status_code, 200, r.text)
+            return sum(p["requests"] for p in r.json()["points"]) >= 6
+        self.wait("the three replicas' request counts in the store", counted)
 
         # An alias moved through one replica is followed by the others.
         self.assertEqual(self.served_version(b), "1")

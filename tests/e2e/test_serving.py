@@ -482,6 +482,54 @@ class MetricsTest(ServingCase):
         self.assertIn("# TYPE keel_prediction_log_queue_depth gauge", text)
 
 
+class RequestCountsTest(ServingCase):
+    """Request outcomes per model and minute in the store (GET /api/2.0/keel/serving/requests)."""
+
+    server_args = ServingCase.server_args + ["--counts-flush-ms", "100"]
+
+    def counts(self, **params):
+        r = self.s.get(self.url("/api/2.0/keel/serving/requests"), params=params, timeout=10)
+        return r
+
+    def test_errors_over_time(self):
+        rec = records(1)[0]
+        for _ in range(3):
+            self.assertEqual(self.post_json("/predict/churn", rec).status_code, 200)
+        for _ in range(2):
+            self.assertEqual(self.post_json("/predict/churn", "{").status_code, 400)
+        self.assertEqual(self.post_json("/predict/churn/2", rec).status_code, 200)
+        deadline = time.time() + 30
+        got = None
+        while time.time() < deadline:
+            r = self.counts(model="churn")
+            self.assertEqual(r.status_code, 200, r.text)
+            got = r.json()
+            total = sum(p["requests"] for p in got["points"])
+            if total >= 6:
+                break
+            time.sleep(0.05)
+        self.assertEqual(got["model"], "churn")
+        self.assertEqual(got["step_ms"], 60000)
+        # Other tests of this class's server may have sent requests too: at least these.
+        self.assertGreaterEqual(sum(p["requests"] for p in got["points"]), 6, got)
+        self.assertGreaterEqual(sum(p["client_errors"] for p in got["points"]), 2, got)
+        for p in got["points"]:
+            self.assertEqual(p["time_ms"] % 60000, 0)
+        v2 = self.counts(model="churn", version="2").json()
+        self.assertEqual(sum(p["requests"] for p in v2["points"]), 1, v2)
+        self.assertEqual(sum(p["client_errors"] for p in v2["points"]), 0, v2)
+        hour = self.counts(model="churn", step_ms=3600000).json()
+        self.assertLessEqual(len(hour["points"]), 2)
+        self.assertEqual(sum(p["requests"] for p in hour["points"]),
+                         sum(p["requests"] for p in got["points"]))
+        for bad in ({"model": "churn", "step_ms": "1000"}, {"model": "churn", "from_ms": "5",
+                                                            "to_ms": "5"}, {}):
+            r = self.counts(**bad)
+            self.assertEqual(r.status_code, 400, r.text)
+            self.assertIn("message", r.json())
+        self.assertServerUp()
+
+
 class PredictionLogTest(ServingCase):
 
     def test_logged_and_labelled(self):

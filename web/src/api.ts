@@ -301,6 +301,14 @@ export interface WindowReportJson {
 /** The parts of a window summary the server can leave out (monitor/windows `fields=`). */
 export type WindowField = "rows" | "performance" | "operational" | "drift";
 
+/** One step of GET /api/2.0/keel/serving/requests (request outcome counts of every replica). */
+export interface RequestPoint {
+  time_ms: number;
+  requests: number;
+  client_errors: number;
+  server_errors: number;
+}
+
 export interface StoredWindow {
   id: number;
   model: string;
@@ -563,6 +571,16 @@ export const api = {
     (await getJson<{ alerts?: Alert[] }>(`${KEEL}/alerts`, { model, limit })).alerts ?? [],
 
   serving: () => getJson<ServingStatus>(`${KEEL}/serving`),
+
+  requestCounts: async (q: { model: string; fromMs: number; toMs: number; stepMs: number }) =>
+    (
+      await getJson<{ points?: RequestPoint[] }>(`${KEEL}/serving/requests`, {
+        model: q.model,
+        from_ms: q.fromMs,
+        to_ms: q.toMs,
+        step_ms: q.stepMs,
+      })
+    ).points ?? [],
 
   prometheus: () => getText("/metrics"),
 

@@ -4,7 +4,9 @@
 // aggregates of the prediction log: fields=operational, one window length,
 // 30 days paged back with before_id); the error rate from GET /metrics
 // (keel_http_requests_total by code: the share since the server started, and
-// sampled every few seconds while the page is open for a live chart); the
+// sampled every few seconds while the page is open for a live chart) and over
+// time from the store (GET /api/2.0/keel/serving/requests: counts of every
+// replica per minute, summed by the server per step); the
 // health of the prediction log and of the monitoring passes (GET /metrics);
 // request counts and latency per endpoint and model (GET /metrics).
 
@@ -90,6 +92,13 @@ const DISCOVERY_LIMIT = 200; // the newest windows (rows only) that say which wi
 const TRAFFIC_DAYS = 30; // traffic over time: 30 days of the chosen length,
 const TRAFFIC_MAX = 1440; // at most this many windows (every version)
 const SAMPLE_CHOICES = [1, 5, 15, 60]; // seconds between live samples
+/** Error history ranges: (label, range, step). At most 720 steps each. */
+const HISTORY_RANGES: Array<[string, number, number]> = [
+  ["last hour", HOUR_MS, 60000],
+  ["last 24 hours", 24 * HOUR_MS, 5 * 60000],
+  ["last 7 days", 7 * 24 * HOUR_MS, HOUR_MS],
+  ["last 30 days", 30 * 24 * HOUR_MS, 6 * HOUR_MS],
+];
 const LIVE_POINTS = 120;
 
 /** Request counters summed over the endpoints in view, at one moment. */
@@ -178,6 +187,10 @@ export async function deploymentsPage(ctx: PageContext): Promise<void> {
   const trafficBox = h("div", null, note("Loading…"));
   const trafficControls = h("div", { class: "card-actions" });
   const errorsNowBox = h("div");
+  const historyBox = h("div", { testid: "error-history" });
+  const historyControls = h("div", { class: "card-actions" });
+  let historyRange = Number(ctx.query.get("range") ?? 1);
+  if (!(historyRange >= 0 && historyRange < HISTORY_RANGES.length)) historyRange = 1;
   const liveBox = h("div", { class: "grid-2 live-charts" });
   const metricsBox = h("div", { class: "table-wrap" }, note("Loading…"));
 
@@ -224,16 +237,19 @@ export async function deploymentsPage(ctx: PageContext): Promise<void> {
       card("Prediction log and monitoring", healthBox, { testid: "health-card" }),
       card("Traffic over time", trafficBox, { testid: "traffic-card", actions: trafficControls }),
       card("Errors", [errorsNowBox, liveBox], { testid: "errors-card", actions: [toggle, everySelect] }),
+      card("Error rate over time", historyBox, { testid: "error-history-card", actions: historyControls }),
       card("Requests since the server started", metricsBox, { testid: "requests-card" }),
     ),
   );
 
   const trafficCharts: Chart[] = [];
+  const historyCharts: Chart[] = [];
   const liveCharts: Chart[] = [];
   const destroyAll = (list: Chart[]) => list.splice(0).forEach((c) => c.destroy());
   ctx.onCleanup(() => {
     destroyAll(trafficCharts);
     destroyAll(liveCharts);
+    destroyAll(historyCharts);
   });
 
   // ------------------------------------------------------------ served models
@@ -361,6 +377,7 @@ export async function deploymentsPage(ctx: PageContext): Promise<void> {
             chosenModel = (ev.target as HTMLSelectElement).value;
             ctx.setQuery({ model: chosenModel });
             void loadTraffic();
+            void loadErrorHistory();
           },
         },
       },
@@ -415,6 +432,72 @@ export async function deploymentsPage(ctx: PageContext): Promise<void> {
         windows.length >= TRAFFIC_MAX ? ` The newest ${TRAFFIC_MAX} stored ${fmtSpan(chosenSpan)} windows are read.` : "",
       ),
       h("div", { class: "grid-2" }, h("div", null, h("h3", null, "Request rate"), rate.el), h("div", null, h("h3", null, "Latency percentiles"), latency.el)),
+    );
+  };
+
+  // ------------------------------------------------------------ error history
+
+  const loadErrorHistory = async () => {
+    destroyAll(historyCharts);
+    const model = servedModels.includes(chosenModel) ? chosenModel : (servedModels[0] ?? "");
+    if (!model) {
+      replace(historyControls);
+      replace(historyBox, note("No model is served yet.", "muted", "error-history-empty"));
+      return;
+    }
+    const [label, range, step] = HISTORY_RANGES[historyRange] as [string, number, number];
+    const to = Date.now();
+    const from = to - range;
+    const points = await api.requestCounts({ model, fromMs: from, toMs: to, stepMs: step });
+    if (!ctx.alive()) return;
+    const rangeSelect = h(
+      "select",
+      {
+        class: "select",
+        testid: "error-history-range",
+        on: {
+          change: (ev) => {
+            historyRange = Number((ev.target as HTMLSelectElement).value);
+            ctx.setQuery({ range: historyRange === 1 ? null : String(historyRange) });
+            void loadErrorHistory();
+          },
+        },
+      },
+      HISTORY_RANGES.map(([l], i) => h("option", { value: String(i), attrs: i === historyRange ? { selected: "" } : {} }, l)),
+    );
+    replace(historyControls, rangeSelect);
+    let requests = 0;
+    let errors = 0;
+    for (const p of points) {
+      requests += p.requests;
+      errors += p.client_errors + p.server_errors;
+    }
+    if (points.length === 0) {
+      replace(historyBox, note(`No request to ${model} is recorded in the ${label}.`, "muted", "error-history-empty"));
+      return;
+    }
+    const x = points.map((p) => p.time_ms);
+    const pct = (n: number, d: number) => (d > 0 ? (n / d) * 100 : null);
+    const chart = lineChart({
+      time: true,
+      series: [
+        { label: "4xx %", x, y: points.map((p) => pct(p.client_errors, p.requests)), color: "#d97706" },
+        { label: "5xx %", x, y: points.map((p) => pct(p.server_errors, p.requests)), color: "#dc2626" },
+      ],
+      testid: "error-history-chart",
+      height: 180,
+      yFloor: 0,
+      yLabel: "% of requests",
+    });
+    historyCharts.push(chart);
+    replace(
+      historyBox,
+      h(
+        "p",
+        { class: "muted small", testid: "error-history-summary", data: { model, requests: String(requests), errors: String(errors), points: String(points.length) } },
+        `${model}, ${label} in steps of ${fmtSpan(step)}: ${fmtNum(errors)} of ${fmtNum(requests)} requests answered with an error (${fmtPercent(requests > 0 ? errors / requests : null)}), every replica on this store counted. Requests that named no servable model are only in /metrics.`,
+      ),
+      chart.el,
     );
   };
 
@@ -609,9 +692,14 @@ export async function deploymentsPage(ctx: PageContext): Promise<void> {
       live.push(countersOf(samples, inView, Date.now()));
       startSampling();
       servedModels = [...new Set((serving.models ?? []).map((m) => modelOf(m.ref)))].sort();
-      await loadTraffic().catch((e: unknown) => {
-        if (ctx.alive()) replace(trafficBox, note(`Could not load monitoring windows: ${errorText(e)}`, "error"));
-      });
+      await Promise.all([
+        loadTraffic().catch((e: unknown) => {
+          if (ctx.alive()) replace(trafficBox, note(`Could not load monitoring windows: ${errorText(e)}`, "error"));
+        }),
+        loadErrorHistory().catch((e: unknown) => {
+          if (ctx.alive()) replace(historyBox, note(`Could not load the error history: ${errorText(e)}`, "error"));
+        }),
+      ]);
     } catch (e) {
       replace(servingBox, note(`Could not load: ${errorText(e)}`, "error"));
     }

@@ -31,6 +31,7 @@
 #include "keel/registry/registry.h"
 #include "keel/serve/engine.h"
 #include "keel/serve/prediction_log.h"
+#include "keel/serve/request_counts.h"
 #include "keel/serve/shadow.h"
 #include "keel/store/store.h"
 #include "keel/tracking/tracking.h"
@@ -105,6 +106,9 @@ struct ServingOptions {
   bool lenient_inputs = false;
   bool log_predictions = true;
   serve::PredictionLogOptions log;
+  // Request outcomes per model version and minute, for the error rate over
+  // time (GET /api/2.0/keel/serving/requests).
+  serve::RequestCountsOptions counts;
 };
 
 struct AppOptions {
@@ -218,6 +222,8 @@ class App {
   std::unique_ptr<serve::PredictionLog> log_;    // stopped before engine_ and db_ go
   std::unique_ptr<serve::ShadowScorer> shadow_;  // stopped after log_
   std::unique_ptr<serve::ServingEngine> engine_;
+  // Stopped (and flushed) by Shutdown, before db_ goes.
+  std::unique_ptr<serve::RequestCounts> request_counts_;
   // Wakes engine_ when another process moves an alias (PostgreSQL stores);
   // reset first by Shutdown, destroyed before engine_ and db_.
   std::unique_ptr<store::ChangeListener> alias_listener_;
