@@ -413,7 +413,29 @@ std::string Substitute(std::string text, const std::string& key, const std::stri
   return text;
 }
 
-Result<Trained> TrainWithCommand(const RetrainPolicy& policy, const RetrainJob& job,
+// The last `max` bytes of `path` ("" when unreadable), cut at a line start
+// when it does not begin at the file's start; `total` gets the file's size.
+std::string FileTail(const fs::path& path, size_t max, uintmax_t& total) {
+  std::error_code ec;
+  total = fs::file_size(path, ec);
+  if (ec) {
+    total = 0;
+    return {};
+  }
+  std::ifstream in(path, std::ios::binary);
+  const uintmax_t start = total > max ? total - max : 0;
+  in.seekg(static_cast<std::streamoff>(start));
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  if (start > 0) {
+    const size_t nl = text.find('\n');
+    if (nl != std::string::npos) text.erase(0, nl + 1);
+  }
+  return text;
+}
+
+// Runs the policy's training command; its output's tail goes to the job's
+// log (`job` is the caller's, updated in the store by the caller).
+Result<Trained> TrainWithCommand(const RetrainPolicy& policy, RetrainJob& job,
                                  const fs::path& job_dir, const fs::path& data_csv,
                                  const std::string& experiment_id, const RetrainEnv& env,
                                  const std::atomic<bool>& cancel) {
@@ -440,7 +462,17 @@ Result<Trained> TrainWithCommand(const RetrainPolicy& policy, const RetrainJob& 
   };
   Status s = rec.LogParams(t.run_id, {{"keel.retrain.command", policy.train.command},
                                       {"keel.target", policy.train.target}});
-  if (s.ok()) s = RunCommand(command, job_dir / "command.log", cancel);
+  if (s.ok()) {
+    s = RunCommand(command, job_dir / "command.log", cancel);
+    uintmax_t total = 0;
+    std::string tail = FileTail(job_dir / "command.log", kMaxJobLogLineBytes, total);
+    AppendJobLog(job, env.clock->NowMillis(),
+                 total == 0 ? std::string("training command: no output")
+                 : tail.size() < total
+                     ? "training command output (the last " + std::to_string(tail.size()) + " of " +
+                           std::to_string(total) + " bytes):\n" + tail
+                     : "training command output:\n" + tail);
+  }
   // The model: output_dir itself, or the one loadable entry inside it.
   fs::path model_dir = out_dir;
   std::string file_name;
@@ -666,6 +698,25 @@ GateDecision GateFromJson(const json& g) {
 
 }  // namespace
 
+void AppendJobLog(RetrainJob& job, int64_t time_ms, std::string text) {
+  if (job.log.size() >= kMaxJobLogLines) {
+    if (job.log.size() == kMaxJobLogLines) {
+      job.log.push_back({time_ms, "(the log is full: later lines are not kept)"});
+    }
+    return;
+  }
+  if (text.size() > kMaxJobLogLineBytes) {
+    text.resize(kMaxJobLogLineBytes);
+    // Not in the middle of a UTF-8 sequence.
+    while (!text.empty() && (static_cast<unsigned char>(text.back()) & 0xC0) == 0x80) {
+      text.pop_back();
+    }
+    if (!text.empty() && (static_cast<unsigned char>(text.back()) & 0x80) != 0) text.pop_back();
+    text += " [cut]";
+  }
+  job.log.push_back({time_ms, std::move(text)});
+}
+
 std::string RetrainJob::ToJson() const {
   json j;
   j["id"] = id;
@@ -691,6 +742,8 @@ std::string RetrainJob::ToJson() const {
                          {"from_ms", d.from_ms},
                          {"to_ms", d.to_ms}});
   }
+  j["log"] = json::array();
+  for (const JobLogLine& l : log) j["log"].push_back({{"time_ms", l.time_ms}, {"text", l.text}});
   j["gate"] = gate ? GateToJson(*gate) : json(nullptr);
   if (shadow) {
     const ShadowReport& r = *shadow;
@@ -733,6 +786,9 @@ Result<RetrainJob> RetrainJob::FromJson(std::string_view text) {
       job.data.push_back(DataSource{d.value("role", ""), d.value("path", ""), d.value("sha256", ""),
                                     d.value("rows", uint64_t{0}), d.value("from_ms", int64_t{0}),
                                     d.value("to_ms", int64_t{0})});
+    }
+    for (const json& l : j.value("log", json::array())) {
+      job.log.push_back(JobLogLine{l.value("time_ms", int64_t{0}), l.value("text", "")});
     }
     if (j.contains("gate") && j["gate"].is_object()) job.gate = GateFromJson(j["gate"]);
     if (j.contains("shadow") && j["shadow"].is_object()) {
@@ -914,10 +970,13 @@ Result<RetrainJob> RunRetrainJob(const RetrainPolicy& policy, const RetrainEnv& 
     return InvalidArgument("RetrainEnv needs db, registry, recorder, clock and model_path");
   }
   const Clock& clock = *env.clock;
+  RetrainJob job;
+  // Each step goes to the caller's status lines and to the job's log (stored
+  // with the job at its next update).
   auto status_line = [&](const std::string& line) {
+    AppendJobLog(job, clock.NowMillis(), line);
     if (env.on_status) env.on_status(line);
   };
-  RetrainJob job;
   job.model = policy.model;
   job.trigger = request.trigger;
   job.actor = request.actor;
@@ -984,6 +1043,9 @@ Result<RetrainJob> RunRetrainJob(const RetrainPolicy& policy, const RetrainEnv& 
     }
   }
   KEEL_RETURN_IF_ERROR(InsertJob(*env.db, job));
+  status_line("job " + std::to_string(job.id) + " started: " + job.trigger +
+              (job.actor.empty() ? std::string() : " (by " + job.actor + ")") + ", on " + job.host +
+              " pid " + std::to_string(job.pid));
 
   // Cancellation: the caller's flag, or the timeout.
   std::atomic<bool> cancel{false};
@@ -1049,8 +1111,8 @@ Result<RetrainJob> RunRetrainJob(const RetrainPolicy& policy, const RetrainEnv& 
       job.message = message;
     }
     job.finished_ms = job.status == "shadow" ? 0 : clock.NowMillis();
-    KEEL_RETURN_IF_ERROR(UpdateJob(*env.db, job));
     status_line("job " + std::to_string(job.id) + " " + job.status + ": " + job.message);
+    KEEL_RETURN_IF_ERROR(UpdateJob(*env.db, job));
     return job;
   };
   auto failed = [&](const Status& s) { return finish("failed", s.message()); };
@@ -1161,6 +1223,8 @@ Result<RetrainJob> RunRetrainJob(const RetrainPolicy& policy, const RetrainEnv& 
   if (!trained.ok()) return failed(trained.status());
   job.run_id = trained->run_id;
   job.challenger_version = trained->version;
+  status_line("job " + std::to_string(job.id) + ": registered " + policy.model + " version " +
+              job.challenger_version + " (run " + job.run_id + ")");
   if (Status s = UpdateJob(*env.db, job); !s.ok()) return failed(s);
   if (trained->version_status != "READY") {
     return failed(FailedPrecondition("the challenger (version " + trained->version + ") is " +
@@ -1403,6 +1467,8 @@ Result<bool> EndShadowPhase(const RetrainEnv& env, RetrainJob job, const std::st
   job.status = status;
   job.finished_ms = env.clock->NowMillis();
   job.message = message;
+  AppendJobLog(job, job.finished_ms,
+               "job " + std::to_string(job.id) + " " + status + ": " + message);
   KEEL_ASSIGN_OR_RETURN(bool claimed, UpdateJobIf(*env.db, job, "shadow"));
   if (!claimed) return false;
   Status s =
@@ -1504,10 +1570,16 @@ Result<std::optional<RetrainJob>> FinishShadow(const RetrainPolicy& policy, cons
     const registry::ChangeContext context{
         job.actor, "retrain job " + std::to_string(job.id) + " (" + job.trigger + "): shadow " +
                        (report.passed ? "passed" : "failed") + ", " + report.reason};
+    AppendJobLog(job, now,
+                 "job " + std::to_string(job.id) + ": shadow phase compared " +
+                     std::to_string(report.requests) + " requests (" +
+                     (report.passed ? "passed" : "failed") + ": " + report.reason + ")");
     auto end = [&](const std::string& status, const std::string& message) -> Status {
       job.status = status;
       job.message = message;
       job.finished_ms = env.clock->NowMillis();
+      AppendJobLog(job, job.finished_ms,
+                   "job " + std::to_string(job.id) + " " + status + ": " + message);
       return UpdateJobIf(*env.db, job, "running").status();
     };
     // The phase ends before the decision takes effect, and only while the
@@ -1674,6 +1746,8 @@ Result<std::optional<WatchOutcome>> WatchPromotion(const RetrainPolicy& policy,
     job.message = "no rollback: " + moved.message();
     out.rolled_back = false;
   }
+  AppendJobLog(job, job.finished_ms,
+               "job " + std::to_string(job.id) + " " + job.status + ": " + job.message);
   // Once the alias moved, the outcome (and its alert) is returned even if
   // the record cannot be completed: the rollback must not go unannounced.
   if (Status s = UpdateJob(*env.db, job); !s.ok())

@@ -306,6 +306,8 @@ async function main() {
       check((await rowCount(page, "[data-testid=retrain-row][data-status=rejected]")) === 1, "the rejected job listed");
       await page.click("[data-testid=retrain-row]");
       await page.waitForSelector(".job-details");
+      const log = await page.textContent("[data-testid=job-log]");
+      check(/started: manual/.test(log) && /rejected: /.test(log), "the job's log: started, then its gate's verdict");
       await shot(page, "retraining");
     });
 

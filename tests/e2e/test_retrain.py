@@ -210,11 +210,23 @@ gate: {{ min_rows: 500 }}
         self.assertIsNotNone(pkg, run_id)
         path = self.policy("command.yaml", f"""
 model: churn
-train: {{ command: "test -s {{data}} && cp -r {pkg} {{output_dir}}/model", target: churn }}
+train: {{ command: "echo copying the package; test -s {{data}} && cp -r {pkg} {{output_dir}}/model", target: churn }}
 gate: {{ min_rows: 500 }}
 """)
         job = json.loads(self.run_keel("retrain", "churn", "--policy", path, "--json").stdout)
         self.assertEqual(job["status"], "rejected", job)
+        # The job's log: its steps in order, with the command's output.
+        texts = [line["text"] for line in job["log"]]
+        self.assertRegex(texts[0], r"^job \d+ started: manual")
+        self.assertTrue(any(t == "training command output:\ncopying the package\n" for t in texts),
+                        texts)
+        self.assertTrue(any("registered churn version " + job["challenger_version"] in t
+                            for t in texts), texts)
+        self.assertTrue(texts[-1].startswith(f"job {job['id']} rejected: "), texts)
+        times = [line["time_ms"] for line in job["log"]]
+        self.assertEqual(times, sorted(times))
+        stored = json.loads(self.run_keel("retrain", "history", "churn", "--json").stdout)["jobs"]
+        self.assertEqual([j["log"] for j in stored if j["id"] == job["id"]], [job["log"]])
         self.assertTrue(job["run_id"])
         r = self.server.get("runs/get", params={"run_id": job["run_id"]})
         self.assertEqual(r.json()["run"]["info"]["status"], "FINISHED")
@@ -230,6 +242,9 @@ train: { command: "echo training broke >&2; exit 3", target: churn }
         last = p.stderr.strip().splitlines()[-1]
         self.assertRegex(last, r"^keel: error: retrain job \d+ failed: the training command "
                                r"exited with status 3: training broke$")
+        failed = json.loads(self.run_keel("retrain", "history", "churn", "--json").stdout)["jobs"]
+        failed_log = [line["text"] for line in failed[0]["log"]]
+        self.assertIn("training command output:\ntraining broke\n", failed_log)
         self.assertEqual(self.alias_version("champion"), before)
 
         slow = self.policy("slow.yaml", """

@@ -423,6 +423,8 @@ export interface RetrainJob {
   host: string;
   pid: number;
   data: Array<{ role: string; path: string; sha256: string; rows: number; from_ms: number; to_ms: number }>;
+  /** What the job did, step by step, and a command trainer's output tail. */
+  log?: Array<{ time_ms: number; text: string }>;
   gate: GateDecision | null;
   shadow?: {
     started_ms: number;

@@ -201,6 +201,16 @@ function jobDetails(j: RetrainJob): HTMLElement {
           j.shadow.live ? gateTable(j.shadow.live) : null,
         ]
       : null,
+    j.log && j.log.length > 0
+      ? [
+          h("h3", null, "Log"),
+          h(
+            "pre",
+            { class: "code job-log", testid: "job-log" },
+            j.log.map((l) => `${fmtTime(l.time_ms)}  ${l.text}`).join("\n"),
+          ),
+        ]
+      : null,
   );
 }
 
@@ -301,7 +311,7 @@ export async function retrainingPage(ctx: PageContext): Promise<void> {
             }),
           ),
         ),
-        h("p", { class: "muted small" }, "Click a job for its data versions and the gate's metrics."),
+        h("p", { class: "muted small" }, "Click a job for its data versions, the gate's metrics and its log."),
       );
     } catch (e) {
       replace(tableBox, note(`Could not load jobs: ${errorText(e)}`, "error"));

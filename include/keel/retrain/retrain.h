@@ -158,6 +158,12 @@ struct DataSource {
   int64_t to_ms = 0;
 };
 
+// One line of a job's log: what it did, when.
+struct JobLogLine {
+  int64_t time_ms = 0;
+  std::string text;
+};
+
 struct RetrainJob {
   int64_t id = 0;
   std::string model;
@@ -178,10 +184,21 @@ struct RetrainJob {
   std::string message;  // the failure, or a one-line summary
   std::string host;     // where the job runs (gethostname)
   int64_t pid = 0;      // the process running it
+  // What the job did, step by step (the lines also given to
+  // RetrainEnv::on_status), and for a command trainer the tail of its
+  // output (at most 8 KiB); at most kMaxJobLogLines lines, each cut at 8 KiB.
+  std::vector<JobLogLine> log;
 
   std::string ToJson() const;
   static Result<RetrainJob> FromJson(std::string_view json);
 };
+
+// A job's log is bounded: lines beyond this many are dropped (one line says
+// so), and a line is cut at kMaxJobLogLineBytes.
+inline constexpr size_t kMaxJobLogLines = 200;
+inline constexpr size_t kMaxJobLogLineBytes = 8192;
+// Appends a line to job.log within those bounds.
+void AppendJobLog(RetrainJob& job, int64_t time_ms, std::string text);
 
 // Runs one job now (see above). Returns the job as recorded; an error only
 // when it could not be recorded at all (bad env, store failure at the start).
