@@ -1,6 +1,9 @@
 // Read endpoints for monitoring (keel/monitor/alerts.h), for the dashboard and
 // scripts:
 //
+//   GET /api/2.0/keel/monitor/window-kinds?model=churn
+//       {"kinds": [{"version", "window_ms", "windows", "newest_to_ms"}, ...]}
+//       which versions and window lengths have stored windows (all of them)
 //   GET /api/2.0/keel/serving/requests?model=churn[&version=3]&from_ms=&to_ms=[&step_ms=60000]
 //       {"model", "version", "step_ms", "points": [{"time_ms", "requests",
 //        "client_errors", "server_errors"}, ...]}           steps with requests, in time order
@@ -60,6 +63,32 @@ Result<std::string> ListAlerts(App& app, const Request& request) {
   std::string out = "{\"alerts\":[";
   for (size_t i = 0; i < alerts.size(); ++i) out += (i ? "," : "") + alerts[i].ToJson();
   return out + "]}";
+}
+
+Result<std::string> ListWindowKinds(App& app, const Request& request) {
+  KEEL_ASSIGN_OR_RETURN(Params p, Params::From(request));
+  KEEL_ASSIGN_OR_RETURN(std::string model, p.RequiredStr("model"));
+  KEEL_ASSIGN_OR_RETURN(std::vector<monitor::WindowKind> kinds,
+                        monitor::ListWindowKinds(app.db(), model));
+  JsonWriter w(64 + kinds.size() * 96);
+  w.BeginObject();
+  w.Key("kinds");
+  w.BeginArray();
+  for (const monitor::WindowKind& k : kinds) {
+    w.BeginObject();
+    w.Key("version");
+    w.String(k.version);
+    w.Key("window_ms");
+    w.Int(k.window_ms);
+    w.Key("windows");
+    w.Int(k.windows);
+    w.Key("newest_to_ms");
+    w.Int(k.newest_to_ms);
+    w.EndObject();
+  }
+  w.EndArray();
+  w.EndObject();
+  return std::move(w).Take();
 }
 
 Result<std::string> ListRequestCounts(App& app, const Request& request) {
@@ -227,6 +256,8 @@ Result<std::string> ListWindows(App& app, const Request& request) {
 const std::array kMonitoringRoutes = {
     Route{"GET", "/api/2.0/keel/alerts", &internal::Wrap<&ListAlerts>, Access::kRead},
     Route{"GET", "/api/2.0/keel/monitor/windows", &internal::Wrap<&ListWindows>, Access::kRead},
+    Route{"GET", "/api/2.0/keel/monitor/window-kinds", &internal::Wrap<&ListWindowKinds>,
+          Access::kRead},
     Route{"GET", "/api/2.0/keel/serving/requests", &internal::Wrap<&ListRequestCounts>,
           Access::kRead},
 };

@@ -56,6 +56,7 @@ const HOUR = 3600000;
 const FIVE_MIN = 300000;
 const DAY = 24 * HOUR;
 const WINDOWS_PATH = "/api/2.0/keel/monitor/windows";
+const KINDS_PATH = "/api/2.0/keel/monitor/window-kinds";
 
 const execFileP = promisify(execFile);
 
@@ -376,14 +377,15 @@ async function main() {
       const hourlyOfMixed = mixed.windows.filter((w) => w.to_ms - w.from_ms === HOUR).length;
       check(hourlyOfMixed < expected, `the newest 1,000 windows of every length hold only ${hourlyOfMixed} hourly ones`);
       await shot(page, "load-monitoring");
-      // What the page read: which lengths exist (rows only), the hourly history paged back with before_id, one full report.
+      // What the page read: which versions and lengths exist (window-kinds), the hourly history paged back with before_id, one full report.
       const lists = responses.filter((r) => r.path === WINDOWS_PATH);
       const full = lists.filter((r) => r.query.get("full") === "true");
       const discovery = lists.filter((r) => r.query.get("full") !== "true" && !r.query.has("window_ms"));
       const history = lists.filter((r) => r.query.get("full") !== "true" && r.query.has("window_ms"));
+      const kinds = responses.filter((r) => r.path === KINDS_PATH);
       check(
-        discovery.length === 1 && discovery[0].query.get("fields") === "rows" && Number(discovery[0].query.get("limit")) <= 200 && !discovery[0].windows.some((w) => w.columns),
-        `one list of the newest windows, rows only, to find the lengths (${discovery.map((r) => r.query.toString()).join(" | ")})`,
+        kinds.length === 1 && kinds[0].query.get("model") === "churn" && discovery.length === 0,
+        `one window-kinds request finds the versions and lengths, no list of the newest windows (${discovery.map((r) => r.query.toString()).join(" | ")})`,
       );
       check(
         history.length >= 1 && history.every((r) => r.query.get("window_ms") === String(HOUR) && r.query.get("version") === template.version && r.windows.every((w) => w.span === HOUR)),
@@ -397,7 +399,7 @@ async function main() {
         full.length === 1 && full[0].query.get("id") === String(newestHourly) && full[0].windows.length === 1 && full[0].windows[0].report,
         `exactly one full report, of the newest hourly window (id ${full[0]?.query.get("id")}; ${((full[0]?.bytes ?? 0) / 1024).toFixed(0)} KiB)`,
       );
-      const allowed = new Set(["/", "/ui/app.js", "/ui/app.css", "/version", "/api/2.0/keel/whoami", WINDOWS_PATH, "/api/2.0/keel/alerts"]);
+      const allowed = new Set(["/", "/ui/app.js", "/ui/app.css", "/version", "/api/2.0/keel/whoami", WINDOWS_PATH, KINDS_PATH, "/api/2.0/keel/alerts"]);
       const other = responses.filter((r) => !allowed.has(r.path));
       check(other.length === 0, `only windows, alerts and the app requested (${describe(responses)})`);
       const bytes = responses.reduce((a, r) => a + r.bytes, 0);
@@ -424,13 +426,13 @@ async function main() {
       const points = Number(await page.getAttribute("[data-testid=rate-chart]", "data-points"));
       check(points >= WINDOWS, `the request-rate chart holds ${points} hourly windows`);
       const lists = responses.filter((r) => r.path === WINDOWS_PATH);
-      check(lists.length >= 2 && lists.every((r) => r.query.get("full") !== "true" && r.windows.every((w) => !w.columns && !w.report)), `no full report and no column summary read (${describe(responses)})`);
+      check(lists.length >= 1 && lists.every((r) => r.query.get("full") !== "true" && r.windows.every((w) => !w.columns && !w.report)), `no full report and no column summary read (${describe(responses)})`);
       const history = lists.filter((r) => r.query.has("window_ms"));
       check(
         history.length >= 1 && history.every((r) => r.query.get("window_ms") === String(HOUR) && r.query.get("fields") === "operational" && r.windows.every((w) => w.span === HOUR)),
         `traffic: ${history.map((r) => r.windows.length).join(" + ")} hourly windows, operational figures only`,
       );
-      check(lists.every((r) => r.query.has("window_ms") || r.query.get("fields") === "rows"), "the lengths from a rows-only list");
+      check(lists.every((r) => r.query.has("window_ms")) && responses.filter((r) => r.path === KINDS_PATH).length === 1, "the lengths from one window-kinds request");
       figures.bytes["deployments"] = responses.reduce((a, r) => a + r.bytes, 0);
       figures.bytes["deployments: windows"] = lists.reduce((a, r) => a + r.bytes, 0);
       figures.requests["deployments"] = describe(responses);

@@ -236,6 +236,29 @@ TEST(AlertStoreTest, StoredWindowsFilterByLengthAndPageBackWithoutGapsOrRepeats)
   ASSERT_TRUE(o.ok());
   ASSERT_EQ(o->size(), 1u);
   EXPECT_EQ((*o)[0].id, expected[2]);
+
+  // Every (version, length) with stored windows, however many there are.
+  ASSERT_TRUE(db->Write([](store::Connection& c) {
+                  return c.Exec(
+                      "INSERT INTO monitor_windows(model, version, from_time, to_time, "
+                      "computed_time, report) VALUES ('churn', '2', 0, 60000, 1, '{}')",
+                      {});
+                }).ok());
+  auto kinds = ListWindowKinds(*db, "churn");
+  ASSERT_TRUE(kinds.ok()) << kinds.status().ToString();
+  ASSERT_EQ(kinds->size(), 3u);
+  EXPECT_EQ((*kinds)[0].version, "1");
+  EXPECT_EQ((*kinds)[0].window_ms, 300'000);
+  EXPECT_EQ((*kinds)[0].windows, 3);
+  EXPECT_EQ((*kinds)[0].newest_to_ms, 3'000'000);
+  EXPECT_EQ((*kinds)[1].window_ms, 3'600'000);
+  EXPECT_EQ((*kinds)[2].version, "2");
+  EXPECT_EQ((*kinds)[2].window_ms, 60'000);
+  EXPECT_EQ((*kinds)[2].windows, 1);
+  auto none = ListWindowKinds(*db, "fraud");
+  ASSERT_TRUE(none.ok());
+  EXPECT_TRUE(none->empty());
+  EXPECT_EQ(ListWindowKinds(*db, "").status().code(), StatusCode::kInvalidArgument);
 }
 
 TEST(AlertStoreTest, FoldsWithinCooldownOfTheFirstFiringAndListsNewestFirst) {

@@ -309,6 +309,14 @@ export interface RequestPoint {
   server_errors: number;
 }
 
+/** GET /api/2.0/keel/monitor/window-kinds: a version and window length with stored windows. */
+export interface WindowKind {
+  version: string;
+  window_ms: number;
+  windows: number;
+  newest_to_ms: number;
+}
+
 export interface StoredWindow {
   id: number;
   model: string;
@@ -568,6 +576,9 @@ export const api = {
         full: q.full ? "true" : undefined,
       })
     ).windows ?? [],
+
+  windowKinds: async (model: string) =>
+    (await getJson<{ kinds?: WindowKind[] }>(`${KEEL}/monitor/window-kinds`, { model })).kinds ?? [],
 
   alerts: async (model: string | undefined, limit: number) =>
     (await getJson<{ alerts?: Alert[] }>(`${KEEL}/alerts`, { model, limit })).alerts ?? [],

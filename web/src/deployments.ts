@@ -88,7 +88,6 @@ function quantile(q: number, buckets: Array<[number, number]>): number {
 
 const SERVING = /^\/(predict|invocations|v2\/models|labels)/;
 const HOUR_MS = 3600000;
-const DISCOVERY_LIMIT = 200; // the newest windows (rows only) that say which window lengths exist
 const TRAFFIC_DAYS = 30; // traffic over time: 30 days of the chosen length,
 const TRAFFIC_MAX = 1440; // at most this many windows (every version)
 const SAMPLE_CHOICES = [1, 5, 15, 60]; // seconds between live samples
@@ -360,9 +359,9 @@ export async function deploymentsPage(ctx: PageContext): Promise<void> {
     }
     if (!servedModels.includes(chosenModel)) chosenModel = servedModels[0] ?? "";
     const model = chosenModel;
-    const newest = await api.windows({ model, limit: DISCOVERY_LIMIT, fields: ["rows"] });
+    const kinds = await api.windowKinds(model);
     if (!ctx.alive() || model !== chosenModel) return;
-    const spans = [...new Set(newest.map((w) => w.to_ms - w.from_ms))].sort((a, b) => a - b);
+    const spans = [...new Set(kinds.map((k) => k.window_ms))].sort((a, b) => a - b);
     if (!spans.includes(chosenSpan)) chosenSpan = spans.includes(HOUR_MS) ? HOUR_MS : (spans[0] ?? NaN);
     const span = chosenSpan;
     const windows = spans.length > 0 ? await windowHistory({ model, windowMs: span, fields: ["operational"], max: TRAFFIC_MAX, days: TRAFFIC_DAYS }) : [];

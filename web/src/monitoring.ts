@@ -1,5 +1,6 @@
-// #/monitoring/<model>: the drift dashboard. The newest stored windows (rows
-// only) say which versions and window lengths exist; the windows of the chosen
+// #/monitoring/<model>: the drift dashboard. The server's list of window kinds
+// (monitor/window-kinds) says which versions and window lengths exist; the
+// windows of the chosen
 // version and length (window_ms=, paged back with before_id: 30 days or 720
 // windows) give each statistic over time against its threshold, prediction
 // drift, and realised performance beside the label-free estimate; the newest
@@ -7,14 +8,12 @@
 // histograms. Verdicts and thresholds are the server's (monitor/windows);
 // nothing is recomputed.
 
-import { type Alert, api, type ReportColumn, type StoredWindow, windowHistory } from "./api";
+import { type Alert, api, type ReportColumn, type StoredWindow, type WindowKind, windowHistory } from "./api";
 import { type Chart, histogramChart, lineChart, sparkline } from "./charts";
 import { badge, card, type Child, errorText, facts, h, note, pageHeader, replace, type Tone } from "./dom";
 import { fmtLatency, fmtNum, fmtPercent, fmtSpan, fmtTime } from "./format";
 import { href, type PageContext } from "./router";
 
-// The newest windows (every length, rows only) that say which versions and window lengths exist.
-const DISCOVERY_LIMIT = 200;
 // A chart's history: 30 days or 720 windows of the chosen length, whichever is fewer.
 const HISTORY_DAYS = 30;
 const HISTORY_MAX = 720;
@@ -50,10 +49,6 @@ function verdict(drift: boolean | null | undefined, testid?: string): HTMLElemen
 
 function severityTone(severity: string): Tone {
   return severity === "critical" ? "bad" : severity === "warning" ? "warn" : "info";
-}
-
-function spanOf(w: StoredWindow): number {
-  return w.to_ms - w.from_ms;
 }
 
 function alertsTable(alerts: Alert[]): HTMLElement {
@@ -111,10 +106,10 @@ export async function monitoringPage(ctx: PageContext): Promise<void> {
       [h("a", { class: "btn", href: href("models", [model]) }, "Model"), h("a", { class: "btn btn-ghost", href: "#/monitoring" }, "All models")],
     ),
   );
-  const [windows, alerts] = await Promise.all([api.windows({ model, limit: DISCOVERY_LIMIT, fields: ["rows"] }), api.alerts(model, 100)]);
+  const [kinds, alerts] = await Promise.all([api.windowKinds(model), api.alerts(model, 100)]);
   if (!ctx.alive()) return;
 
-  if (windows.length === 0) {
+  if (kinds.length === 0) {
     ctx.root.append(
       note("No monitoring windows stored for this model yet. They appear after the server's next monitoring pass over logged predictions (keel server --monitor-interval).", "muted", "no-windows"),
       card("Alerts", alertsTable(alerts), { testid: "alerts-card" }),
@@ -122,15 +117,16 @@ export async function monitoringPage(ctx: PageContext): Promise<void> {
     return;
   }
 
-  const versions = [...new Set(windows.map((w) => w.version))].sort((a, b) => Number(b) - Number(a));
-  const newest = windows[0] as StoredWindow;
+  const versions = [...new Set(kinds.map((k) => k.version))].sort((a, b) => Number(b) - Number(a));
+  const newestOf = (list: WindowKind[]) => list.reduce((a, b) => (b.newest_to_ms > a.newest_to_ms ? b : a));
+  const newest = newestOf(kinds);
   let version = ctx.query.get("version") ?? newest.version;
   if (!versions.includes(version)) version = newest.version;
-  const ofVersion = () => windows.filter((w) => w.version === version);
-  const spansOf = () => [...new Set(ofVersion().map(spanOf))].sort((a, b) => a - b);
+  const ofVersion = () => kinds.filter((k) => k.version === version);
+  const spansOf = () => [...new Set(ofVersion().map((k) => k.window_ms))].sort((a, b) => a - b);
   let span = Number(ctx.query.get("span") ?? NaN);
-  // Default: hourly windows when there are any, else the newest window's length.
-  if (!spansOf().includes(span)) span = spansOf().includes(HOUR_MS) ? HOUR_MS : spanOf(ofVersion()[0] as StoredWindow);
+  // Default: hourly windows when there are any, else the length of the version's newest window.
+  if (!spansOf().includes(span)) span = spansOf().includes(HOUR_MS) ? HOUR_MS : newestOf(ofVersion()).window_ms;
   let feature = ctx.query.get("feature") ?? "";
   let perfMetric = ctx.query.get("metric") ?? "";
 

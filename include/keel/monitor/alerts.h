@@ -240,6 +240,18 @@ struct WindowHistoryQuery {
 [[nodiscard]] Result<std::vector<StoredWindow>> ListStoredWindows(store::Database& db,
                                                                   const WindowHistoryQuery& query);
 
+// Which versions and window lengths a model has stored windows of, however
+// many there are: per (version, length) the count and the newest window's
+// end, ordered by version and length.
+struct WindowKind {
+  std::string version;
+  int64_t window_ms = 0;
+  int64_t windows = 0;
+  int64_t newest_to_ms = 0;
+};
+[[nodiscard]] Result<std::vector<WindowKind>> ListWindowKinds(store::Database& db,
+                                                              const std::string& model);
+
 // Monitoring inside the server: every `interval`, for each model and version
 // with predictions logged within the longest rule window, each distinct rule
 // window is computed against the version's reference profile, its report

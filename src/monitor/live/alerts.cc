@@ -490,6 +490,22 @@ Result<std::vector<StoredWindow>> ListStoredWindows(store::Database& db,
   return out;
 }
 
+Result<std::vector<WindowKind>> ListWindowKinds(store::Database& db, const std::string& model) {
+  if (model.empty()) return InvalidArgument("a model name is required");
+  std::vector<WindowKind> out;
+  KEEL_RETURN_IF_ERROR(db.Read([&](store::Connection& c) {
+    out.clear();
+    return c.Query(
+        "SELECT version, to_time - from_time, COUNT(*), MAX(to_time) FROM monitor_windows "
+        "WHERE model = ? GROUP BY version, to_time - from_time ORDER BY version, 2",
+        {store::Value(model)}, [&](const store::RowView& row) {
+          out.push_back(WindowKind{std::string(row.Text(0)), row.Int(1), row.Int(2), row.Int(3)});
+          return OkStatus();
+        });
+  }));
+  return out;
+}
+
 int AlertBus::Subscribe(Subscriber subscriber) {
   std::lock_guard<std::mutex> lock(mu_);
   const int id = next_id_++;
