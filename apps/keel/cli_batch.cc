@@ -179,12 +179,8 @@ Status RunDistributed(BatchFlags& f, const CliModel& loaded, std::optional<Batch
     return InvalidArgument("--distributed needs --output to be a file");
   }
   // Workers load exactly this version (or this file).
-  std::string ref = f.model;
-  if (loaded.name.empty()) {
-    ref = std::filesystem::absolute(f.model).string();
-  } else {
-    ref = loaded.name + "/" + loaded.version;
-  }
+  const std::string ref = loaded.name.empty() ? std::filesystem::absolute(f.model).string()
+                                              : loaded.name + "/" + loaded.version;
   f.dist.stall_timeout = std::chrono::seconds(f.stall_timeout_s);
   const bool tty = ::isatty(STDERR_FILENO) == 1;
   if (tty) {

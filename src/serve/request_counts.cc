@@ -41,12 +41,10 @@ void RequestCounts::Stop() {
 void RequestCounts::Record(std::string_view model, std::string_view version, Outcome outcome) {
   const int64_t now = clock_.NowMillis();
   const int64_t minute = now - ((now % 60'000) + 60'000) % 60'000;
+  // Names are short (no allocation past the small-string buffer).
+  Key key{std::string(model), std::string(version), minute};
   std::lock_guard<std::mutex> lock(mu_);
-  auto it = pending_.find(std::tie(model, version, minute));
-  if (it == pending_.end()) {
-    it = pending_.emplace(Key{std::string(model), std::string(version), minute}, Counts{}).first;
-  }
-  Counts& c = it->second;
+  Counts& c = pending_[std::move(key)];
   ++c.requests;
   if (outcome == Outcome::kClientError) ++c.client_errors;
   if (outcome == Outcome::kServerError) ++c.server_errors;
@@ -54,7 +52,7 @@ void RequestCounts::Record(std::string_view model, std::string_view version, Out
 
 Status RequestCounts::Flush() {
   std::lock_guard<std::mutex> flush_lock(flush_mu_);
-  std::map<Key, Counts, std::less<>> batch;
+  std::map<Key, Counts> batch;
   {
     std::lock_guard<std::mutex> lock(mu_);
     batch.swap(pending_);

@@ -78,9 +78,9 @@ class RequestCounts {
   RequestCountsOptions options_;
   std::mutex mu_;
   std::condition_variable cv_;
-  std::map<Key, Counts, std::less<>> pending_;  // guarded by mu_
-  bool stop_ = false;                           // guarded by mu_
-  std::mutex flush_mu_;                         // one flush at a time
+  std::map<Key, Counts> pending_;  // guarded by mu_
+  bool stop_ = false;              // guarded by mu_
+  std::mutex flush_mu_;            // one flush at a time
   std::thread thread_;
 };
 
