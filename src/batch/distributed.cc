@@ -525,8 +525,9 @@ class Coordinator {
 
     // By default a partition's text is at most about the max payload, so its
     // compressed form fits it whatever the data.
-    const size_t byte_cap =
-        d_.partition_bytes > 0 ? d_.partition_bytes : std::max<size_t>(max_payload_ - 8192, 4096);
+    const size_t byte_cap = d_.partition_bytes > 0 ? d_.partition_bytes
+                            : max_payload_ > 12288 ? max_payload_ - 8192
+                                                   : 4096;
     const std::string options_json = OptionsJson(o_, name);
     const std::string format = json_lines ? "jsonl" : "csv";
     bool input_done = false;
