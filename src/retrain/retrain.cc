@@ -465,7 +465,8 @@ Result<Trained> TrainWithCommand(const RetrainPolicy& policy, RetrainJob& job,
   if (s.ok()) {
     s = RunCommand(command, job_dir / "command.log", cancel);
     uintmax_t total = 0;
-    std::string tail = FileTail(job_dir / "command.log", kMaxJobLogLineBytes, total);
+    // Room for the line's heading within kMaxJobLogLineBytes.
+    std::string tail = FileTail(job_dir / "command.log", kMaxJobLogLineBytes - 128, total);
     AppendJobLog(job, env.clock->NowMillis(),
                  total == 0 ? std::string("training command: no output")
                  : tail.size() < total
@@ -698,7 +699,49 @@ GateDecision GateFromJson(const json& g) {
 
 }  // namespace
 
+namespace {
+
+// `text` with every byte that does not belong to a well-formed UTF-8
+// sequence replaced by U+FFFD (a command's output may be in any encoding, and
+// a cut may land inside a character; the job's JSON must stay valid).
+std::string ValidUtf8(std::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  size_t i = 0;
+  while (i < text.size()) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    size_t len = c < 0x80           ? 1
+                 : (c >> 5) == 0x6  ? 2
+                 : (c >> 4) == 0xE  ? 3
+                 : (c >> 3) == 0x1E ? 4
+                                    : 0;
+    bool ok = len > 0 && i + len <= text.size();
+    for (size_t k = 1; ok && k < len; ++k) {
+      ok = (static_cast<unsigned char>(text[i + k]) & 0xC0) == 0x80;
+    }
+    if (ok && len > 1) {
+      // Overlong forms, surrogates and code points above U+10FFFF.
+      uint32_t cp = c & (0x7F >> len);
+      for (size_t k = 1; k < len; ++k)
+        cp = (cp << 6) | (static_cast<unsigned char>(text[i + k]) & 0x3F);
+      const uint32_t min = len == 2 ? 0x80 : len == 3 ? 0x800 : 0x10000;
+      ok = cp >= min && cp <= 0x10FFFF && !(cp >= 0xD800 && cp <= 0xDFFF);
+    }
+    if (ok) {
+      out.append(text.substr(i, len));
+      i += len;
+    } else {
+      out += "\xEF\xBF\xBD";
+      ++i;
+    }
+  }
+  return out;
+}
+
+}  // namespace
+
 void AppendJobLog(RetrainJob& job, int64_t time_ms, std::string text) {
+  text = ValidUtf8(text);
   if (job.log.size() >= kMaxJobLogLines) {
     if (job.log.size() == kMaxJobLogLines) {
       job.log.push_back({time_ms, "(the log is full: later lines are not kept)"});
@@ -761,7 +804,9 @@ std::string RetrainJob::ToJson() const {
                    {"passed", r.passed},
                    {"reason", r.reason}};
   }
-  return j.dump();
+  // Invalid UTF-8 from elsewhere (a message quoting a command's output)
+  // becomes U+FFFD rather than failing the job's update.
+  return j.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
 Result<RetrainJob> RetrainJob::FromJson(std::string_view text) {
@@ -1570,11 +1615,14 @@ Result<std::optional<RetrainJob>> FinishShadow(const RetrainPolicy& policy, cons
     const registry::ChangeContext context{
         job.actor, "retrain job " + std::to_string(job.id) + " (" + job.trigger + "): shadow " +
                        (report.passed ? "passed" : "failed") + ", " + report.reason};
-    AppendJobLog(job, now,
-                 "job " + std::to_string(job.id) + ": shadow phase compared " +
-                     std::to_string(report.requests) + " requests (" +
-                     (report.passed ? "passed" : "failed") + ": " + report.reason + ")");
+    // The comparison and the outcome go to the log together, when the
+    // decision is recorded (a store error below puts the phase back and the
+    // next call decides again).
     auto end = [&](const std::string& status, const std::string& message) -> Status {
+      AppendJobLog(job, now,
+                   "job " + std::to_string(job.id) + ": shadow phase compared " +
+                       std::to_string(report.requests) + " requests (" +
+                       (report.passed ? "passed" : "failed") + ": " + report.reason + ")");
       job.status = status;
       job.message = message;
       job.finished_ms = env.clock->NowMillis();

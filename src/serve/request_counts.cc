@@ -14,6 +14,7 @@ RequestCounts::RequestCounts(store::Database& db, const Clock& clock, RequestCou
 RequestCounts::~RequestCounts() { Stop(); }
 
 Status RequestCounts::Start() {
+  std::lock_guard<std::mutex> stop_lock(stop_mu_);
   if (options_.flush_interval.count() <= 0) {
     return InvalidArgument("request counts: flush_interval must be positive");
   }
@@ -26,9 +27,11 @@ Status RequestCounts::Start() {
 }
 
 void RequestCounts::Stop() {
+  // One Stop at a time joins the thread; every Stop flushes what is pending
+  // (counts recorded after an earlier Stop too).
+  std::lock_guard<std::mutex> stop_lock(stop_mu_);
   {
     std::lock_guard<std::mutex> lock(mu_);
-    if (stop_ && !thread_.joinable()) return;
     stop_ = true;
   }
   cv_.notify_all();
@@ -109,11 +112,18 @@ Result<std::vector<RequestPoint>> ReadRequestCounts(store::Database& db,
     return InvalidArgument("step_ms must be a positive multiple of 60000, got " +
                            std::to_string(q.step_ms));
   }
+  // Unix milliseconds within about ±30,000 years; steps of at most a year.
+  constexpr int64_t kMaxAbsMs = 1'000'000'000'000'000;
+  if (q.step_ms > 366LL * 86'400'000) return InvalidArgument("step_ms must be at most a year");
+  if (q.from_ms < -kMaxAbsMs || q.from_ms > kMaxAbsMs || q.to_ms < -kMaxAbsMs ||
+      q.to_ms > kMaxAbsMs) {
+    return InvalidArgument("from_ms and to_ms must be within ±10^15");
+  }
   if (q.to_ms <= q.from_ms) {
     return InvalidArgument("to_ms must be after from_ms");
   }
   const int64_t from = q.from_ms - ((q.from_ms % q.step_ms) + q.step_ms) % q.step_ms;
-  if ((q.to_ms - from) / q.step_ms > 10'000) {
+  if ((q.to_ms - from + q.step_ms - 1) / q.step_ms > 10'000) {
     return InvalidArgument("more than 10000 steps of step_ms in [from_ms, to_ms)");
   }
   std::string sql =

@@ -618,3 +618,44 @@ TEST_F(ShadowTest, ErrorsAndNonFiniteOutputsFailTheShadow) {
 
 }  // namespace
 }  // namespace keel::retrain
+
+namespace keel::retrain {
+namespace {
+
+// A job's log keeps valid UTF-8 (a command's output may be in any encoding
+// or cut inside a character) and stays bounded; it survives the job's JSON.
+TEST(RetrainJobsTest, JobLogIsValidUtf8AndBounded) {
+  RetrainJob job;
+  job.id = 7;
+  AppendJobLog(job, 1, std::string("latin-1 caf\xe9, cut \xe2\x82", 20) + " end");
+  AppendJobLog(job, 2, "euro \xe2\x82\xac, overlong \xc0\xaf, surrogate \xed\xa0\x80");
+  ASSERT_EQ(job.log.size(), 2u);
+  EXPECT_EQ(job.log[0].text, "latin-1 caf\xef\xbf\xbd, cut \xef\xbf\xbd\xef\xbf\xbd end");
+  EXPECT_EQ(job.log[1].text,
+            "euro \xe2\x82\xac, overlong \xef\xbf\xbd\xef\xbf\xbd, surrogate "
+            "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd");
+  // A long line is cut at a character boundary, then marked.
+  std::string long_line;
+  while (long_line.size() < kMaxJobLogLineBytes + 10) long_line += "\xe2\x82\xac";
+  AppendJobLog(job, 3, long_line);
+  const std::string cut = job.log[2].text;  // a copy: the log grows below
+  ASSERT_TRUE(cut.ends_with(" [cut]"));
+  EXPECT_LE(cut.size(), kMaxJobLogLineBytes + 6);
+  EXPECT_EQ((cut.size() - 6) % 3, 0u);  // whole euro signs only
+  // Bounded: one line says the log is full, later ones are dropped.
+  for (size_t i = job.log.size(); i < kMaxJobLogLines + 5; ++i) AppendJobLog(job, 4, "step");
+  ASSERT_EQ(job.log.size(), kMaxJobLogLines + 1);
+  EXPECT_NE(job.log.back().text.find("the log is full"), std::string::npos);
+  // The record round-trips through its JSON.
+  auto back = RetrainJob::FromJson(job.ToJson());
+  ASSERT_TRUE(back.ok()) << back.status().ToString();
+  ASSERT_EQ(back->log.size(), job.log.size());
+  EXPECT_EQ(back->log[0].text, job.log[0].text);
+  EXPECT_EQ(back->log[2].text, cut);
+  // A message holding invalid UTF-8 does not break the record either.
+  job.message = "bad \xff byte";
+  EXPECT_TRUE(RetrainJob::FromJson(job.ToJson()).ok());
+}
+
+}  // namespace
+}  // namespace keel::retrain

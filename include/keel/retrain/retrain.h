@@ -184,9 +184,11 @@ struct RetrainJob {
   std::string message;  // the failure, or a one-line summary
   std::string host;     // where the job runs (gethostname)
   int64_t pid = 0;      // the process running it
-  // What the job did, step by step (the lines also given to
-  // RetrainEnv::on_status), and for a command trainer the tail of its
-  // output (at most 8 KiB); at most kMaxJobLogLines lines, each cut at 8 KiB.
+  // What the job did, step by step (the job's own status lines, also given
+  // to RetrainEnv::on_status; not the trainer's progress lines), and for a
+  // command trainer the tail of its output (under 8 KiB). Text is valid
+  // UTF-8 (other bytes become U+FFFD); at most kMaxJobLogLines lines plus one
+  // saying the log is full, each at most kMaxJobLogLineBytes plus " [cut]".
   std::vector<JobLogLine> log;
 
   std::string ToJson() const;

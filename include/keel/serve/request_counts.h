@@ -24,8 +24,11 @@
 // killed meanwhile loses at most one flush interval of counts).
 //
 // Threads: Record, Flush and Stop may be called from any thread; `mu_`
-// guards the pending counts. Start creates the flusher thread, Stop joins it
-// (and is called by the destructor).
+// guards the pending counts, `stop_mu_` the flusher thread. Start creates
+// the thread, Stop joins it (and is called by the destructor); every Stop
+// flushes what is pending. A commit whose outcome is unknown (the connection
+// lost during COMMIT) is counted as failed and its counts added again, so
+// such a rare case can count a flush twice.
 #pragma once
 
 #include <chrono>
@@ -81,6 +84,7 @@ class RequestCounts {
   std::map<Key, Counts> pending_;  // guarded by mu_
   bool stop_ = false;              // guarded by mu_
   std::mutex flush_mu_;            // one flush at a time
+  std::mutex stop_mu_;             // guards thread_ (Start, Stop)
   std::thread thread_;
 };
 
@@ -101,7 +105,8 @@ struct RequestPoint {
 
 // The sums per step of the counts in [from_ms, to_ms), steps without
 // requests left out, in time order. InvalidArgument for a step that is not a
-// positive multiple of a minute, an empty range, or more than 10,000 steps.
+// positive multiple of a minute or longer than a year, times beyond ±10^15
+// ms, an empty range, or more than 10,000 steps.
 Result<std::vector<RequestPoint>> ReadRequestCounts(store::Database& db,
                                                     const RequestCountsQuery& query);
 

@@ -143,9 +143,11 @@ class Database {
   // The URI the database was opened with.
   virtual const std::string& uri() const = 0;
   // Calls `on_change` after each committed NotifyChange on `channel` by any
-  // process on this store, on a thread of the listener's own. When the
-  // listener loses its connection it reconnects, and then calls on_change
-  // with an empty payload (notifications may have been missed meanwhile).
+  // process on this store, on a thread of the listener's own. It is also
+  // called with an empty payload ("changes may have been missed: read
+  // again") once when the listener starts, and after it reconnects a lost
+  // connection (reconnecting may hold the listener's destruction for up to
+  // the connect timeout, 10 s).
   // Unimplemented on backends without notifications (SQLite): poll instead.
   // The listener must be destroyed before the database.
   virtual Result<std::unique_ptr<ChangeListener>> Listen(std::string_view channel,

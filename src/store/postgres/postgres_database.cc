@@ -330,6 +330,9 @@ class PgListener final : public ChangeListener {
   }
 
   void Loop() {
+    // A change made between the caller's first read and the LISTEN would
+    // otherwise wait for the next poll: one call at the start covers it.
+    on_change_("");
     bool broken = false;
     while (!stop_.load()) {
       if (broken) {
