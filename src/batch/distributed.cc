@@ -533,12 +533,12 @@ class Coordinator {
     bool input_done = false;
     auto last_progress = std::chrono::steady_clock::now();
     Splitter::Part part;
-    while (!input_done || next_write_ < published_) {
+    while (!input_done || next_write_ < Published()) {
       if (o_.cancel != nullptr && o_.cancel->load()) {
         return Unavailable("interrupted after " + std::to_string(next_write_) + " partitions");
       }
       // Publish while the window has room.
-      while (!input_done && published_ < next_write_ + d_.window) {
+      while (!input_done && Published() < next_write_ + d_.window) {
         if (!split.NextRecords(d_.partition_rows, byte_cap, part)) {
           KEEL_RETURN_IF_ERROR(input_error(split.error()));
           input_done = true;
@@ -550,27 +550,27 @@ class Coordinator {
         if (body.empty()) return Internal("zstd compression failed");
         if (body.size() + 4096 > max_payload_) {
           return InvalidArgument(
-              "partition " + std::to_string(published_) + " is " + std::to_string(body.size()) +
+              "partition " + std::to_string(Published()) + " is " + std::to_string(body.size()) +
               " bytes compressed, over the NATS server's max payload of " +
               std::to_string(max_payload_) + "; use a smaller --partition-bytes");
         }
         const uint64_t offset = json_lines ? part.first_line : part.first_line - header_lines;
-        KEEL_RETURN_IF_ERROR(Publish(body, published_, offset, part.records, format, options_json));
+        KEEL_RETURN_IF_ERROR(
+            Publish(body, Published(), offset, part.records, format, options_json));
         expected_rows_.push_back(part.records);
-        ++published_;
       }
       // Collect results.
       KEEL_ASSIGN_OR_RETURN(bool progressed, Collect());
       const auto now = std::chrono::steady_clock::now();
       if (progressed) {
         last_progress = now;
-        if (d_.progress) d_.progress(next_write_, published_, input_done, summary_.batch.rows_in);
+        if (d_.progress) d_.progress(next_write_, Published(), input_done, summary_.batch.rows_in);
       } else if (now - last_progress > d_.stall_timeout) {
         return Unavailable(
             "no partition finished in " +
             std::to_string(
                 std::chrono::duration_cast<std::chrono::seconds>(d_.stall_timeout).count()) +
-            " s (" + std::to_string(next_write_) + " of " + std::to_string(published_) +
+            " s (" + std::to_string(next_write_) + " of " + std::to_string(Published()) +
             " published partitions done); are `keel worker` processes running against " +
             q_.nats_url + "?" +
             (last_fetch_error_.empty() ? "" : " (last: " + last_fetch_error_ + ")"));
@@ -585,7 +585,7 @@ class Coordinator {
     // Completeness: every partition written, each with the records sent.
     uint64_t expected = 0;
     for (uint64_t r : expected_rows_) expected += r;
-    if (summary_.batch.rows_in != expected || next_write_ != published_) {
+    if (summary_.batch.rows_in != expected || next_write_ != Published()) {
       return Internal("incomplete output: " + std::to_string(summary_.batch.rows_in) + " of " +
                       std::to_string(expected) + " rows");
     }
@@ -601,7 +601,7 @@ class Coordinator {
     guard.keep = true;
     summary_.batch.input_sha256 = sha.HexDigest();
     summary_.batch.input_bytes = split.bytes();
-    summary_.partitions = published_;
+    summary_.partitions = Published();
     return OkStatus();
   }
 
@@ -683,7 +683,7 @@ class Coordinator {
 
   Status Take(natsMsg* m) {
     uint64_t partition = 0;
-    if (!ParseU64(GetHeader(m, "Keel-Partition"), partition) || partition >= published_) {
+    if (!ParseU64(GetHeader(m, "Keel-Partition"), partition) || partition >= Published()) {
       return Internal("a result names no partition of this job");
     }
     const std::string worker = GetHeader(m, "Keel-Worker");
@@ -760,6 +760,8 @@ class Coordinator {
     return OkStatus();
   }
 
+  uint64_t Published() const { return expected_rows_.size(); }
+
   const model::LoadedModel& model_;
   const std::string& ref_;
   const BatchOptions& o_;
@@ -774,10 +776,10 @@ class Coordinator {
   std::string reject_path_;
   std::ofstream rejects_file_;
   std::string first_reject_;
-  std::string last_fetch_error_;         // the last failed fetch since a good one
-  std::vector<uint64_t> expected_rows_;  // records sent per partition
+  std::string last_fetch_error_;  // the last failed fetch since a good one
+  std::vector<uint64_t>
+      expected_rows_;  // one entry per published partition  // records sent per partition
   std::map<uint64_t, PartResult> pending_;
-  uint64_t published_ = 0;
   uint64_t next_write_ = 0;
 };
 
@@ -939,8 +941,8 @@ struct BatchWorker::Impl {
     return m;
   }
 
-  // Publishes a result for the task `task` (headers set by the caller on `msg`).
-  Status PublishResult(natsMsg* task, const std::string& job, const std::string& partition,
+  // Publishes a partition's result (body and headers) to the job's results subject.
+  Status PublishResult(const std::string& job, const std::string& partition,
                        const std::string& body,
                        const std::vector<std::pair<const char*, std::string>>& headers) {
     const std::string subject = ResultsSubject(options.queue, job);
@@ -960,7 +962,6 @@ struct BatchWorker::Impl {
     if (s == NATS_OK) s = js_PublishMsg(&ack, conn.js, msg, nullptr, &jerr);
     if (ack != nullptr) jsPubAck_Destroy(ack);
     natsMsg_Destroy(msg);
-    (void)task;
     if (s != NATS_OK) return Unavailable("cannot publish the result: " + NatsText(s));
     return OkStatus();
   }
@@ -1079,7 +1080,7 @@ struct BatchWorker::Impl {
         headers.emplace_back("Keel-Error", message);
         headers.emplace_back("Keel-Error-Code", std::to_string(static_cast<int>(error.code())));
       }
-      published = PublishResult(task, job, partition, body, headers);
+      published = PublishResult(job, partition, body, headers);
     }
     beat.Stop();
     {
