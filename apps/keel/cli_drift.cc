@@ -157,7 +157,7 @@ Status RunDrift(const GlobalOptions& global, const DriftFlags& f, int& exit_code
 
   data::CsvOptions csv;
   for (const std::string& name : f.categorical) csv.types[name] = data::ColumnType::kCategorical;
-  csv.huge_pages = true;  // a short-lived process filling large columns
+  csv.bulk_memory = true;  // a short-lived process filling large columns
   ReadProgress progress(!f.quiet && isatty(STDERR_FILENO) != 0);
   // Two CSV files are read at once, one thread each (cutting each into
   // parts as well only adds copying on 2 cores); one file is read in parts.

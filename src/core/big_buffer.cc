@@ -46,4 +46,19 @@ void AdviseHugePages(void* p, size_t bytes) {
   if (last > first) (void)madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
 }
 
+void PrefaultPages(void* p, size_t bytes) {
+#ifdef MADV_POPULATE_WRITE
+  constexpr uintptr_t kPage = 4096;
+  const uintptr_t start = reinterpret_cast<uintptr_t>(p);
+  const uintptr_t first = (start + kPage - 1) & ~(kPage - 1);
+  const uintptr_t last = (start + bytes) & ~(kPage - 1);
+  if (p != nullptr && last > first) {
+    (void)madvise(reinterpret_cast<void*>(first), last - first, MADV_POPULATE_WRITE);
+  }
+#else
+  (void)p;
+  (void)bytes;
+#endif
+}
+
 }  // namespace keel

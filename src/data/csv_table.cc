@@ -55,6 +55,18 @@ class Interner {
 
 enum class State { kEmpty, kNumeric, kBoolean, kCategorical };
 
+// v.reserve(n); with `bulk` (CsvOptions::bulk_memory) the fresh capacity is
+// also marked for huge pages and faulted in at once.
+template <typename T>
+void ReserveBulk(std::vector<T>& v, size_t n, bool bulk) {
+  v.reserve(n);
+  if (!bulk) return;
+  T* fresh = v.data() + v.size();
+  const size_t bytes = (v.capacity() - v.size()) * sizeof(T);
+  AdviseHugePages(fresh, bytes);
+  PrefaultPages(fresh, bytes);
+}
+
 struct ColumnBuilder {
   std::string name;
   bool forced = false;  // type fixed by a schema override
@@ -138,17 +150,9 @@ class TableReader {
     const auto n = static_cast<size_t>(std::min(rows, 4.0e9));
     for (ColumnBuilder& b : columns_) {
       if (b.state == State::kCategorical) {
-        b.codes.reserve(n);
-        if (options_->huge_pages) {
-          AdviseHugePages(b.codes.data() + b.codes.size(),
-                          (b.codes.capacity() - b.codes.size()) * sizeof(int32_t));
-        }
+        ReserveBulk(b.codes, n, options_->bulk_memory);
       } else {
-        b.values.reserve(n);
-        if (options_->huge_pages) {
-          AdviseHugePages(b.values.data() + b.values.size(),
-                          (b.values.capacity() - b.values.size()) * sizeof(double));
-        }
+        ReserveBulk(b.values, n, options_->bulk_memory);
       }
     }
   }
@@ -231,50 +235,62 @@ class TableReader {
   // One table from parts read in file order, none of which holds a column as
   // numbers or booleans that another holds as categories (ToReadAsCategories
   // is empty for all). Categories keep first-seen order over the whole file.
-  // Each part's storage is released as its column is appended.
-  static Result<Table> Concatenate(std::vector<TableReader>& parts) {
-    const bool huge_pages = parts.front().options_->huge_pages;
+  // Columns are joined at once on `pool`, each part's storage released as its
+  // column is appended.
+  static Result<Table> Concatenate(std::vector<TableReader>& parts, ThreadPool& pool) {
+    const bool bulk = parts.front().options_->bulk_memory;
+    size_t rows = 0;
+    for (const TableReader& part : parts) rows += part.num_rows_;
+    const size_t n_columns = parts.front().columns_.size();
+    std::vector<std::optional<Result<Column>>> columns(n_columns);
+    pool.ParallelFor(
+        n_columns,
+        [&](size_t begin, size_t end) {
+          for (size_t j = begin; j < end; ++j) columns[j] = JoinColumn(parts, j, rows, bulk);
+        },
+        1);
     Table table;
-    for (size_t j = 0; j < parts.front().columns_.size(); ++j) {
-      ColumnBuilder all;
-      all.name = parts.front().columns_[j].name;
-      all.state = CombinedState(parts, j);
-      size_t rows = 0;
-      for (const TableReader& part : parts) rows += part.num_rows_;
-      for (TableReader& part : parts) {
-        ColumnBuilder& b = part.columns_[j];
-        if (all.state != State::kCategorical) {
-          if (all.values.empty()) {
-            all.values.reserve(rows);
-            if (huge_pages) AdviseHugePages(all.values.data(), rows * sizeof(double));
-          }
-          all.values.insert(all.values.end(), b.values.begin(), b.values.end());
-        } else if (b.state == State::kCategorical) {
-          if (all.codes.empty()) {
-            all.codes.reserve(rows);
-            if (huge_pages) AdviseHugePages(all.codes.data(), rows * sizeof(int32_t));
-          }
-          std::vector<int32_t> remap;
-          remap.reserve(b.dictionary.strings().size());
-          for (const std::string& text : b.dictionary.strings()) {
-            remap.push_back(all.dictionary.Intern(text));
-          }
-          for (int32_t code : b.codes) {
-            all.codes.push_back(code < 0 ? -1 : remap[static_cast<size_t>(code)]);
-          }
-        } else {  // nothing but missing values in this part
-          all.codes.insert(all.codes.end(), b.values.size(), -1);
-        }
-        ColumnBuilder released;
-        std::swap(b, released);
-      }
-      KEEL_ASSIGN_OR_RETURN(Column column, MakeColumn(all));
-      KEEL_RETURN_IF_ERROR(table.AddColumn(std::move(column)));
+    for (std::optional<Result<Column>>& column : columns) {
+      if (!column->ok()) return column->status();
+      KEEL_RETURN_IF_ERROR(table.AddColumn(std::move(*column).value()));
     }
     return table;
   }
 
  private:
+  // Column j of every part, in order (see Concatenate); `rows` in all.
+  static Result<Column> JoinColumn(std::vector<TableReader>& parts, size_t j, size_t rows,
+                                   bool bulk) {
+    ColumnBuilder all;
+    all.name = parts.front().columns_[j].name;
+    all.state = CombinedState(parts, j);
+    if (all.state != State::kCategorical) {
+      ReserveBulk(all.values, rows, bulk);
+    } else {
+      ReserveBulk(all.codes, rows, bulk);
+    }
+    for (TableReader& part : parts) {
+      ColumnBuilder& b = part.columns_[j];
+      if (all.state != State::kCategorical) {
+        all.values.insert(all.values.end(), b.values.begin(), b.values.end());
+      } else if (b.state == State::kCategorical) {
+        std::vector<int32_t> remap;
+        remap.reserve(b.dictionary.strings().size());
+        for (const std::string& text : b.dictionary.strings()) {
+          remap.push_back(all.dictionary.Intern(text));
+        }
+        for (int32_t code : b.codes) {
+          all.codes.push_back(code < 0 ? -1 : remap[static_cast<size_t>(code)]);
+        }
+      } else {  // nothing but missing values in this part
+        all.codes.insert(all.codes.end(), b.values.size(), -1);
+      }
+      ColumnBuilder released;
+      std::swap(b, released);
+    }
+    return MakeColumn(all);
+  }
+
   Status Add(ColumnBuilder& b, std::string_view text, const CsvReader& reader) {
     if (missing_.Matches(text)) {
       if (b.state == State::kCategorical) {
@@ -525,7 +541,7 @@ std::optional<Table> ReadInParts(const std::string& path, const CsvOptions& opti
     if (failed) return std::nullopt;
   }
   if (options.reader.progress) options.reader.progress(size, size);
-  Result<Table> table = TableReader::Concatenate(parts);
+  Result<Table> table = TableReader::Concatenate(parts, pool);
   if (!table.ok()) return std::nullopt;
   return std::move(table).value();
 }

@@ -5,6 +5,7 @@
 
 #include <array>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -18,11 +19,38 @@ inline constexpr double kExactPowersOf10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,
                                               1e8,  1e9,  1e10, 1e11, 1e12, 1e13, 1e14, 1e15,
                                               1e16, 1e17, 1e18, 1e19, 1e20, 1e21, 1e22};
 
+// Correctly rounded double of mantissa / 10^fraction for any 64-bit
+// mantissa and fraction <= 22, through one x87 extended-precision division: both
+// operands are exact in its 64-bit significand, so the quotient is the true
+// value rounded once to 64 bits. Rounding that again to 53 bits gives the
+// true value's rounding unless the 64-bit quotient sits exactly on a 53-bit
+// halfway point (its 11 low bits 10000000000): then false, and the caller
+// takes the general path. Only where long double is the x87 format.
+inline bool DivideExtended(uint64_t mantissa, int fraction, double* value) {
+#if (defined(__x86_64__) || defined(__i386__)) && __LDBL_MANT_DIG__ == 64
+  static constexpr long double kPowers[] = {1e0L,  1e1L,  1e2L,  1e3L,  1e4L,  1e5L,  1e6L,  1e7L,
+                                            1e8L,  1e9L,  1e10L, 1e11L, 1e12L, 1e13L, 1e14L, 1e15L,
+                                            1e16L, 1e17L, 1e18L, 1e19L, 1e20L, 1e21L, 1e22L};
+  const long double q = static_cast<long double>(mantissa) / kPowers[fraction];
+  uint64_t significand;
+  static_assert(sizeof(long double) >= sizeof significand);
+  std::memcpy(&significand, &q, sizeof significand);  // x87: the low 8 bytes
+  if ((significand & 0x7ff) == 0x400) return false;
+  *value = static_cast<double>(q);
+  return true;
+#else
+  (void)mantissa;
+  (void)fraction;
+  (void)value;
+  return false;
+#endif
+}
+
 // Plain decimals ("-123.45", no blanks, no '+', no exponent): at most 19
-// digits whose value fits in 53 bits and at most 22 fraction digits. Both the
-// integer and the power of ten are exact doubles, so one IEEE division gives
-// the correctly rounded result, the same double std::from_chars returns.
-// False means "not handled here", not "not a number".
+// digits and at most 22 fraction digits. Up to 2^53 both the integer and the
+// power of ten are exact doubles, so one IEEE division gives the correctly
+// rounded result; above, DivideExtended does. Either way it is the double
+// std::from_chars returns. False means "not handled here", not "not a number".
 inline bool ParseSimpleDecimal(std::string_view text, double* value) {
   const char* p = text.data();
   const char* const end = p + text.size();
@@ -48,10 +76,14 @@ inline bool ParseSimpleDecimal(std::string_view text, double* value) {
       ++fraction;
     }
   }
-  if (p != end || digits == 0 || digits > 19) return false;
-  if (mantissa > (uint64_t{1} << 53) || fraction > 22) return false;
-  double d = static_cast<double>(mantissa);
-  if (fraction > 0) d /= kExactPowersOf10[fraction];
+  if (p != end || digits == 0 || digits > 19 || fraction > 22) return false;
+  double d;
+  if (mantissa <= (uint64_t{1} << 53)) {
+    d = static_cast<double>(mantissa);
+    if (fraction > 0) d /= kExactPowersOf10[fraction];
+  } else if (!DivideExtended(mantissa, fraction, &d)) {
+    return false;
+  }
   *value = negative ? -d : d;
   return true;
 }

@@ -108,6 +108,26 @@ TEST(ReadCsvInPartsTest, EqualsTheSerialRead) {
   EXPECT_EQ(parts->num_rows(), kRows);
 }
 
+// CsvOptions::bulk_memory changes how column storage is backed, never what
+// is read: in parts, serially, and through ReadCsvTable.
+TEST(ReadCsvInPartsTest, BulkMemoryReadsTheSame) {
+  SKIP_ON_ONE_THREAD();
+  TempDir dir;
+  const std::string path = (dir.path() / "bulk.csv").string();
+  std::ofstream(path, std::ios::binary) << MakeCsv(kRows);
+  CsvOptions bulk;
+  bulk.bulk_memory = true;
+  const Table want = ReadSerially(path);
+  std::optional<Table> parts = internal::ReadInParts(path, bulk, kPart);
+  ASSERT_TRUE(parts.has_value());
+  ExpectSameTable(*parts, want);
+  ExpectSameTable(ReadSerially(path, bulk), want);
+  bulk.read_in_parts = false;
+  Result<Table> whole = ReadCsvTable(path, bulk);
+  ASSERT_TRUE(whole.ok()) << whole.status().ToString();
+  ExpectSameTable(*whole, want);
+}
+
 TEST(ReadCsvInPartsTest, SchemaOverridesApplyToEveryPart) {
   SKIP_ON_ONE_THREAD();
   TempDir dir;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
+#include <cstdio>
 #include <fstream>
 #include <random>
 #include <sstream>
@@ -10,6 +11,7 @@
 #include <vector>
 
 #include "keel/data/csv.h"
+#include "src/data/text.h"
 #include "test_util.h"
 
 namespace keel::data {
@@ -340,6 +342,72 @@ TEST(ReadCsvTableTest, NumbersMatchFromChars) {
     ASSERT_EQ(std::signbit(v.values()[i]), std::signbit(want)) << texts[i];
     ASSERT_EQ(v.values()[i], want) << texts[i];
   }
+}
+
+// Decimals of 17-19 digits (most shortest round-trip texts of doubles) take
+// one extended-precision division; it must give std::from_chars's double, or
+// decline. Texts within a few units of the 19th digit of a halfway point
+// between two doubles are where a second rounding could go wrong.
+TEST(ReadCsvTableTest, LongDecimalsMatchFromChars) {
+  std::mt19937_64 rng(7);
+  std::uniform_real_distribution<double> unit(0.0, 1.0);
+  uint64_t checked = 0, declined = 0;
+  auto check = [&](const std::string& text) {
+    double want = 0;
+    auto res = std::from_chars(text.data(), text.data() + text.size(), want);
+    ASSERT_EQ(res.ec, std::errc()) << text;
+    double got = 0;
+    ASSERT_TRUE(internal::ParseNumber(text, &got)) << text;
+    ASSERT_EQ(got, want) << text;
+    // The division alone, on the text's digits.
+    uint64_t mantissa = 0;
+    int digits = 0, fraction = -1;
+    for (char c : text) {
+      if (c == '.') {
+        fraction = 0;
+      } else if (c != '-') {
+        mantissa = mantissa * 10 + static_cast<uint64_t>(c - '0');
+        ++digits;
+        if (fraction >= 0) ++fraction;
+      }
+    }
+    fraction = std::max(fraction, 0);
+    if (digits > 19 || fraction > 22) return;  // outside the division's domain
+    double direct = 0;
+    if (internal::DivideExtended(mantissa, fraction, &direct)) {
+      ASSERT_EQ(text[0] == '-' ? -direct : direct, want) << text;
+    } else {
+      ++declined;
+    }
+    ++checked;
+  };
+  char buf[64];
+  for (int i = 0; i < 200000; ++i) {
+    // Shortest round-trip texts of doubles of several magnitudes.
+    const double x = (unit(rng) - 0.5) * std::pow(10.0, static_cast<int>(rng() % 7) - 2);
+    auto r = std::to_chars(buf, buf + sizeof buf, x, std::chars_format::fixed);
+    check(std::string(buf, r.ptr));
+  }
+  for (int i = 0; i < 200000; ++i) {
+    // Near the halfway point between a double and the next one up: exact in
+    // long double, printed to 19 significant digits, then nudged.
+    const double d = 1.0 + unit(rng) * 999.0;
+    const long double mid =
+        (static_cast<long double>(d) + static_cast<long double>(std::nextafter(d, 2e3))) / 2;
+    const int int_digits = d < 10 ? 1 : (d < 100 ? 2 : 3);
+    const int n = std::snprintf(buf, sizeof buf, "%.*Lf", 19 - int_digits, mid);
+    std::string text(buf, static_cast<size_t>(n));
+    const int nudge = static_cast<int>(rng() % 5) - 2;  // -2..+2 in the last digit
+    if (nudge != 0 && text.back() - '0' + nudge >= 0 && text.back() - '0' + nudge <= 9) {
+      text.back() = static_cast<char>(text.back() + nudge);
+    }
+    check(text);
+  }
+  EXPECT_GT(checked, 300000u);
+  // Some texts land on a halfway point of the 64-bit quotient and go to the
+  // general path; far from all.
+  EXPECT_GT(declined, 0u);
+  EXPECT_LT(declined, checked / 10);
 }
 
 TEST(ReadCsvTableTest, BlanksAroundNumbersAndNonNumbers) {
