@@ -1,10 +1,13 @@
 // Window profiles (keel/monitor/window_profile.h): pieces of a window merge
 // to the whole window's report (bit for bit while exact), and gridded pieces
 // stay within the error the header states, against the exact evaluation of
-// the same rows.
+// the same rows. A profile's stored form decodes to the same profile bit for
+// bit, and damaged or foreign blobs are refused.
 #include <gtest/gtest.h>
+#include <zlib.h>
 
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <random>
 #include <string>
@@ -338,6 +341,192 @@ TEST(WindowProfileTest, EmptyProfileIsNotFound) {
   const ProfileLayout layout(f.ref, f.info);
   auto w = EvaluateProfile(layout, EmptyProfile(layout), Query(), {});
   EXPECT_EQ(w.status().code(), StatusCode::kNotFound);
+}
+
+// ---------------------------------------------------------------------------
+// Stored form (EncodeProfile / DecodeProfile)
+
+std::vector<uint64_t> Bits(const std::vector<double>& v) {
+  std::vector<uint64_t> out;
+  for (double d : v) out.push_back(std::bit_cast<uint64_t>(d));
+  return out;
+}
+
+void ExpectSameValues(const ValueCounts& a, const ValueCounts& b, const std::string& what) {
+  EXPECT_EQ(a.count(), b.count()) << what;
+  EXPECT_EQ(Bits(a.exact_values()), Bits(b.exact_values())) << what;
+  EXPECT_EQ(a.grid_counts(), b.grid_counts()) << what;
+}
+
+void ExpectSameColumn(const ColumnProfile& a, const ColumnProfile& b, const std::string& what) {
+  ExpectSameValues(a.values, b.values, what);
+  EXPECT_EQ(a.missing, b.missing) << what;
+  EXPECT_EQ(a.categories.counts, b.categories.counts) << what;
+  EXPECT_EQ(a.categories.missing, b.categories.missing) << what;
+}
+
+void ExpectSameProfile(const WindowProfile& a, const WindowProfile& b) {
+  EXPECT_EQ(a.exact_limit, b.exact_limit);
+  EXPECT_EQ(a.rows, b.rows);
+  EXPECT_EQ(a.unreadable, b.unreadable);
+  EXPECT_EQ(a.first_ms, b.first_ms);
+  EXPECT_EQ(a.last_ms, b.last_ms);
+  ASSERT_EQ(a.inputs.size(), b.inputs.size());
+  for (size_t i = 0; i < a.inputs.size(); ++i) {
+    ExpectSameColumn(a.inputs[i], b.inputs[i], "input " + std::to_string(i));
+  }
+  ExpectSameColumn(a.prediction, b.prediction, "prediction");
+  EXPECT_EQ(a.endpoints, b.endpoints);
+  ExpectSameValues(a.latency_us, b.latency_us, "latency");
+  EXPECT_EQ(a.labelled, b.labelled);
+  EXPECT_EQ(a.unmatched_labels, b.unmatched_labels);
+  EXPECT_EQ(a.scored, b.scored);
+  EXPECT_EQ(std::bit_cast<uint64_t>(a.log_loss_sum), std::bit_cast<uint64_t>(b.log_loss_sum));
+  ExpectSameValues(a.scores, b.scores, "scores");
+  ExpectSameValues(a.positives, b.positives, "positives");
+  ExpectSameValues(a.negatives, b.negatives, "negatives");
+  EXPECT_EQ(a.confusion, b.confusion);
+  for (auto [x, y] : {std::pair(a.sse, b.sse), std::pair(a.sae, b.sae),
+                      std::pair(a.label_mean, b.label_mean), std::pair(a.label_m2, b.label_m2)}) {
+    EXPECT_EQ(std::bit_cast<uint64_t>(x), std::bit_cast<uint64_t>(y));
+  }
+}
+
+// The blob with its checksum recomputed (the test's way past the CRC to the
+// decoder's own checks): bytes 4..7 are the CRC-32 of the body after them.
+std::string Resigned(std::string blob) {
+  if (blob.size() < 8) return blob;
+  const uint32_t crc = static_cast<uint32_t>(
+      crc32_z(0, reinterpret_cast<const unsigned char*>(blob.data() + 8), blob.size() - 8));
+  for (int i = 0; i < 4; ++i) blob[4 + i] = static_cast<char>((crc >> (8 * i)) & 0xff);
+  return blob;
+}
+
+// Profiles with every kind of part: all exact, all gridded, and mixed (n/2
+// values kept exactly: the inputs, scores and latencies gridded, the
+// labelled scores exact), of n rows with labels.
+std::vector<WindowProfile> StorableProfiles(const ProfileLayout& layout,
+                                            const model::PackageInfo& info, size_t n = 3000) {
+  const auto rows = Rows(info, n, 0.5, 21);
+  std::vector<WindowProfile> out;
+  for (uint64_t limit : {uint64_t{10'000}, uint64_t{0}, uint64_t{n / 2}}) {
+    ProfileOptions o;
+    o.exact_limit = limit;
+    out.push_back(ProfileOf(layout, rows, o));
+  }
+  return out;
+}
+
+TEST(WindowProfileTest, StoredFormDecodesToTheSameProfile) {
+  for (std::string task : {"binary", "multiclass", "regression"}) {
+    SCOPED_TRACE(task);
+    Fixture f(task);
+    const ProfileLayout layout(f.ref, f.info);
+    for (const WindowProfile& p : StorableProfiles(layout, f.info)) {
+      SCOPED_TRACE(p.exact_limit);
+      const std::string blob = EncodeProfile(p, layout);
+      auto back = DecodeProfile(blob, layout);
+      ASSERT_TRUE(back.ok()) << back.status().message();
+      ExpectSameProfile(p, *back);
+      EXPECT_EQ(EncodeProfile(*back, layout), blob);
+      // The decoded profile evaluates as the original.
+      auto a = EvaluateProfile(layout, p, Query(), {});
+      auto b = EvaluateProfile(layout, *back, Query(), {});
+      ASSERT_TRUE(a.ok() && b.ok());
+      EXPECT_EQ(a->ToJson(), b->ToJson());
+    }
+  }
+  // The profiles hold what they are meant to: exact and gridded parts,
+  // categories, and each task's performance part.
+  Fixture f;
+  const ProfileLayout layout(f.ref, f.info);
+  const std::vector<WindowProfile> ps = StorableProfiles(layout, f.info);
+  const WindowProfile& mixed = ps[2];
+  EXPECT_FALSE(mixed.inputs[0].values.grid_counts().empty());
+  EXPECT_FALSE(mixed.scores.grid_counts().empty());
+  EXPECT_FALSE(mixed.positives.exact_values().empty());
+  EXPECT_TRUE(mixed.positives.grid_counts().empty());
+  EXPECT_FALSE(ps[0].inputs[0].values.exact_values().empty());
+  EXPECT_GT(mixed.inputs[0].missing, 0u);
+  EXPECT_EQ(mixed.inputs[1].categories.counts.size(), 3u);
+  EXPECT_GT(mixed.scored, 0u);
+  EXPECT_GT(mixed.log_loss_sum, 0);
+  Fixture reg("regression");
+  const ProfileLayout reg_layout(reg.ref, reg.info);
+  EXPECT_GT(StorableProfiles(reg_layout, reg.info)[1].label_m2, 0);
+}
+
+TEST(WindowProfileTest, DamagedStoredFormsAreRefused) {
+  Fixture f;
+  const ProfileLayout layout(f.ref, f.info);
+  // A mixed profile of 300 rows (the loops below decode it once per byte).
+  const WindowProfile p = StorableProfiles(layout, f.info, 300)[2];
+  ASSERT_FALSE(p.inputs[0].values.grid_counts().empty());
+  ASSERT_FALSE(p.positives.exact_values().empty());
+  const std::string blob = EncodeProfile(p, layout);
+  // Every truncation, and a byte too many.
+  for (size_t n = 0; n < blob.size(); ++n) {
+    auto r = DecodeProfile(std::string_view(blob).substr(0, n), layout);
+    ASSERT_FALSE(r.ok()) << "truncated to " << n;
+    EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+  }
+  for (size_t n = 8; n < blob.size(); n += 97) {  // past the checksum too
+    ASSERT_FALSE(DecodeProfile(Resigned(blob.substr(0, n)), layout).ok()) << n;
+  }
+  EXPECT_FALSE(DecodeProfile(blob + '\0', layout).ok());
+  EXPECT_FALSE(DecodeProfile(Resigned(blob + '\0'), layout).ok());
+  // Every byte flipped: the checksum catches it. Past the checksum, the
+  // decoder refuses what does not fit together and never reads out of
+  // bounds; what it accepts re-encodes to the same bytes.
+  size_t refused = 0, accepted = 0;
+  for (size_t i = 0; i < blob.size(); ++i) {
+    std::string bad = blob;
+    bad[i] = static_cast<char>(bad[i] ^ (i % 2 == 0 ? 0xff : 0x01));
+    ASSERT_FALSE(DecodeProfile(bad, layout).ok()) << "byte " << i;
+    if (i < 8) continue;
+    auto r = DecodeProfile(Resigned(bad), layout);
+    if (r.ok()) {
+      ++accepted;
+      ASSERT_EQ(EncodeProfile(*r, layout), Resigned(bad)) << "byte " << i;
+    } else {
+      ++refused;
+      EXPECT_EQ(r.status().code(), StatusCode::kInvalidArgument);
+    }
+  }
+  EXPECT_GT(refused, 0u);
+  EXPECT_GT(accepted, 0u);  // values and sums can take any bits
+  // A length that does not fit is refused before anything is allocated:
+  // the first input's exact-value count (body offset 60) set to 2^32 - 1.
+  std::string huge = blob;
+  for (int i = 0; i < 4; ++i) huge[8 + 60 + i] = '\xff';
+  auto r = DecodeProfile(Resigned(huge), layout);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("do not fit"), std::string::npos) << r.status().message();
+  // Garbage, another version.
+  EXPECT_FALSE(DecodeProfile("", layout).ok());
+  EXPECT_FALSE(DecodeProfile(std::string(64, '\0'), layout).ok());
+  std::string v2 = blob;
+  v2[3] = 2;
+  r = DecodeProfile(v2, layout);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("version 2"), std::string::npos) << r.status().message();
+}
+
+TEST(WindowProfileTest, StoredFormsOfAnotherLayoutAreRefused) {
+  Fixture binary;
+  const ProfileLayout layout(binary.ref, binary.info);
+  const std::string blob = EncodeProfile(StorableProfiles(layout, binary.info)[1], layout);
+  Fixture regression("regression");
+  const ProfileLayout other(regression.ref, regression.info);
+  auto r = DecodeProfile(blob, other);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("another layout"), std::string::npos);
+  // Same task and columns, another reference: its grid differs.
+  Fixture shifted;
+  shifted.ref.columns[0].bins.edges[0] += 0.5;
+  const ProfileLayout moved(shifted.ref, shifted.info);
+  EXPECT_FALSE(DecodeProfile(blob, moved).ok());
+  EXPECT_TRUE(DecodeProfile(blob, layout).ok());
 }
 
 }  // namespace

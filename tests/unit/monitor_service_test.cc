@@ -2,10 +2,12 @@
 // manual clock: a long window is merged from pieces of the log and agrees
 // with the exact window read from the log (within window_profile.h's stated
 // error); labels recorded later for rows in old buckets reach the next pass;
-// small windows are still read exactly.
+// small windows are still read exactly; a restarted service merges the
+// pieces the first one stored, without their log.
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <map>
 #include <random>
 #include <string>
 #include <vector>
@@ -188,6 +190,39 @@ TEST_F(MonitorServiceTest, LongWindowsMergePiecesAndFollowLateLabels) {
   EXPECT_EQ(exact2.performance.labelled, 2000u);  // 1500 labelled at logging, 500 late
   EXPECT_EQ(Number(merged2, "rows"), exact2.rows);
   EXPECT_NEAR(Number(merged2, "accuracy"), exact2.performance.Live("accuracy"), 1e-9);
+}
+
+TEST_F(MonitorServiceTest, ARestartedServiceMergesTheStoredPieces) {
+  Log("a", 4000, kNow - 6 * kHour, kNow - 2 * kHour, 0, true);
+  Log("b", 2000, kNow - 2 * kHour, kNow, 0.7, false);
+  auto pass = Service(/*exact_rows=*/500)->RunOnce();
+  ASSERT_TRUE(pass.ok()) << pass.status().message();
+  EXPECT_TRUE(pass->errors.empty()) << pass->errors.front();
+  EXPECT_EQ(pass->windows_from_pieces, 2u);
+  // The log of every complete 15-minute bucket (04:30 to 10:15) is gone.
+  ASSERT_TRUE(db_->Write([](store::Connection& c) {
+                   return c.Exec(
+                       "DELETE FROM predictions WHERE time >= ? AND time < ?",
+                       {store::Value(kNow - 6 * kHour), store::Value(kNow - 15 * 60'000)});
+                 })
+                  .ok());
+  pass = Service(/*exact_rows=*/500)->RunOnce();
+  ASSERT_TRUE(pass.ok()) << pass.status().message();
+  EXPECT_TRUE(pass->errors.empty()) << pass->errors.front();
+  EXPECT_EQ(pass->windows_from_pieces, 2u);
+  // Both passes stored the same reports.
+  WindowHistoryQuery q;
+  q.model = "m";
+  auto stored = ListStoredWindows(*db_, q);
+  ASSERT_TRUE(stored.ok());
+  std::map<int64_t, std::vector<std::string>> by_from;
+  for (const StoredWindow& w : *stored) by_from[w.from_ms].push_back(w.report_json);
+  ASSERT_EQ(by_from.size(), 2u);
+  for (const auto& [from, reports] : by_from) {
+    ASSERT_EQ(reports.size(), 2u) << from;
+    EXPECT_EQ(reports[0], reports[1]) << from;
+  }
+  EXPECT_EQ(Number(by_from[kNow - 6 * kHour][0], "rows"), 6000);
 }
 
 TEST_F(MonitorServiceTest, PiecesStopAtMaxRowsAndCountTheRest) {

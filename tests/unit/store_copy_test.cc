@@ -111,6 +111,17 @@ void Fill(Database& db) {
   auto v = registry.CreateModelVersion(version);
   ASSERT_TRUE(v.ok()) << v.status().ToString();
   ASSERT_OK(registry.SetAlias("churn", "champion", "1", {"test", "copy"}));
+  // A stored monitoring piece: bytes of every value.
+  std::string bytes;
+  for (int b = 0; b < 256; ++b) bytes.push_back(static_cast<char>(b));
+  ASSERT_OK(db.Write([&](Connection& c) {
+    return c.Exec(
+        "INSERT INTO window_profiles(model, version, bucket_ms, start_time, row_count, "
+        "counted_only, profile, labels_time, updated_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        {Value(std::string_view("churn")), Value(std::string_view("1")), Value(int64_t{900'000}),
+         Value(int64_t{1'699'999'100'000}), Value(int64_t{42}), Value(int64_t{0}),
+         Value(Blob{bytes}), Value(int64_t{1'700'000'000'000}), Value(int64_t{1'700'000'000'001})});
+  }));
 }
 
 // The id of experiment "copy".

@@ -362,6 +362,8 @@ class MonitorService {
   std::deque<std::string> cache_order_;
   // "model/version/window_ms" -> when its report was last stored; pass thread only.
   std::map<std::string, int64_t> stored_;
+  // When the stored pieces older than every window were last deleted; pass thread only.
+  int64_t stale_pieces_dropped_ms_ = 0;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   bool stop_ = false;    // guarded by mu_

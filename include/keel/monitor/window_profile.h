@@ -51,6 +51,22 @@
 //   being a bin of its own. Evidently's binning reads the stand-ins.
 // - Latency percentiles: within 0.5%. AUC: ties within one grid bin.
 //
+// Encoding (EncodeProfile): how the server stores its pieces (the store's
+// window_profiles table). Version 1, little-endian throughout: the 3 bytes
+// "KWP", a version byte (1), the CRC-32 (zlib) of the body as u32, then the
+// body: a u64 fingerprint of the layout (task, classes, every profiled
+// column's name, kind and reference bins), then every field of the profile
+// in declaration order (doubles as their IEEE-754 bits, so a round trip is
+// exact; strings as u32 length and bytes; a ValueCounts as its count, its
+// exact values and its (code, count) grid pairs). DecodeProfile refuses,
+// with InvalidArgument naming what is wrong, a blob that is truncated, has
+// trailing bytes, fails its checksum, has another version or layout, or
+// whose parts disagree with each other or the layout (per-column counts that
+// do not add up to its rows, grid codes outside the column's grid, unsorted
+// grids, non-finite exact values); it reads every length against the bytes
+// left before allocating, so it allocates at most a small multiple of the
+// blob's size.
+//
 // Memory: a profile in exact mode holds at most exact_limit values per
 // numeric part; a gridded one the grid bins in use (12-16 bytes each, at
 // most the number of edges plus the tail buckets) per numeric part, and its
@@ -68,6 +84,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "keel/core/result.h"
@@ -85,6 +102,8 @@ class ValueGrid {
   virtual ~ValueGrid() = default;
   virtual int32_t Code(double value) const = 0;  // value finite
   virtual void Fill(int32_t code, uint64_t count, std::vector<double>& out) const = 0;
+  // Whether Code() can return `code` (decoded profiles are checked with it).
+  virtual bool Holds(int32_t code) const = 0;
 };
 
 // Reference-quantile grid of a numeric reference column (see above).
@@ -92,6 +111,10 @@ std::unique_ptr<ValueGrid> ReferenceGrid(const ReferenceColumn& column);
 // Log grid for positive quantities (latencies): each value within 0.5%;
 // zero and negatives share one code, whose stand-in is 0.
 std::unique_ptr<ValueGrid> LogGrid();
+
+namespace internal {
+struct ProfileCodec;  // EncodeProfile / DecodeProfile
+}  // namespace internal
 
 // The values of one numeric quantity: exact while few, else counts on a grid.
 class ValueCounts {
@@ -102,8 +125,13 @@ class ValueCounts {
   bool exact() const { return grid_.empty() && exact_.size() == count_; }
   // The exact values, or the grid's stand-ins, appended in no set order.
   void AppendTo(const ValueGrid& grid, std::vector<double>& out) const;
+  // The values kept exactly, and the grid's (code, count) pairs in
+  // ascending codes; count() is their total.
+  const std::vector<double>& exact_values() const { return exact_; }
+  const std::vector<std::pair<int32_t, uint64_t>>& grid_counts() const { return grid_; }
 
  private:
+  friend struct internal::ProfileCodec;
   void ToGrid(const ValueGrid& grid);
   void AddCode(int32_t code, uint64_t n);
   void AddGrid(std::vector<std::pair<int32_t, uint64_t>> other);
@@ -198,6 +226,11 @@ void AddPerformance(const ProfileLayout& layout, const serve::LoggedPrediction& 
 void ClearPerformance(const ProfileLayout& layout, WindowProfile& profile);
 WindowProfile ProfileOf(const ProfileLayout& layout, std::span<const serve::LoggedPrediction> rows,
                         const ProfileOptions& options = {});
+
+// The encoding above; `layout` is the one the profile was made with.
+std::string EncodeProfile(const WindowProfile& profile, const ProfileLayout& layout);
+[[nodiscard]] Result<WindowProfile> DecodeProfile(std::string_view bytes,
+                                                  const ProfileLayout& layout);
 
 // The report of a window from its profile (keel/monitor/live.h).
 // NotFound for a profile without rows; what CompareToReference refuses.

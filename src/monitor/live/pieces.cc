@@ -2,7 +2,6 @@
 #include "src/monitor/live/pieces.h"
 
 #include <algorithm>
-#include <set>
 
 #include "keel/serve/prediction_log.h"
 
@@ -30,6 +29,12 @@ int64_t PieceBucket(int64_t longest_ms) {
     if (b * 24 <= longest_ms) bucket = b;
   }
   return bucket;
+}
+
+Status DropStalePieces(store::Database& db, int64_t before_ms) {
+  return db.Write([&](store::Connection& c) {
+    return c.Exec("DELETE FROM window_profiles WHERE start_time < ?", {store::Value(before_ms)});
+  });
 }
 
 int64_t PieceCache::CompleteUntil(int64_t now_ms) const {
@@ -86,49 +91,165 @@ Status PieceCache::Relabel(store::Database& db, const ProfileLayout& layout, int
   return OkStatus();
 }
 
+Status PieceCache::Load(store::Database& db, const ProfileLayout& layout, int64_t first,
+                        int64_t until) {
+  struct Row {
+    int64_t start;
+    uint64_t rows;
+    bool counted_only;
+    std::string profile;
+    int64_t labels_ms;
+  };
+  std::vector<Row> rows;
+  KEEL_RETURN_IF_ERROR(db.Read([&](store::Connection& c) {
+    rows.clear();
+    return c.Query(
+        "SELECT start_time, row_count, counted_only, profile, labels_time FROM window_profiles "
+        "WHERE model = ? AND version = ? AND bucket_ms = ? AND start_time >= ? AND start_time < ?",
+        {store::Value(model_), store::Value(version_), store::Value(bucket_ms_),
+         store::Value(first), store::Value(until - bucket_ms_ + 1)},
+        [&](const store::RowView& row) {
+          rows.push_back({row.Int(0), static_cast<uint64_t>(row.Int(1)), row.Int(2) != 0,
+                          std::string(row.Bytes(3)), row.Int(4)});
+          return OkStatus();
+        });
+  }));
+  for (Row& row : rows) {
+    if (pieces_.count(row.start) > 0) continue;  // built here meanwhile
+    Piece piece;
+    piece.rows = row.rows;
+    piece.counted_only = row.counted_only;
+    piece.labels_ms = row.labels_ms;
+    piece.stored = true;
+    if (!row.counted_only) {
+      Result<WindowProfile> profile = DecodeProfile(row.profile, layout);
+      if (profile.ok() && profile->rows != row.rows) {
+        profile = InvalidArgument("stored window profile: " + std::to_string(profile->rows) +
+                                  " rows, its row says " + std::to_string(row.rows));
+      }
+      if (!profile.ok()) {  // rebuilt from the log (and its row replaced)
+        store_errors_.push_back("the stored piece at " + std::to_string(row.start) + ": " +
+                                profile.status().message() + "; rebuilding it from the log");
+        continue;
+      }
+      piece.profile = std::move(profile).value();
+      // Labels recorded since it was stored are looked for from the oldest piece on.
+      labels_checked_ms_ =
+          labels_checked_ms_ == 0 ? row.labels_ms : std::min(labels_checked_ms_, row.labels_ms);
+    }
+    pieces_.emplace(row.start, std::move(piece));
+  }
+  return OkStatus();
+}
+
+Status PieceCache::Save(store::Database& db, const ProfileLayout& layout, int64_t first,
+                        int64_t now_ms) {
+  std::vector<std::pair<int64_t, std::string>> blobs;  // bucket start, encoded profile
+  for (const auto& [start, piece] : pieces_) {
+    if (piece.stored) continue;
+    blobs.emplace_back(start,
+                       piece.counted_only ? std::string() : EncodeProfile(piece.profile, layout));
+  }
+  if (blobs.empty() && !prune_) return OkStatus();
+  KEEL_RETURN_IF_ERROR(db.Write([&](store::Connection& c) -> Status {
+    if (prune_) {
+      KEEL_RETURN_IF_ERROR(
+          c.Exec("DELETE FROM window_profiles WHERE model = ? AND version = ? AND "
+                 "(bucket_ms <> ? OR start_time < ?)",
+                 {store::Value(model_), store::Value(version_), store::Value(bucket_ms_),
+                  store::Value(first)}));
+    }
+    for (const auto& [start, blob] : blobs) {
+      const Piece& piece = pieces_.at(start);
+      KEEL_RETURN_IF_ERROR(c.Exec(
+          "INSERT INTO window_profiles(model, version, bucket_ms, start_time, row_count, "
+          "counted_only, profile, labels_time, updated_time) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+          "ON CONFLICT (model, version, bucket_ms, start_time) DO UPDATE SET "
+          "row_count = excluded.row_count, counted_only = excluded.counted_only, "
+          "profile = excluded.profile, labels_time = excluded.labels_time, "
+          "updated_time = excluded.updated_time",
+          {store::Value(model_), store::Value(version_), store::Value(bucket_ms_),
+           store::Value(start), store::Value(static_cast<int64_t>(piece.rows)),
+           store::Value(int64_t{piece.counted_only ? 1 : 0}), store::Value(store::Blob{blob}),
+           store::Value(piece.labels_ms), store::Value(now_ms)}));
+    }
+    return OkStatus();
+  }));
+  for (const auto& [start, blob] : blobs) pieces_.at(start).stored = true;
+  prune_ = false;
+  return OkStatus();
+}
+
 Status PieceCache::Refresh(store::Database& db, const ProfileLayout& layout, int64_t now_ms,
                            int64_t longest_ms, uint64_t max_rows) {
   const int64_t first = CeilTo(now_ms - longest_ms, bucket_ms_);
   const int64_t until = CompleteUntil(now_ms);
-  pieces_.erase(pieces_.begin(), pieces_.lower_bound(first));
+  if (!loaded_) {
+    const Status loaded = Load(db, layout, first, until);
+    if (loaded.ok()) {
+      loaded_ = true;
+    } else {  // built from the log this time
+      store_errors_.push_back("loading its stored pieces: " + loaded.message());
+    }
+  }
+  const auto old_end = pieces_.lower_bound(first);
+  if (old_end != pieces_.begin()) prune_ = true;
+  pieces_.erase(pieces_.begin(), old_end);
   // Pieces built now hold every label recorded so far; later passes look for
-  // labels recorded since the last complete refresh, with a margin of
-  // `settle` for labels stamped before they were written.
+  // labels recorded since the last complete refresh (or, after a load, since
+  // the oldest stored piece took in labels), with a margin of `settle` for labels
+  // stamped before they were written.
   if (labels_checked_ms_ == 0) labels_checked_ms_ = now_ms;
-  std::set<int64_t> relabel;
+  std::map<int64_t, int64_t> relabel;  // bucket start -> its newest label's time
   if (!pieces_.empty()) {
     KEEL_RETURN_IF_ERROR(db.Read([&](store::Connection& c) {
+      relabel.clear();
       return c.Query(
-          "SELECT p.time FROM labels l JOIN predictions p ON p.request_id = l.request_id "
+          "SELECT p.time, l.time FROM labels l JOIN predictions p ON p.request_id = l.request_id "
           "WHERE l.time >= ? AND p.model = ? AND p.version = ? AND p.time >= ? AND p.time < ?",
           {store::Value(labels_checked_ms_ - settle_ms_), store::Value(model_),
            store::Value(version_), store::Value(first), store::Value(until)},
           [&](const store::RowView& row) {
-            relabel.insert(FloorTo(row.Int(0), bucket_ms_));
+            int64_t& newest =
+                relabel.try_emplace(FloorTo(row.Int(0), bucket_ms_), row.Int(1)).first->second;
+            newest = std::max(newest, row.Int(1));
             return OkStatus();
           });
     }));
   }
-  uint64_t newer = 0;  // rows of the pieces after this one
-  for (int64_t s = until - bucket_ms_; s >= first; s -= bucket_ms_) {
-    auto it = pieces_.find(s);
-    const bool fresh = it == pieces_.end();
-    const bool full = newer < max_rows;
-    if ((full && (fresh || it->second.counted_only)) ||
-        (!full && (fresh || !it->second.counted_only))) {
-      // A new piece replaces the entry only once complete (an error leaves the old one).
-      Piece piece;
-      if (full) {
-        KEEL_RETURN_IF_ERROR(Build(db, layout, s, piece));
-      } else {
-        KEEL_RETURN_IF_ERROR(Count(db, s, piece));  // beyond max_rows: the count is enough
+  const Status built = [&]() -> Status {
+    uint64_t newer = 0;  // rows of the pieces after this one
+    for (int64_t s = until - bucket_ms_; s >= first; s -= bucket_ms_) {
+      auto it = pieces_.find(s);
+      const bool fresh = it == pieces_.end();
+      const bool full = newer < max_rows;
+      if ((full && (fresh || it->second.counted_only)) ||
+          (!full && (fresh || !it->second.counted_only))) {
+        // A new piece replaces the entry only once complete (an error leaves the old one).
+        Piece piece;
+        if (full) {
+          KEEL_RETURN_IF_ERROR(Build(db, layout, s, piece));
+        } else {
+          KEEL_RETURN_IF_ERROR(Count(db, s, piece));  // beyond max_rows: the count is enough
+        }
+        piece.labels_ms = now_ms;
+        it = pieces_.insert_or_assign(s, std::move(piece)).first;
+      } else if (!it->second.counted_only) {
+        const auto labelled = relabel.find(s);
+        if (labelled != relabel.end() && labelled->second >= it->second.labels_ms - settle_ms_) {
+          KEEL_RETURN_IF_ERROR(Relabel(db, layout, s, it->second));
+          it->second.labels_ms = now_ms;
+          it->second.stored = false;
+        }
       }
-      it = pieces_.insert_or_assign(s, std::move(piece)).first;
-    } else if (!it->second.counted_only && relabel.count(s) > 0) {
-      KEEL_RETURN_IF_ERROR(Relabel(db, layout, s, it->second));
+      newer += it->second.rows;
     }
-    newer += it->second.rows;
-  }
+    return OkStatus();
+  }();
+  // What was built before an error is complete, and stored too.
+  const Status saved = Save(db, layout, first, now_ms);
+  if (!saved.ok()) store_errors_.push_back("storing its pieces: " + saved.message());
+  KEEL_RETURN_IF_ERROR(built);
   labels_checked_ms_ = now_ms;
   return OkStatus();
 }

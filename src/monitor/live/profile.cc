@@ -66,6 +66,13 @@ class RefGrid final : public ValueGrid {
       out.push_back(lo[static_cast<ptrdiff_t>(((2 * j + 1) * m) / (2 * count))]);
   }
 
+  bool Holds(int32_t code) const override {
+    std::call_once(built_, [this] { Build(); });
+    if (code >= kUpperBase) return code <= kUpperBase + 2 * kTailSpan;
+    if (code < 0) return code >= -1 - 2 * kTailSpan;
+    return static_cast<size_t>(code) < edges_.size();
+  }
+
  private:
   // The grid's edges, built on first use (an exact profile never needs them).
   void Build() const {
@@ -130,15 +137,19 @@ class LogGridImpl final : public ValueGrid {
   int32_t Code(double x) const override {
     if (!(x > 0)) return std::numeric_limits<int32_t>::min();
     const double k = std::floor(std::log(x) / std::log(kGrowth));
-    return static_cast<int32_t>(std::clamp(k, -30000.0, 30000.0));
+    return static_cast<int32_t>(std::clamp(k, double{-kSpan}, double{kSpan}));
   }
   void Fill(int32_t code, uint64_t count, std::vector<double>& out) const override {
     out.insert(out.end(), count,
                code == std::numeric_limits<int32_t>::min() ? 0.0 : std::pow(kGrowth, code + 0.5));
   }
+  bool Holds(int32_t code) const override {
+    return code == std::numeric_limits<int32_t>::min() || (code >= -kSpan && code <= kSpan);
+  }
 
  private:
   static constexpr double kGrowth = 1.01;  // the centre is within 0.5% of every value in a bucket
+  static constexpr int32_t kSpan = 30000;  // codes -kSpan..kSpan: 1.01^30000 ~ 1e129
 };
 
 // ---------------------------------------------------------------------------

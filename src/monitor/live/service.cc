@@ -162,6 +162,18 @@ Result<MonitorService::PassSummary> MonitorService::RunOnce() {
     return OkStatus();
   }));
 
+  // Hourly, the stored pieces no window reaches any more (of versions no
+  // longer logging too); each version's cache drops its own as its window
+  // moves.
+  if (now - stale_pieces_dropped_ms_ >= 3'600'000) {
+    const Status dropped = internal::DropStalePieces(db_, now - longest);
+    if (dropped.ok()) {
+      stale_pieces_dropped_ms_ = now;
+    } else {
+      summary.errors.push_back("dropping old pieces: " + dropped.message());
+    }
+  }
+
   for (const auto& model_version : versions) {
     // Named references, not structured bindings: lambdas below capture them.
     const std::string& model = model_version.first;
@@ -226,6 +238,9 @@ Result<MonitorService::PassSummary> MonitorService::RunOnce() {
         cached.pieces->Refresh(db_, *cached.layout, now, *windows.rbegin(), options_.max_rows);
     if (!refreshed.ok()) {
       summary.errors.push_back(key + ": building its pieces: " + refreshed.message());
+    }
+    for (const std::string& e : cached.pieces->TakeStoreErrors()) {
+      summary.errors.push_back(key + ": " + e);
     }
     for (int64_t window : windows) {
       if (Stopping()) break;
