@@ -65,7 +65,8 @@ request_seeds() {
   done
   echo "$dir"
 }
-# keel_fuzz_monitor_inputs: byte 0 selects the parser (even: .keelref, odd: rules YAML).
+# keel_fuzz_monitor_inputs: byte 0 selects the parser (3 mod 4: a stored window
+# profile body, DecodeProfile; else even: .keelref, odd: rules YAML).
 monitor_seeds() {
   local dir
   dir=$(mktemp -d)
