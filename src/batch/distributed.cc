@@ -18,17 +18,12 @@
 #include "keel/core/sha256.h"
 #include "keel/core/util.h"
 #include "src/batch/streams.h"
+#include "src/jetstream/jetstream.h"
 
 namespace keel::batch {
 namespace {
 
-std::string NatsText(natsStatus s) {
-  std::string text = natsStatus_GetText(s);
-  if (const char* last = nats_GetLastError(nullptr); last != nullptr && *last != '\0') {
-    text += std::string(" (") + last + ")";
-  }
-  return text;
-}
+using jetstream::NatsText;
 
 // A connection and its JetStream context; both freed on destruction.
 struct Conn {
@@ -49,30 +44,8 @@ struct Conn {
 
 Status Connect(Conn& c, const std::string& url, const std::string& name) {
   c.url = url;
-  natsOptions* opts = nullptr;
-  natsStatus s = natsOptions_Create(&opts);
-  if (s == NATS_OK) s = natsOptions_SetURL(opts, url.c_str());
-  if (s == NATS_OK) s = natsOptions_SetName(opts, name.c_str());
-  if (s == NATS_OK) s = natsOptions_SetTimeout(opts, 2000);
-  if (s == NATS_OK) s = natsOptions_SetAllowReconnect(opts, true);
-  if (s == NATS_OK) s = natsOptions_SetMaxReconnect(opts, -1);
-  if (s == NATS_OK) s = natsOptions_SetReconnectWait(opts, 250);
-  if (s != NATS_OK) {
-    natsOptions_Destroy(opts);
-    return InvalidArgument("--nats " + url + ": " + NatsText(s));
-  }
-  s = natsConnection_Connect(&c.nc, opts);
-  natsOptions_Destroy(opts);
-  if (s != NATS_OK) {
-    c.nc = nullptr;
-    return Unavailable("cannot connect to NATS at " + url + ": " + NatsText(s));
-  }
-  jsOptions jo;
-  jsOptions_Init(&jo);
-  jo.Wait = 10000;
-  s = natsConnection_JetStream(&c.js, c.nc, &jo);
-  if (s != NATS_OK) return Internal("cannot create a JetStream context: " + NatsText(s));
-  return OkStatus();
+  return jetstream::Connect({.url = url, .name = name, .jetstream_wait_ms = 10000}, nullptr, &c.nc,
+                            &c.js);
 }
 
 std::string TasksSubject(const QueueOptions& q, std::string_view job) {
@@ -95,24 +68,14 @@ Status EnsureStreams(Conn& c, const QueueOptions& q) {
   const Want wants[] = {{q.stream, q.subject_prefix + ".tasks.>", js_WorkQueuePolicy},
                         {q.results_stream, q.subject_prefix + ".results.>", js_WorkQueuePolicy}};
   for (const Want& w : wants) {
-    jsStreamInfo* si = nullptr;
-    jsErrCode jerr = static_cast<jsErrCode>(0);
-    natsStatus s = js_GetStreamInfo(&si, c.js, w.name.c_str(), nullptr, &jerr);
-    if (s == NATS_OK) {
-      const bool work_queue = si->Config->Retention == js_WorkQueuePolicy;
-      jsStreamInfo_Destroy(si);
-      if (!work_queue) {
+    KEEL_ASSIGN_OR_RETURN(jetstream::StreamLookup found,
+                          jetstream::LookupStream(c.js, w.name, c.url));
+    if (found.exists) {
+      if (found.retention != js_WorkQueuePolicy) {
         return InvalidArgument("JetStream stream " + w.name +
                                " exists and is not a work queue (choose another name)");
       }
       continue;
-    }
-    if (s == NATS_NO_RESPONDERS) {
-      return Unavailable("JetStream is not enabled on the NATS server at " + c.url +
-                         " (start nats-server with -js)");
-    }
-    if (s != NATS_NOT_FOUND && jerr != JSStreamNotFoundErr) {
-      return Unavailable("cannot read JetStream stream " + w.name + ": " + NatsText(s));
     }
     jsStreamConfig cfg;
     jsStreamConfig_Init(&cfg);
@@ -124,19 +87,10 @@ Status EnsureStreams(Conn& c, const QueueOptions& q) {
     cfg.Retention = w.retention;
     cfg.Duplicates = int64_t{120} * 1000000000;  // 2 min duplicate window
     cfg.MaxAge = int64_t{86400} * 1000000000;    // 1 day
-    s = js_AddStream(nullptr, c.js, &cfg, nullptr, &jerr);
     // Another process may have created it meanwhile.
-    if (s != NATS_OK && jerr != JSStreamNameExistErr) {
-      return Unavailable("cannot create JetStream stream " + w.name + ": " + NatsText(s));
-    }
+    KEEL_RETURN_IF_ERROR(jetstream::AddStream(c.js, cfg));
   }
   return OkStatus();
-}
-
-std::string GetHeader(natsMsg* msg, const char* key) {
-  const char* v = nullptr;
-  if (natsMsgHeader_Get(msg, key, &v) != NATS_OK || v == nullptr) return {};
-  return v;
 }
 
 bool ParseU64(std::string_view text, uint64_t& out) {
@@ -683,21 +637,21 @@ class Coordinator {
 
   Status Take(natsMsg* m) {
     uint64_t partition = 0;
-    if (!ParseU64(GetHeader(m, "Keel-Partition"), partition) || partition >= Published()) {
+    if (!ParseU64(jetstream::Header(m, "Keel-Partition"), partition) || partition >= Published()) {
       return Internal("a result names no partition of this job");
     }
-    const std::string worker = GetHeader(m, "Keel-Worker");
+    const std::string worker = jetstream::Header(m, "Keel-Worker");
     uint64_t deliveries = 0;
-    if (ParseU64(GetHeader(m, "Keel-Deliveries"), deliveries) && deliveries > 1) {
+    if (ParseU64(jetstream::Header(m, "Keel-Deliveries"), deliveries) && deliveries > 1) {
       ++summary_.redelivered;
     }
     if (partition < next_write_ || pending_.count(partition) > 0) {
       ++summary_.duplicates;  // an error from a later copy does not matter either
       return OkStatus();
     }
-    if (std::string error = GetHeader(m, "Keel-Error"); !error.empty()) {
+    if (std::string error = jetstream::Header(m, "Keel-Error"); !error.empty()) {
       uint64_t code = 0;
-      const auto status_code = ParseU64(GetHeader(m, "Keel-Error-Code"), code) &&
+      const auto status_code = ParseU64(jetstream::Header(m, "Keel-Error-Code"), code) &&
                                        code <= static_cast<uint64_t>(StatusCode::kInternal) &&
                                        code > 0
                                    ? static_cast<StatusCode>(code)
@@ -706,11 +660,11 @@ class Coordinator {
                     "worker " + worker + ", partition " + std::to_string(partition) + ": " + error);
     }
     PartResult r;
-    if (!ParseU64(GetHeader(m, "Keel-Rows-In"), r.rows_in) ||
-        !ParseU64(GetHeader(m, "Keel-Rows-Out"), r.rows_out) ||
-        !ParseU64(GetHeader(m, "Keel-Rejected"), r.rejected) ||
-        !ParseU64(GetHeader(m, "Keel-Header-Bytes"), r.header_bytes) ||
-        !ParseU64(GetHeader(m, "Keel-Output-Bytes"), r.output_bytes)) {
+    if (!ParseU64(jetstream::Header(m, "Keel-Rows-In"), r.rows_in) ||
+        !ParseU64(jetstream::Header(m, "Keel-Rows-Out"), r.rows_out) ||
+        !ParseU64(jetstream::Header(m, "Keel-Rejected"), r.rejected) ||
+        !ParseU64(jetstream::Header(m, "Keel-Header-Bytes"), r.header_bytes) ||
+        !ParseU64(jetstream::Header(m, "Keel-Output-Bytes"), r.output_bytes)) {
       return Internal("the result of partition " + std::to_string(partition) + " from " + worker +
                       " lacks its counts");
     }
@@ -969,8 +923,8 @@ struct BatchWorker::Impl {
   // Scores one task; the result is published before the task is acked.
   void Handle(natsMsg* task, const OnPartition& on_partition) {
     const auto start = std::chrono::steady_clock::now();
-    const std::string job = GetHeader(task, "Keel-Job");
-    const std::string partition = GetHeader(task, "Keel-Partition");
+    const std::string job = jetstream::Header(task, "Keel-Job");
+    const std::string partition = jetstream::Header(task, "Keel-Partition");
     uint64_t deliveries = 1;
     if (jsMsgMetaData* meta = nullptr; natsMsg_GetMetaData(&meta, task) == NATS_OK) {
       deliveries = meta->NumDelivered;
@@ -1012,22 +966,22 @@ struct BatchWorker::Impl {
                         " times without a result (do workers crash on it?)");
       }
       KEEL_ASSIGN_OR_RETURN(std::shared_ptr<const model::LoadedModel> model,
-                            Model(GetHeader(task, "Keel-Model")));
+                            Model(jetstream::Header(task, "Keel-Model")));
       KEEL_ASSIGN_OR_RETURN(
           std::string text,
           Decompress(natsMsg_GetData(task), static_cast<size_t>(natsMsg_GetDataLength(task))));
       BatchOptions o;
       o.input = "partition " + partition;
       std::string_view input_name;
-      const std::string format = GetHeader(task, "Keel-Format");
+      const std::string format = jetstream::Header(task, "Keel-Format");
       o.format = format == "jsonl" ? InputFormat::kJsonLines : InputFormat::kCsv;
-      if (!ParseU64(GetHeader(task, "Keel-Line-Offset"), o.line_offset)) {
+      if (!ParseU64(jetstream::Header(task, "Keel-Line-Offset"), o.line_offset)) {
         return InvalidArgument("the task has no Keel-Line-Offset");
       }
       o.max_rejects = UINT64_MAX;  // the coordinator applies the job's limit
       simdjson::dom::parser parser;
       simdjson::dom::element root;
-      const std::string options_json = GetHeader(task, "Keel-Options");
+      const std::string options_json = jetstream::Header(task, "Keel-Options");
       if (parser.parse(options_json).get(root) != simdjson::SUCCESS) {
         return InvalidArgument("the task's Keel-Options is not JSON");
       }

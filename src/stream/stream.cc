@@ -27,6 +27,7 @@
 #include "keel/core/json.h"
 #include "keel/core/util.h"
 #include "keel/serve/requests.h"
+#include "src/jetstream/jetstream.h"
 
 namespace keel::stream {
 
@@ -48,14 +49,7 @@ constexpr size_t kMaxDeadLetterPayload = 64 * 1024;
 // Records per message body (a JSON array); more is a dead letter.
 constexpr size_t kMaxRecordsPerMessage = 100000;
 
-// The text of a libnats failure: the calling thread's last error when it is
-// about `s` (it usually names the cause), else the status' text.
-std::string NatsText(natsStatus s) {
-  natsStatus last = NATS_OK;
-  const char* text = nats_GetLastError(&last);
-  if (last == s && text != nullptr && *text != '\0') return text;
-  return natsStatus_GetText(s);
-}
+using jetstream::NatsText;
 
 // A stream or consumer name: no '.', '*', '>', path separators or whitespace.
 bool ValidName(std::string_view name) {
@@ -102,11 +96,7 @@ std::string_view TrimJson(std::string_view body) {
   return body;
 }
 
-std::string Header(natsMsg* msg, const char* key) {
-  const char* value = nullptr;
-  if (natsMsgHeader_Get(msg, key, &value) == NATS_OK && value != nullptr) return value;
-  return {};
-}
+using jetstream::Header;
 
 // One queued input message. Owned by the fetcher, then its lane, then the
 // worker that took it; only the owner touches `msg`.
@@ -505,58 +495,32 @@ void OnAsyncError(natsConnection*, natsSubscription*, natsStatus err, void* clos
 }  // namespace
 
 Status StreamScorer::Impl::Connect() {
-  natsOptions* opts = nullptr;
-  natsStatus s = natsOptions_Create(&opts);
-  if (s == NATS_OK) s = natsOptions_SetURL(opts, options_.nats_url.c_str());
-  if (s == NATS_OK) s = natsOptions_SetName(opts, options_.client_name.c_str());
-  if (s == NATS_OK) s = natsOptions_SetTimeout(opts, 2000);
-  if (s == NATS_OK) s = natsOptions_SetAllowReconnect(opts, true);
-  if (s == NATS_OK) s = natsOptions_SetMaxReconnect(opts, -1);  // forever
-  if (s == NATS_OK) s = natsOptions_SetReconnectWait(opts, 250);
-  if (s == NATS_OK) s = natsOptions_SetReconnectBufSize(opts, 32 << 20);
-  if (s == NATS_OK) s = natsOptions_SetPingInterval(opts, 5000);
-  if (s == NATS_OK) s = natsOptions_SetMaxPingsOut(opts, 3);
-  if (s == NATS_OK) s = natsOptions_SetDisconnectedCB(opts, &OnDisconnected, this);
-  if (s == NATS_OK) s = natsOptions_SetReconnectedCB(opts, &OnReconnected, this);
-  if (s == NATS_OK) s = natsOptions_SetClosedCB(opts, &OnClosed, this);
-  if (s == NATS_OK) s = natsOptions_SetErrorHandler(opts, &OnAsyncError, this);
-  if (s != NATS_OK) {
-    const std::string text = NatsText(s);
-    natsOptions_Destroy(opts);
-    return InvalidArgument("--nats " + options_.nats_url + ": " + text);
-  }
-  s = natsConnection_Connect(&nc_, opts);
-  natsOptions_Destroy(opts);
-  if (s != NATS_OK) {
-    nc_ = nullptr;
-    return Unavailable("cannot connect to NATS at " + options_.nats_url + ": " + NatsText(s));
-  }
-  callbacks_armed_ = true;
+  auto configure = [this](natsOptions* opts) {
+    natsStatus s = natsOptions_SetReconnectBufSize(opts, 32 << 20);
+    if (s == NATS_OK) s = natsOptions_SetPingInterval(opts, 5000);
+    if (s == NATS_OK) s = natsOptions_SetMaxPingsOut(opts, 3);
+    if (s == NATS_OK) s = natsOptions_SetDisconnectedCB(opts, &OnDisconnected, this);
+    if (s == NATS_OK) s = natsOptions_SetReconnectedCB(opts, &OnReconnected, this);
+    if (s == NATS_OK) s = natsOptions_SetClosedCB(opts, &OnClosed, this);
+    if (s == NATS_OK) s = natsOptions_SetErrorHandler(opts, &OnAsyncError, this);
+    return s;
+  };
+  const Status connected = jetstream::Connect(
+      {.url = options_.nats_url, .name = options_.client_name, .jetstream_wait_ms = 5000},
+      configure, &nc_, &js_);
+  // A connection, even one without a JetStream context, calls back into this
+  // object until closed: teardown waits for its closed callback.
+  callbacks_armed_ = nc_ != nullptr;
+  KEEL_RETURN_IF_ERROR(connected);
   m_connected_->Set(1);
   max_payload_ = natsConnection_GetMaxPayload(nc_);
-  jsOptions jo;
-  jsOptions_Init(&jo);
-  jo.Wait = 5000;
-  s = natsConnection_JetStream(&js_, nc_, &jo);
-  if (s != NATS_OK) return Internal("cannot create a JetStream context: " + NatsText(s));
   return OkStatus();
 }
 
 Status StreamScorer::Impl::EnsureInputStream() {
-  jsStreamInfo* si = nullptr;
-  jsErrCode jerr = static_cast<jsErrCode>(0);
-  natsStatus s = js_GetStreamInfo(&si, js_, options_.stream.c_str(), nullptr, &jerr);
-  if (s == NATS_OK) {
-    jsStreamInfo_Destroy(si);
-    return OkStatus();
-  }
-  if (s == NATS_NO_RESPONDERS) {
-    return Unavailable("JetStream is not enabled on the NATS server at " + options_.nats_url +
-                       " (start nats-server with -js)");
-  }
-  if (s != NATS_NOT_FOUND && jerr != JSStreamNotFoundErr) {
-    return Unavailable("cannot read JetStream stream " + options_.stream + ": " + NatsText(s));
-  }
+  KEEL_ASSIGN_OR_RETURN(jetstream::StreamLookup found,
+                        jetstream::LookupStream(js_, options_.stream, options_.nats_url));
+  if (found.exists) return OkStatus();
   if (!options_.create_streams) {
     return NotFound("JetStream stream " + options_.stream + " does not exist on " +
                     options_.nats_url + "; create it (subjects including " + options_.subject +
@@ -569,10 +533,7 @@ Status StreamScorer::Impl::EnsureInputStream() {
   cfg.Subjects = subjects;
   cfg.SubjectsLen = 1;
   cfg.Storage = js_FileStorage;
-  s = js_AddStream(nullptr, js_, &cfg, nullptr, &jerr);
-  if (s != NATS_OK) {
-    return Unavailable("cannot create JetStream stream " + options_.stream + ": " + NatsText(s));
-  }
+  KEEL_RETURN_IF_ERROR(jetstream::AddStream(js_, cfg));
   created_ += (created_.empty() ? "" : ", ") + options_.stream;
   return OkStatus();
 }
