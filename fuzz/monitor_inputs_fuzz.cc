@@ -1,9 +1,9 @@
 // libFuzzer target: the monitoring inputs read from files or the store: a
 // reference profile (.keelref, ReferenceProfile::Parse), an alert rules file
 // (ParseAlertRules) and a stored window profile (DecodeProfile, the rest
-// taken as its body under a valid header and checksum, so the fuzzer reaches
-// the decoder's own checks). The first byte picks the parser. A profile that
-// parses must serialize back to the same bytes.
+// taken as its body after the layout's fingerprint, under a valid header and
+// checksum, so the fuzzer reaches the decoder's own checks). The first byte picks the parser. A
+// profile that parses must serialize back to the same bytes.
 #include <zlib.h>
 
 #include <cstddef>
@@ -38,7 +38,16 @@ const keel::monitor::ProfileLayout& Layout() {
   return *layout;
 }
 
-void DecodeStored(std::string_view body) {
+// The layout's fingerprint: the first 8 bytes of a stored profile's body,
+// prepended to the fuzzer's bytes so they reach the checks after it.
+const std::string& Fingerprint() {
+  static const std::string bytes =
+      keel::monitor::EncodeProfile(keel::monitor::EmptyProfile(Layout()), Layout()).substr(8, 8);
+  return bytes;
+}
+
+void DecodeStored(std::string_view rest) {
+  const std::string body = Fingerprint() + std::string(rest);
   std::string blob = "KWP\x01";
   const uint32_t crc = static_cast<uint32_t>(
       crc32_z(0, reinterpret_cast<const unsigned char*>(body.data()), body.size()));

@@ -70,11 +70,13 @@ Status EnsureStreams(Conn& c, const QueueOptions& q) {
   for (const Want& w : wants) {
     KEEL_ASSIGN_OR_RETURN(jetstream::StreamLookup found,
                           jetstream::LookupStream(c.js, w.name, c.url));
+    auto check = [&]() -> Status {
+      if (found.retention == js_WorkQueuePolicy) return OkStatus();
+      return InvalidArgument("JetStream stream " + w.name +
+                             " exists and is not a work queue (choose another name)");
+    };
     if (found.exists) {
-      if (found.retention != js_WorkQueuePolicy) {
-        return InvalidArgument("JetStream stream " + w.name +
-                               " exists and is not a work queue (choose another name)");
-      }
+      KEEL_RETURN_IF_ERROR(check());
       continue;
     }
     jsStreamConfig cfg;
@@ -87,8 +89,11 @@ Status EnsureStreams(Conn& c, const QueueOptions& q) {
     cfg.Retention = w.retention;
     cfg.Duplicates = int64_t{120} * 1000000000;  // 2 min duplicate window
     cfg.MaxAge = int64_t{86400} * 1000000000;    // 1 day
-    // Another process may have created it meanwhile.
-    KEEL_RETURN_IF_ERROR(jetstream::AddStream(c.js, cfg));
+    KEEL_ASSIGN_OR_RETURN(const bool created, jetstream::AddStream(c.js, cfg));
+    if (!created) {  // another process made one of that name meanwhile: is it a work queue?
+      KEEL_ASSIGN_OR_RETURN(found, jetstream::LookupStream(c.js, w.name, c.url));
+      KEEL_RETURN_IF_ERROR(check());
+    }
   }
   return OkStatus();
 }

@@ -1,6 +1,7 @@
 #include "keel/core/big_buffer.h"
 
 #include <sys/mman.h>
+#include <unistd.h>
 
 #include <cstdint>
 
@@ -48,7 +49,7 @@ void AdviseHugePages(void* p, size_t bytes) {
 
 void PrefaultPages(void* p, size_t bytes) {
 #ifdef MADV_POPULATE_WRITE
-  constexpr uintptr_t kPage = 4096;
+  static const auto kPage = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
   const uintptr_t start = reinterpret_cast<uintptr_t>(p);
   const uintptr_t first = (start + kPage - 1) & ~(kPage - 1);
   const uintptr_t last = (start + bytes) & ~(kPage - 1);

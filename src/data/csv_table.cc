@@ -55,16 +55,37 @@ class Interner {
 
 enum class State { kEmpty, kNumeric, kBoolean, kCategorical };
 
+// Rows of column storage a bulk read faults in ahead of the rows read: its
+// memory beyond the rows used is at most this many rows per column.
+constexpr size_t kPrefaultRows = size_t{1} << 16;
+
 // v.reserve(n); with `bulk` (CsvOptions::bulk_memory) the fresh capacity is
-// also marked for huge pages and faulted in at once.
+// also marked for huge pages (address-range advice, no memory). Faulting it
+// in is left to PrefaultAhead (the estimate may be far too large), or done
+// here at once when `exact`.
 template <typename T>
-void ReserveBulk(std::vector<T>& v, size_t n, bool bulk) {
+void ReserveBulk(std::vector<T>& v, size_t n, bool bulk, bool exact) {
   v.reserve(n);
   if (!bulk) return;
   T* fresh = v.data() + v.size();
   const size_t bytes = (v.capacity() - v.size()) * sizeof(T);
   AdviseHugePages(fresh, bytes);
-  PrefaultPages(fresh, bytes);
+  if (exact) PrefaultPages(fresh, bytes);
+}
+
+// Faults in v's capacity up to kPrefaultRows past its size, from `*mark`
+// (elements already faulted in; reset when the storage moved, `*base`).
+template <typename T>
+void PrefaultAhead(std::vector<T>& v, size_t* mark, const void** base) {
+  if (*base != v.data()) {
+    *base = v.data();
+    *mark = v.size();
+  }
+  const size_t want = std::min(v.capacity(), v.size() + kPrefaultRows);
+  const size_t from = std::max(*mark, v.size());
+  if (want <= from) return;
+  PrefaultPages(v.data() + from, (want - from) * sizeof(T));
+  *mark = want;
 }
 
 struct ColumnBuilder {
@@ -77,6 +98,10 @@ struct ColumnBuilder {
   // Rows [0, pending_rows) held numbers/booleans before the column turned
   // categorical; their text is read again in a second pass.
   size_t pending_rows = 0;
+  // CsvOptions::bulk_memory: elements of the storage at prefault_base
+  // faulted in so far (PrefaultAhead).
+  size_t prefaulted = 0;
+  const void* prefault_base = nullptr;
 
   void ToCategorical() {
     pending_rows = state == State::kEmpty ? 0 : values.size();
@@ -125,6 +150,15 @@ class TableReader {
       KEEL_ASSIGN_OR_RETURN(bool more, reader.Next());
       if (!more) break;
       if (reader.records() == kEstimateAfter) Reserve(reader, header_bytes);
+      if (options_->bulk_memory && reader.records() % kPrefaultRows == kEstimateAfter) {
+        for (ColumnBuilder& b : columns_) {
+          if (b.state == State::kCategorical) {
+            PrefaultAhead(b.codes, &b.prefaulted, &b.prefault_base);
+          } else {
+            PrefaultAhead(b.values, &b.prefaulted, &b.prefault_base);
+          }
+        }
+      }
       const std::vector<std::string_view>& fields = reader.fields();
       if (fields.size() != columns_.size()) {
         return InvalidArgument(reader.source_name() + ":" + std::to_string(reader.line()) + ": " +
@@ -150,9 +184,9 @@ class TableReader {
     const auto n = static_cast<size_t>(std::min(rows, 4.0e9));
     for (ColumnBuilder& b : columns_) {
       if (b.state == State::kCategorical) {
-        ReserveBulk(b.codes, n, options_->bulk_memory);
+        ReserveBulk(b.codes, n, options_->bulk_memory, /*exact=*/false);
       } else {
-        ReserveBulk(b.values, n, options_->bulk_memory);
+        ReserveBulk(b.values, n, options_->bulk_memory, /*exact=*/false);
       }
     }
   }
@@ -265,9 +299,9 @@ class TableReader {
     all.name = parts.front().columns_[j].name;
     all.state = CombinedState(parts, j);
     if (all.state != State::kCategorical) {
-      ReserveBulk(all.values, rows, bulk);
+      ReserveBulk(all.values, rows, bulk, /*exact=*/true);
     } else {
-      ReserveBulk(all.codes, rows, bulk);
+      ReserveBulk(all.codes, rows, bulk, /*exact=*/true);
     }
     for (TableReader& part : parts) {
       ColumnBuilder& b = part.columns_[j];

@@ -25,7 +25,10 @@ inline constexpr double kExactPowersOf10[] = {1e0,  1e1,  1e2,  1e3,  1e4,  1e5,
 // value rounded once to 64 bits. Rounding that again to 53 bits gives the
 // true value's rounding unless the 64-bit quotient sits exactly on a 53-bit
 // halfway point (its 11 low bits 10000000000): then false, and the caller
-// takes the general path. Only where long double is the x87 format.
+// takes the general path. Only where long double is the x87 format, with
+// the x87 precision control at 64 bits (the Linux x86-64 default, which keel
+// never changes): the conversion of mantissas of 2^63 and more then rounds
+// nothing either.
 inline bool DivideExtended(uint64_t mantissa, int fraction, double* value) {
 #if (defined(__x86_64__) || defined(__i386__)) && __LDBL_MANT_DIG__ == 64
   static constexpr long double kPowers[] = {1e0L,  1e1L,  1e2L,  1e3L,  1e4L,  1e5L,  1e6L,  1e7L,

@@ -72,16 +72,15 @@ Result<StreamLookup> LookupStream(jsCtx* js, const std::string& name, const std:
   return out;
 }
 
-Status AddStream(jsCtx* js, const jsStreamConfig& config) {
+Result<bool> AddStream(jsCtx* js, const jsStreamConfig& config) {
   jsErrCode jerr = static_cast<jsErrCode>(0);
   // libnats takes the configuration by non-const pointer but only reads it.
   const natsStatus s =
       js_AddStream(nullptr, js, const_cast<jsStreamConfig*>(&config), nullptr, &jerr);
-  if (s != NATS_OK && jerr != JSStreamNameExistErr) {
-    return Unavailable("cannot create JetStream stream " + std::string(config.Name) + ": " +
-                       NatsText(s));
-  }
-  return OkStatus();
+  if (s == NATS_OK) return true;
+  if (jerr == JSStreamNameExistErr) return false;  // that name, another configuration
+  return Unavailable("cannot create JetStream stream " + std::string(config.Name) + ": " +
+                     NatsText(s));
 }
 
 }  // namespace keel::jetstream

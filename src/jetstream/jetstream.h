@@ -4,9 +4,9 @@
 //
 //   natsConnection* nc = nullptr;
 //   jsCtx* js = nullptr;
-//   KEEL_RETURN_IF_ERROR(jetstream::Connect({.url = url, .name = "keel worker"}, nullptr, &nc,
-//   &js)); KEEL_ASSIGN_OR_RETURN(jetstream::StreamLookup found, jetstream::LookupStream(js, "KEEL",
-//   url));
+//   jetstream::ConnectSettings settings{.url = url, .name = "keel worker"};
+//   KEEL_RETURN_IF_ERROR(jetstream::Connect(settings, nullptr, &nc, &js));
+//   KEEL_ASSIGN_OR_RETURN(auto found, jetstream::LookupStream(js, "KEEL", url));
 //
 // Threads: free functions; libnats handles are used as libnats allows.
 #pragma once
@@ -56,8 +56,10 @@ struct StreamLookup {
 [[nodiscard]] Result<StreamLookup> LookupStream(jsCtx* js, const std::string& name,
                                                 const std::string& url);
 
-// Creates a stream; one created meanwhile by another process under the same
-// name counts as created. Unavailable otherwise.
-[[nodiscard]] Status AddStream(jsCtx* js, const jsStreamConfig& config);
+// Creates a stream: true when created (or one of the same configuration
+// exists), false when one of that name but another configuration exists
+// (e.g. created meanwhile by another process): the caller then looks it up
+// and decides whether it will do. Unavailable when it cannot be created.
+[[nodiscard]] Result<bool> AddStream(jsCtx* js, const jsStreamConfig& config);
 
 }  // namespace keel::jetstream

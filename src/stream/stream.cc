@@ -533,8 +533,10 @@ Status StreamScorer::Impl::EnsureInputStream() {
   cfg.Subjects = subjects;
   cfg.SubjectsLen = 1;
   cfg.Storage = js_FileStorage;
-  KEEL_RETURN_IF_ERROR(jetstream::AddStream(js_, cfg));
-  created_ += (created_.empty() ? "" : ", ") + options_.stream;
+  // false: another process made one of that name meanwhile, taken as it is
+  // (as one that existed before).
+  KEEL_ASSIGN_OR_RETURN(const bool created, jetstream::AddStream(js_, cfg));
+  if (created) created_ += (created_.empty() ? "" : ", ") + options_.stream;
   return OkStatus();
 }
 

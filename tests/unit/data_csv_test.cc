@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <bit>
 #include <charconv>
 #include <cmath>
 #include <cstdio>
@@ -358,7 +359,7 @@ TEST(ReadCsvTableTest, LongDecimalsMatchFromChars) {
     ASSERT_EQ(res.ec, std::errc()) << text;
     double got = 0;
     ASSERT_TRUE(internal::ParseNumber(text, &got)) << text;
-    ASSERT_EQ(got, want) << text;
+    ASSERT_EQ(std::bit_cast<uint64_t>(got), std::bit_cast<uint64_t>(want)) << text;
     // The division alone, on the text's digits.
     uint64_t mantissa = 0;
     int digits = 0, fraction = -1;
@@ -375,7 +376,9 @@ TEST(ReadCsvTableTest, LongDecimalsMatchFromChars) {
     if (digits > 19 || fraction > 22) return;  // outside the division's domain
     double direct = 0;
     if (internal::DivideExtended(mantissa, fraction, &direct)) {
-      ASSERT_EQ(text[0] == '-' ? -direct : direct, want) << text;
+      ASSERT_EQ(std::bit_cast<uint64_t>(text[0] == '-' ? -direct : direct),
+                std::bit_cast<uint64_t>(want))
+          << text;
     } else {
       ++declined;
     }

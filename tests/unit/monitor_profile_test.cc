@@ -527,6 +527,86 @@ TEST(WindowProfileTest, StoredFormsOfAnotherLayoutAreRefused) {
   const ProfileLayout moved(shifted.ref, shifted.info);
   EXPECT_FALSE(DecodeProfile(blob, moved).ok());
   EXPECT_TRUE(DecodeProfile(blob, layout).ok());
+  // Same bins and count, other reference values (e.g. the reference profiled
+  // again on other data): the grid cut from them differs.
+  Fixture resampled;
+  auto& sorted = resampled.ref.columns[0].numeric.sorted;
+  ASSERT_GT(sorted.size(), 10u);
+  for (size_t i = 1; i + 1 < sorted.size(); ++i)
+    sorted[i] = sorted[i] * 0.75 + sorted[i - 1] * 0.25;
+  const ProfileLayout redone(resampled.ref, resampled.info);
+  EXPECT_FALSE(DecodeProfile(blob, redone).ok());
+}
+
+// Forms the encoder never writes are refused even with a valid checksum:
+// more exact values than the profile's limit, exact and gridded values in
+// one part, a category counted 0 times.
+TEST(WindowProfileTest, StoredFormsTheEncoderNeverWritesAreRefused) {
+  Fixture f;
+  const ProfileLayout layout(f.ref, f.info);
+  WindowProfile exact = StorableProfiles(layout, f.info, 300)[0];
+  ASSERT_FALSE(exact.inputs[0].values.exact_values().empty());
+  ASSERT_TRUE(DecodeProfile(EncodeProfile(exact, layout), layout).ok());
+  exact.exact_limit = 10;
+  auto r = DecodeProfile(EncodeProfile(exact, layout), layout);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("the limit is 10"), std::string::npos)
+      << r.status().message();
+
+  WindowProfile both = StorableProfiles(layout, f.info, 300)[2];
+  // An exact part (the positives' scores) given a gridded count as well:
+  // written by hand after the encoder's own bytes would not do it.
+  const ValueCounts& pos = both.positives;
+  ASSERT_FALSE(pos.exact_values().empty());
+  ASSERT_TRUE(pos.grid_counts().empty());
+  const std::string blob = EncodeProfile(both, layout);
+  // The positives' part is followed by the negatives', the confusion matrix
+  // and four doubles; find it by its bytes: count, exact count, values, then
+  // a zero grid count.
+  std::string part;
+  auto put64 = [&](uint64_t v) {
+    for (int i = 0; i < 8; ++i) part.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+  };
+  auto put32 = [&](uint32_t v) {
+    for (int i = 0; i < 4; ++i) part.push_back(static_cast<char>((v >> (8 * i)) & 0xff));
+  };
+  put64(pos.count());
+  put32(static_cast<uint32_t>(pos.exact_values().size()));
+  for (double d : pos.exact_values()) put64(std::bit_cast<uint64_t>(d));
+  const size_t at = blob.find(part);
+  ASSERT_NE(at, std::string::npos);
+  const size_t grid_at = at + part.size();
+  ASSERT_EQ(blob.substr(grid_at, 4), std::string(4, '\0'));
+  // One grid entry (code 0, count 1) and the total raised by one.
+  std::string edited = blob.substr(0, at);
+  std::string raised;
+  {
+    std::string saved = part;
+    part.clear();
+    put64(pos.count() + 1);
+    raised = part + saved.substr(8);
+    part.clear();
+    put32(1);
+    raised += part;
+    part.clear();
+    for (int i = 0; i < 4; ++i) part.push_back('\0');  // code 0
+    put64(1);
+    raised += part;
+  }
+  edited += raised + blob.substr(grid_at + 4);
+  r = DecodeProfile(Resigned(edited), layout);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("exact and gridded"), std::string::npos)
+      << r.status().message();
+
+  // A category counted 0 times.
+  WindowProfile zero = StorableProfiles(layout, f.info, 300)[0];
+  ASSERT_FALSE(zero.inputs[1].categories.counts.empty());
+  zero.inputs[1].categories.counts["zz-never"] = 0;
+  r = DecodeProfile(EncodeProfile(zero, layout), layout);
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.status().message().find("counted 0 times"), std::string::npos)
+      << r.status().message();
 }
 
 }  // namespace

@@ -32,7 +32,7 @@ void UnmapBigBuffer(void* p, size_t bytes);
 // pages. Advice only; blocks under kBigBufferBytes are left alone.
 void AdviseHugePages(void* p, size_t bytes);
 
-// Faults in, for writing, the whole 4 KiB pages inside [p, p + bytes) in one
+// Faults in, for writing, the whole pages inside [p, p + bytes) in one
 // system call (MADV_POPULATE_WRITE) instead of one fault per page as they are
 // first written; contents are unchanged. Only for memory about to be filled:
 // the pages are backed at once. Advice only: without kernel support (before

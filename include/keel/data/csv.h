@@ -189,12 +189,12 @@ struct CsvOptions {
   // then reported from any of the pool's threads, one at a time). Turn off
   // when the cores are busy otherwise, e.g. while reading two files at once.
   bool read_in_parts = true;
-  // Column storage, once sized, is faulted in at once (PrefaultPages) and,
-  // for columns of 4 MiB or more, marked for transparent huge pages: far
-  // fewer page faults while filling it. The marking stays with the address
-  // range after the table is freed (glibc reuses it for other allocations),
-  // and a size estimate 5% too large is backed in full, so this is for
-  // short-lived bulk readers such as `keel drift`, not for the server.
+  // Column storage, once sized, is faulted in ahead of the rows read, 65,536
+  // rows at a time (PrefaultPages), and, for columns of 4 MiB or more,
+  // marked for transparent huge pages: far fewer page faults while filling
+  // it. The marking stays with the address range after the table is freed
+  // (glibc reuses it for other allocations), so this is for short-lived bulk
+  // readers such as `keel drift`, not for the server.
   bool bulk_memory = false;
 };
 

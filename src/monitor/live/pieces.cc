@@ -95,7 +95,7 @@ Status PieceCache::Load(store::Database& db, const ProfileLayout& layout, int64_
                         int64_t until) {
   struct Row {
     int64_t start;
-    uint64_t rows;
+    int64_t rows;
     bool counted_only;
     std::string profile;
     int64_t labels_ms;
@@ -109,21 +109,26 @@ Status PieceCache::Load(store::Database& db, const ProfileLayout& layout, int64_
         {store::Value(model_), store::Value(version_), store::Value(bucket_ms_),
          store::Value(first), store::Value(until - bucket_ms_ + 1)},
         [&](const store::RowView& row) {
-          rows.push_back({row.Int(0), static_cast<uint64_t>(row.Int(1)), row.Int(2) != 0,
-                          std::string(row.Bytes(3)), row.Int(4)});
+          rows.push_back(
+              {row.Int(0), row.Int(1), row.Int(2) != 0, std::string(row.Bytes(3)), row.Int(4)});
           return OkStatus();
         });
   }));
   for (Row& row : rows) {
     if (pieces_.count(row.start) > 0) continue;  // built here meanwhile
+    if (row.rows < 0) {                          // rebuilt from the log (and its row replaced)
+      store_errors_.push_back("the stored piece at " + std::to_string(row.start) + ": " +
+                              std::to_string(row.rows) + " rows; rebuilding it from the log");
+      continue;
+    }
     Piece piece;
-    piece.rows = row.rows;
+    piece.rows = static_cast<uint64_t>(row.rows);
     piece.counted_only = row.counted_only;
     piece.labels_ms = row.labels_ms;
     piece.stored = true;
     if (!row.counted_only) {
       Result<WindowProfile> profile = DecodeProfile(row.profile, layout);
-      if (profile.ok() && profile->rows != row.rows) {
+      if (profile.ok() && profile->rows != piece.rows) {
         profile = InvalidArgument("stored window profile: " + std::to_string(profile->rows) +
                                   " rows, its row says " + std::to_string(row.rows));
       }

@@ -2,6 +2,7 @@
 // EncodeProfile / DecodeProfile).
 #include <zlib.h>
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstring>
@@ -130,13 +131,36 @@ class Fingerprint {
     Bytes(c.ref->name);
     U64(c.numeric ? 1 : 0);
     U64(c.ref->boolean ? 1 : 0);
-    U64(c.ref->numeric.sorted.size());
+    const auto& sorted = c.ref->numeric.sorted;
+    U64(sorted.size());
     U64(c.ref->bins.edges.size());
     for (double e : c.ref->bins.edges) U64(std::bit_cast<uint64_t>(e));
+    // The reference values the grid is cut from (a sample of them), and the
+    // codes the grid gives them and values beyond them: another reference or
+    // another grid rule changes this.
+    if (sorted.empty()) return;
+    const size_t step = std::max<size_t>(1, sorted.size() / kSampled);
+    for (size_t i = 0; i < sorted.size(); i += step) Value(c, sorted[i]);
+    Value(c, sorted.back());
+    for (double beyond : {1.0, 1e3, 1e9}) {
+      Value(c, sorted.front() - beyond);
+      Value(c, sorted.back() + beyond);
+    }
+  }
+  // Codes of fixed probes on a grid that is not a reference column's.
+  void Grid(const ValueGrid& grid) {
+    for (double v : {0.0, 1e-6, 0.5, 1.0, 7.0, 1e3, 1e6, 1e9}) {
+      U64(static_cast<uint64_t>(static_cast<int64_t>(grid.Code(v))));
+    }
   }
   uint64_t value() const { return h_; }
 
  private:
+  static constexpr size_t kSampled = 256;
+  void Value(const ProfileLayout::Column& c, double v) {
+    U64(std::bit_cast<uint64_t>(v));
+    if (c.grid != nullptr) U64(static_cast<uint64_t>(static_cast<int64_t>(c.grid->Code(v))));
+  }
   void Byte(unsigned char b) {
     h_ ^= b;
     h_ *= 0x100000001b3ULL;
@@ -152,6 +176,8 @@ uint64_t LayoutFingerprint(const ProfileLayout& layout) {
   f.U64(layout.inputs().size());
   for (const ProfileLayout::Column& c : layout.inputs()) f.Column(c);
   f.Column(layout.prediction());
+  f.Grid(layout.latency_grid());
+  f.Grid(layout.score_grid());
   return f.value();
 }
 
@@ -176,16 +202,26 @@ struct ProfileCodec {
     }
   }
 
-  static Status Get(Reader& r, const ValueGrid& grid, ValueCounts& v, const char* what) {
+  // Values as the encoder leaves them: exact (at most `exact_limit`) or
+  // gridded, never both.
+  static Status Get(Reader& r, const ValueGrid& grid, uint64_t exact_limit, ValueCounts& v,
+                    const char* what) {
     uint32_t n = 0;
     KEEL_RETURN_IF_ERROR(r.U64(v.count_, what));
     KEEL_RETURN_IF_ERROR(r.Count(n, 8, what));
+    if (n > exact_limit) {
+      return r.Damaged(std::string(what) + ": " + std::to_string(n) +
+                       " exact values, the limit is " + std::to_string(exact_limit));
+    }
     v.exact_.resize(n);
     for (double& d : v.exact_) {
       KEEL_RETURN_IF_ERROR(r.F64(d, what));
       if (!std::isfinite(d)) return r.Damaged(std::string(what) + ": a non-finite value");
     }
     KEEL_RETURN_IF_ERROR(r.Count(n, 12, what));
+    if (n > 0 && !v.exact_.empty()) {
+      return r.Damaged(std::string(what) + ": exact and gridded values together");
+    }
     v.grid_.resize(n);
     uint64_t total = v.exact_.size();
     for (size_t i = 0; i < v.grid_.size(); ++i) {
@@ -234,6 +270,7 @@ Status GetCounts(Reader& r, Map& m, uint64_t* sum, const char* what) {
     uint64_t count = 0;
     KEEL_RETURN_IF_ERROR(r.Str(name, what));
     KEEL_RETURN_IF_ERROR(r.U64(count, what));
+    if (count == 0) return r.Damaged(std::string(what) + ": a name counted 0 times");
     if (count > UINT64_MAX - *sum) return r.Damaged(std::string(what) + ": counts overflow");
     *sum += count;
     // Ascending, as encoded: one encoding per profile.
@@ -262,11 +299,11 @@ void PutColumn(Writer& w, const ColumnProfile& c) {
 
 // A column of `layout_column`'s kind whose cells add up to `rows`.
 Status GetColumn(Reader& r, const ProfileLayout::Column& layout_column, uint64_t rows,
-                 ColumnProfile& c, const char* what) {
+                 uint64_t exact_limit, ColumnProfile& c, const char* what) {
   static const NoGrid kNoGrid;
   const ValueGrid& grid =
       layout_column.grid != nullptr ? *layout_column.grid : static_cast<const ValueGrid&>(kNoGrid);
-  KEEL_RETURN_IF_ERROR(internal::ProfileCodec::Get(r, grid, c.values, what));
+  KEEL_RETURN_IF_ERROR(internal::ProfileCodec::Get(r, grid, exact_limit, c.values, what));
   KEEL_RETURN_IF_ERROR(r.U64(c.missing, what));
   uint64_t categorised = 0;
   KEEL_RETURN_IF_ERROR(GetCounts(r, c.categories.counts, &categorised, what));
@@ -366,15 +403,16 @@ Result<WindowProfile> DecodeProfile(std::string_view bytes, const ProfileLayout&
   }
   p.inputs.resize(inputs);
   for (size_t i = 0; i < p.inputs.size(); ++i) {
-    KEEL_RETURN_IF_ERROR(
-        internal::GetColumn(r, layout.inputs()[i], p.rows, p.inputs[i], "an input column"));
+    KEEL_RETURN_IF_ERROR(internal::GetColumn(r, layout.inputs()[i], p.rows, p.exact_limit,
+                                             p.inputs[i], "an input column"));
   }
-  KEEL_RETURN_IF_ERROR(
-      internal::GetColumn(r, layout.prediction(), p.rows, p.prediction, "the prediction"));
+  KEEL_RETURN_IF_ERROR(internal::GetColumn(r, layout.prediction(), p.rows, p.exact_limit,
+                                           p.prediction, "the prediction"));
   uint64_t endpoint_rows = 0;
   KEEL_RETURN_IF_ERROR(internal::GetCounts(r, p.endpoints, &endpoint_rows, "the endpoints"));
   if (endpoint_rows != p.rows) return r.Damaged("the endpoints' rows differ from the profile's");
-  KEEL_RETURN_IF_ERROR(ProfileCodec::Get(r, layout.latency_grid(), p.latency_us, "latencies"));
+  KEEL_RETURN_IF_ERROR(
+      ProfileCodec::Get(r, layout.latency_grid(), p.exact_limit, p.latency_us, "latencies"));
   if (p.latency_us.count() != p.rows) return r.Damaged("latencies differ from the profile's rows");
   KEEL_RETURN_IF_ERROR(r.U64(p.labelled, "the performance"));
   KEEL_RETURN_IF_ERROR(r.U64(p.unmatched_labels, "the performance"));
@@ -383,9 +421,12 @@ Result<WindowProfile> DecodeProfile(std::string_view bytes, const ProfileLayout&
   if (!internal::AddsTo(p.unmatched_labels, p.scored, p.labelled)) {
     return r.Damaged("labelled rows are not the unmatched plus the scored");
   }
-  KEEL_RETURN_IF_ERROR(ProfileCodec::Get(r, layout.score_grid(), p.scores, "the scores"));
-  KEEL_RETURN_IF_ERROR(ProfileCodec::Get(r, layout.score_grid(), p.positives, "the positives"));
-  KEEL_RETURN_IF_ERROR(ProfileCodec::Get(r, layout.score_grid(), p.negatives, "the negatives"));
+  KEEL_RETURN_IF_ERROR(
+      ProfileCodec::Get(r, layout.score_grid(), p.exact_limit, p.scores, "the scores"));
+  KEEL_RETURN_IF_ERROR(
+      ProfileCodec::Get(r, layout.score_grid(), p.exact_limit, p.positives, "the positives"));
+  KEEL_RETURN_IF_ERROR(
+      ProfileCodec::Get(r, layout.score_grid(), p.exact_limit, p.negatives, "the negatives"));
   if (p.scores.count() > p.rows || p.positives.count() > p.scored ||
       p.negatives.count() > p.scored - p.positives.count()) {
     return r.Damaged("more scores than rows, or labelled scores than scored rows");
