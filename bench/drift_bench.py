@@ -109,6 +109,9 @@ def main():
     print(f"# drift_bench: {args.rows} rows x {len(numeric)} numeric + {len(categorical)} "
           f"categorical; cores={os.cpu_count()} load={os.getloadavg()[0]:.2f}", flush=True)
 
+    # Timings start with no dirty pages being written back (fresh inputs or
+    # profile): the disk's writeback is not what is measured.
+    os.sync()
     # keel, end to end (a fresh process each time: reading, sorting, statistics, JSON).
     out_json = os.path.join(args.workdir, "keel_drift.json")
     cmd = [args.binary, "drift", "--reference", ref_path, "--current", cur_path, "--test", "ks",
@@ -126,6 +129,7 @@ def main():
     profile = os.path.join(args.workdir, f"drift_reference_{args.rows}.keelref")
     subprocess.run([args.binary, "drift", "--reference", ref_path, "--save-reference", profile,
                     "--quiet"], check=True)
+    os.sync()
     stored_cmd = list(cmd)
     stored_cmd[stored_cmd.index(ref_path)] = profile
     stored_json = os.path.join(args.workdir, "keel_drift_stored.json")
