@@ -111,7 +111,10 @@ void RetrainScheduler::Stop() {
   }
   workers_.clear();
   // Another replica need not wait for the lease to expire.
-  if (lease_ != nullptr) lease_->Release().IgnoreError();
+  if (lease_ != nullptr) {
+    std::lock_guard<std::mutex> ticking(tick_mu_);  // a Tick() from another thread
+    lease_->Release().IgnoreError();
+  }
 }
 
 bool RetrainScheduler::leader() const {
@@ -119,27 +122,38 @@ bool RetrainScheduler::leader() const {
   return leader_;
 }
 
+// The store round trips run without mu_, so triggers, snapshots and the
+// workers never wait on the store for a tick; tick_mu_ keeps one Tick at a
+// time, and only Tick writes leader_, loaded_, last_slot_ and
+// next_continuous_ (under mu_, for Snapshot), so it reads them without mu_.
 Status RetrainScheduler::Tick() {
+  std::lock_guard<std::mutex> ticking(tick_mu_);
   const int64_t now = clock_.NowMillis();
-  std::unique_lock<std::mutex> lock(mu_);
-  if (stopping_) return OkStatus();
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) return OkStatus();
+  }
+  std::vector<Pending> due;  // queued at the end, under mu_
   if (lease_ != nullptr) {
     // This process's running jobs (its shadow decisions included) are alive.
     // Jobs also beat from their own watchdog; a missed beat is renewed next tick.
     HeartbeatJobs(db_, now).IgnoreError();
-  }
-  if (lease_ != nullptr) {
     Result<bool> mine = lease_->Acquire();
     const bool was = leader_;
-    leader_ = mine.ok() && *mine;
-    if (!leader_) {
-      // A standby: the holder fires the slots. Its view of them is read
-      // again on taking over.
-      loaded_ = false;
-      next_continuous_.clear();
-      return mine.ok() ? OkStatus() : mine.status();
+    const bool leader = mine.ok() && *mine;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      leader_ = leader;
+      if (!leader) {
+        // A standby: the holder fires the slots. Its view of them is read
+        // again on taking over.
+        loaded_ = false;
+        next_continuous_.clear();
+      } else if (!was) {
+        loaded_ = false;
+      }
     }
-    if (!was) loaded_ = false;
+    if (!leader) return mine.ok() ? OkStatus() : mine.status();
     // Jobs whose process stopped renewing their heartbeat run again here.
     Result<std::vector<RetrainJob>> stale =
         TakeOverStaleJobs(db_, now, now - options_.lease_ttl_ms);
@@ -150,31 +164,45 @@ Status RetrainScheduler::Tick() {
                       "takeover of job " + std::to_string(job.id) + " (" + job.trigger + ")",
                       "keel-scheduler", 1, 0};
         again.continuous = job.trigger.rfind("continuous", 0) == 0;  // an update stays one
-        EnqueueLocked(std::move(again));
+        due.push_back(std::move(again));
       }
     }
   }
   if (!loaded_) {
     std::map<std::string, int64_t> slots;
-    KEEL_RETURN_IF_ERROR(db_.Read([&](store::Connection& c) {
+    const Status read = db_.Read([&](store::Connection& c) {
+      slots.clear();
       return c.Query("SELECT model, last_slot FROM retrain_schedule", {},
                      [&](const store::RowView& row) {
                        slots[std::string(row.Text(0))] = row.Int(1);
                        return OkStatus();
                      });
-    }));
+    });
+    if (!read.ok()) {
+      QueueAll(std::move(due));
+      return read;
+    }
+    std::lock_guard<std::mutex> lock(mu_);
     last_slot_ = std::move(slots);
     loaded_ = true;
   }
   Status first_error;
   for (const RetrainPolicy& p : policies_) {
     if (p.continuous.every_ms <= 0) continue;
-    auto [it, first] = next_continuous_.try_emplace(p.model, now + p.continuous.every_ms);
-    if (first || now < it->second) continue;
-    it->second = now + p.continuous.every_ms;
+    auto it = next_continuous_.find(p.model);
+    if (it == next_continuous_.end()) {
+      std::lock_guard<std::mutex> lock(mu_);
+      next_continuous_.emplace(p.model, now + p.continuous.every_ms);
+      continue;
+    }
+    if (now < it->second) continue;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      it->second = now + p.continuous.every_ms;
+    }
     Pending update{p.model, "continuous", "keel-scheduler", 1, 0};
     update.continuous = true;
-    EnqueueLocked(std::move(update));
+    due.push_back(std::move(update));
   }
   for (const RetrainPolicy& p : policies_) {
     if (!p.schedule) continue;
@@ -185,36 +213,49 @@ Status RetrainScheduler::Tick() {
         if (first_error.ok()) first_error = s;
         continue;
       }
+      std::lock_guard<std::mutex> lock(mu_);
       last_slot_[p.model] = now;
       continue;
     }
-    const int64_t due = p.schedule->NextAfter(it->second);
-    if (due < 0 || due > now) continue;  // not yet (also after a backward jump)
-    int64_t newest = due;
+    const int64_t first_due = p.schedule->NextAfter(it->second);
+    if (first_due < 0 || first_due > now) continue;  // not yet (also after a backward jump)
+    int64_t newest = first_due;
     int slots = 1;
     for (; slots < kMaxSlotsScanned; ++slots) {
       const int64_t next = p.schedule->NextAfter(newest);
       if (next < 0 || next > now) break;
       newest = next;
     }
-    const bool on_time = slots == 1 && now - due <= kOnTimeGraceMs;
+    const bool on_time = slots == 1 && now - first_due <= kOnTimeGraceMs;
     // Stored first: a slot counts as fired only once that is durable (a
     // failed write leaves it due for the next tick).
     if (Status s = SaveSlot(p.model, newest); !s.ok()) {
       if (first_error.ok()) first_error = s;
       continue;
     }
-    it->second = newest;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      it->second = newest;
+    }
     if (on_time) {
-      EnqueueLocked({p.model, "schedule", "keel-scheduler", 1, 0});
+      due.push_back({p.model, "schedule", "keel-scheduler", 1, 0});
     } else if (p.missed == "run_once") {
-      EnqueueLocked(
+      due.push_back(
           {p.model, "schedule (missed " + std::to_string(slots) + ")", "keel-scheduler", 1, 0});
     }
   }
-  lock.unlock();
-  cv_.notify_all();
+  QueueAll(std::move(due));
   return first_error;
+}
+
+void RetrainScheduler::QueueAll(std::vector<Pending> due) {
+  if (due.empty()) return;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (stopping_) return;
+    for (Pending& p : due) EnqueueLocked(std::move(p));
+  }
+  cv_.notify_all();
 }
 
 std::vector<RetrainScheduler::PolicyState> RetrainScheduler::Snapshot() const {

@@ -395,6 +395,49 @@ int64_t RunningJob(store::Database& db, const std::string& owner, int64_t heartb
   return id;
 }
 
+// A tick waiting on the store holds no lock a trigger needs: a trigger
+// returns while the tick is stuck behind another writer (the writer lets go
+// once the trigger returned, or after 5 s, which fails the test).
+TEST(RetrainSchedulerTest, TriggersDoNotWaitForATickOnTheStore) {
+  TempDir dir;
+  auto db = OpenTestDb(dir);
+  ASSERT_NE(db, nullptr);
+  ManualClock clock(kMonday);
+  Jobs jobs;
+  SchedulerOptions o = Fast();
+  o.lease_holder = "here";  // the tick writes: heartbeats and the lease
+  RetrainScheduler s({Policy("churn")}, *db, clock, jobs.Runner(), o);
+  std::mutex m;
+  std::condition_variable cv;
+  bool writing = false, triggered = false, timed_out = false;
+  std::thread writer([&] {
+    db->Write([&](store::Connection&) {
+        std::unique_lock<std::mutex> lock(m);
+        writing = true;
+        cv.notify_all();
+        timed_out = !cv.wait_for(lock, std::chrono::seconds(5), [&] { return triggered; });
+        return OkStatus();
+      }).IgnoreError();
+  });
+  {
+    std::unique_lock<std::mutex> lock(m);
+    cv.wait(lock, [&] { return writing; });
+  }
+  std::thread ticker([&] { s.Tick().IgnoreError(); });
+  // Let the tick reach the store (where it waits for the writer).
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  const Status t = s.Trigger("churn", "manual", "me");
+  {
+    std::lock_guard<std::mutex> lock(m);
+    triggered = true;
+  }
+  cv.notify_all();
+  writer.join();
+  ticker.join();
+  EXPECT_TRUE(t.ok()) << t.ToString();
+  EXPECT_FALSE(timed_out) << "the trigger waited for the tick's store round trip";
+}
+
 TEST(RetrainSchedulerTest, StaleJobsOfOtherProcessesAreTakenOverOnce) {
   TempDir dir;
   auto db = OpenTestDb(dir);

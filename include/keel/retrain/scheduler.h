@@ -48,8 +48,10 @@
 // Tick() themselves with a ManualClock).
 //
 // Threads: all members may be called from any thread; mu_ guards the queue,
-// the running set and the counters; jobs run on the scheduler's worker
-// threads (max_concurrent of them), never on the caller's.
+// the running set and the counters, and is never held across a store round
+// trip (Tick() serialises itself with tick_mu_ instead); jobs run on the
+// scheduler's worker threads (max_concurrent of them), never on the
+// caller's.
 #pragma once
 
 #include <atomic>
@@ -164,6 +166,8 @@ class RetrainScheduler {
   const RetrainPolicy* Find(const std::string& model) const;
   // Queues unless the model has a job queued or running. mu_ held.
   void EnqueueLocked(Pending p);
+  // EnqueueLocked for each, under mu_ (nothing once stopping); wakes the workers.
+  void QueueAll(std::vector<Pending> due);
   void WorkerLoop();
   Status SaveSlot(const std::string& model, int64_t slot_ms);
 
@@ -173,20 +177,22 @@ class RetrainScheduler {
   JobRunner run_job_;
   SchedulerOptions options_;
 
+  std::mutex tick_mu_;  // one Tick() at a time; held across its store round trips, mu_ not
   mutable std::mutex mu_;
-  std::condition_variable cv_;                      // work queued, job done, stop
-  std::deque<Pending> queue_;                       // guarded by mu_
-  std::map<std::string, Running> running_;          // by model; guarded by mu_
+  std::condition_variable cv_;              // work queued, job done, stop
+  std::deque<Pending> queue_;               // guarded by mu_
+  std::map<std::string, Running> running_;  // by model; guarded by mu_
+  // Written by Tick() only, under mu_; Tick reads them without it.
   std::map<std::string, int64_t> last_slot_;        // by model; guarded by mu_
   std::map<std::string, int64_t> next_continuous_;  // by model; guarded by mu_
   int64_t last_watch_ms_ = 0;                       // guarded by mu_
-  bool loaded_ = false;                             // guarded by mu_
+  bool loaded_ = false;                             // guarded by mu_; written by Tick() only
   bool stopping_ = false;                           // guarded by mu_
   bool started_flag_ = false;                       // guarded by mu_
   uint64_t started_ = 0;                            // guarded by mu_
   uint64_t folded_ = 0;                             // guarded by mu_
-  std::unique_ptr<store::Lease> lease_;             // set once; used by Tick() under mu_
-  bool leader_ = true;                              // guarded by mu_
+  std::unique_ptr<store::Lease> lease_;             // set once; used by Tick() under tick_mu_
+  bool leader_ = true;                              // guarded by mu_; written by Tick() only
   std::mutex join_mu_;                              // held by the Stop() that joins the threads
   std::vector<std::thread> workers_;
   std::thread ticker_;
