@@ -211,8 +211,8 @@ TEST_F(MonitorPiecesTest, ANewCacheServesStoredPiecesWithoutTheirLogAndFollowsLa
   EXPECT_GT(expected.positives.count(), before.positives.count());
   EXPECT_EQ(EncodeProfile(after, layout_), EncodeProfile(expected, layout_));
 
-  // The relabelled piece was stored again: a third cache needs no relabelling
-  // to agree (its labels watermark is t2).
+  // The relabelled piece was stored again, with labels watermark t2; a third
+  // cache starting from the stored pieces agrees.
   EXPECT_EQ(Scalar(*db_, "SELECT labels_time FROM window_profiles WHERE start_time = ?",
                    {store::Value(relabelled)}),
             t2);
