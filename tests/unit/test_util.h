@@ -104,6 +104,8 @@ inline int64_t CountRows(store::Database& db, const std::string& table) {
   return n;
 }
 
+// `expr` must not be a reference into a temporary (f().status() of a
+// Result f returns): the reference would outlive it. Name the Result first.
 #define ASSERT_OK(expr)                              \
   do {                                               \
     auto&& keel_s_ = (expr);                         \
