@@ -44,10 +44,12 @@ void RequestCounts::Stop() {
 void RequestCounts::Record(std::string_view model, std::string_view version, Outcome outcome) {
   const int64_t now = clock_.NowMillis();
   const int64_t minute = now - ((now % 60'000) + 60'000) % 60'000;
-  // Names are short (no allocation past the small-string buffer).
-  Key key{std::string(model), std::string(version), minute};
   std::lock_guard<std::mutex> lock(mu_);
-  Counts& c = pending_[std::move(key)];
+  auto it = pending_.find(KeyView{model, version, minute});
+  if (it == pending_.end()) {
+    it = pending_.emplace(Key{std::string(model), std::string(version), minute}, Counts{}).first;
+  }
+  Counts& c = it->second;
   ++c.requests;
   if (outcome == Outcome::kClientError) ++c.client_errors;
   if (outcome == Outcome::kServerError) ++c.server_errors;
@@ -55,7 +57,7 @@ void RequestCounts::Record(std::string_view model, std::string_view version, Out
 
 Status RequestCounts::Flush() {
   std::lock_guard<std::mutex> flush_lock(flush_mu_);
-  std::map<Key, Counts> batch;
+  std::map<Key, Counts, KeyLess> batch;
   {
     std::lock_guard<std::mutex> lock(mu_);
     batch.swap(pending_);

@@ -74,6 +74,22 @@ class RequestCounts {
     uint64_t requests = 0, client_errors = 0, server_errors = 0;
   };
   using Key = std::tuple<std::string, std::string, int64_t>;  // model, version, minute
+  // Orders keys and (model, version, minute) views alike, so a request's
+  // lookup builds no strings.
+  struct KeyView {
+    std::string_view model, version;
+    int64_t minute;
+  };
+  struct KeyLess {
+    using is_transparent = void;
+    static KeyView View(const Key& k) { return {std::get<0>(k), std::get<1>(k), std::get<2>(k)}; }
+    static KeyView View(const KeyView& v) { return v; }
+    template <typename A, typename B>
+    bool operator()(const A& a, const B& b) const {
+      const KeyView x = View(a), y = View(b);
+      return std::tie(x.model, x.version, x.minute) < std::tie(y.model, y.version, y.minute);
+    }
+  };
   void Loop();
 
   store::Database& db_;
@@ -81,10 +97,10 @@ class RequestCounts {
   RequestCountsOptions options_;
   std::mutex mu_;
   std::condition_variable cv_;
-  std::map<Key, Counts> pending_;  // guarded by mu_
-  bool stop_ = false;              // guarded by mu_
-  std::mutex flush_mu_;            // one flush at a time
-  std::mutex stop_mu_;             // guards thread_ (Start, Stop)
+  std::map<Key, Counts, KeyLess> pending_;  // guarded by mu_
+  bool stop_ = false;                       // guarded by mu_
+  std::mutex flush_mu_;                     // one flush at a time
+  std::mutex stop_mu_;                      // guards thread_ (Start, Stop)
   std::thread thread_;
 };
 
