@@ -367,12 +367,17 @@ class FailureTest(DistributedCase):
             while time.time() < deadline and not killed:
                 info = self.consumer()
                 if victim.partitions_done() >= 2 and info and info["num_ack_pending"] >= 1:
-                    # Freeze it, check it still holds a partition, then kill it.
+                    # Freeze it, let what it had written reach the server, and
+                    # kill it only if it holds a partition whose result it has
+                    # not published: that partition can then reach the output
+                    # only by redelivery. (A result published but not acked may
+                    # finish the job before the ack wait, with no redelivery.)
                     victim.proc.send_signal(signal.SIGSTOP)
-                    time.sleep(0.05)
-                    info = self.consumer()
-                    if info and info["num_ack_pending"] >= 1:
-                        held = info
+                    time.sleep(0.3)
+                    info, results = self.consumer(), self.results_published()
+                    if info and results is not None and info["num_ack_pending"] >= 1 and \
+                            results == info["delivered"]["consumer_seq"] - info["num_ack_pending"]:
+                        held = dict(info, results_published=results)
                         victim.kill()
                         killed = True
                     else:
@@ -391,8 +396,8 @@ class FailureTest(DistributedCase):
         self.assertEqual(self.read(dist), self.read(local))
         m = re.search(r"(\d+) redelivered, (\d+) duplicate", err)
         self.assertIsNotNone(m, err)
-        # The held partition reached a survivor as a second delivery (its result
-        # may have been dropped as a duplicate when the victim had published it).
+        # The held partition, whose result the victim never published, reached
+        # a survivor as a second delivery.
         redelivered = 0
         for w in survivors:
             self.assertEqual(w.stop(), 0)
@@ -406,6 +411,13 @@ class FailureTest(DistributedCase):
     def consumer(self):
         try:
             return self.js.consumer_info("KILLQ", "keel-batch-workers")
+        except NatsError:
+            return None
+
+    def results_published(self):
+        """How many results were ever stored on KILLR (only this test's job uses it)."""
+        try:
+            return self.js.stream_info("KILLR")["state"]["last_seq"]
         except NatsError:
             return None
 
