@@ -18,6 +18,7 @@
 #include <map>
 #include <mutex>
 #include <optional>
+#include <utility>
 
 #include "apps/keel/cli.h"
 #include "keel/core/util.h"
@@ -236,10 +237,14 @@ Status RunDrift(const GlobalOptions& global, const DriftFlags& f, int& exit_code
     }
   }
   monitor::DriftReport report;
+  // The tables are not needed after the comparison: their columns are
+  // sorted in place.
   if (ref->table) {
-    KEEL_ASSIGN_OR_RETURN(report, monitor::CompareTables(*ref->table, *cur, options));
+    KEEL_ASSIGN_OR_RETURN(report,
+                          monitor::CompareTables(std::move(*ref->table), std::move(*cur), options));
   } else {
-    KEEL_ASSIGN_OR_RETURN(report, monitor::CompareToReference(*ref->profile, *cur, options));
+    KEEL_ASSIGN_OR_RETURN(report,
+                          monitor::CompareToReference(*ref->profile, std::move(*cur), options));
   }
   report.reference_name = ref->description;
   report.current_name = f.current;

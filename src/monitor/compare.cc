@@ -3,7 +3,10 @@
 #include <cmath>
 #include <memory>
 #include <set>
+#include <span>
 #include <unordered_map>
+#include <utility>
+#include <vector>
 
 #include "keel/monitor/drift.h"
 #include "keel/monitor/reference.h"
@@ -77,7 +80,22 @@ Histogram CategoricalHistogram(const CategoryCounts& ref, const CategoryCounts& 
 struct Plan {
   const ReferenceColumn* ref = nullptr;
   const Column* cur = nullptr;
+  Column* consume = nullptr;  // set when cur's values may be sorted in place
   ColumnRole role = ColumnRole::kFeature;
+};
+
+// The current data's columns; `consumable` is either empty or the same
+// columns, mutable, whose numeric values the comparison may take.
+struct Current {
+  size_t rows = 0;
+  std::span<const Column> columns;
+  std::span<Column> consumable;
+  int Find(std::string_view name) const {
+    for (size_t i = 0; i < columns.size(); ++i) {
+      if (columns[i].name() == name) return static_cast<int>(i);
+    }
+    return -1;
+  }
 };
 
 struct Forced {
@@ -102,7 +120,9 @@ void CompareColumn(const Plan& plan, int ref_bins, const DriftOptions& options,
   std::vector<uint64_t> cur_bin_counts;
   ColumnData data;
   if (out.kind == ColumnKind::kNumeric) {
-    cur_num = NumericSample::FromValues(plan.cur->values());
+    cur_num = plan.consume != nullptr
+                  ? NumericSample::FromValues(std::move(*plan.consume).ReleaseValues())
+                  : NumericSample::FromValues(plan.cur->values());
     const QuantileBins* bins = nullptr;
     if (!ref.numeric.sorted.empty()) {
       bins = &ref.bins;
@@ -139,8 +159,8 @@ void CompareColumn(const Plan& plan, int ref_bins, const DriftOptions& options,
   if (!drift.ok()) {
     out.error = drift.status().message();
     // The missing-share change is still meaningful.
-    out.drift.missing = MissingShareChange(data.ref_missing, out.ref_rows, data.cur_missing,
-                                           out.cur_rows);
+    out.drift.missing =
+        MissingShareChange(data.ref_missing, out.ref_rows, data.cur_missing, out.cur_rows);
     out.drift.statistic = choice->statistic->name;
     out.drift.threshold = choice->threshold;
     return;
@@ -183,8 +203,10 @@ std::string_view ColumnRoleName(ColumnRole role) {
   return "feature";
 }
 
-Result<DriftReport> CompareToReference(const ReferenceProfile& reference,
-                                       const data::Table& current, const DriftOptions& options) {
+namespace {
+
+Result<DriftReport> Compare(const ReferenceProfile& reference, const Current& current,
+                            const DriftOptions& options) {
   const DriftPreset* preset = FindDriftPreset(options.preset);
   if (preset == nullptr) {
     std::string known;
@@ -240,23 +262,26 @@ Result<DriftReport> CompareToReference(const ReferenceProfile& reference,
   DriftReport report;
   report.preset = preset->name;
   report.reference_rows = reference.rows;
-  report.current_rows = current.num_rows();
+  report.current_rows = current.rows;
   std::vector<Plan> plans;
+  std::vector<int> uses(current.columns.size(), 0);
   for (const std::string& name : names) {
     if (excluded.count(name) > 0) continue;
     Plan plan;
     plan.ref = reference.Find(name);
-    plan.cur = current.FindColumn(name);
-    if (plan.cur == nullptr) {
+    const int index = current.Find(name);
+    if (index < 0) {
       return InvalidArgument("column '" + name +
                              "' is in the reference data but not in the current data");
     }
+    plan.cur = &current.columns[static_cast<size_t>(index)];
+    ++uses[static_cast<size_t>(index)];
     if (plan.ref->kind != KindOf(plan.cur->type())) {
-      return InvalidArgument("column '" + name + "' is " +
-                             std::string(plan.ref->boolean ? "boolean"
-                                                           : ColumnKindName(plan.ref->kind)) +
-                             " in the reference data but " +
-                             std::string(TypeWord(plan.cur->type())) + " in the current data");
+      return InvalidArgument(
+          "column '" + name + "' is " +
+          std::string(plan.ref->boolean ? "boolean" : ColumnKindName(plan.ref->kind)) +
+          " in the reference data but " + std::string(TypeWord(plan.cur->type())) +
+          " in the current data");
     }
     if (name == options.prediction) {
       plan.role = ColumnRole::kPrediction;
@@ -268,6 +293,14 @@ Result<DriftReport> CompareToReference(const ReferenceProfile& reference,
     column.name = name;
     column.role = plan.role;
     report.columns.push_back(std::move(column));
+  }
+
+  // A column compared once may be sorted in place; one listed twice is read.
+  if (!current.consumable.empty()) {
+    for (Plan& plan : plans) {
+      const auto index = static_cast<size_t>(plan.cur - current.columns.data());
+      if (uses[index] == 1) plan.consume = &current.consumable[index];
+    }
   }
 
   ThreadPool& pool = options.pool != nullptr ? *options.pool : ThreadPool::Default();
@@ -293,10 +326,12 @@ Result<DriftReport> CompareToReference(const ReferenceProfile& reference,
   return report;
 }
 
-Result<DriftReport> CompareTables(const data::Table& reference, const data::Table& current,
-                                  const DriftOptions& options) {
+// Profiles the reference's columns the comparison reads (from `consumable`,
+// sorted in place, when given), then compares `current` with it.
+Result<DriftReport> CompareWithTable(const data::Table& reference, data::Table* consumable,
+                                     const Current& current, const DriftOptions& options) {
   // Only the columns the comparison reads are profiled; unknown names are
-  // left for CompareToReference to report.
+  // left for Compare to report.
   ReferenceOptions ref_options;
   ref_options.bins = options.bins;
   ref_options.pool = options.pool;
@@ -315,18 +350,51 @@ Result<DriftReport> CompareTables(const data::Table& reference, const data::Tabl
     ref_options.columns.push_back(reference.column(0).name());
   }
   if (options.bins < 1) return InvalidArgument("bins must be at least 1");
-  KEEL_ASSIGN_OR_RETURN(ReferenceProfile profile, BuildReference(reference, ref_options));
   // Names the comparison checks against the reference must exist in the
-  // profile even when not profiled: add them as empty columns.
+  // profile even when not profiled: they are added as empty columns.
+  std::vector<ReferenceColumn> stubs;
   for (const data::Column& c : reference.columns()) {
-    if (profile.Find(c.name()) == nullptr) {
+    if (std::find(ref_options.columns.begin(), ref_options.columns.end(), c.name()) ==
+        ref_options.columns.end()) {
       ReferenceColumn stub;
       stub.name = c.name();
       stub.kind = KindOf(c.type());
-      profile.columns.push_back(std::move(stub));
+      stubs.push_back(std::move(stub));
     }
   }
-  return CompareToReference(profile, current, options);
+  KEEL_ASSIGN_OR_RETURN(ReferenceProfile profile,
+                        consumable != nullptr ? BuildReference(std::move(*consumable), ref_options)
+                                              : BuildReference(reference, ref_options));
+  for (ReferenceColumn& stub : stubs) profile.columns.push_back(std::move(stub));
+  return Compare(profile, current, options);
+}
+
+Current ViewOf(const data::Table& table) { return Current{table.num_rows(), table.columns(), {}}; }
+
+}  // namespace
+
+Result<DriftReport> CompareToReference(const ReferenceProfile& reference,
+                                       const data::Table& current, const DriftOptions& options) {
+  return Compare(reference, ViewOf(current), options);
+}
+
+Result<DriftReport> CompareToReference(const ReferenceProfile& reference, data::Table&& current,
+                                       const DriftOptions& options) {
+  const size_t rows = current.num_rows();
+  std::vector<Column> columns = std::move(current).ReleaseColumns();
+  return Compare(reference, Current{rows, columns, columns}, options);
+}
+
+Result<DriftReport> CompareTables(const data::Table& reference, const data::Table& current,
+                                  const DriftOptions& options) {
+  return CompareWithTable(reference, nullptr, ViewOf(current), options);
+}
+
+Result<DriftReport> CompareTables(data::Table&& reference, data::Table&& current,
+                                  const DriftOptions& options) {
+  const size_t rows = current.num_rows();
+  std::vector<Column> columns = std::move(current).ReleaseColumns();
+  return CompareWithTable(reference, &reference, Current{rows, columns, columns}, options);
 }
 
 }  // namespace keel::monitor

@@ -18,9 +18,13 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cmath>
 #include <cstring>
+#include <span>
+#include <utility>
+#include <vector>
 
 #include "keel/core/util.h"
 #include "src/monitor/columns.h"
@@ -123,9 +127,7 @@ class Reader {
   }
 
  private:
-  Status Truncated(const char* what) const {
-    return Damaged(std::string("truncated in ") + what);
-  }
+  Status Truncated(const char* what) const { return Damaged(std::string("truncated in ") + what); }
   std::string_view data_;
   std::string_view source_;
   size_t pos_ = 0;
@@ -147,22 +149,32 @@ const ReferenceColumn* ReferenceProfile::Find(std::string_view name) const {
   return nullptr;
 }
 
-Result<ReferenceProfile> BuildReference(const data::Table& table, const ReferenceOptions& options) {
+namespace {
+
+// Profiles the chosen columns of a table with `rows` rows; `consumable` is
+// empty or the same columns, mutable, whose values may be sorted in place.
+Result<ReferenceProfile> Build(size_t rows, std::span<const data::Column> columns,
+                               std::span<data::Column> consumable,
+                               const ReferenceOptions& options) {
   if (options.bins < 1 || options.bins > kMaxBins) {
     return InvalidArgument("bins must be between 1 and " + std::to_string(kMaxBins));
   }
-  std::vector<const data::Column*> chosen;
+  std::vector<size_t> chosen;
   if (options.columns.empty()) {
-    for (const data::Column& c : table.columns()) chosen.push_back(&c);
+    for (size_t i = 0; i < columns.size(); ++i) chosen.push_back(i);
   } else {
     for (const std::string& name : options.columns) {
-      const data::Column* c = table.FindColumn(name);
-      if (c == nullptr) return InvalidArgument("column '" + name + "' is not in the data");
-      chosen.push_back(c);
+      const auto it = std::find_if(columns.begin(), columns.end(),
+                                   [&](const data::Column& c) { return c.name() == name; });
+      if (it == columns.end()) return InvalidArgument("column '" + name + "' is not in the data");
+      chosen.push_back(static_cast<size_t>(it - columns.begin()));
     }
   }
+  // A column listed once may be sorted in place; one listed twice is read.
+  std::vector<int> uses(columns.size(), 0);
+  for (size_t i : chosen) ++uses[i];
   ReferenceProfile profile;
-  profile.rows = table.num_rows();
+  profile.rows = rows;
   profile.bins = options.bins;
   profile.columns.resize(chosen.size());
   ThreadPool& pool = options.pool != nullptr ? *options.pool : ThreadPool::Default();
@@ -170,13 +182,17 @@ Result<ReferenceProfile> BuildReference(const data::Table& table, const Referenc
       chosen.size(),
       [&](size_t begin, size_t end) {
         for (size_t i = begin; i < end; ++i) {
-          const data::Column& c = *chosen[i];
+          const data::Column& c = columns[chosen[i]];
           ReferenceColumn& out = profile.columns[i];
           out.name = c.name();
           out.kind = internal::KindOf(c.type());
           out.boolean = c.type() == data::ColumnType::kBoolean;
           if (out.kind == ColumnKind::kNumeric) {
-            out.numeric = NumericSample::FromValues(c.values());
+            const bool consume = !consumable.empty() && uses[chosen[i]] == 1;
+            out.numeric =
+                consume
+                    ? NumericSample::FromValues(std::move(consumable[chosen[i]]).ReleaseValues())
+                    : NumericSample::FromValues(c.values());
             if (!out.numeric.sorted.empty()) {
               // Cannot fail: bins >= 1 and the values are sorted and finite.
               out.bins = FitQuantileBins(out.numeric.sorted, options.bins).value();
@@ -188,6 +204,18 @@ Result<ReferenceProfile> BuildReference(const data::Table& table, const Referenc
       },
       1);
   return profile;
+}
+
+}  // namespace
+
+Result<ReferenceProfile> BuildReference(const data::Table& table, const ReferenceOptions& options) {
+  return Build(table.num_rows(), table.columns(), {}, options);
+}
+
+Result<ReferenceProfile> BuildReference(data::Table&& table, const ReferenceOptions& options) {
+  const size_t rows = table.num_rows();
+  std::vector<data::Column> columns = std::move(table).ReleaseColumns();
+  return Build(rows, columns, columns, options);
 }
 
 std::string ReferenceProfile::Serialize() const {
@@ -254,8 +282,8 @@ Result<ReferenceProfile> ReferenceProfile::Parse(std::string_view bytes, std::st
   if (reserved != 0) return outer.Damaged("reserved header bytes are not zero");
   const std::string_view body = bytes.substr(kHeaderBytes);
   if (body.size() != size) {
-    return outer.Damaged("the body has " + std::to_string(body.size()) + " bytes, the header says " +
-                         std::to_string(size));
+    return outer.Damaged("the body has " + std::to_string(body.size()) +
+                         " bytes, the header says " + std::to_string(size));
   }
   if (crc32_z(0, reinterpret_cast<const unsigned char*>(body.data()), body.size()) != crc) {
     return outer.Damaged("checksum mismatch");
@@ -291,7 +319,8 @@ Result<ReferenceProfile> ReferenceProfile::Parse(std::string_view bytes, std::st
       if (!AscendingFinite(c.numeric.sorted)) return r.Damaged(where + ": values not sorted");
       KEEL_RETURN_IF_ERROR(r.Get(edges, "a column's bins"));
       KEEL_RETURN_IF_ERROR(r.Doubles(c.bins.edges, edges, "a column's bins"));
-      if (n > 0) KEEL_RETURN_IF_ERROR(r.Doubles(c.bins.ref_shares, uint64_t{edges} + 1, "a column's bins"));
+      if (n > 0)
+        KEEL_RETURN_IF_ERROR(r.Doubles(c.bins.ref_shares, uint64_t{edges} + 1, "a column's bins"));
       KEEL_RETURN_IF_ERROR(r.Get(c.bins.ref_count, "a column's bins"));
       if (c.bins.ref_count != n || (n == 0 && edges != 0) || edges >= bins ||
           !AscendingFinite(c.bins.edges)) {
@@ -343,8 +372,7 @@ Result<ReferenceProfile> ReferenceProfile::Parse(std::string_view bytes, std::st
 }
 
 bool LooksLikeReference(std::string_view bytes) {
-  return bytes.size() >= sizeof kMagic &&
-         std::memcmp(bytes.data(), kMagic, sizeof kMagic) == 0;
+  return bytes.size() >= sizeof kMagic && std::memcmp(bytes.data(), kMagic, sizeof kMagic) == 0;
 }
 
 Status WriteReferenceFile(const std::filesystem::path& path, const ReferenceProfile& profile) {

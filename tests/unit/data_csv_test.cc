@@ -413,6 +413,44 @@ TEST(ReadCsvTableTest, LongDecimalsMatchFromChars) {
   EXPECT_LT(declined, checked / 10);
 }
 
+TEST(ReadCsvTableTest, FractionDigitsReadEightAtATime) {
+  // Every byte value at every position of the first eight fraction digits:
+  // a text is a number exactly when from_chars reads all of it.
+  const std::string base = "-12.3456789012345678";  // 16 fraction digits: two words
+  for (size_t at = 4; at < 12; ++at) {
+    for (int byte = 1; byte < 256; ++byte) {
+      std::string text = base;
+      text[at] = static_cast<char>(byte);
+      double want = 0;
+      const auto r = std::from_chars(text.data(), text.data() + text.size(), want);
+      const bool number = r.ec == std::errc() && r.ptr == text.data() + text.size();
+      double got = 0;
+      const bool parsed = internal::ParseSimpleDecimal(text, &got);
+      if (number && parsed) {
+        ASSERT_EQ(std::bit_cast<uint64_t>(got), std::bit_cast<uint64_t>(want)) << text;
+      } else if (!number) {
+        ASSERT_FALSE(parsed) << "byte " << byte << " at " << at;
+      }
+    }
+  }
+  // Fractions of 7 to 25 digits around the word boundaries; past 19 digits
+  // in all the text goes to the general path, which still reads it.
+  for (int digits = 7; digits <= 25; ++digits) {
+    std::string text = "0.";
+    for (int i = 0; i < digits; ++i) text += static_cast<char>('1' + (i * 7) % 9);
+    double want = 0;
+    std::from_chars(text.data(), text.data() + text.size(), want);
+    double got = 0;
+    EXPECT_EQ(internal::ParseSimpleDecimal(text, &got), digits + 1 <= 19) << text;
+    ASSERT_TRUE(internal::ParseNumber(text, &got)) << text;
+    EXPECT_EQ(std::bit_cast<uint64_t>(got), std::bit_cast<uint64_t>(want)) << text;
+  }
+  EXPECT_EQ(internal::EightDigitsValue(internal::LoadEightBytes("01234567")), 1234567u);
+  EXPECT_EQ(internal::EightDigitsValue(internal::LoadEightBytes("99999999")), 99999999u);
+  EXPECT_FALSE(internal::EightDigits(internal::LoadEightBytes("1234567/")));
+  EXPECT_FALSE(internal::EightDigits(internal::LoadEightBytes(":1234567")));
+}
+
 TEST(ReadCsvTableTest, BlanksAroundNumbersAndNonNumbers) {
   std::istringstream in("a,b,c\n 1 ,\"1,234\",0x10\n\t2.5,5,  \n");
   ASSERT_OK_AND_ASSIGN(Table t, ReadCsvTable(in, "blanks.csv"));

@@ -10,6 +10,7 @@
 #include <numeric>
 #include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -181,7 +182,8 @@ TEST(MonitorDriftTest, BadRequestsNameTheProblem) {
   ASSERT_OK(kinds.AddColumn(Column::CategoricalFromText("same", Cycle(10, {"x"}))));
   Table one;
   ASSERT_OK(one.AddColumn(Column::Numeric("same", Ramp(10, 0))));
-  ExpectInvalid(CompareTables(one, kinds), "'same' is numeric in the reference data but categorical");
+  ExpectInvalid(CompareTables(one, kinds),
+                "'same' is numeric in the reference data but categorical");
 }
 
 TEST(MonitorDriftTest, RenderingsCarryTheVerdicts) {
@@ -316,8 +318,9 @@ TEST(MonitorDriftSanityTest, PValueTestsRejectAtTheirNominalRate) {
   EXPECT_LE(rate(z_null), 0.085);
   EXPECT_GE(rate(ks_shift), 0.9);
   EXPECT_GE(rate(chi_shift), 0.9);
-  std::printf("[ nominal 0.05 ] ks %.4f  chisquare %.4f  ztest %.4f;  power ks %.3f chisquare %.3f\n",
-              rate(ks_null), rate(chi_null), rate(z_null), rate(ks_shift), rate(chi_shift));
+  std::printf(
+      "[ nominal 0.05 ] ks %.4f  chisquare %.4f  ztest %.4f;  power ks %.3f chisquare %.3f\n",
+      rate(ks_null), rate(chi_null), rate(z_null), rate(ks_shift), rate(chi_shift));
 }
 
 // Degenerate inputs give defined answers through the whole comparison: a
@@ -345,7 +348,7 @@ TEST(MonitorDriftSanityTest, DegenerateInputsGiveDefinedAnswers) {
       DriftOptions options;
       options.preset = preset;
       options.tests = tests;
-      options.extra = {"ks", "psi", "wasserstein", "wasserstein_norm", "jensenshannon",
+      options.extra = {"ks",        "psi",       "wasserstein", "wasserstein_norm", "jensenshannon",
                        "hellinger", "chisquare", "ztest"};
       ASSERT_OK_AND_ASSIGN(DriftReport r, CompareTables(ref, cur, options));
       for (const ColumnReport& c : r.columns) {
@@ -396,6 +399,46 @@ TEST(MonitorReferenceTest, StoredProfileGivesTheSameReport) {
   ASSERT_OK_AND_ASSIGN(DriftReport stored4, CompareToReference(loaded, cur, options));
   EXPECT_EQ(stored4.ToJson(), direct4.ToJson());
   EXPECT_NE(stored4.ToJson(), stored.ToJson());
+}
+
+TEST(MonitorReferenceTest, ConsumingTheTablesGivesTheSameReport) {
+  // Missing values among the numbers, a column listed twice (read, not
+  // consumed), an excluded one, and the stored-profile path.
+  auto make = [](Table& ref, Table& cur) {
+    MakeTables(ref, cur);
+    std::vector<double> gaps = Ramp(2000, 5);
+    for (size_t i = 0; i < gaps.size(); i += 7) gaps[i] = i % 2 == 0 ? NAN : INFINITY;
+    ASSERT_OK(ref.AddColumn(Column::Numeric("gaps", Ramp(2000, 0))));
+    ASSERT_OK(cur.AddColumn(Column::Numeric("gaps", gaps)));
+  };
+  DriftOptions options;
+  options.prediction = "score";
+  options.extra = {"ks", "wasserstein", "psi", "chisquare"};
+  for (const std::vector<std::string>& columns :
+       {std::vector<std::string>{}, std::vector<std::string>{"gaps", "shifted", "gaps", "city"}}) {
+    options.columns = columns;
+    options.exclude =
+        columns.empty() ? std::vector<std::string>{"label"} : std::vector<std::string>{};
+    Table ref, cur;
+    make(ref, cur);
+    ASSERT_OK_AND_ASSIGN(DriftReport kept, CompareTables(ref, cur, options));
+    ASSERT_OK_AND_ASSIGN(ReferenceProfile profile, BuildReference(ref));
+    ASSERT_OK_AND_ASSIGN(DriftReport stored, CompareToReference(profile, cur, options));
+    ASSERT_OK_AND_ASSIGN(DriftReport consumed,
+                         CompareTables(std::move(ref), std::move(cur), options));
+    EXPECT_EQ(consumed.ToJson(), kept.ToJson());
+    EXPECT_EQ(ref.num_columns(), 0u);  // NOLINT(bugprone-use-after-move): left empty, as documented
+    EXPECT_EQ(cur.num_columns(), 0u);  // NOLINT(bugprone-use-after-move)
+    EXPECT_NE(consumed.ToJson().find("\"gaps\""), std::string::npos);
+
+    Table ref2, cur2;
+    make(ref2, cur2);
+    ASSERT_OK_AND_ASSIGN(ReferenceProfile consumed_profile, BuildReference(std::move(ref2)));
+    EXPECT_EQ(consumed_profile.Serialize(), profile.Serialize());
+    ASSERT_OK_AND_ASSIGN(DriftReport stored_consumed,
+                         CompareToReference(profile, std::move(cur2), options));
+    EXPECT_EQ(stored_consumed.ToJson(), stored.ToJson());
+  }
 }
 
 TEST(MonitorReferenceTest, FileRoundTripAndDamage) {

@@ -18,7 +18,10 @@
 #include <fstream>
 #include <map>
 #include <numeric>
+#include <random>
+#include <span>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -814,7 +817,8 @@ TEST(MonitorStatsEdgeTest, OneMergeEqualsTheRunByRunLoopsBitForBit) {
                    std::to_string(n2));
       const ReferenceMerge want = RunByRun(a, b);
       ASSERT_OK_AND_ASSIGN(SortedComparison got, CompareSorted(a, b));
-      EXPECT_EQ(std::bit_cast<uint64_t>(got.wasserstein), std::bit_cast<uint64_t>(want.wasserstein));
+      EXPECT_EQ(std::bit_cast<uint64_t>(got.wasserstein),
+                std::bit_cast<uint64_t>(want.wasserstein));
       EXPECT_EQ(got.ks.location, want.at);
       EXPECT_EQ(got.ks.sign, want.sign);
       if (!got.ks.exact) {
@@ -883,6 +887,49 @@ TEST(MonitorStatsEdgeTest, AllEqualValues) {
   EXPECT_DOUBLE_EQ(wdn2, 500.0);
   ASSERT_OK_AND_ASSIGN(AlignedCounts ev, EvidentlyBins(a, c));  // <= 20 distinct: per value
   EXPECT_EQ(ev.labels, (std::vector<std::string>{"3.5", "4"}));
+}
+
+TEST(MonitorStatsEdgeTest, SortingInPlaceKeepsTheStorageAndMatchesTheCopy) {
+  // Both sizes: pdqsort below 4096 values, the radix sort above.
+  for (size_t n : {size_t{300}, size_t{50000}}) {
+    std::mt19937_64 rng(n);
+    std::normal_distribution<double> normal(0.0, 3.0);
+    std::vector<double> values(n);
+    for (size_t i = 0; i < n; ++i) {
+      switch (rng() % 20) {
+        case 0:
+          values[i] = NAN;
+          break;
+        case 1:
+          values[i] = INFINITY;
+          break;
+        case 2:
+          values[i] = -INFINITY;
+          break;
+        case 3:
+          values[i] = -0.0;
+          break;
+        case 4:
+          values[i] = 0.0;
+          break;
+        default:
+          values[i] = normal(rng);
+      }
+    }
+    const NumericSample copied = NumericSample::FromValues(std::span<const double>(values));
+    const double* storage = values.data();
+    const NumericSample in_place = NumericSample::FromValues(std::move(values));
+    EXPECT_EQ(in_place.sorted.data(), storage) << n;  // no second array
+    EXPECT_EQ(in_place.missing, copied.missing) << n;
+    EXPECT_GT(in_place.missing, n / 10) << n;
+    ASSERT_EQ(in_place.sorted.size(), copied.sorted.size()) << n;
+    EXPECT_TRUE(std::is_sorted(in_place.sorted.begin(), in_place.sorted.end())) << n;
+    for (size_t i = 0; i < copied.sorted.size(); ++i) {
+      ASSERT_EQ(std::bit_cast<uint64_t>(in_place.sorted[i]),
+                std::bit_cast<uint64_t>(copied.sorted[i]))
+          << n << " at " << i;
+    }
+  }
 }
 
 TEST(MonitorStatsEdgeTest, NaNsAreMissingExcludedAndCounted) {

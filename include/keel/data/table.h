@@ -28,6 +28,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "keel/core/result.h"
@@ -70,6 +71,15 @@ class Column {
 
   // Numeric and boolean columns: one value per row. Empty for categorical.
   const std::vector<double>& values() const { return values_; }
+  // Numeric and boolean columns: moves the values out, leaving the column
+  // with none (size() 0); for a column about to be discarded, e.g. sorted in
+  // place by a drift comparison. Empty for categorical.
+  std::vector<double> ReleaseValues() && {
+    missing_ = 0;
+    std::vector<double> out;
+    out.swap(values_);
+    return out;
+  }
   // Categorical columns: one code per row. Empty otherwise.
   const std::vector<int32_t>& codes() const { return codes_; }
   // Categorical columns: the strings codes() index. Empty otherwise.
@@ -110,6 +120,13 @@ class Table {
   // The column named `name`, or nullptr.
   const Column* FindColumn(std::string_view name) const;
   std::vector<std::string> ColumnNames() const;
+  // Moves the columns out, leaving the table empty.
+  std::vector<Column> ReleaseColumns() && {
+    num_rows_ = 0;
+    std::vector<Column> out;
+    out.swap(columns_);
+    return out;
+  }
 
   // A new table holding rows `rows` (in that order; repeats allowed) of every
   // column. Dictionaries are shared, not copied, so a categorical dictionary

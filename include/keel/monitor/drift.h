@@ -70,11 +70,11 @@ struct DriftOptions {
   std::vector<std::string> extra;
   std::vector<std::string> columns;  // empty: every reference column
   std::vector<std::string> exclude;
-  std::string target;      // optional column names
-  std::string prediction;  //
-  int bins = 10;           // reference quantile bins (PSI, Jensen-Shannon, Hellinger)
-  int histogram_bins = 20;  // report histograms of numeric columns
-  int top_categories = 20;  // report histograms of categorical columns
+  std::string target;          // optional column names
+  std::string prediction;      //
+  int bins = 10;               // reference quantile bins (PSI, Jensen-Shannon, Hellinger)
+  int histogram_bins = 20;     // report histograms of numeric columns
+  int top_categories = 20;     // report histograms of categorical columns
   ThreadPool* pool = nullptr;  // null: ThreadPool::Default()
 };
 
@@ -114,7 +114,7 @@ struct DriftReport {
   uint64_t current_rows = 0;
   std::vector<ColumnReport> columns;  // in reference column order
   DatasetDrift dataset;               // feature columns only
-  int prediction_index = -1;  // the prediction column in `columns`, or -1
+  int prediction_index = -1;          // the prediction column in `columns`, or -1
 
   // {"keel_drift_report":1,"preset":..,"reference":{"name":..,"rows":..},
   //  "current":{..},"dataset":{"columns":..,"drifted":..,"share":..,
@@ -141,6 +141,10 @@ struct DriftReport {
 [[nodiscard]] Result<DriftReport> CompareTables(const data::Table& reference,
                                                 const data::Table& current,
                                                 const DriftOptions& options = {});
+// The same, consuming both tables: numeric columns are sorted in place
+// instead of copied (both tables are left empty). The report is the same.
+[[nodiscard]] Result<DriftReport> CompareTables(data::Table&& reference, data::Table&& current,
+                                                const DriftOptions& options = {});
 
 struct ReferenceProfile;  // keel/monitor/reference.h
 // The same against a stored reference profile (no reference table read or
@@ -149,6 +153,10 @@ struct ReferenceProfile;  // keel/monitor/reference.h
 // refitted from the stored values.
 [[nodiscard]] Result<DriftReport> CompareToReference(const ReferenceProfile& reference,
                                                      const data::Table& current,
+                                                     const DriftOptions& options = {});
+// The same, consuming `current` (sorted in place; left empty).
+[[nodiscard]] Result<DriftReport> CompareToReference(const ReferenceProfile& reference,
+                                                     data::Table&& current,
                                                      const DriftOptions& options = {});
 
 }  // namespace keel::monitor

@@ -55,11 +55,13 @@ namespace keel::monitor {
 struct ReferenceColumn {
   std::string name;
   ColumnKind kind = ColumnKind::kNumeric;
-  bool boolean = false;       // a boolean column, tested as the categories false/true
-  NumericSample numeric;      // numeric columns
-  QuantileBins bins;          // numeric columns with at least one value
+  bool boolean = false;           // a boolean column, tested as the categories false/true
+  NumericSample numeric;          // numeric columns
+  QuantileBins bins;              // numeric columns with at least one value
   CategoricalSample categorical;  // categorical and boolean columns
-  uint64_t rows() const { return kind == ColumnKind::kNumeric ? numeric.rows() : categorical.rows(); }
+  uint64_t rows() const {
+    return kind == ColumnKind::kNumeric ? numeric.rows() : categorical.rows();
+  }
 };
 
 struct ReferenceProfile {
@@ -89,13 +91,17 @@ struct ReferenceProfile {
 };
 
 struct ReferenceOptions {
-  int bins = 10;                  // quantile bins (PSI, Jensen-Shannon, Hellinger)
+  int bins = 10;                     // quantile bins (PSI, Jensen-Shannon, Hellinger)
   std::vector<std::string> columns;  // empty: every column
-  ThreadPool* pool = nullptr;     // null: ThreadPool::Default()
+  ThreadPool* pool = nullptr;        // null: ThreadPool::Default()
 };
 
 // InvalidArgument for bins outside 1 .. 2^20 or a listed column the table lacks.
 [[nodiscard]] Result<ReferenceProfile> BuildReference(const data::Table& table,
+                                                      const ReferenceOptions& options = {});
+// The same, consuming `table`: its numeric columns are sorted in place and
+// become the profile's samples (no copy; the table is left empty).
+[[nodiscard]] Result<ReferenceProfile> BuildReference(data::Table&& table,
                                                       const ReferenceOptions& options = {});
 
 // Written to a temporary sibling and renamed into place.

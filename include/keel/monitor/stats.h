@@ -42,7 +42,6 @@
 #include <string_view>
 #include <vector>
 
-#include "keel/core/big_buffer.h"
 #include "keel/core/result.h"
 #include "keel/core/status.h"
 
@@ -57,15 +56,18 @@ std::string_view ColumnKindName(ColumnKind kind);  // "numeric", "categorical"
 // Samples (exact, mergeable profiles of one side of a column)
 
 // Non-missing values of a numeric column, ascending. NaN and +-infinity are
-// missing (Evidently drops both before testing).
-// Ascending values in huge-page-backed memory for large columns (keel/core/big_buffer.h).
-using SortedValues = std::vector<double, BigBufferAllocator<double>>;
+// missing (Evidently drops both before testing). A plain vector, so a
+// column's own storage can become a sample without a copy.
+using SortedValues = std::vector<double>;
 
 struct NumericSample {
   SortedValues sorted;
   uint64_t missing = 0;
 
   static NumericSample FromValues(std::span<const double> values);
+  // The same, sorting `values` in place and keeping its storage: no second
+  // array (on a virtual machine, fresh memory costs more than the sort).
+  static NumericSample FromValues(std::vector<double>&& values);
   // Merges another window's sample into this one (sorted merge, missing added).
   void Merge(const NumericSample& other);
   uint64_t rows() const { return sorted.size() + missing; }
