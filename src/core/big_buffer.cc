@@ -5,21 +5,7 @@
 
 #include <cstdint>
 
-namespace keel::internal {
-
-constexpr size_t kHugePage = size_t{2} << 20;
-
-}  // namespace keel::internal
-
 namespace keel {
-
-void AdviseHugePages(void* p, size_t bytes) {
-  if (p == nullptr || bytes < kBigBufferBytes) return;
-  const uintptr_t start = reinterpret_cast<uintptr_t>(p);
-  const uintptr_t first = (start + internal::kHugePage - 1) & ~(uintptr_t{internal::kHugePage} - 1);
-  const uintptr_t last = (start + bytes) & ~(uintptr_t{internal::kHugePage} - 1);
-  if (last > first) (void)madvise(reinterpret_cast<void*>(first), last - first, MADV_HUGEPAGE);
-}
 
 void PrefaultPages(void* p, size_t bytes) {
 #ifdef MADV_POPULATE_WRITE

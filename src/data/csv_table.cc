@@ -59,18 +59,14 @@ enum class State { kEmpty, kNumeric, kBoolean, kCategorical };
 // memory beyond the rows used is at most this many rows per column.
 constexpr size_t kPrefaultRows = size_t{1} << 16;
 
-// v.reserve(n); with `bulk` (CsvOptions::bulk_memory) the fresh capacity is
-// also marked for huge pages (address-range advice, no memory). Faulting it
-// in is left to PrefaultAhead (the estimate may be far too large), or done
-// here at once when `exact`.
+// v.reserve(n); with `bulk` (CsvOptions::bulk_memory) and `exact` the fresh
+// capacity is also faulted in at once. Without `exact` that is left to
+// PrefaultAhead (the estimate may be far too large).
 template <typename T>
 void ReserveBulk(std::vector<T>& v, size_t n, bool bulk, bool exact) {
   v.reserve(n);
-  if (!bulk) return;
-  T* fresh = v.data() + v.size();
-  const size_t bytes = (v.capacity() - v.size()) * sizeof(T);
-  AdviseHugePages(fresh, bytes);
-  if (exact) PrefaultPages(fresh, bytes);
+  if (!bulk || !exact) return;
+  PrefaultPages(v.data() + v.size(), (v.capacity() - v.size()) * sizeof(T));
 }
 
 // Faults in v's capacity up to kPrefaultRows past its size, from `*mark`

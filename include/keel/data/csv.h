@@ -190,11 +190,12 @@ struct CsvOptions {
   // when the cores are busy otherwise, e.g. while reading two files at once.
   bool read_in_parts = true;
   // Column storage, once sized, is faulted in ahead of the rows read, 65,536
-  // rows at a time (PrefaultPages), and, for columns of 4 MiB or more,
-  // marked for transparent huge pages: far fewer page faults while filling
-  // it. The marking stays with the address range after the table is freed
-  // (glibc reuses it for other allocations), so this is for short-lived bulk
-  // readers such as `keel drift`, not for the server.
+  // rows at a time (PrefaultPages): one system call instead of a page fault
+  // per 4 KiB while filling it, at the price of up to 65,536 rows per column
+  // backed before they are read. For bulk readers such as `keel drift`.
+  // (Transparent huge pages were tried and dropped: on a machine whose
+  // memory holds a large page cache, their faults compact memory, 0.2-0.6 s
+  // of system time per drift run; docs/benchmarks.md.)
   bool bulk_memory = false;
 };
 
