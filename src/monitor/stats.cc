@@ -17,6 +17,7 @@
 #include <numbers>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "src/monitor/distributions.h"
 
@@ -124,24 +125,31 @@ struct RadixScratch {
   std::unique_ptr<unsigned char[]> owned;
 };
 
-// Ascending sort of finite doubles (NaN excluded by the caller). Large inputs
-// take an LSD radix sort on the IEEE-754 bits mapped to unsigned order
-// (negative: every bit flipped; otherwise: the sign bit set), 11 bits per
-// pass (six passes; 2048 32-bit counters per pass stay in cache), skipping a
-// pass when every key has the same digit there. On a million doubles, 8-bit
-// digits were about 5x pdqsort, and 11-bit digits take a fifth less again
-// (30 ms -> 24 ms here). -0.0 sorts before +0.0, which compare equal anyway. Small inputs, and
-// inputs too long for 32-bit counters, take pdqsort.
+// Ascending sort of finite doubles (NaN excluded by the caller), as unsigned
+// keys: the IEEE-754 bits mapped to unsigned order (negative: every bit
+// flipped; otherwise: the sign bit set). -0.0 sorts before +0.0, which
+// compare equal anyway. Large inputs take a radix sort in two stages:
+//  1. one most-significant pass on the keys' top 16 bits (sign, exponent and
+//     4 mantissa bits) scatters them into buckets;
+//  2. each bucket is sorted on its other 48 bits by a least-significant
+//     radix sort (four 12-bit digits; a digit every key of the bucket shares
+//     is skipped), or by pdqsort under 256 keys. Buckets of typical data fit
+//     in the cache, so these passes run from it.
+// On a million normal doubles this takes 18 ms where six 11-bit LSD passes
+// over the whole array took 22-30 ms (and 8-bit passes 30 ms). Small inputs,
+// and inputs too long for 32-bit counters, take pdqsort.
 void SortFinite(std::span<double> values) {
   const size_t n = values.size();
   if (n < 4096 || n > std::numeric_limits<uint32_t>::max()) {
     boost::sort::pdqsort(values.begin(), values.end());
     return;
   }
-  constexpr int kDigitBits = 11;
-  constexpr int kPasses = (64 + kDigitBits - 1) / kDigitBits;
-  constexpr size_t kBuckets = size_t{1} << kDigitBits;
   constexpr uint64_t kSign = uint64_t{1} << 63;
+  constexpr int kTopBits = 16;
+  constexpr int kDigitBits = 12;
+  constexpr int kDigits = (64 - kTopBits) / kDigitBits;
+  constexpr size_t kDigitValues = size_t{1} << kDigitBits;
+  constexpr size_t kSmallBucket = 256;
   auto to_key = [](double v) {
     const auto u = std::bit_cast<uint64_t>(v);
     return (u & kSign) != 0 ? ~u : (u | kSign);
@@ -149,15 +157,13 @@ void SortFinite(std::span<double> values) {
   auto from_key = [](uint64_t k) {
     return std::bit_cast<double>((k & kSign) != 0 ? (k & ~kSign) : ~k);
   };
-  auto digit = [](uint64_t key, int pass) {
-    return static_cast<size_t>(key >> (kDigitBits * pass)) & (kBuckets - 1);
-  };
-  // Keys live in `values`' own storage as bit patterns, and a scratch buffer
-  // left uninitialised takes every other pass. Both are only touched through
-  // memcpy on bytes (no object of another type is read through a pointer).
+  // Keys live in `values`' own storage as bit patterns, and in a scratch
+  // buffer left uninitialised. Both are only touched through memcpy on bytes
+  // (no object of another type is read through a pointer).
   static_assert(sizeof(double) == sizeof(uint64_t));
   auto* own = reinterpret_cast<unsigned char*>(values.data());
   const RadixScratch spare(n * sizeof(uint64_t));
+  unsigned char* const scratch = spare.data;
   auto load = [](const unsigned char* base, size_t k) {
     uint64_t x;
     std::memcpy(&x, base + k * sizeof x, sizeof x);
@@ -166,31 +172,69 @@ void SortFinite(std::span<double> values) {
   auto store = [](unsigned char* base, size_t k, uint64_t x) {
     std::memcpy(base + k * sizeof x, &x, sizeof x);
   };
-  auto counts = std::make_unique<std::array<std::array<uint32_t, kBuckets>, kPasses>>();
+
+  // Stage 1: keys into `own`, counted by their top bits, scattered into
+  // `scratch` bucket by bucket.
+  std::vector<uint32_t> next(size_t{1} << kTopBits, 0);
   for (size_t k = 0; k < n; ++k) {
     const uint64_t key = to_key(values[k]);
     store(own, k, key);
-    for (int b = 0; b < kPasses; ++b) ++(*counts)[b][digit(key, b)];
+    ++next[key >> (64 - kTopBits)];
   }
-  unsigned char* src = own;
-  unsigned char* dst = spare.data;
-  for (int b = 0; b < kPasses; ++b) {
-    std::array<uint32_t, kBuckets>& c = (*counts)[b];
-    if (c[digit(load(src, 0), b)] == n) continue;  // one digit value: order kept
-    uint32_t offset = 0;
-    for (uint32_t& x : c) {
-      const uint32_t here = x;
-      x = offset;
-      offset += here;
-    }
-    for (size_t k = 0; k < n; ++k) {
-      const uint64_t key = load(src, k);
-      store(dst, c[digit(key, b)]++, key);
-    }
-    std::swap(src, dst);
+  std::vector<std::pair<uint32_t, uint32_t>> buckets;  // (start, size), ascending
+  uint32_t offset = 0;
+  for (size_t t = 0; t < next.size(); ++t) {
+    const uint32_t size = next[t];
+    if (size > 0) buckets.emplace_back(offset, size);
+    next[t] = offset;
+    offset += size;
   }
   for (size_t k = 0; k < n; ++k) {
-    const double v = from_key(load(src, k));
+    const uint64_t key = load(own, k);
+    store(scratch, next[key >> (64 - kTopBits)]++, key);
+  }
+
+  // Stage 2: each bucket sorted on its low bits, the result in `own`.
+  std::array<std::array<uint32_t, kDigitValues>, kDigits> counts;
+  for (const auto& [start, size] : buckets) {
+    unsigned char* src = scratch + size_t{start} * sizeof(uint64_t);
+    unsigned char* dst = own + size_t{start} * sizeof(uint64_t);
+    if (size < kSmallBucket) {
+      std::array<uint64_t, kSmallBucket> keys;
+      std::memcpy(keys.data(), src, size * sizeof(uint64_t));
+      boost::sort::pdqsort(keys.begin(), keys.begin() + size);
+      std::memcpy(dst, keys.data(), size * sizeof(uint64_t));
+      continue;
+    }
+    for (auto& c : counts) c.fill(0);
+    for (size_t k = 0; k < size; ++k) {
+      const uint64_t key = load(src, k);
+      for (int d = 0; d < kDigits; ++d) {
+        ++counts[d][(key >> (kDigitBits * d)) & (kDigitValues - 1)];
+      }
+    }
+    for (int d = 0; d < kDigits; ++d) {
+      std::array<uint32_t, kDigitValues>& c = counts[d];
+      const int shift = kDigitBits * d;
+      if (c[(load(src, 0) >> shift) & (kDigitValues - 1)] == size) continue;  // order kept
+      uint32_t at = 0;
+      for (uint32_t& x : c) {
+        const uint32_t here = x;
+        x = at;
+        at += here;
+      }
+      for (size_t k = 0; k < size; ++k) {
+        const uint64_t key = load(src, k);
+        store(dst, c[(key >> shift) & (kDigitValues - 1)]++, key);
+      }
+      std::swap(src, dst);
+    }
+    if (src != own + size_t{start} * sizeof(uint64_t)) {
+      std::memcpy(own + size_t{start} * sizeof(uint64_t), src, size * sizeof(uint64_t));
+    }
+  }
+  for (size_t k = 0; k < n; ++k) {
+    const double v = from_key(load(own, k));
     std::memcpy(own + k * sizeof v, &v, sizeof v);
   }
 }

@@ -16,6 +16,7 @@
 #include <cmath>
 #include <cstdint>
 #include <fstream>
+#include <limits>
 #include <map>
 #include <numeric>
 #include <random>
@@ -887,6 +888,64 @@ TEST(MonitorStatsEdgeTest, AllEqualValues) {
   EXPECT_DOUBLE_EQ(wdn2, 500.0);
   ASSERT_OK_AND_ASSIGN(AlignedCounts ev, EvidentlyBins(a, c));  // <= 20 distinct: per value
   EXPECT_EQ(ev.labels, (std::vector<std::string>{"3.5", "4"}));
+}
+
+TEST(MonitorStatsEdgeTest, LargeSamplesSortAsStdSortDoes) {
+  // Shapes that stress the radix sort's buckets: one bucket holding
+  // everything, many small buckets, buckets just under and over the size
+  // that takes pdqsort, repeated values, both signs, subnormals, extremes.
+  std::mt19937_64 rng(11);
+  std::normal_distribution<double> normal(0.0, 1.0);
+  std::uniform_real_distribution<double> unit(0.0, 1.0);
+  std::vector<std::pair<std::string, std::vector<double>>> shapes;
+  auto add = [&](std::string name, size_t n, auto make) {
+    std::vector<double> v(n);
+    for (size_t i = 0; i < n; ++i) v[i] = make(i);
+    shapes.emplace_back(std::move(name), std::move(v));
+  };
+  add("normal", 200000, [&](size_t) { return normal(rng); });
+  add("narrow band", 100000, [&](size_t) { return 1000.0 + unit(rng) * 1e-9; });
+  add("one value", 5000, [](size_t) { return 7.25; });
+  add("integers", 100000, [&](size_t) { return static_cast<double>(rng() % 1000) - 500.0; });
+  add("wide range", 100000, [&](size_t) {
+    const double sign = rng() % 2 == 0 ? 1.0 : -1.0;
+    return sign * std::ldexp(unit(rng), static_cast<int>(rng() % 2000) - 1000);
+  });
+  add("negatives", 4096, [&](size_t) { return -std::fabs(normal(rng)) * 1e6; });
+  add("threshold", 4097, [&](size_t i) { return static_cast<double>(i % 3); });
+  add("extremes", 20000, [&](size_t i) {
+    switch (i % 6) {
+      case 0:
+        return std::numeric_limits<double>::max();
+      case 1:
+        return -std::numeric_limits<double>::max();
+      case 2:
+        return std::numeric_limits<double>::denorm_min() * static_cast<double>(rng() % 9);
+      case 3:
+        return -std::numeric_limits<double>::min();
+      case 4:
+        return -0.0;
+      default:
+        return normal(rng);
+    }
+  });
+  // Bucket sizes 255 and 256 (top 16 bits shared: same sign, exponent and
+  // first four mantissa bits) next to each other.
+  add("bucket sizes", 511 + 4096, [&](size_t i) {
+    if (i < 255) return 1.0 + unit(rng) / 32;     // [1, 1.03125): one bucket
+    if (i < 511) return 1.0625 + unit(rng) / 32;  // another one
+    return 10.0 + normal(rng);
+  });
+  for (const auto& [name, values] : shapes) {
+    std::vector<double> want = values;
+    std::sort(want.begin(), want.end());
+    const NumericSample got = NumericSample::FromValues(std::vector<double>(values));
+    ASSERT_EQ(got.sorted.size(), want.size()) << name;
+    for (size_t i = 0; i < want.size(); ++i) {
+      ASSERT_EQ(got.sorted[i], want[i]) << name << " at " << i;
+    }
+    EXPECT_EQ(got.missing, 0u) << name;
+  }
 }
 
 TEST(MonitorStatsEdgeTest, SortingInPlaceKeepsTheStorageAndMatchesTheCopy) {
