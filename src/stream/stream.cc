@@ -256,6 +256,7 @@ struct StreamScorer::Impl {
   std::thread fetcher_;
   std::thread monitor_;
   bool running_ = false;  // controlling thread only
+  bool started_ = false;  // controlling thread only: Start() has run (it runs once)
   std::string created_;   // streams Start created, for Describe()
   std::string output_stream_name_;
 
@@ -702,7 +703,14 @@ Status StreamScorer::Impl::Bind() {
 }
 
 Status StreamScorer::Impl::Start() {
-  if (running_) return FailedPrecondition("the scorer is already running");
+  // A stopped or failed scorer has closed its connection and threads for
+  // good (Cleanup): it is not restarted.
+  if (started_) {
+    return FailedPrecondition(
+        "a stream scorer starts once (this one already started or failed to start): make a new "
+        "one");
+  }
+  started_ = true;
   Status st = CheckOptions();
   if (st.ok()) st = RegisterMetrics();
   if (st.ok()) st = Connect();

@@ -155,7 +155,9 @@ class StreamScorer {
   // Checks the options (InvalidArgument), connects (Unavailable when NATS is
   // unreachable or JetStream is off), checks or creates the streams
   // (NotFound naming a missing stream or uncaptured subject), creates or
-  // updates the durable consumer, binds to it and starts the threads.
+  // updates the durable consumer, binds to it and starts the threads. A
+  // scorer starts once: a second Start(), after Stop() or after a failed
+  // Start(), is FailedPrecondition (make a new scorer).
   [[nodiscard]] Status Start();
   // Graceful stop: no more fetches; the messages held are finished (published
   // and acked) for up to drain_timeout, then the rest are nak'ed; the
