@@ -392,9 +392,15 @@ Result<DriftReport> CompareTables(const data::Table& reference, const data::Tabl
 
 Result<DriftReport> CompareTables(data::Table&& reference, data::Table&& current,
                                   const DriftOptions& options) {
+  if (&reference == &current) {  // one table twice: nothing to take
+    return CompareTables(std::as_const(reference), std::as_const(current), options);
+  }
+  // Both are left empty whatever the outcome.
+  data::Table ref;
+  std::swap(ref, reference);
   const size_t rows = current.num_rows();
   std::vector<Column> columns = std::move(current).ReleaseColumns();
-  return CompareWithTable(reference, &reference, Current{rows, columns, columns}, options);
+  return CompareWithTable(ref, &ref, Current{rows, columns, columns}, options);
 }
 
 }  // namespace keel::monitor

@@ -98,33 +98,6 @@ std::vector<uint64_t> NumpyHistogram(std::span<const double> sorted,
   return out;
 }
 
-// The radix sort's second buffer. Up to kKeepBytes it is kept by the calling
-// thread for its next sort (so a thread holds at most 64 MiB between sorts):
-// a fresh 8 MB array per column is paid in page faults, which on a virtual
-// machine cost more than the sort itself (docs/benchmarks.md). Larger
-// buffers are the caller's, freed with the returned value.
-struct RadixScratch {
-  explicit RadixScratch(size_t bytes) {
-    constexpr size_t kKeepBytes = size_t{64} << 20;
-    thread_local std::unique_ptr<unsigned char[]> kept;
-    thread_local size_t kept_bytes = 0;
-    if (bytes > kKeepBytes) {
-      owned.reset(new unsigned char[bytes]);
-      data = owned.get();
-      return;
-    }
-    if (kept_bytes < bytes) {
-      kept.reset();
-      kept_bytes = 0;
-      kept.reset(new unsigned char[bytes]);
-      kept_bytes = bytes;
-    }
-    data = kept.get();
-  }
-  unsigned char* data = nullptr;
-  std::unique_ptr<unsigned char[]> owned;
-};
-
 // Ascending sort of finite doubles (NaN excluded by the caller), as unsigned
 // keys: the IEEE-754 bits mapped to unsigned order (negative: every bit
 // flipped; otherwise: the sign bit set). -0.0 sorts before +0.0, which
@@ -162,8 +135,8 @@ void SortFinite(std::span<double> values) {
   // (no object of another type is read through a pointer).
   static_assert(sizeof(double) == sizeof(uint64_t));
   auto* own = reinterpret_cast<unsigned char*>(values.data());
-  const RadixScratch spare(n * sizeof(uint64_t));
-  unsigned char* const scratch = spare.data;
+  const std::unique_ptr<unsigned char[]> spare(new unsigned char[n * sizeof(uint64_t)]);
+  unsigned char* const scratch = spare.get();
   auto load = [](const unsigned char* base, size_t k) {
     uint64_t x;
     std::memcpy(&x, base + k * sizeof x, sizeof x);

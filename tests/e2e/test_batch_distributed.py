@@ -373,8 +373,7 @@ class FailureTest(DistributedCase):
                     # only by redelivery. (A result published but not acked may
                     # finish the job before the ack wait, with no redelivery.)
                     victim.proc.send_signal(signal.SIGSTOP)
-                    time.sleep(0.3)
-                    info, results = self.consumer(), self.results_published()
+                    info, results = self.settled()
                     if info and results is not None and info["num_ack_pending"] >= 1 and \
                             results == info["delivered"]["consumer_seq"] - info["num_ack_pending"]:
                         held = dict(info, results_published=results)
@@ -413,6 +412,20 @@ class FailureTest(DistributedCase):
             return self.js.consumer_info("KILLQ", "keel-batch-workers")
         except NatsError:
             return None
+
+    def settled(self):
+        """The consumer's state and the results stored, once two readings 0.2 s
+        apart agree (what a frozen worker had written has reached the server)."""
+        last = None
+        deadline = time.time() + 5
+        while time.time() < deadline:
+            time.sleep(0.2)
+            info, results = self.consumer(), self.results_published()
+            now = (info and (info["delivered"]["consumer_seq"], info["num_ack_pending"]), results)
+            if now == last:
+                return info, results
+            last = now
+        return None, None
 
     def results_published(self):
         """How many results were ever stored on KILLR (only this test's job uses it)."""

@@ -414,10 +414,10 @@ TEST(ReadCsvTableTest, LongDecimalsMatchFromChars) {
 }
 
 TEST(ReadCsvTableTest, FractionDigitsReadEightAtATime) {
-  // Every byte value at every position of the first eight fraction digits:
-  // a text is a number exactly when from_chars reads all of it.
+  // Every byte value at every position of both eight-digit words of the
+  // fraction: a text is a number exactly when from_chars reads all of it.
   const std::string base = "-12.3456789012345678";  // 16 fraction digits: two words
-  for (size_t at = 4; at < 12; ++at) {
+  for (size_t at = 4; at < base.size(); ++at) {
     for (int byte = 1; byte < 256; ++byte) {
       std::string text = base;
       text[at] = static_cast<char>(byte);

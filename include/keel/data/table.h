@@ -75,8 +75,9 @@ class Column {
   // with none (size() 0); for a column about to be discarded, e.g. sorted in
   // place by a drift comparison. Empty for categorical.
   std::vector<double> ReleaseValues() && {
-    missing_ = 0;
     std::vector<double> out;
+    if (type_ == ColumnType::kCategorical) return out;
+    missing_ = 0;
     out.swap(values_);
     return out;
   }

@@ -142,7 +142,8 @@ struct DriftReport {
                                                 const data::Table& current,
                                                 const DriftOptions& options = {});
 // The same, consuming both tables: numeric columns are sorted in place
-// instead of copied (both tables are left empty). The report is the same.
+// instead of copied. Both tables are left empty, whatever the outcome (one
+// table passed as both is only read). The report is the same.
 [[nodiscard]] Result<DriftReport> CompareTables(data::Table&& reference, data::Table&& current,
                                                 const DriftOptions& options = {});
 
@@ -154,7 +155,8 @@ struct ReferenceProfile;  // keel/monitor/reference.h
 [[nodiscard]] Result<DriftReport> CompareToReference(const ReferenceProfile& reference,
                                                      const data::Table& current,
                                                      const DriftOptions& options = {});
-// The same, consuming `current` (sorted in place; left empty).
+// The same, consuming `current` (sorted in place; left empty whatever the
+// outcome).
 [[nodiscard]] Result<DriftReport> CompareToReference(const ReferenceProfile& reference,
                                                      data::Table&& current,
                                                      const DriftOptions& options = {});
