@@ -80,10 +80,34 @@ Status InsertJob(store::Database& db, RetrainJob& job) {
   });
 }
 
-// Updates a running job of this process; FailedPrecondition when it is no
-// longer (taken over by another replica after its heartbeat stopped).
-Status UpdateJob(store::Database& db, const RetrainJob& job) {
+// Turns this process's queued row `job.id` into the running job `job`
+// (RetrainRequest::queued_job_id); FailedPrecondition when it is no longer
+// queued for this process (cancelled, or taken over by another replica).
+Status ClaimQueuedJob(store::Database& db, const RetrainJob& job) {
   return db.Write([&](store::Connection& c) -> Status {
+    KEEL_RETURN_IF_ERROR(c.Exec(
+        "UPDATE retrain_jobs SET trigger_name = ?, actor = ?, status = ?, started_time = ?, "
+        "finished_time = 0, details = ?, heartbeat = ? WHERE job_id = ? AND status = 'queued' "
+        "AND owner = ?",
+        {store::Value(job.trigger), store::Value(job.actor), store::Value(job.status),
+         store::Value(job.started_ms), store::Value(job.ToJson()), store::Value(job.started_ms),
+         store::Value(job.id), store::Value(JobOwner())}));
+    if (c.ChangedRows() == 0) {
+      return FailedPrecondition("queued retrain job " + std::to_string(job.id) +
+                                " is no longer this process's to start: cancelled, or taken "
+                                "over by another replica");
+    }
+    return OkStatus();
+  });
+}
+
+// Updates a running job of this process; FailedPrecondition when it is no
+// longer (taken over by another replica after its heartbeat stopped). A job
+// ending `failed` queues `retry` (when given) in the same transaction.
+Status UpdateJob(store::Database& db, const RetrainJob& job, QueuedJob* retry = nullptr,
+                 int64_t retry_backoff_ms = 0) {
+  return db.Write([&](store::Connection& c) -> Status {
+    if (retry != nullptr) retry->id = 0;  // a retried transaction starts over
     KEEL_RETURN_IF_ERROR(c.Exec(
         "UPDATE retrain_jobs SET status = ?, finished_time = ?, details = ? WHERE job_id = ? "
         "AND status = 'running' AND owner = ?",
@@ -93,6 +117,10 @@ Status UpdateJob(store::Database& db, const RetrainJob& job) {
       return FailedPrecondition("retrain job " + std::to_string(job.id) +
                                 " is no longer this process's to update: another replica took "
                                 "it over after its heartbeat stopped");
+    }
+    if (retry != nullptr && job.status == "failed") {
+      retry->not_before_ms = job.finished_ms + retry_backoff_ms;
+      KEEL_RETURN_IF_ERROR(QueueJob(c, *retry, job.finished_ms));
     }
     return OkStatus();
   });
@@ -1034,6 +1062,10 @@ Result<RetrainJob> RunRetrainJob(const RetrainPolicy& policy, const RetrainEnv& 
   int64_t window_from = job.started_ms - policy.window.recent_ms;
   if (request.continuous) {
     auto skipped = [&](const std::string& why) -> Result<RetrainJob> {
+      if (request.queued_job_id != 0) {
+        // Not recorded: its queued row goes too.
+        KEEL_RETURN_IF_ERROR(DropQueuedJob(*env.db, request.queued_job_id).status());
+      }
       job.status = "skipped";
       job.message = why;
       job.finished_ms = clock.NowMillis();
@@ -1087,7 +1119,12 @@ Result<RetrainJob> RunRetrainJob(const RetrainPolicy& policy, const RetrainEnv& 
                      ", fewer than " + std::to_string(needed) + " (continuous.min_rows)");
     }
   }
-  KEEL_RETURN_IF_ERROR(InsertJob(*env.db, job));
+  if (request.queued_job_id != 0) {
+    job.id = request.queued_job_id;
+    KEEL_RETURN_IF_ERROR(ClaimQueuedJob(*env.db, job));
+  } else {
+    KEEL_RETURN_IF_ERROR(InsertJob(*env.db, job));
+  }
   status_line("job " + std::to_string(job.id) + " started: " + job.trigger +
               (job.actor.empty() ? std::string() : " (by " + job.actor + ")") + ", on " + job.host +
               " pid " + std::to_string(job.pid));
@@ -1157,7 +1194,7 @@ Result<RetrainJob> RunRetrainJob(const RetrainPolicy& policy, const RetrainEnv& 
     }
     job.finished_ms = job.status == "shadow" ? 0 : clock.NowMillis();
     status_line("job " + std::to_string(job.id) + " " + job.status + ": " + job.message);
-    KEEL_RETURN_IF_ERROR(UpdateJob(*env.db, job));
+    KEEL_RETURN_IF_ERROR(UpdateJob(*env.db, job, request.retry, request.retry_backoff_ms));
     return job;
   };
   auto failed = [&](const Status& s) { return finish("failed", s.message()); };
@@ -1886,43 +1923,200 @@ Result<int> MarkInterruptedJobs(store::Database& db, int64_t now_ms) {
 
 Status HeartbeatJobs(store::Database& db, int64_t now_ms) {
   return db.Write([&](store::Connection& c) {
-    return c.Exec("UPDATE retrain_jobs SET heartbeat = ? WHERE status = 'running' AND owner = ?",
-                  {store::Value(now_ms), store::Value(JobOwner())});
+    return c.Exec(
+        "UPDATE retrain_jobs SET heartbeat = ? WHERE status IN ('running', 'queued') AND "
+        "owner = ?",
+        {store::Value(now_ms), store::Value(JobOwner())});
   });
 }
 
+namespace {
+
+// TakeOverStaleJobs within the caller's transaction: the jobs it marked
+// failed, each with its continuous column.
+Status TakeOverStaleRunning(store::Connection& c, int64_t now_ms, int64_t stale_before_ms,
+                            std::vector<std::pair<RetrainJob, bool>>& taken) {
+  taken.clear();
+  struct Stale {
+    RetrainJob job;
+    std::string owner;
+    bool continuous;
+  };
+  std::vector<Stale> stale;
+  KEEL_RETURN_IF_ERROR(
+      c.Query("SELECT details, owner, continuous FROM retrain_jobs WHERE status = 'running' AND "
+              "heartbeat > 0 AND heartbeat < ? AND owner <> ? ORDER BY job_id",
+              {store::Value(stale_before_ms), store::Value(JobOwner())},
+              [&](const store::RowView& row) -> Status {
+                Result<RetrainJob> job = RetrainJob::FromJson(row.Text(0));
+                std::string owner(row.Text(1));
+                // A live process of this host is slow, not gone: its job stays its own.
+                if (job.ok() && !OwnerAliveHere(owner)) {
+                  stale.push_back({std::move(job).value(), std::move(owner), row.Int(2) != 0});
+                }
+                return OkStatus();
+              }));
+  for (Stale& s : stale) {
+    RetrainJob& job = s.job;
+    job.status = "failed";
+    job.finished_ms = now_ms;
+    job.message = "interrupted: its process (" + s.owner +
+                  ") stopped renewing the job's heartbeat; the job runs again" +
+                  (job.message.empty() ? std::string() : " (" + job.message + ")");
+    KEEL_RETURN_IF_ERROR(c.Exec(
+        "UPDATE retrain_jobs SET status = ?, finished_time = ?, details = ? WHERE job_id = ? "
+        "AND status = 'running'",
+        {store::Value(job.status), store::Value(job.finished_ms), store::Value(job.ToJson()),
+         store::Value(job.id)}));
+    if (c.ChangedRows() > 0) taken.emplace_back(job, s.continuous);
+  }
+  return OkStatus();
+}
+
+}  // namespace
+
 Result<std::vector<RetrainJob>> TakeOverStaleJobs(store::Database& db, int64_t now_ms,
                                                   int64_t stale_before_ms) {
-  std::vector<RetrainJob> taken;
+  std::vector<std::pair<RetrainJob, bool>> taken;
   KEEL_RETURN_IF_ERROR(db.Write([&](store::Connection& c) -> Status {
-    std::vector<std::pair<RetrainJob, std::string>> stale;
+    return TakeOverStaleRunning(c, now_ms, stale_before_ms, taken);
+  }));
+  std::vector<RetrainJob> out;
+  for (auto& [job, continuous] : taken) out.push_back(std::move(job));
+  return out;
+}
+
+Status QueueJob(store::Connection& c, QueuedJob& job, int64_t now_ms) {
+  RetrainJob row;
+  row.model = job.model;
+  row.trigger = job.trigger;
+  row.actor = job.actor;
+  row.status = "queued";
+  row.started_ms = now_ms;  // when it was queued, until it starts
+  row.host = HostName();
+  row.pid = static_cast<int64_t>(::getpid());
+  KEEL_RETURN_IF_ERROR(c.Query(
+      "INSERT INTO retrain_jobs(model, trigger_name, actor, status, started_time, finished_time, "
+      "details, owner, heartbeat, attempt, not_before, continuous) VALUES (?, ?, ?, 'queued', ?, "
+      "0, '', ?, ?, ?, ?, ?) RETURNING job_id",
+      {store::Value(job.model), store::Value(job.trigger), store::Value(job.actor),
+       store::Value(now_ms), store::Value(JobOwner()), store::Value(now_ms),
+       store::Value(static_cast<int64_t>(job.attempt)), store::Value(job.not_before_ms),
+       store::Value(static_cast<int64_t>(job.continuous ? 1 : 0))},
+      [&](const store::RowView& r) {
+        row.id = r.Int(0);
+        return OkStatus();
+      }));
+  job.id = row.id;
+  return c.Exec("UPDATE retrain_jobs SET details = ? WHERE job_id = ?",
+                {store::Value(row.ToJson()), store::Value(row.id)});
+}
+
+Result<bool> DropQueuedJob(store::Database& db, int64_t id) {
+  bool dropped = false;
+  KEEL_RETURN_IF_ERROR(db.Write([&](store::Connection& c) -> Status {
+    KEEL_RETURN_IF_ERROR(
+        c.Exec("DELETE FROM retrain_jobs WHERE job_id = ? AND status = 'queued' AND owner = ?",
+               {store::Value(id), store::Value(JobOwner())}));
+    dropped = c.ChangedRows() > 0;
+    return OkStatus();
+  }));
+  return dropped;
+}
+
+Result<bool> EndQueuedJob(store::Database& db, int64_t id, int64_t now_ms,
+                          const std::string& status, const std::string& message) {
+  bool ended = false;
+  KEEL_RETURN_IF_ERROR(db.Write([&](store::Connection& c) -> Status {
+    ended = false;
+    std::optional<RetrainJob> job;
     KEEL_RETURN_IF_ERROR(c.Query(
-        "SELECT details, owner FROM retrain_jobs WHERE status = 'running' AND heartbeat > 0 AND "
-        "heartbeat < ? AND owner <> ? ORDER BY job_id",
-        {store::Value(stale_before_ms), store::Value(JobOwner())},
-        [&](const store::RowView& row) -> Status {
-          Result<RetrainJob> job = RetrainJob::FromJson(row.Text(0));
-          const std::string owner(row.Text(1));
-          // A live process of this host is slow, not gone: its job stays its own.
-          if (job.ok() && !OwnerAliveHere(owner)) stale.emplace_back(std::move(job).value(), owner);
+        "SELECT details FROM retrain_jobs WHERE job_id = ? AND status = 'queued' AND owner = ?",
+        {store::Value(id), store::Value(JobOwner())}, [&](const store::RowView& row) -> Status {
+          KEEL_ASSIGN_OR_RETURN(RetrainJob j, RetrainJob::FromJson(row.Text(0)));
+          job = std::move(j);
           return OkStatus();
         }));
-    for (auto& [job, owner] : stale) {
-      job.status = "failed";
-      job.finished_ms = now_ms;
-      job.message = "interrupted: its process (" + owner +
-                    ") stopped renewing the job's heartbeat; the job runs again" +
-                    (job.message.empty() ? std::string() : " (" + job.message + ")");
-      KEEL_RETURN_IF_ERROR(c.Exec(
-          "UPDATE retrain_jobs SET status = ?, finished_time = ?, details = ? WHERE job_id = ? "
-          "AND status = 'running'",
-          {store::Value(job.status), store::Value(job.finished_ms), store::Value(job.ToJson()),
-           store::Value(job.id)}));
-      if (c.ChangedRows() > 0) taken.push_back(job);
+    if (!job) return OkStatus();
+    job->status = status;
+    job->finished_ms = now_ms;
+    job->message = message;
+    KEEL_RETURN_IF_ERROR(c.Exec(
+        "UPDATE retrain_jobs SET status = ?, finished_time = ?, details = ? WHERE job_id = ? AND "
+        "status = 'queued' AND owner = ?",
+        {store::Value(job->status), store::Value(now_ms), store::Value(job->ToJson()),
+         store::Value(id), store::Value(JobOwner())}));
+    ended = c.ChangedRows() > 0;
+    return OkStatus();
+  }));
+  return ended;
+}
+
+Result<bool> RequeueJob(store::Database& db, const QueuedJob& retry) {
+  bool requeued = false;
+  KEEL_RETURN_IF_ERROR(db.Write([&](store::Connection& c) -> Status {
+    KEEL_RETURN_IF_ERROR(c.Exec(
+        "UPDATE retrain_jobs SET attempt = ?, not_before = ? WHERE job_id = ? AND "
+        "status = 'queued' AND owner = ?",
+        {store::Value(static_cast<int64_t>(retry.attempt)), store::Value(retry.not_before_ms),
+         store::Value(retry.id), store::Value(JobOwner())}));
+    requeued = c.ChangedRows() > 0;
+    return OkStatus();
+  }));
+  return requeued;
+}
+
+Result<std::vector<QueuedJob>> TakeOverStaleWork(
+    store::Database& db, int64_t now_ms, int64_t stale_before_ms,
+    const std::function<bool(const std::string& model)>& runs) {
+  std::vector<QueuedJob> out;
+  KEEL_RETURN_IF_ERROR(db.Write([&](store::Connection& c) -> Status {
+    out.clear();
+    // Running jobs: marked failed, their reruns queued here.
+    std::vector<std::pair<RetrainJob, bool>> taken;
+    KEEL_RETURN_IF_ERROR(TakeOverStaleRunning(c, now_ms, stale_before_ms, taken));
+    for (const auto& [job, continuous] : taken) {
+      if (!runs(job.model)) continue;
+      QueuedJob rerun;
+      rerun.model = job.model;
+      rerun.trigger = "takeover of job " + std::to_string(job.id) + " (" + job.trigger + ")";
+      rerun.actor = "keel-scheduler";
+      // An update stays one (jobs from before the continuous column: by trigger).
+      rerun.continuous = continuous || job.trigger.rfind("continuous", 0) == 0;
+      KEEL_RETURN_IF_ERROR(QueueJob(c, rerun, now_ms));
+      out.push_back(std::move(rerun));
+    }
+    // Queued rows: claimed as they are.
+    std::vector<std::pair<QueuedJob, std::string>> stale;
+    KEEL_RETURN_IF_ERROR(c.Query(
+        "SELECT job_id, model, trigger_name, actor, attempt, not_before, continuous, owner FROM "
+        "retrain_jobs WHERE status = 'queued' AND heartbeat < ? AND owner <> ? ORDER BY job_id",
+        {store::Value(stale_before_ms), store::Value(JobOwner())},
+        [&](const store::RowView& row) -> Status {
+          std::string owner(row.Text(7));
+          if (OwnerAliveHere(owner) || !runs(std::string(row.Text(1)))) return OkStatus();
+          QueuedJob q;
+          q.id = row.Int(0);
+          q.model = std::string(row.Text(1));
+          q.trigger = std::string(row.Text(2));
+          q.actor = std::string(row.Text(3));
+          q.attempt = static_cast<int>(row.Int(4));
+          q.not_before_ms = row.Int(5);
+          q.continuous = row.Int(6) != 0;
+          stale.emplace_back(std::move(q), std::move(owner));
+          return OkStatus();
+        }));
+    for (auto& [q, owner] : stale) {
+      KEEL_RETURN_IF_ERROR(
+          c.Exec("UPDATE retrain_jobs SET owner = ?, heartbeat = ? WHERE job_id = ? AND "
+                 "status = 'queued' AND owner = ?",
+                 {store::Value(JobOwner()), store::Value(now_ms), store::Value(q.id),
+                  store::Value(owner)}));
+      if (c.ChangedRows() > 0) out.push_back(std::move(q));
     }
     return OkStatus();
   }));
-  return taken;
+  return out;
 }
 
 }  // namespace keel::retrain

@@ -2,6 +2,7 @@
 #include "keel/retrain/scheduler.h"
 
 #include <algorithm>
+#include <optional>
 
 namespace keel::retrain {
 namespace {
@@ -37,13 +38,30 @@ const RetrainPolicy* RetrainScheduler::Find(const std::string& model) const {
   return nullptr;
 }
 
-Status RetrainScheduler::SaveSlot(const std::string& model, int64_t slot_ms) {
-  return db_.Write([&](store::Connection& c) {
-    return c.Exec(
-        "INSERT INTO retrain_schedule(model, last_slot) VALUES (?, ?) ON CONFLICT(model) DO "
-        "UPDATE SET last_slot = excluded.last_slot",
-        {store::Value(model), store::Value(slot_ms)});
+Status RetrainScheduler::SaveSlot(const std::string& model, int64_t slot_ms, Pending* job,
+                                  int64_t now_ms) {
+  return db_.Write([&](store::Connection& c) -> Status {
+    KEEL_RETURN_IF_ERROR(
+        c.Exec("INSERT INTO retrain_schedule(model, last_slot) VALUES (?, ?) ON CONFLICT(model) DO "
+               "UPDATE SET last_slot = excluded.last_slot",
+               {store::Value(model), store::Value(slot_ms)}));
+    if (job != nullptr) KEEL_RETURN_IF_ERROR(QueueJob(c, *job, now_ms));
+    return OkStatus();
   });
+}
+
+Status RetrainScheduler::Store(Pending& job, int64_t now_ms) {
+  return db_.Write([&](store::Connection& c) { return QueueJob(c, job, now_ms); });
+}
+
+void RetrainScheduler::DropRows(const std::vector<int64_t>& rows) {
+  for (int64_t id : rows) {
+    if (id == 0) continue;
+    if (!DropQueuedJob(db_, id).ok()) {
+      std::lock_guard<std::mutex> lock(mu_);
+      orphans_.push_back(id);  // dropped at a later tick
+    }
+  }
 }
 
 Status RetrainScheduler::Start() {
@@ -133,9 +151,17 @@ Status RetrainScheduler::Tick() {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_) return OkStatus();
   }
-  std::vector<Pending> due;  // queued at the end, under mu_
+  std::vector<Pending> due;  // stored; queued in memory at the end, under mu_
+  {
+    std::vector<int64_t> orphans;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      orphans.swap(orphans_);
+    }
+    DropRows(orphans);
+  }
   if (lease_ != nullptr) {
-    // This process's running jobs (its shadow decisions included) are alive.
+    // This process's running and queued jobs (its shadow decisions included) are alive.
     // Jobs also beat from their own watchdog; a missed beat is renewed next tick.
     HeartbeatJobs(db_, now).IgnoreError();
     Result<bool> mine = lease_->Acquire();
@@ -154,18 +180,13 @@ Status RetrainScheduler::Tick() {
       }
     }
     if (!leader) return mine.ok() ? OkStatus() : mine.status();
-    // Jobs whose process stopped renewing their heartbeat run again here.
-    Result<std::vector<RetrainJob>> stale =
-        TakeOverStaleJobs(db_, now, now - options_.lease_ttl_ms);
+    // Running and queued jobs whose process stopped renewing their heartbeat
+    // run here (their rows already queued for this process).
+    Result<std::vector<QueuedJob>> stale =
+        TakeOverStaleWork(db_, now, now - options_.lease_ttl_ms,
+                          [this](const std::string& model) { return Find(model) != nullptr; });
     if (stale.ok()) {
-      for (const RetrainJob& job : *stale) {
-        if (Find(job.model) == nullptr) continue;  // no policy here any more
-        Pending again{job.model,
-                      "takeover of job " + std::to_string(job.id) + " (" + job.trigger + ")",
-                      "keel-scheduler", 1, 0};
-        again.continuous = job.trigger.rfind("continuous", 0) == 0;  // an update stays one
-        due.push_back(std::move(again));
-      }
+      for (QueuedJob& job : *stale) due.push_back(std::move(job));
     }
   }
   if (!loaded_) {
@@ -196,20 +217,36 @@ Status RetrainScheduler::Tick() {
       continue;
     }
     if (now < it->second) continue;
+    Pending update;
+    update.model = p.model;
+    update.trigger = "continuous";
+    update.actor = "keel-scheduler";
+    update.continuous = true;
+    bool absorbed;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      absorbed = AbsorbedLocked(update);
+    }
+    // Stored first (a failed write leaves it due for the next tick).
+    if (!absorbed) {
+      if (Status s = Store(update, now); !s.ok()) {
+        if (first_error.ok()) first_error = s;
+        continue;
+      }
+    }
     {
       std::lock_guard<std::mutex> lock(mu_);
       it->second = now + p.continuous.every_ms;
+      if (absorbed) ++folded_;
     }
-    Pending update{p.model, "continuous", "keel-scheduler", 1, 0};
-    update.continuous = true;
-    due.push_back(std::move(update));
+    if (!absorbed) due.push_back(std::move(update));
   }
   for (const RetrainPolicy& p : policies_) {
     if (!p.schedule) continue;
     auto it = last_slot_.find(p.model);
     if (it == last_slot_.end()) {
       // First sight: count from now, no run for the past.
-      if (Status s = SaveSlot(p.model, now); !s.ok()) {
+      if (Status s = SaveSlot(p.model, now, nullptr, now); !s.ok()) {
         if (first_error.ok()) first_error = s;
         continue;
       }
@@ -227,22 +264,31 @@ Status RetrainScheduler::Tick() {
       newest = next;
     }
     const bool on_time = slots == 1 && now - first_due <= kOnTimeGraceMs;
-    // Stored first: a slot counts as fired only once that is durable (a
-    // failed write leaves it due for the next tick).
-    if (Status s = SaveSlot(p.model, newest); !s.ok()) {
+    std::optional<Pending> job;
+    if (on_time || p.missed == "run_once") {
+      job.emplace();
+      job->model = p.model;
+      job->trigger = on_time ? "schedule" : "schedule (missed " + std::to_string(slots) + ")";
+      job->actor = "keel-scheduler";
+    }
+    bool absorbed = false;
+    if (job) {
+      std::lock_guard<std::mutex> lock(mu_);
+      absorbed = AbsorbedLocked(*job);
+    }
+    // Stored first, with its queued job in the same transaction: a slot
+    // counts as fired only once that is durable (a failed write leaves it
+    // due for the next tick).
+    if (Status s = SaveSlot(p.model, newest, job && !absorbed ? &*job : nullptr, now); !s.ok()) {
       if (first_error.ok()) first_error = s;
       continue;
     }
     {
       std::lock_guard<std::mutex> lock(mu_);
       it->second = newest;
+      if (absorbed) ++folded_;
     }
-    if (on_time) {
-      due.push_back({p.model, "schedule", "keel-scheduler", 1, 0});
-    } else if (p.missed == "run_once") {
-      due.push_back(
-          {p.model, "schedule (missed " + std::to_string(slots) + ")", "keel-scheduler", 1, 0});
-    }
+    if (job && !absorbed) due.push_back(std::move(*job));
   }
   QueueAll(std::move(due));
   return first_error;
@@ -250,12 +296,15 @@ Status RetrainScheduler::Tick() {
 
 void RetrainScheduler::QueueAll(std::vector<Pending> due) {
   if (due.empty()) return;
+  std::vector<int64_t> drop;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    // Stopping: the rows stay queued, for the lease holder to take over.
     if (stopping_) return;
-    for (Pending& p : due) EnqueueLocked(std::move(p));
+    for (Pending& p : due) EnqueueLocked(std::move(p), drop);
   }
   cv_.notify_all();
+  DropRows(drop);
 }
 
 std::vector<RetrainScheduler::PolicyState> RetrainScheduler::Snapshot() const {
@@ -281,23 +330,39 @@ std::vector<RetrainScheduler::PolicyState> RetrainScheduler::Snapshot() const {
   return out;
 }
 
-void RetrainScheduler::EnqueueLocked(Pending p) {
+bool RetrainScheduler::BusyLocked(const Pending& p) const {
   // A running job whose cancel flag is set will not do the work: queue
   // behind it instead of folding into it.
   auto r = running_.find(p.model);
   // A full retrain does not fold into a running update (it learns more).
-  const bool busy = (r != running_.end() && !r->second.cancel->load() &&
-                     (p.continuous || !r->second.continuous)) ||
-                    std::any_of(queue_.begin(), queue_.end(),
-                                [&](const Pending& q) { return q.model == p.model; });
-  if (busy) {
+  return (r != running_.end() && !r->second.cancel->load() &&
+          (p.continuous || !r->second.continuous)) ||
+         std::any_of(queue_.begin(), queue_.end(),
+                     [&](const Pending& q) { return q.model == p.model; });
+}
+
+std::deque<RetrainScheduler::Pending>::iterator RetrainScheduler::ReplaceableLocked(
+    const Pending& p) {
+  // A full retrain replaces a queued continuous update (it sees the same
+  // rows and more).
+  if (p.continuous) return queue_.end();
+  return std::find_if(queue_.begin(), queue_.end(),
+                      [&](const Pending& x) { return x.model == p.model && x.continuous; });
+}
+
+bool RetrainScheduler::AbsorbedLocked(const Pending& p) {
+  return BusyLocked(p) && ReplaceableLocked(p) == queue_.end();
+}
+
+void RetrainScheduler::EnqueueLocked(Pending p, std::vector<int64_t>& drop) {
+  if (BusyLocked(p)) {
     ++folded_;
-    if (!p.continuous) {
-      // A full retrain replaces a queued continuous update (it sees the
-      // same rows and more).
-      auto q = std::find_if(queue_.begin(), queue_.end(),
-                            [&](const Pending& x) { return x.model == p.model && x.continuous; });
-      if (q != queue_.end()) *q = std::move(p);
+    auto q = ReplaceableLocked(p);
+    if (q != queue_.end()) {
+      drop.push_back(q->id);
+      *q = std::move(p);
+    } else {
+      drop.push_back(p.id);
     }
     return;
   }
@@ -307,12 +372,33 @@ void RetrainScheduler::EnqueueLocked(Pending p) {
 Status RetrainScheduler::Trigger(const std::string& model, const std::string& trigger,
                                  const std::string& actor) {
   if (Find(model) == nullptr) return NotFound("no retraining policy for model '" + model + "'");
+  Pending p;
+  p.model = model;
+  p.trigger = trigger;
+  p.actor = actor;
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (stopping_) return Unavailable("the retraining scheduler is stopping");
-    EnqueueLocked({model, trigger, actor, 1, 0});
+    if (AbsorbedLocked(p)) {
+      ++folded_;  // the queued or running job does the work: nothing to store
+      return OkStatus();
+    }
+  }
+  // Durable before it returns (not under mu_: a tick or a worker may be on the store).
+  KEEL_RETURN_IF_ERROR(Store(p, clock_.NowMillis()));
+  std::vector<int64_t> drop;
+  bool stopping;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    stopping = stopping_;
+    if (!stopping) EnqueueLocked(std::move(p), drop);
+  }
+  if (stopping) {
+    DropRows({p.id});
+    return Unavailable("the retraining scheduler is stopping");
   }
   cv_.notify_all();
+  DropRows(drop);
   return OkStatus();
 }
 
@@ -326,17 +412,28 @@ void RetrainScheduler::OnAlert(const monitor::Alert& alert) {
 }
 
 Status RetrainScheduler::Cancel(const std::string& model) {
-  std::lock_guard<std::mutex> lock(mu_);
-  auto q = std::find_if(queue_.begin(), queue_.end(),
-                        [&](const Pending& p) { return p.model == model; });
-  if (q != queue_.end()) {
+  int64_t row = 0;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    auto q = std::find_if(queue_.begin(), queue_.end(),
+                          [&](const Pending& p) { return p.model == model; });
+    if (q == queue_.end()) {
+      auto r = running_.find(model);
+      if (r == running_.end()) {
+        return NotFound("no retraining job of model '" + model + "' to cancel");
+      }
+      r->second.cancel->store(true);
+      return OkStatus();
+    }
+    row = q->id;
     queue_.erase(q);
-    cv_.notify_all();
-    return OkStatus();
   }
-  auto r = running_.find(model);
-  if (r == running_.end()) return NotFound("no retraining job of model '" + model + "' to cancel");
-  r->second.cancel->store(true);
+  cv_.notify_all();
+  if (row != 0 &&
+      !EndQueuedJob(db_, row, clock_.NowMillis(), "cancelled", "cancelled while queued").ok()) {
+    std::lock_guard<std::mutex> lock(mu_);
+    orphans_.push_back(row);  // deleted at a later tick instead
+  }
   return OkStatus();
 }
 
@@ -364,6 +461,11 @@ void RetrainScheduler::WorkerLoop() {
     ++started_;
     lock.unlock();
 
+    const bool may_retry = job.attempt <= policy->job.retries;
+    const int64_t backoff = policy->job.retry_backoff_ms << std::min(job.attempt - 1, 20);
+    Pending retry = job;
+    retry.id = 0;
+    retry.attempt = job.attempt + 1;
     RetrainRequest request;
     request.trigger = job.attempt > 1
                           ? job.trigger + " (attempt " + std::to_string(job.attempt) + ")"
@@ -371,16 +473,52 @@ void RetrainScheduler::WorkerLoop() {
     request.actor = job.actor;
     request.cancel = cancel.get();
     request.continuous = job.continuous;
+    request.queued_job_id = job.id;
+    if (may_retry) {
+      request.retry = &retry;
+      request.retry_backoff_ms = backoff;
+    }
     Result<RetrainJob> result = run_job_(*policy, request);
     const bool failed = !result.ok() || result->status == "failed";
+    // FailedPrecondition: the row is no longer this process's (cancelled, or
+    // taken over by another replica, which runs it): nothing more here.
+    const bool disowned = !result.ok() && result.status().code() == StatusCode::kFailedPrecondition;
+    const bool retrying = failed && !disowned && !cancel->load() && may_retry;
+    // The stored queue follows, before the job counts as done (WaitIdle).
+    if (retrying && retry.id == 0) {
+      // The runner queued no retry (it failed before it started, or it is
+      // not RunRetrainJob): the queued row becomes the retry in place, or a
+      // new row when the runner had turned it into a job.
+      retry.not_before_ms = clock_.NowMillis() + backoff;
+      retry.id = job.id;
+      Result<bool> in_place = job.id != 0 ? RequeueJob(db_, retry) : Result<bool>(false);
+      if (!in_place.ok() || !*in_place) {
+        retry.id = 0;
+        if (!Store(retry, clock_.NowMillis()).ok()) retry.id = -1;  // kept in memory only
+      }
+    } else if (!retrying && retry.id > 0) {
+      DropRows({retry.id});  // cancelled after the runner queued it
+    }
+    if (!retrying && !disowned && job.id != 0) {
+      // A row the runner did not turn into a job (a runner that is not
+      // RunRetrainJob, or one that failed before it started) is not left
+      // queued; a row it did is not touched.
+      if (result.ok()) {
+        DropRows({job.id});
+      } else {
+        if (!EndQueuedJob(db_, job.id, clock_.NowMillis(), "failed", result.status().message())
+                 .ok()) {
+          std::lock_guard<std::mutex> orphan_lock(mu_);
+          orphans_.push_back(job.id);  // deleted at a later tick instead
+        }
+      }
+    }
 
     lock.lock();
     running_.erase(job.model);
-    if (failed && !stopping_ && !cancel->load() && job.attempt <= policy->job.retries) {
-      Pending retry = job;
-      retry.attempt = job.attempt + 1;
-      const int64_t backoff = policy->job.retry_backoff_ms << std::min(job.attempt - 1, 20);
-      retry.not_before_ms = clock_.NowMillis() + backoff;
+    // Stopping: a stored retry stays queued, for the lease holder to take over.
+    if (retrying && !stopping_) {
+      if (retry.id < 0) retry.id = 0;
       queue_.push_back(std::move(retry));
     }
     cv_.notify_all();

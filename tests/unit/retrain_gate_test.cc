@@ -657,5 +657,102 @@ TEST(RetrainJobsTest, JobLogIsValidUtf8AndBounded) {
   EXPECT_TRUE(RetrainJob::FromJson(job.ToJson()).ok());
 }
 
+// A recorder for jobs that end before they record a run: every call fails.
+class NoRecorder final : public train::RunRecorder {
+ public:
+  Result<std::string> StartRun(const std::string&, const std::string&, const std::string&,
+                               const train::KeyValues&) override {
+    return Unimplemented("no recorder");
+  }
+  Status LogParams(const std::string&, const train::KeyValues&) override {
+    return Unimplemented("no recorder");
+  }
+  Status LogMetrics(const std::string&, const std::vector<train::Metric>&) override {
+    return Unimplemented("no recorder");
+  }
+  Status SetTags(const std::string&, const train::KeyValues&) override {
+    return Unimplemented("no recorder");
+  }
+  Status LogDatasets(const std::string&, const std::vector<train::DataVersion>&,
+                     const std::string&) override {
+    return Unimplemented("no recorder");
+  }
+  Result<std::string> UploadDirectory(const std::string&, const std::filesystem::path&,
+                                      const std::string&) override {
+    return Unimplemented("no recorder");
+  }
+  Status EndRun(const std::string&, const std::string&) override {
+    return Unimplemented("no recorder");
+  }
+  Result<RunInfo> GetRun(const std::string&) override { return Unimplemented("no recorder"); }
+  Result<std::string> PutSharedFile(const std::string&, const std::filesystem::path&) override {
+    return Unimplemented("no recorder");
+  }
+  Status DownloadFile(const std::string&, const std::filesystem::path&) override {
+    return Unimplemented("no recorder");
+  }
+  Result<std::pair<std::string, std::string>> RegisterModel(const std::string&, const std::string&,
+                                                            const std::string&) override {
+    return Unimplemented("no recorder");
+  }
+};
+
+class RetrainQueueTest : public WatchTest {};
+
+// The scheduler's queued row becomes the job (one row per run), a failed
+// job's retry is queued with its failure, and a row no longer queued for
+// this process does not run.
+TEST_F(RetrainQueueTest, AQueuedRowBecomesItsJobAndAFailureQueuesItsRetry) {
+  NoRecorder recorder;
+  env_.recorder = &recorder;
+  policy_.train.data = (dir_.path() / "missing.csv").string();  // the job fails at step 3
+  QueuedJob queued;
+  queued.model = "churn";
+  queued.trigger = "manual";
+  queued.actor = "me";
+  ASSERT_OK(
+      db_->Write([&](store::Connection& c) { return QueueJob(c, queued, clock_.NowMillis()); }));
+  ASSERT_NE(queued.id, 0);
+  QueuedJob retry = queued;
+  retry.id = 0;
+  retry.attempt = 2;
+  RetrainRequest request;
+  request.trigger = "manual";
+  request.actor = "me";
+  request.queued_job_id = queued.id;
+  request.retry = &retry;
+  request.retry_backoff_ms = 60'000;
+  Result<RetrainJob> job = RunRetrainJob(policy_, env_, request);
+  ASSERT_TRUE(job.ok()) << job.status().ToString();
+  EXPECT_EQ(job->id, queued.id);
+  EXPECT_EQ(job->status, "failed") << job->message;
+  EXPECT_NE(retry.id, 0);
+  EXPECT_NE(retry.id, queued.id);
+  EXPECT_EQ(retry.not_before_ms, job->finished_ms + 60'000);
+  auto history = RetrainHistory(*db_, "churn", 10);
+  ASSERT_TRUE(history.ok()) << history.status().ToString();
+  ASSERT_EQ(history->size(), 2u);
+  EXPECT_EQ((*history)[0].id, retry.id);
+  EXPECT_EQ((*history)[0].status, "queued");
+  EXPECT_EQ((*history)[1].id, queued.id);
+  EXPECT_EQ((*history)[1].status, "failed");
+  int64_t attempt = 0;
+  ASSERT_OK(db_->Read([&](store::Connection& c) {
+    return c.Query("SELECT attempt FROM retrain_jobs WHERE job_id = ?", {store::Value(retry.id)},
+                   [&](const store::RowView& r) {
+                     attempt = r.Int(0);
+                     return OkStatus();
+                   });
+  }));
+  EXPECT_EQ(attempt, 2);
+  // The first row is a job now: starting it again is refused, nothing runs.
+  request.retry = nullptr;
+  Result<RetrainJob> again = RunRetrainJob(policy_, env_, request);
+  EXPECT_EQ(again.status().code(), StatusCode::kFailedPrecondition) << again.status().ToString();
+  history = RetrainHistory(*db_, "churn", 10);
+  ASSERT_TRUE(history.ok());
+  EXPECT_EQ(history->size(), 2u);
+}
+
 }  // namespace
 }  // namespace keel::retrain

@@ -395,47 +395,72 @@ int64_t RunningJob(store::Database& db, const std::string& owner, int64_t heartb
   return id;
 }
 
-// A tick waiting on the store holds no lock a trigger needs: a trigger
-// returns while the tick is stuck behind another writer (the writer lets go
-// once the trigger returned, or after 5 s, which fails the test).
-TEST(RetrainSchedulerTest, TriggersDoNotWaitForATickOnTheStore) {
+// A ManualClock that holds the calls of one thread (the gated one) until
+// opened, or for 5 s (then timed_out()).
+class GatedClock final : public Clock {
+ public:
+  explicit GatedClock(int64_t now) : now_(now) {}
+  int64_t NowMillis() const override {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (std::this_thread::get_id() == gated_ && !open_) {
+      held_ = true;
+      cv_.notify_all();
+      if (!cv_.wait_for(lock, std::chrono::seconds(5), [&] { return open_; })) timed_out_ = true;
+    }
+    return now_;
+  }
+  void GateThisThread() {
+    std::lock_guard<std::mutex> lock(mu_);
+    gated_ = std::this_thread::get_id();
+  }
+  void WaitHeld() {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return held_; });
+  }
+  void Open() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      open_ = true;
+    }
+    cv_.notify_all();
+  }
+  bool timed_out() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return timed_out_;
+  }
+
+ private:
+  const int64_t now_;
+  mutable std::mutex mu_;
+  mutable std::condition_variable cv_;
+  std::thread::id gated_;
+  bool open_ = false;
+  mutable bool held_ = false;
+  mutable bool timed_out_ = false;
+};
+
+// A tick in progress holds no lock a trigger needs: a trigger (which stores
+// its queued row) returns while a tick is stuck in its pass (the tick's clock
+// lets go once the trigger returned, or after 5 s, which fails the test).
+TEST(RetrainSchedulerTest, TriggersDoNotWaitForATick) {
   TempDir dir;
   auto db = OpenTestDb(dir);
   ASSERT_NE(db, nullptr);
-  ManualClock clock(kMonday);
+  GatedClock clock(kMonday);
   Jobs jobs;
   SchedulerOptions o = Fast();
   o.lease_holder = "here";  // the tick writes: heartbeats and the lease
   RetrainScheduler s({Policy("churn")}, *db, clock, jobs.Runner(), o);
-  std::mutex m;
-  std::condition_variable cv;
-  bool writing = false, triggered = false, timed_out = false;
-  std::thread writer([&] {
-    db->Write([&](store::Connection&) {
-        std::unique_lock<std::mutex> lock(m);
-        writing = true;
-        cv.notify_all();
-        timed_out = !cv.wait_for(lock, std::chrono::seconds(5), [&] { return triggered; });
-        return OkStatus();
-      }).IgnoreError();
+  std::thread ticker([&] {
+    clock.GateThisThread();
+    s.Tick().IgnoreError();
   });
-  {
-    std::unique_lock<std::mutex> lock(m);
-    cv.wait(lock, [&] { return writing; });
-  }
-  std::thread ticker([&] { s.Tick().IgnoreError(); });
-  // Let the tick reach the store (where it waits for the writer).
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  clock.WaitHeld();
   const Status t = s.Trigger("churn", "manual", "me");
-  {
-    std::lock_guard<std::mutex> lock(m);
-    triggered = true;
-  }
-  cv.notify_all();
-  writer.join();
+  clock.Open();
   ticker.join();
   EXPECT_TRUE(t.ok()) << t.ToString();
-  EXPECT_FALSE(timed_out) << "the trigger waited for the tick's store round trip";
+  EXPECT_FALSE(clock.timed_out()) << "the trigger waited for the tick";
 }
 
 TEST(RetrainSchedulerTest, StaleJobsOfOtherProcessesAreTakenOverOnce) {
@@ -466,6 +491,191 @@ TEST(RetrainSchedulerTest, StaleJobsOfOtherProcessesAreTakenOverOnce) {
   ASSERT_EQ(later->size(), 1u);
   EXPECT_EQ((*later)[0].id, fresh);  // live-host:2 stopped beating at 9.5 s
   (void)legacy;
+}
+
+// The queued rows in the store (the scheduler's durable queue).
+struct QueuedRow {
+  int64_t id = 0;
+  std::string model, trigger, owner;
+  int64_t attempt = 0, not_before = 0, heartbeat = 0;
+};
+// The queued rows (of `model`, when given).
+std::vector<QueuedRow> QueuedRows(store::Database& db, const std::string& model = "") {
+  std::vector<QueuedRow> out;
+  Status s = db.Read([&](store::Connection& c) {
+    out.clear();
+    return c.Query(
+        "SELECT job_id, model, trigger_name, owner, attempt, not_before, heartbeat FROM "
+        "retrain_jobs WHERE status = 'queued' ORDER BY job_id",
+        {}, [&](const store::RowView& r) {
+          if (!model.empty() && r.Text(1) != model) return OkStatus();
+          out.push_back({r.Int(0), std::string(r.Text(1)), std::string(r.Text(2)),
+                         std::string(r.Text(3)), r.Int(4), r.Int(5), r.Int(6)});
+          return OkStatus();
+        });
+  });
+  EXPECT_TRUE(s.ok()) << s.ToString();
+  return out;
+}
+
+// Gives every row of this process to `owner` (a process that is gone).
+void Disown(store::Database& db, const std::string& owner) {
+  Status s = db.Write([&](store::Connection& c) {
+    return c.Exec("UPDATE retrain_jobs SET owner = ? WHERE status = 'queued'",
+                  {store::Value(owner)});
+  });
+  EXPECT_TRUE(s.ok()) << s.ToString();
+}
+
+// A job queued by a process that died before a worker started it is run,
+// once, by the lease holder of another.
+TEST(RetrainSchedulerTest, QueuedJobsOfADeadProcessRunOnceElsewhere) {
+  TempDir dir;
+  auto db = OpenTestDb(dir);
+  ASSERT_NE(db, nullptr);
+  ManualClock clock(kMonday);
+  {
+    Jobs none;
+    // Not started: no worker takes the job before the "process dies".
+    RetrainScheduler dead({Policy("churn")}, *db, clock, none.Runner(), Fast());
+    ASSERT_OK(dead.Trigger("churn", "manual", "me"));
+    dead.Stop();
+    EXPECT_TRUE(none.calls().empty());
+  }
+  std::vector<QueuedRow> rows = QueuedRows(*db);
+  ASSERT_EQ(rows.size(), 1u);  // stored before Trigger returned
+  EXPECT_EQ(rows[0].trigger, "manual");
+  EXPECT_EQ(rows[0].heartbeat, kMonday);
+  Disown(*db, "gone-host:1:abc");
+
+  Jobs jobs;
+  jobs.Hold();
+  SchedulerOptions o = Fast();
+  o.lease_holder = "survivor";
+  o.lease_ttl_ms = 30'000;
+  RetrainScheduler s({Policy("churn")}, *db, clock, jobs.Runner(), o);
+  ASSERT_OK(s.Start());  // its heartbeat is fresh: not taken over yet
+  s.WaitIdle();
+  EXPECT_TRUE(jobs.calls().empty());
+  clock.Advance(31'000);
+  ASSERT_OK(s.Tick());
+  jobs.WaitRunning(1);
+  // Claimed for this process as it was (one row, the same id).
+  rows = QueuedRows(*db);
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_NE(rows[0].owner, "gone-host:1:abc");
+  // Later ticks (and more time) neither take it again nor run it twice.
+  clock.Advance(kHour);
+  ASSERT_OK(s.Tick());
+  ASSERT_OK(s.Tick());
+  jobs.Release();
+  s.WaitIdle();
+  clock.Advance(kHour);
+  ASSERT_OK(s.Tick());
+  s.WaitIdle();
+  EXPECT_EQ(jobs.calls(), (std::vector<std::string>{"churn manual"}));
+  EXPECT_TRUE(QueuedRows(*db).empty());
+  s.Stop();
+}
+
+// Triggers folded into a queued or running job store no row (or lose it), a
+// cancelled queued job's row ends `cancelled`, and a finished job leaves no
+// row queued.
+TEST(RetrainSchedulerTest, FoldedAndCancelledJobsLeaveNoQueuedRows) {
+  TempDir dir;
+  auto db = OpenTestDb(dir);
+  ASSERT_NE(db, nullptr);
+  ManualClock clock(kMonday);
+  Jobs jobs;
+  jobs.Hold();
+  RetrainScheduler s({Policy("churn"), Policy("fraud")}, *db, clock, jobs.Runner(), Fast());
+  ASSERT_OK(s.Start());
+  ASSERT_OK(s.Trigger("fraud", "manual", "me"));
+  jobs.WaitRunning(1);
+  ASSERT_OK(s.Trigger("fraud", "alert:x", "monitor"));  // folded into the running job
+  ASSERT_OK(s.Trigger("churn", "alert:x", "monitor"));  // queued: the only worker is busy
+  ASSERT_OK(s.Trigger("churn", "alert:y", "monitor"));  // folded into the queued one
+  ASSERT_OK(s.Trigger("churn", "manual", "you"));       // folded too
+  EXPECT_EQ(s.folded(), 3u);
+  EXPECT_EQ(QueuedRows(*db, "fraud").size(), 1u);  // the running job's (this runner keeps it)
+  std::vector<QueuedRow> rows = QueuedRows(*db, "churn");
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].trigger, "alert:x");
+  const int64_t queued = rows[0].id;
+  ASSERT_OK(s.Cancel("churn"));  // the queued one
+  EXPECT_TRUE(QueuedRows(*db, "churn").empty());
+  auto history = RetrainHistory(*db, "churn", 10);
+  ASSERT_TRUE(history.ok()) << history.status().ToString();
+  bool cancelled = false;
+  for (const RetrainJob& j : *history) {
+    if (j.id == queued) cancelled = j.status == "cancelled";
+  }
+  EXPECT_TRUE(cancelled) << "the cancelled queued job's row";
+  jobs.Release();
+  s.WaitIdle();
+  EXPECT_EQ(jobs.calls(), (std::vector<std::string>{"fraud manual"}));
+  EXPECT_TRUE(QueuedRows(*db).empty());
+  s.Stop();
+}
+
+// A schedule slot and its job are stored together: right after the tick
+// that fires the slot, before any worker starts the job, the job is queued
+// in the store.
+TEST(RetrainSchedulerTest, ASlotIsStoredWithItsQueuedJob) {
+  TempDir dir;
+  auto db = OpenTestDb(dir);
+  ASSERT_NE(db, nullptr);
+  ManualClock clock(kMonday + 2 * kHour + 59 * kMinute);
+  Jobs jobs;
+  // Not started: no worker, so the job stays queued.
+  RetrainScheduler s({Policy("churn", "0 3 * * *")}, *db, clock, jobs.Runner(), Fast());
+  ASSERT_OK(s.Tick());  // first sight
+  EXPECT_TRUE(QueuedRows(*db).empty());
+  clock.Set(kMonday + 3 * kHour + 10'000);
+  ASSERT_OK(s.Tick());
+  std::vector<QueuedRow> rows = QueuedRows(*db);
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].model, "churn");
+  EXPECT_EQ(rows[0].trigger, "schedule");
+  EXPECT_EQ(rows[0].attempt, 1);
+  int64_t last_slot = -1;
+  ASSERT_OK(db->Read([&](store::Connection& c) {
+    return c.Query("SELECT last_slot FROM retrain_schedule WHERE model = 'churn'", {},
+                   [&](const store::RowView& r) {
+                     last_slot = r.Int(0);
+                     return OkStatus();
+                   });
+  }));
+  EXPECT_EQ(last_slot, kMonday + 3 * kHour);
+  EXPECT_TRUE(jobs.calls().empty());
+}
+
+// A failed job's retry waits out its backoff in the store: a queued row of
+// the next attempt, not before the backoff's end.
+TEST(RetrainSchedulerTest, RetriesAreQueuedInTheStore) {
+  TempDir dir;
+  auto db = OpenTestDb(dir);
+  ASSERT_NE(db, nullptr);
+  ManualClock clock(kMonday);
+  Jobs jobs;
+  jobs.FailNext(1);
+  RetrainPolicy p = Policy("churn");
+  p.job.retries = 2;
+  p.job.retry_backoff_ms = 5 * kMinute;
+  RetrainScheduler s({p}, *db, clock, jobs.Runner(), Fast());
+  ASSERT_OK(s.Start());
+  ASSERT_OK(s.Trigger("churn", "manual", "me"));
+  s.WaitIdle();
+  std::vector<QueuedRow> rows = QueuedRows(*db);
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].attempt, 2);
+  EXPECT_EQ(rows[0].not_before, kMonday + 5 * kMinute);
+  clock.Advance(5 * kMinute);
+  ASSERT_OK(s.Tick());
+  s.WaitIdle();
+  EXPECT_EQ(jobs.calls(), (std::vector<std::string>{"churn manual", "churn manual (attempt 2)"}));
+  EXPECT_TRUE(QueuedRows(*db).empty());
+  s.Stop();
 }
 
 }  // namespace

@@ -11,7 +11,8 @@
 //   // job.status: promoted | rejected | failed | cancelled | shadow (| skipped)
 //
 // The job:
-//  1. records itself (status running) in retrain_jobs;
+//  1. records itself (status running) in retrain_jobs (in the scheduler's queued row
+//     when RetrainRequest::queued_job_id names one);
 //  2. reads the model's labeled predictions of the last window.recent from
 //     the prediction log (every version, oldest first); the newest
 //     gate.holdout_fraction of them are the holdout, never trained on;
@@ -98,6 +99,19 @@ struct RetrainEnv {
   std::function<void(const std::string&)> on_status;  // progress lines (may be empty)
 };
 
+// A job waiting in the scheduler's queue, as stored: a retrain_jobs row in
+// status `queued` whose owner is the process that will run it (see
+// QueueJob, TakeOverStaleWork and keel/retrain/scheduler.h).
+struct QueuedJob {
+  int64_t id = 0;  // retrain_jobs.job_id; 0 until stored
+  std::string model;
+  std::string trigger;
+  std::string actor;
+  int attempt = 1;            // retries count on from 1
+  int64_t not_before_ms = 0;  // it does not start before (a retry's backoff)
+  bool continuous = false;    // an update of the champion (policy.continuous)
+};
+
 struct RetrainRequest {
   std::string trigger = "manual";  // manual | schedule | alert:<rule> | continuous
   std::string actor = "keel-retrain";
@@ -105,6 +119,18 @@ struct RetrainRequest {
   // Continuous mode (policy.continuous): update the champion on the labeled
   // predictions it has not learnt from instead of training from scratch.
   bool continuous = false;
+  // The scheduler's queued row this run becomes (0: a new row). The job
+  // starts only if it can claim the row (compare-and-set: still `queued`
+  // and this process's), and then records itself in that row, so history
+  // shows one job per queued run; otherwise it returns FailedPrecondition
+  // without running. A continuous update skipped deletes the row.
+  int64_t queued_job_id = 0;
+  // When set and the job ends `failed` (a cancel or a timeout ends it
+  // `cancelled`), this retry is queued (QueueJob) in the same store
+  // transaction as that status, not before retry_backoff_ms after the job's
+  // end; its id and not_before_ms are set then (id left 0 otherwise).
+  QueuedJob* retry = nullptr;
+  int64_t retry_backoff_ms = 0;
 };
 
 struct GateMetric {
@@ -169,10 +195,11 @@ struct RetrainJob {
   std::string model;
   std::string trigger;
   std::string actor;
-  // running | shadow | promoted | rejected | failed | cancelled | superseded
+  // queued (waiting in the scheduler's queue) | running | shadow | promoted | rejected |
+  // failed | cancelled | superseded
   // (a shadow phase whose alias moved to a newer challenger) | rolled_back
   std::string status;
-  int64_t started_ms = 0;
+  int64_t started_ms = 0;  // a queued job: when it was queued
   int64_t finished_ms = 0;
   std::string run_id;
   std::string challenger_version;
@@ -286,7 +313,7 @@ Result<int> MarkInterruptedJobs(store::Database& db, int64_t now_ms);
 
 // Replicas. Each job row names the process running it (retrain_jobs.owner,
 // "host:pid") and when that process last said it was alive (heartbeat).
-// HeartbeatJobs renews the heartbeat of this process's running jobs (the
+// HeartbeatJobs renews the heartbeat of this process's running and queued jobs (the
 // scheduler's ticker, every tick). TakeOverStaleJobs marks other processes'
 // running jobs whose heartbeat is older than `stale_before_ms` as failed
 // ("interrupted: its process ... stopped renewing"), in one transaction, and
@@ -294,5 +321,36 @@ Result<int> MarkInterruptedJobs(store::Database& db, int64_t now_ms);
 Status HeartbeatJobs(store::Database& db, int64_t now_ms);
 Result<std::vector<RetrainJob>> TakeOverStaleJobs(store::Database& db, int64_t now_ms,
                                                   int64_t stale_before_ms);
+
+// The scheduler's durable queue. Queued jobs are retrain_jobs rows in status
+// `queued` (owner, heartbeat as above; attempt, not_before and continuous in
+// their own columns); HeartbeatJobs renews them too.
+//
+// QueueJob inserts `job` as a queued row of this process (heartbeat now_ms)
+// within the caller's transaction, and sets job.id.
+Status QueueJob(store::Connection& c, QueuedJob& job, int64_t now_ms);
+// Removes a queued row of this process (a trigger folded into another job,
+// a skipped continuous update); a row no longer queued or no longer this
+// process's is left alone. Returns whether it removed it.
+Result<bool> DropQueuedJob(store::Database& db, int64_t id);
+// Ends a queued row of this process without running it: status `status`
+// (`cancelled` by Scheduler::Cancel) with `message`. Returns whether it did.
+Result<bool> EndQueuedJob(store::Database& db, int64_t id, int64_t now_ms,
+                          const std::string& status, const std::string& message);
+// Turns a queued row of this process into its next attempt in place (a
+// job that failed before it could start). Returns whether it did.
+Result<bool> RequeueJob(store::Database& db, const QueuedJob& retry);
+// The lease holder's takeover, in one transaction: TakeOverStaleJobs's
+// running jobs, each marked failed together with its rerun queued for this
+// process (trigger "takeover of job N (...)", attempt 1), and the queued
+// rows of other processes whose heartbeat is older than `stale_before_ms`,
+// claimed for this process as they are (compare-and-set on their owner).
+// A live process of this host is never taken over. Only models for which
+// `runs` is true get a rerun or are claimed (a stale running job of another
+// model is still marked failed; a queued one is left to a replica that runs
+// it). Returns the queued jobs now this process's to run.
+Result<std::vector<QueuedJob>> TakeOverStaleWork(
+    store::Database& db, int64_t now_ms, int64_t stale_before_ms,
+    const std::function<bool(const std::string& model)>& runs);
 
 }  // namespace keel::retrain

@@ -41,17 +41,39 @@
 //
 // Retries: a job that ends `failed` is queued again after
 // job.retry_backoff * 2^(attempt-1), up to job.retries times; rejected,
-// promoted and cancelled jobs are not retried.
+// promoted and cancelled jobs are not retried, nor a job whose runner
+// returns FailedPrecondition (its row is no longer this process's).
+//
+// The queue is durable: every queued job is also a retrain_jobs row in
+// status `queued` (keel/retrain/retrain.h, QueuedJob) owned by this process
+// (owner, heartbeat renewed by the ticker with its running jobs), stored
+// before it counts as queued: a schedule slot's job in the same transaction
+// as the slot, a takeover's rerun in the same transaction as the mark on
+// the job taken over, a retry in the same transaction as its job's `failed`
+// status (RetrainRequest::retry), a trigger before Trigger() returns. A
+// worker starting it turns that row into the running job (RunRetrainJob
+// claims it with a compare-and-set; one row per run in the history). When
+// the process dies, the lease holder takes its queued rows over like its
+// running jobs (TakeOverStaleWork) and runs them once. A trigger folded into
+// another job stores no row (or its row is deleted when the fold is only
+// seen once it is stored); a continuous update replaced by a full retrain,
+// or skipped by the job, is deleted; Cancel() of a queued job ends its row
+// `cancelled` (deleted at a later tick instead if that write fails). Stop()
+// leaves queued rows queued: the lease holder takes them over once their
+// heartbeat is older than lease_ttl_ms. Without a lease (one process, no
+// replicas) nothing takes them over.
 //
 // Time: due times are read from the Clock at each Tick(); Start() runs a
 // thread that calls Tick() every tick_interval of real time (tests call
 // Tick() themselves with a ManualClock).
 //
-// Threads: all members may be called from any thread; mu_ guards the queue,
-// the running set and the counters, and is never held across a store round
-// trip (Tick() serialises itself with tick_mu_ instead); jobs run on the
-// scheduler's worker threads (max_concurrent of them), never on the
-// caller's.
+// Threads: all members may be called from any thread; mu_ guards the
+// in-memory queue (each entry names its stored row), the running set, the
+// rows left to delete and the counters, and is never held across a store
+// round trip (Tick() serialises itself with tick_mu_ instead; Trigger(),
+// Cancel() and the workers write their rows between two holds of mu_); jobs
+// run on the scheduler's worker threads (max_concurrent of them), never on
+// the caller's.
 #pragma once
 
 #include <atomic>
@@ -117,15 +139,17 @@ class RetrainScheduler {
   void Stop();
 
   // One scheduling pass at the Clock's time: queues due schedules (a slot
-  // counts as fired once stored; a store error leaves it due and is
-  // returned after the other policies were seen). Thread-safe; Start()'s
-  // ticker calls it.
+  // counts as fired once stored with its queued job; a store error leaves
+  // it due and is returned after the other policies were seen). Thread-safe;
+  // Start()'s ticker calls it.
   Status Tick();
-  // Queues a job for `model` (NotFound when no policy names it).
+  // Queues a job for `model`, stored as a queued row before it returns (NotFound when no
+  // policy names it; the store's error when it could not be stored, and then nothing is queued).
   Status Trigger(const std::string& model, const std::string& trigger, const std::string& actor);
   // Queues jobs for the policies that list the alert's rule.
   void OnAlert(const monitor::Alert& alert);
-  // Cancels the model's queued or running job (NotFound when none).
+  // Cancels the model's queued or running job (NotFound when none); a
+  // queued one's row ends `cancelled`.
   Status Cancel(const std::string& model);
 
   // Blocks until no job runs and none queued is due; retries still waiting
@@ -150,26 +174,35 @@ class RetrainScheduler {
   const std::vector<RetrainPolicy>& policies() const { return policies_; }
 
  private:
-  struct Pending {
-    std::string model;
-    std::string trigger;
-    std::string actor;
-    int attempt = 1;
-    int64_t not_before_ms = 0;  // retries wait for their backoff
-    bool continuous = false;    // an update of the champion (policy.continuous)
-  };
+  // A queued job; id is its stored row (0: none, a retry whose row could not be stored).
+  using Pending = QueuedJob;
   struct Running {
     std::shared_ptr<std::atomic<bool>> cancel;
     bool continuous = false;
   };
 
   const RetrainPolicy* Find(const std::string& model) const;
-  // Queues unless the model has a job queued or running. mu_ held.
-  void EnqueueLocked(Pending p);
-  // EnqueueLocked for each, under mu_ (nothing once stopping); wakes the workers.
+  // Whether the model has a job queued, or running that `p` would fold into. mu_ held.
+  bool BusyLocked(const Pending& p) const;
+  // The queued continuous update `p` (a full retrain) would replace; queue_.end() if none.
+  // mu_ held.
+  std::deque<Pending>::iterator ReplaceableLocked(const Pending& p);
+  // Whether EnqueueLocked would fold `p` away entirely (then it needs no row). mu_ held.
+  bool AbsorbedLocked(const Pending& p);
+  // Queues unless the model has a job queued or running; the rows of what
+  // is folded away (p's, or the continuous update p replaces) go to `drop`.
+  // mu_ held.
+  void EnqueueLocked(Pending p, std::vector<int64_t>& drop);
+  // EnqueueLocked for each, under mu_ (nothing once stopping: the rows stay
+  // queued); wakes the workers, then deletes the folded rows.
   void QueueAll(std::vector<Pending> due);
   void WorkerLoop();
-  Status SaveSlot(const std::string& model, int64_t slot_ms);
+  // Stores the model's last slot and, when given, `job` as a queued row, in one transaction.
+  Status SaveSlot(const std::string& model, int64_t slot_ms, Pending* job, int64_t now_ms);
+  // Stores `job` as a queued row (sets job.id).
+  Status Store(Pending& job, int64_t now_ms);
+  // Deletes queued rows of this process; those it could not go to orphans_. mu_ not held.
+  void DropRows(const std::vector<int64_t>& rows);
 
   std::vector<RetrainPolicy> policies_;
   store::Database& db_;
@@ -180,7 +213,8 @@ class RetrainScheduler {
   std::mutex tick_mu_;  // one Tick() at a time; held across its store round trips, mu_ not
   mutable std::mutex mu_;
   std::condition_variable cv_;              // work queued, job done, stop
-  std::deque<Pending> queue_;               // guarded by mu_
+  std::deque<Pending> queue_;               // guarded by mu_; each names its stored row
+  std::vector<int64_t> orphans_;            // rows to delete at the next tick; guarded by mu_
   std::map<std::string, Running> running_;  // by model; guarded by mu_
   // Written by Tick() only, under mu_; Tick reads them without it.
   std::map<std::string, int64_t> last_slot_;        // by model; guarded by mu_
