@@ -19,6 +19,7 @@ function statusTone(status: string): Tone {
     case "rejected":
     case "cancelled":
     case "superseded":
+    case "queued":
       return "warn";
     case "running":
     case "shadow":
