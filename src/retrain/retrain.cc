@@ -60,17 +60,22 @@ bool OwnerAliveHere(const std::string& owner) {
   if (::gethostname(host, sizeof host - 1) != 0) return false;
   if (owner.substr(0, first) != host) return false;
   const int64_t pid = std::atoll(owner.substr(first + 1, second - first - 1).c_str());
+  // This process's pid under another owner: an earlier process of a
+  // restarted container (same host name, same pid, e.g. 1), gone.
+  if (pid == static_cast<int64_t>(::getpid()) && owner != JobOwner()) return false;
   return pid > 0 && (::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM);
 }
 
-Status InsertJob(store::Database& db, RetrainJob& job) {
+// `continuous`: the job is a continuous update (a takeover reruns it as one).
+Status InsertJob(store::Database& db, RetrainJob& job, bool continuous) {
   return db.Write([&](store::Connection& c) {
     KEEL_RETURN_IF_ERROR(c.Query(
         "INSERT INTO retrain_jobs(model, trigger_name, actor, status, started_time, finished_time, "
-        "details, owner, heartbeat) VALUES (?, ?, ?, ?, ?, 0, '', ?, ?) RETURNING job_id",
+        "details, owner, heartbeat, continuous) VALUES (?, ?, ?, ?, ?, 0, '', ?, ?, ?) "
+        "RETURNING job_id",
         {store::Value(job.model), store::Value(job.trigger), store::Value(job.actor),
          store::Value(job.status), store::Value(job.started_ms), store::Value(JobOwner()),
-         store::Value(job.started_ms)},
+         store::Value(job.started_ms), store::Value(int64_t{continuous ? 1 : 0})},
         [&](const store::RowView& row) {
           job.id = row.Int(0);
           return OkStatus();
@@ -1123,7 +1128,7 @@ Result<RetrainJob> RunRetrainJob(const RetrainPolicy& policy, const RetrainEnv& 
     job.id = request.queued_job_id;
     KEEL_RETURN_IF_ERROR(ClaimQueuedJob(*env.db, job));
   } else {
-    KEEL_RETURN_IF_ERROR(InsertJob(*env.db, job));
+    KEEL_RETURN_IF_ERROR(InsertJob(*env.db, job, request.continuous));
   }
   status_line("job " + std::to_string(job.id) + " started: " + job.trigger +
               (job.actor.empty() ? std::string() : " (by " + job.actor + ")") + ", on " + job.host +
@@ -1818,7 +1823,7 @@ Result<std::optional<WatchOutcome>> WatchPromotion(const RetrainPolicy& policy,
                FormatDouble(policy.watch.drop_more_than);
   }
   job.gate = d;
-  KEEL_RETURN_IF_ERROR(InsertJob(*env.db, job));
+  KEEL_RETURN_IF_ERROR(InsertJob(*env.db, job, /*continuous=*/false));
   const registry::ChangeContext context{
       kWatchActor, "watch rolled back (job " + std::to_string(job.id) + "): " + d.reason};
   Status moved = env.registry->SetAliasIf(policy.model, policy.promote, fresh, before, context);
@@ -2052,18 +2057,27 @@ Result<bool> EndQueuedJob(store::Database& db, int64_t id, int64_t now_ms,
   return ended;
 }
 
-Result<bool> RequeueJob(store::Database& db, const QueuedJob& retry) {
-  bool requeued = false;
+Result<Requeued> RequeueJob(store::Database& db, const QueuedJob& retry) {
+  Requeued outcome = Requeued::kNotQueued;
   KEEL_RETURN_IF_ERROR(db.Write([&](store::Connection& c) -> Status {
     KEEL_RETURN_IF_ERROR(c.Exec(
         "UPDATE retrain_jobs SET attempt = ?, not_before = ? WHERE job_id = ? AND "
         "status = 'queued' AND owner = ?",
         {store::Value(static_cast<int64_t>(retry.attempt)), store::Value(retry.not_before_ms),
          store::Value(retry.id), store::Value(JobOwner())}));
-    requeued = c.ChangedRows() > 0;
-    return OkStatus();
+    if (c.ChangedRows() > 0) {
+      outcome = Requeued::kInPlace;
+      return OkStatus();
+    }
+    // Not requeued: whose is the row now?
+    outcome = Requeued::kNotQueued;
+    return c.Query("SELECT owner FROM retrain_jobs WHERE job_id = ?", {store::Value(retry.id)},
+                   [&](const store::RowView& row) {
+                     if (row.Text(0) != JobOwner()) outcome = Requeued::kNotMine;
+                     return OkStatus();
+                   });
   }));
-  return requeued;
+  return outcome;
 }
 
 Result<std::vector<QueuedJob>> TakeOverStaleWork(

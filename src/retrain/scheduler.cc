@@ -407,7 +407,23 @@ void RetrainScheduler::OnAlert(const monitor::Alert& alert) {
     if (p.model != alert.model) continue;
     if (std::find(p.on_alerts.begin(), p.on_alerts.end(), alert.rule) == p.on_alerts.end())
       continue;
-    Trigger(p.model, "alert:" + alert.rule, "keel-monitor").IgnoreError();
+    const std::string trigger = "alert:" + alert.rule;
+    const Status st = Trigger(p.model, trigger, "keel-monitor");
+    if (st.ok() || st.code() == StatusCode::kNotFound) continue;
+    // The alert is not raised again within its cooldown: a retrain its
+    // trigger could not store is queued in memory only rather than lost.
+    Pending job;
+    job.model = p.model;
+    job.trigger = trigger;
+    job.actor = "keel-monitor";
+    std::vector<int64_t> drop;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (stopping_) return;
+      EnqueueLocked(std::move(job), drop);
+    }
+    cv_.notify_all();
+    DropRows(drop);
   }
 }
 
@@ -483,7 +499,7 @@ void RetrainScheduler::WorkerLoop() {
     // FailedPrecondition: the row is no longer this process's (cancelled, or
     // taken over by another replica, which runs it): nothing more here.
     const bool disowned = !result.ok() && result.status().code() == StatusCode::kFailedPrecondition;
-    const bool retrying = failed && !disowned && !cancel->load() && may_retry;
+    bool retrying = failed && !disowned && !cancel->load() && may_retry;
     // The stored queue follows, before the job counts as done (WaitIdle).
     if (retrying && retry.id == 0) {
       // The runner queued no retry (it failed before it started, or it is
@@ -491,18 +507,23 @@ void RetrainScheduler::WorkerLoop() {
       // new row when the runner had turned it into a job.
       retry.not_before_ms = clock_.NowMillis() + backoff;
       retry.id = job.id;
-      Result<bool> in_place = job.id != 0 ? RequeueJob(db_, retry) : Result<bool>(false);
-      if (!in_place.ok() || !*in_place) {
+      Result<Requeued> in_place =
+          job.id != 0 ? RequeueJob(db_, retry) : Result<Requeued>(Requeued::kNotQueued);
+      if (in_place.ok() && *in_place == Requeued::kNotMine) {
+        retrying = false;  // taken over meanwhile: its new owner runs it
+        retry.id = 0;
+      } else if (!in_place.ok() || *in_place != Requeued::kInPlace) {
         retry.id = 0;
         if (!Store(retry, clock_.NowMillis()).ok()) retry.id = -1;  // kept in memory only
       }
     } else if (!retrying && retry.id > 0) {
       DropRows({retry.id});  // cancelled after the runner queued it
     }
-    if (!retrying && !disowned && job.id != 0) {
+    if (!retrying && job.id != 0) {
       // A row the runner did not turn into a job (a runner that is not
       // RunRetrainJob, or one that failed before it started) is not left
-      // queued; a row it did is not touched.
+      // queued; a row it did, or one no longer this process's, is not
+      // touched (both calls only change this process's queued rows).
       if (result.ok()) {
         DropRows({job.id});
       } else {
@@ -516,7 +537,9 @@ void RetrainScheduler::WorkerLoop() {
 
     lock.lock();
     running_.erase(job.model);
-    // Stopping: a stored retry stays queued, for the lease holder to take over.
+    // Stopping cancels the running jobs (Stop), so no retry is queued then:
+    // the job's failure stands, and a retry row the runner had stored was
+    // dropped above.
     if (retrying && !stopping_) {
       if (retry.id < 0) retry.id = 0;
       queue_.push_back(std::move(retry));

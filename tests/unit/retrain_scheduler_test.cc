@@ -4,6 +4,7 @@
 // with backoff, cancellation. The job itself is the JobRunner seam here (the
 // real job is covered by tests/e2e/test_retrain.py).
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <condition_variable>
@@ -529,6 +530,37 @@ void Disown(store::Database& db, const std::string& owner) {
 
 // A job queued by a process that died before a worker started it is run,
 // once, by the lease holder of another.
+TEST(RetrainSchedulerTest, QueuedJobsOfAnEarlierProcessWithThisPidAreTakenOver) {
+  // A restarted container: same host name, same pid (often 1), another
+  // process. Its queued job is not mistaken for a live process's.
+  TempDir dir;
+  auto db = OpenTestDb(dir);
+  ASSERT_NE(db, nullptr);
+  ManualClock clock(kMonday);
+  {
+    Jobs none;
+    RetrainScheduler dead({Policy("churn")}, *db, clock, none.Runner(), Fast());
+    ASSERT_OK(dead.Trigger("churn", "manual", "me"));
+    dead.Stop();
+  }
+  char host[256] = {};
+  ASSERT_EQ(::gethostname(host, sizeof host - 1), 0);
+  const std::string earlier = std::string(host) + ":" + std::to_string(::getpid()) + ":earlier";
+  Disown(*db, earlier);
+  Jobs jobs;
+  SchedulerOptions o = Fast();
+  o.lease_holder = "restarted";
+  o.lease_ttl_ms = 30'000;
+  RetrainScheduler s({Policy("churn")}, *db, clock, jobs.Runner(), o);
+  ASSERT_OK(s.Start());
+  clock.Advance(31'000);
+  ASSERT_OK(s.Tick());
+  s.WaitIdle();
+  EXPECT_EQ(jobs.calls(), (std::vector<std::string>{"churn manual"}));
+  EXPECT_TRUE(QueuedRows(*db).empty());
+  s.Stop();
+}
+
 TEST(RetrainSchedulerTest, QueuedJobsOfADeadProcessRunOnceElsewhere) {
   TempDir dir;
   auto db = OpenTestDb(dir);

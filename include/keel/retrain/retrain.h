@@ -338,8 +338,12 @@ Result<bool> DropQueuedJob(store::Database& db, int64_t id);
 Result<bool> EndQueuedJob(store::Database& db, int64_t id, int64_t now_ms,
                           const std::string& status, const std::string& message);
 // Turns a queued row of this process into its next attempt in place (a
-// job that failed before it could start). Returns whether it did.
-Result<bool> RequeueJob(store::Database& db, const QueuedJob& retry);
+// job that failed before it could start): kInPlace when it did; kNotQueued
+// when the row is still this process's but no longer queued (it became a
+// job); kNotMine when another process owns it now (taken over: that process
+// runs it, so no retry is queued here).
+enum class Requeued : uint8_t { kInPlace, kNotQueued, kNotMine };
+Result<Requeued> RequeueJob(store::Database& db, const QueuedJob& retry);
 // The lease holder's takeover, in one transaction: TakeOverStaleJobs's
 // running jobs, each marked failed together with its rerun queued for this
 // process (trigger "takeover of job N (...)", attempt 1), and the queued
@@ -347,8 +351,10 @@ Result<bool> RequeueJob(store::Database& db, const QueuedJob& retry);
 // claimed for this process as they are (compare-and-set on their owner).
 // A live process of this host is never taken over. Only models for which
 // `runs` is true get a rerun or are claimed (a stale running job of another
-// model is still marked failed; a queued one is left to a replica that runs
-// it). Returns the queued jobs now this process's to run.
+// model is still marked failed; a stale queued one stays queued until a
+// lease holder with a policy for its model takes it over: replicas are
+// expected to share their policies). Returns the queued jobs now this
+// process's to run.
 Result<std::vector<QueuedJob>> TakeOverStaleWork(
     store::Database& db, int64_t now_ms, int64_t stale_before_ms,
     const std::function<bool(const std::string& model)>& runs);
