@@ -528,86 +528,67 @@ void Disown(store::Database& db, const std::string& owner) {
   EXPECT_TRUE(s.ok()) << s.ToString();
 }
 
-// A job queued by a process that died before a worker started it is run,
-// once, by the lease holder of another.
-TEST(RetrainSchedulerTest, QueuedJobsOfAnEarlierProcessWithThisPidAreTakenOver) {
-  // A restarted container: same host name, same pid (often 1), another
-  // process. Its queued job is not mistaken for a live process's.
-  TempDir dir;
-  auto db = OpenTestDb(dir);
-  ASSERT_NE(db, nullptr);
-  ManualClock clock(kMonday);
-  {
-    Jobs none;
-    RetrainScheduler dead({Policy("churn")}, *db, clock, none.Runner(), Fast());
-    ASSERT_OK(dead.Trigger("churn", "manual", "me"));
-    dead.Stop();
-  }
-  char host[256] = {};
-  ASSERT_EQ(::gethostname(host, sizeof host - 1), 0);
-  const std::string earlier = std::string(host) + ":" + std::to_string(::getpid()) + ":earlier";
-  Disown(*db, earlier);
-  Jobs jobs;
-  SchedulerOptions o = Fast();
-  o.lease_holder = "restarted";
-  o.lease_ttl_ms = 30'000;
-  RetrainScheduler s({Policy("churn")}, *db, clock, jobs.Runner(), o);
-  ASSERT_OK(s.Start());
-  clock.Advance(31'000);
-  ASSERT_OK(s.Tick());
-  s.WaitIdle();
-  EXPECT_EQ(jobs.calls(), (std::vector<std::string>{"churn manual"}));
-  EXPECT_TRUE(QueuedRows(*db).empty());
-  s.Stop();
+// A scheduler that queues one manual job of "churn" and stops before any
+// worker takes it: the queue of a process that dies.
+void QueueOneJobAndStop(store::Database& db, const Clock& clock) {
+  Jobs none;
+  RetrainScheduler dead({Policy("churn")}, db, clock, none.Runner(), Fast());
+  ASSERT_OK(dead.Trigger("churn", "manual", "me"));
+  dead.Stop();
+  EXPECT_TRUE(none.calls().empty());
 }
 
+// A job queued by a process that died before a worker started it is run,
+// once, by the lease holder of another. The dead process is one of another
+// host, or an earlier one of this host with this process's pid (a restarted
+// container: same host name, same pid, often 1), not mistaken for this one.
 TEST(RetrainSchedulerTest, QueuedJobsOfADeadProcessRunOnceElsewhere) {
-  TempDir dir;
-  auto db = OpenTestDb(dir);
-  ASSERT_NE(db, nullptr);
-  ManualClock clock(kMonday);
-  {
-    Jobs none;
-    // Not started: no worker takes the job before the "process dies".
-    RetrainScheduler dead({Policy("churn")}, *db, clock, none.Runner(), Fast());
-    ASSERT_OK(dead.Trigger("churn", "manual", "me"));
-    dead.Stop();
-    EXPECT_TRUE(none.calls().empty());
-  }
-  std::vector<QueuedRow> rows = QueuedRows(*db);
-  ASSERT_EQ(rows.size(), 1u);  // stored before Trigger returned
-  EXPECT_EQ(rows[0].trigger, "manual");
-  EXPECT_EQ(rows[0].heartbeat, kMonday);
-  Disown(*db, "gone-host:1:abc");
+  char host[256] = {};
+  ASSERT_EQ(::gethostname(host, sizeof host - 1), 0);
+  for (const std::string& dead_owner :
+       {std::string("gone-host:1:abc"),
+        std::string(host) + ":" + std::to_string(::getpid()) + ":earlier"}) {
+    SCOPED_TRACE(dead_owner);
+    TempDir dir;
+    auto db = OpenTestDb(dir);
+    ASSERT_NE(db, nullptr);
+    ManualClock clock(kMonday);
+    QueueOneJobAndStop(*db, clock);
+    std::vector<QueuedRow> rows = QueuedRows(*db);
+    ASSERT_EQ(rows.size(), 1u);  // stored before Trigger returned
+    EXPECT_EQ(rows[0].trigger, "manual");
+    EXPECT_EQ(rows[0].heartbeat, kMonday);
+    Disown(*db, dead_owner);
 
-  Jobs jobs;
-  jobs.Hold();
-  SchedulerOptions o = Fast();
-  o.lease_holder = "survivor";
-  o.lease_ttl_ms = 30'000;
-  RetrainScheduler s({Policy("churn")}, *db, clock, jobs.Runner(), o);
-  ASSERT_OK(s.Start());  // its heartbeat is fresh: not taken over yet
-  s.WaitIdle();
-  EXPECT_TRUE(jobs.calls().empty());
-  clock.Advance(31'000);
-  ASSERT_OK(s.Tick());
-  jobs.WaitRunning(1);
-  // Claimed for this process as it was (one row, the same id).
-  rows = QueuedRows(*db);
-  ASSERT_EQ(rows.size(), 1u);
-  EXPECT_NE(rows[0].owner, "gone-host:1:abc");
-  // Later ticks (and more time) neither take it again nor run it twice.
-  clock.Advance(kHour);
-  ASSERT_OK(s.Tick());
-  ASSERT_OK(s.Tick());
-  jobs.Release();
-  s.WaitIdle();
-  clock.Advance(kHour);
-  ASSERT_OK(s.Tick());
-  s.WaitIdle();
-  EXPECT_EQ(jobs.calls(), (std::vector<std::string>{"churn manual"}));
-  EXPECT_TRUE(QueuedRows(*db).empty());
-  s.Stop();
+    Jobs jobs;
+    jobs.Hold();
+    SchedulerOptions o = Fast();
+    o.lease_holder = "survivor";
+    o.lease_ttl_ms = 30'000;
+    RetrainScheduler s({Policy("churn")}, *db, clock, jobs.Runner(), o);
+    ASSERT_OK(s.Start());  // its heartbeat is fresh: not taken over yet
+    s.WaitIdle();
+    EXPECT_TRUE(jobs.calls().empty());
+    clock.Advance(31'000);
+    ASSERT_OK(s.Tick());
+    jobs.WaitRunning(1);
+    // Claimed for this process as it was (one row, the same id).
+    rows = QueuedRows(*db);
+    ASSERT_EQ(rows.size(), 1u);
+    EXPECT_NE(rows[0].owner, dead_owner);
+    // Later ticks (and more time) neither take it again nor run it twice.
+    clock.Advance(kHour);
+    ASSERT_OK(s.Tick());
+    ASSERT_OK(s.Tick());
+    jobs.Release();
+    s.WaitIdle();
+    clock.Advance(kHour);
+    ASSERT_OK(s.Tick());
+    s.WaitIdle();
+    EXPECT_EQ(jobs.calls(), (std::vector<std::string>{"churn manual"}));
+    EXPECT_TRUE(QueuedRows(*db).empty());
+    s.Stop();
+  }
 }
 
 // Triggers folded into a queued or running job store no row (or lose it), a
