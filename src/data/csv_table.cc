@@ -59,14 +59,13 @@ enum class State { kEmpty, kNumeric, kBoolean, kCategorical };
 // memory beyond the rows used is at most this many rows per column.
 constexpr size_t kPrefaultRows = size_t{1} << 16;
 
-// v.reserve(n); with `bulk` (CsvOptions::bulk_memory) and `exact` the fresh
-// capacity is also faulted in at once. Without `exact` that is left to
-// PrefaultAhead (the estimate may be far too large).
+// v.reserve(n) for a size known exactly; with `bulk` (CsvOptions::bulk_memory)
+// the fresh capacity is also faulted in at once. (Storage sized from an
+// estimate, which may be far too large, is faulted in by PrefaultAhead.)
 template <typename T>
-void ReserveBulk(std::vector<T>& v, size_t n, bool bulk, bool exact) {
+void ReserveExact(std::vector<T>& v, size_t n, bool bulk) {
   v.reserve(n);
-  if (!bulk || !exact) return;
-  PrefaultPages(v.data() + v.size(), (v.capacity() - v.size()) * sizeof(T));
+  if (bulk) PrefaultPages(v.data() + v.size(), (v.capacity() - v.size()) * sizeof(T));
 }
 
 // Faults in v's capacity up to kPrefaultRows past its size, from `*mark`
@@ -180,9 +179,9 @@ class TableReader {
     const auto n = static_cast<size_t>(std::min(rows, 4.0e9));
     for (ColumnBuilder& b : columns_) {
       if (b.state == State::kCategorical) {
-        ReserveBulk(b.codes, n, options_->bulk_memory, /*exact=*/false);
+        b.codes.reserve(n);
       } else {
-        ReserveBulk(b.values, n, options_->bulk_memory, /*exact=*/false);
+        b.values.reserve(n);
       }
     }
   }
@@ -295,9 +294,9 @@ class TableReader {
     all.name = parts.front().columns_[j].name;
     all.state = CombinedState(parts, j);
     if (all.state != State::kCategorical) {
-      ReserveBulk(all.values, rows, bulk, /*exact=*/true);
+      ReserveExact(all.values, rows, bulk);
     } else {
-      ReserveBulk(all.codes, rows, bulk, /*exact=*/true);
+      ReserveExact(all.codes, rows, bulk);
     }
     for (TableReader& part : parts) {
       ColumnBuilder& b = part.columns_[j];

@@ -66,22 +66,30 @@ bool OwnerAliveHere(const std::string& owner) {
   return pid > 0 && (::kill(static_cast<pid_t>(pid), 0) == 0 || errno == EPERM);
 }
 
-// `continuous`: the job is a continuous update (a takeover reruns it as one).
+// Inserts `job` as a row of this process (heartbeat job.started_ms) within
+// the caller's transaction and sets job.id; `attempt`, `not_before_ms` and
+// `continuous` (a takeover reruns an update as one) go to their columns.
+Status InsertJobRow(store::Connection& c, RetrainJob& job, int attempt, int64_t not_before_ms,
+                    bool continuous) {
+  KEEL_RETURN_IF_ERROR(c.Query(
+      "INSERT INTO retrain_jobs(model, trigger_name, actor, status, started_time, finished_time, "
+      "details, owner, heartbeat, attempt, not_before, continuous) VALUES (?, ?, ?, ?, ?, 0, '', "
+      "?, ?, ?, ?, ?) RETURNING job_id",
+      {store::Value(job.model), store::Value(job.trigger), store::Value(job.actor),
+       store::Value(job.status), store::Value(job.started_ms), store::Value(JobOwner()),
+       store::Value(job.started_ms), store::Value(static_cast<int64_t>(attempt)),
+       store::Value(not_before_ms), store::Value(int64_t{continuous ? 1 : 0})},
+      [&](const store::RowView& row) {
+        job.id = row.Int(0);
+        return OkStatus();
+      }));
+  return c.Exec("UPDATE retrain_jobs SET details = ? WHERE job_id = ?",
+                {store::Value(job.ToJson()), store::Value(job.id)});
+}
+
 Status InsertJob(store::Database& db, RetrainJob& job, bool continuous) {
   return db.Write([&](store::Connection& c) {
-    KEEL_RETURN_IF_ERROR(c.Query(
-        "INSERT INTO retrain_jobs(model, trigger_name, actor, status, started_time, finished_time, "
-        "details, owner, heartbeat, continuous) VALUES (?, ?, ?, ?, ?, 0, '', ?, ?, ?) "
-        "RETURNING job_id",
-        {store::Value(job.model), store::Value(job.trigger), store::Value(job.actor),
-         store::Value(job.status), store::Value(job.started_ms), store::Value(JobOwner()),
-         store::Value(job.started_ms), store::Value(int64_t{continuous ? 1 : 0})},
-        [&](const store::RowView& row) {
-          job.id = row.Int(0);
-          return OkStatus();
-        }));
-    return c.Exec("UPDATE retrain_jobs SET details = ? WHERE job_id = ?",
-                  {store::Value(job.ToJson()), store::Value(job.id)});
+    return InsertJobRow(c, job, /*attempt=*/1, /*not_before_ms=*/0, continuous);
   });
 }
 
@@ -1937,8 +1945,10 @@ Status HeartbeatJobs(store::Database& db, int64_t now_ms) {
 
 namespace {
 
-// TakeOverStaleJobs within the caller's transaction: the jobs it marked
-// failed, each with its continuous column.
+// Marks other processes' running jobs whose heartbeat is older than
+// `stale_before_ms` failed ("interrupted: its process ... stopped renewing"),
+// within the caller's transaction: the jobs it marked, each with its
+// continuous column.
 Status TakeOverStaleRunning(store::Connection& c, int64_t now_ms, int64_t stale_before_ms,
                             std::vector<std::pair<RetrainJob, bool>>& taken) {
   taken.clear();
@@ -1980,17 +1990,6 @@ Status TakeOverStaleRunning(store::Connection& c, int64_t now_ms, int64_t stale_
 
 }  // namespace
 
-Result<std::vector<RetrainJob>> TakeOverStaleJobs(store::Database& db, int64_t now_ms,
-                                                  int64_t stale_before_ms) {
-  std::vector<std::pair<RetrainJob, bool>> taken;
-  KEEL_RETURN_IF_ERROR(db.Write([&](store::Connection& c) -> Status {
-    return TakeOverStaleRunning(c, now_ms, stale_before_ms, taken);
-  }));
-  std::vector<RetrainJob> out;
-  for (auto& [job, continuous] : taken) out.push_back(std::move(job));
-  return out;
-}
-
 Status QueueJob(store::Connection& c, QueuedJob& job, int64_t now_ms) {
   RetrainJob row;
   row.model = job.model;
@@ -2000,21 +1999,9 @@ Status QueueJob(store::Connection& c, QueuedJob& job, int64_t now_ms) {
   row.started_ms = now_ms;  // when it was queued, until it starts
   row.host = HostName();
   row.pid = static_cast<int64_t>(::getpid());
-  KEEL_RETURN_IF_ERROR(c.Query(
-      "INSERT INTO retrain_jobs(model, trigger_name, actor, status, started_time, finished_time, "
-      "details, owner, heartbeat, attempt, not_before, continuous) VALUES (?, ?, ?, 'queued', ?, "
-      "0, '', ?, ?, ?, ?, ?) RETURNING job_id",
-      {store::Value(job.model), store::Value(job.trigger), store::Value(job.actor),
-       store::Value(now_ms), store::Value(JobOwner()), store::Value(now_ms),
-       store::Value(static_cast<int64_t>(job.attempt)), store::Value(job.not_before_ms),
-       store::Value(static_cast<int64_t>(job.continuous ? 1 : 0))},
-      [&](const store::RowView& r) {
-        row.id = r.Int(0);
-        return OkStatus();
-      }));
+  KEEL_RETURN_IF_ERROR(InsertJobRow(c, row, job.attempt, job.not_before_ms, job.continuous));
   job.id = row.id;
-  return c.Exec("UPDATE retrain_jobs SET details = ? WHERE job_id = ?",
-                {store::Value(row.ToJson()), store::Value(row.id)});
+  return OkStatus();
 }
 
 Result<bool> DropQueuedJob(store::Database& db, int64_t id) {

@@ -471,26 +471,31 @@ TEST(RetrainSchedulerTest, StaleJobsOfOtherProcessesAreTakenOverOnce) {
   const int64_t stale = RunningJob(*db, "gone-host:1", 5'000);
   const int64_t fresh = RunningJob(*db, "live-host:2", 9'500);
   const int64_t legacy = RunningJob(*db, "", 0);  // from before heartbeats
-  auto taken = TakeOverStaleJobs(*db, 10'000, 8'000);
+  auto all_models = [](const std::string&) { return true; };
+  auto taken = TakeOverStaleWork(*db, 10'000, 8'000, all_models);
   ASSERT_TRUE(taken.ok()) << taken.status().ToString();
-  ASSERT_EQ(taken->size(), 1u);
-  EXPECT_EQ((*taken)[0].id, stale);
-  EXPECT_EQ((*taken)[0].status, "failed");
-  EXPECT_NE((*taken)[0].message.find("gone-host:1"), std::string::npos) << (*taken)[0].message;
-  auto again = TakeOverStaleJobs(*db, 11'000, 8'000);  // already failed: not twice
+  ASSERT_EQ(taken->size(), 1u);  // the stale job's rerun, queued here
+  EXPECT_EQ((*taken)[0].trigger, "takeover of job " + std::to_string(stale) + " (manual)");
+  auto again = TakeOverStaleWork(*db, 11'000, 8'000, all_models);  // already failed: not twice
   ASSERT_TRUE(again.ok());
   EXPECT_TRUE(again->empty());
   auto history = RetrainHistory(*db, "churn", 10);
   ASSERT_TRUE(history.ok());
+  ASSERT_EQ(history->size(), 4u);  // three jobs and the rerun
   for (const RetrainJob& j : *history) {
-    EXPECT_EQ(j.status, j.id == stale ? "failed" : "running") << j.id;
+    if (j.id == (*taken)[0].id) {
+      EXPECT_EQ(j.status, "queued");
+    } else {
+      EXPECT_EQ(j.status, j.id == stale ? "failed" : "running") << j.id;
+    }
+    if (j.id == stale) EXPECT_NE(j.message.find("gone-host:1"), std::string::npos) << j.message;
   }
   // Only the jobs whose heartbeat stopped are taken over.
   ASSERT_TRUE(HeartbeatJobs(*db, 20'000).ok());
-  auto later = TakeOverStaleJobs(*db, 30'000, 25'000);
+  auto later = TakeOverStaleWork(*db, 30'000, 25'000, all_models);
   ASSERT_TRUE(later.ok());
-  ASSERT_EQ(later->size(), 1u);
-  EXPECT_EQ((*later)[0].id, fresh);  // live-host:2 stopped beating at 9.5 s
+  ASSERT_EQ(later->size(), 1u);  // live-host:2 stopped beating at 9.5 s
+  EXPECT_EQ((*later)[0].trigger, "takeover of job " + std::to_string(fresh) + " (manual)");
   (void)legacy;
 }
 

@@ -313,14 +313,10 @@ Result<int> MarkInterruptedJobs(store::Database& db, int64_t now_ms);
 
 // Replicas. Each job row names the process running it (retrain_jobs.owner,
 // "host:pid") and when that process last said it was alive (heartbeat).
-// HeartbeatJobs renews the heartbeat of this process's running and queued jobs (the
-// scheduler's ticker, every tick). TakeOverStaleJobs marks other processes'
-// running jobs whose heartbeat is older than `stale_before_ms` as failed
-// ("interrupted: its process ... stopped renewing"), in one transaction, and
-// returns them so the caller runs them again (the scheduler's lease holder).
+// HeartbeatJobs renews the heartbeat of this process's running and queued
+// jobs (the scheduler's ticker, every tick); TakeOverStaleWork (below) takes
+// over the jobs of processes whose heartbeat stopped.
 Status HeartbeatJobs(store::Database& db, int64_t now_ms);
-Result<std::vector<RetrainJob>> TakeOverStaleJobs(store::Database& db, int64_t now_ms,
-                                                  int64_t stale_before_ms);
 
 // The scheduler's durable queue. Queued jobs are retrain_jobs rows in status
 // `queued` (owner, heartbeat as above; attempt, not_before and continuous in
@@ -344,11 +340,13 @@ Result<bool> EndQueuedJob(store::Database& db, int64_t id, int64_t now_ms,
 // runs it, so no retry is queued here).
 enum class Requeued : uint8_t { kInPlace, kNotQueued, kNotMine };
 Result<Requeued> RequeueJob(store::Database& db, const QueuedJob& retry);
-// The lease holder's takeover, in one transaction: TakeOverStaleJobs's
-// running jobs, each marked failed together with its rerun queued for this
-// process (trigger "takeover of job N (...)", attempt 1), and the queued
-// rows of other processes whose heartbeat is older than `stale_before_ms`,
-// claimed for this process as they are (compare-and-set on their owner).
+// The lease holder's takeover, in one transaction: other processes' running
+// jobs whose heartbeat is older than `stale_before_ms`, each marked failed
+// ("interrupted: its process ... stopped renewing") together with its rerun
+// queued for this process (trigger "takeover of job N (...)", attempt 1),
+// and the queued rows of other processes whose heartbeat is older than
+// `stale_before_ms`, claimed for this process as they are (compare-and-set
+// on their owner).
 // A live process of this host is never taken over. Only models for which
 // `runs` is true get a rerun or are claimed (a stale running job of another
 // model is still marked failed; a stale queued one stays queued until a

@@ -1,4 +1,4 @@
--- Replicas (keel/retrain/retrain.h, HeartbeatJobs / TakeOverStaleJobs): the
+-- Replicas (keel/retrain/retrain.h, HeartbeatJobs / TakeOverStaleWork): the
 -- process running a job ("host:pid") renews `heartbeat` while it runs; a
 -- running job whose heartbeat stopped is taken over by the scheduler's
 -- lease holder. 0: a job from before this migration (never taken over).
