@@ -3,6 +3,7 @@
 //
 //   keel retrain churn --policy retrain.yaml [--json]
 //   keel retrain history [churn] [--limit 20] [--json]
+//   keel retrain cancel churn [--reason TEXT]
 #include <atomic>
 #include <csignal>
 #include <iostream>
@@ -10,6 +11,7 @@
 #include "apps/keel/cli.h"
 #include "keel/core/json.h"
 #include "keel/retrain/retrain.h"
+#include "keel/retrain/scheduler.h"
 
 namespace keel::cli {
 namespace {
@@ -182,6 +184,43 @@ Status HistoryCommand(const GlobalOptions& global, const HistoryFlags& f) {
   return OkStatus();
 }
 
+struct CancelFlags {
+  std::string model;
+  std::string reason;
+};
+
+// The same call as POST /api/2.0/keel/retrain/jobs/cancel, from the store:
+// every process's queued and running jobs of the model (a server's or
+// another `keel retrain`'s), else its shadow phase.
+Status CancelCommand(const GlobalOptions& global, const CancelFlags& f) {
+  if (!global.tracking_uri.empty()) {
+    return InvalidArgument(
+        "keel retrain cancel works on the store (--store-uri); against a server, POST "
+        "/api/2.0/keel/retrain/jobs/cancel");
+  }
+  api::AppOptions app_options;
+  app_options.store_uri = global.store_uri;
+  app_options.artifact_root = global.artifact_root;
+  app_options.read_connections = 1;
+  app_options.anonymous_name = CurrentUser();
+  app_options.serving.log_predictions = false;
+  KEEL_ASSIGN_OR_RETURN(std::unique_ptr<api::App> app, api::App::Open(app_options));
+  const registry::ChangeContext context{CurrentUser(),
+                                        f.reason.empty() ? "keel retrain cancel" : f.reason};
+  KEEL_ASSIGN_OR_RETURN(retrain::CancelOutcome done,
+                        retrain::CancelRetraining(app->db(), app->registry(), app->clock(), f.model,
+                                                  context, /*local=*/nullptr));
+  if (done.what == "shadow") {
+    std::cout << "ended the shadow phase of " << done.shadow_phases << " job(s) of " << f.model
+              << "; the champion is untouched\n";
+  } else {
+    std::cout << "cancelled " << done.request.queued << " queued job(s) of " << f.model
+              << "; asked " << done.request.running
+              << " running job(s) to stop (they stop within about a second)\n";
+  }
+  return OkStatus();
+}
+
 }  // namespace
 
 retrain::RetrainEnv RetrainEnvOf(api::App& app, train::RunRecorder& recorder) {
@@ -216,8 +255,17 @@ void AddRetrainCommand(CLI::App& app, GlobalOptions& global, Action& run) {
   history->callback([&run, &global, h] {
     run = [&global, h]() -> Status { return HistoryCommand(global, *h); };
   });
+  auto* cancel = cmd->add_subcommand(
+      "cancel",
+      "Cancel a model's queued and running retraining jobs (any process's), else its shadow "
+      "phase");
+  auto c = std::make_shared<CancelFlags>();
+  cancel->add_option("model", c->model, "registered model name")->required();
+  cancel->add_option("--reason", c->reason, "recorded with an ended shadow phase");
+  cancel->callback(
+      [&run, &global, c] { run = [&global, c]() -> Status { return CancelCommand(global, *c); }; });
   cmd->callback([&run, &global, f, cmd] {
-    if (cmd->got_subcommand("history")) return;
+    if (cmd->got_subcommand("history") || cmd->got_subcommand("cancel")) return;
     run = [&global, f]() -> Status {
       if (f->model.empty())
         return InvalidArgument("keel retrain: name the model (keel retrain MODEL --policy FILE)");

@@ -10,9 +10,12 @@
 //        queued on the server's scheduler (folded into the model's job if
 //        one is queued or running), actor = the caller
 //   POST /api/2.0/keel/retrain/jobs/cancel {"model": "churn"} (write)
-//        {"model": "churn", "cancelled": "job" | "shadow"}: the model's
-//        queued or running job is cancelled; without one, its shadow phase
-//        ends (CancelShadow). 404 when there is neither.
+//        {"model": "churn", "cancelled": "job" | "shadow", "queued": N,
+//         "running": N}: the model's queued and running jobs are cancelled,
+//        whichever replica holds them (CancelRetraining: N queued rows
+//        ended, N running jobs asked to stop, which they do within about a
+//        second); without one, its shadow phase ends (CancelShadow). 404
+//        when there is neither. Any server on the store may take it.
 //   GET  /api/2.0/keel/retrain/policies                     (read)
 //        {"scheduler": bool, "leader": bool (this replica fires the schedules:
 //         it holds the store's scheduler lease), "policies": [{"model", "schedule" (cron or null),
@@ -22,8 +25,8 @@
 //         "next_slot_ms", "next_continuous_ms" (-1: none), "state":
 //         "idle" | "queued" | "running"}]}; without --retrain-policies
 //        {"scheduler": false, "leader": false, "policies": []}
-// Triggering and cancelling need a server started with --retrain-policies
-// (otherwise 409 INVALID_STATE naming the flag).
+// Triggering needs a server started with --retrain-policies (otherwise 409
+// INVALID_STATE naming the flag).
 #include "keel/api/app.h"
 #include "keel/retrain/retrain.h"
 #include "keel/retrain/scheduler.h"
@@ -89,25 +92,20 @@ Response TriggerJob(App& app, const Request& request) {
 Result<std::string> CancelJob(App& app, const Request& request) {
   KEEL_ASSIGN_OR_RETURN(Params p, Params::From(request));
   KEEL_ASSIGN_OR_RETURN(std::string model, p.RequiredStr("model"));
-  KEEL_ASSIGN_OR_RETURN(retrain::RetrainScheduler * s, SchedulerOf(app));
-  std::string what = "job";
-  if (Status c = s->Cancel(model); !c.ok()) {
-    if (c.code() != StatusCode::kNotFound) return c;
-    const registry::ChangeContext context{request.principal.name, "cancelled over the API"};
-    KEEL_ASSIGN_OR_RETURN(
-        int ended, retrain::CancelShadow(app.db(), app.registry(), app.clock(), model, context));
-    if (ended == 0) {
-      return NotFound("no retraining job of model '" + model +
-                      "' is queued, running or in its shadow phase");
-    }
-    what = "shadow";
-  }
+  const registry::ChangeContext context{request.principal.name, "cancelled over the API"};
+  KEEL_ASSIGN_OR_RETURN(retrain::CancelOutcome done,
+                        retrain::CancelRetraining(app.db(), app.registry(), app.clock(), model,
+                                                  context, app.retrain_scheduler()));
   JsonWriter w;
   w.BeginObject();
   w.Key("model");
   w.String(model);
   w.Key("cancelled");
-  w.String(what);
+  w.String(done.what);
+  w.Key("queued");
+  w.Int(done.request.queued);
+  w.Key("running");
+  w.Int(done.request.running);
   w.EndObject();
   return std::move(w).Take();
 }

@@ -139,14 +139,36 @@ Status UpdateJob(store::Database& db, const RetrainJob& job, QueuedJob* retry = 
   });
 }
 
-// Renews one running job's heartbeat.
-Status HeartbeatJob(store::Database& db, int64_t job_id, int64_t now_ms) {
-  return db.Write([&](store::Connection& c) {
-    return c.Exec(
+// Renews one running job's heartbeat; returns who asked to cancel it
+// (RequestCancel; empty when nobody did).
+Result<std::string> HeartbeatJob(store::Database& db, int64_t job_id, int64_t now_ms) {
+  std::string requested;
+  KEEL_RETURN_IF_ERROR(db.Write([&](store::Connection& c) {
+    requested.clear();
+    return c.Query(
         "UPDATE retrain_jobs SET heartbeat = ? WHERE job_id = ? AND status = 'running' AND "
-        "owner = ?",
-        {store::Value(now_ms), store::Value(job_id), store::Value(JobOwner())});
-  });
+        "owner = ? RETURNING cancel_requested",
+        {store::Value(now_ms), store::Value(job_id), store::Value(JobOwner())},
+        [&](const store::RowView& row) {
+          requested = std::string(row.Text(0));
+          return OkStatus();
+        });
+  }));
+  return requested;
+}
+
+// Who asked to cancel job `job_id` (empty when nobody did, or on a store error).
+std::string CancelRequestOf(store::Database& db, int64_t job_id) {
+  std::string requested;
+  db.Read([&](store::Connection& c) {
+      requested.clear();
+      return c.Query("SELECT cancel_requested FROM retrain_jobs WHERE job_id = ?",
+                     {store::Value(job_id)}, [&](const store::RowView& row) {
+                       requested = std::string(row.Text(0));
+                       return OkStatus();
+                     });
+    }).IgnoreError();
+  return requested;
 }
 
 // UpdateJob only while the stored job is in `expected` status (a
@@ -1142,11 +1164,13 @@ Result<RetrainJob> RunRetrainJob(const RetrainPolicy& policy, const RetrainEnv& 
               (job.actor.empty() ? std::string() : " (by " + job.actor + ")") + ", on " + job.host +
               " pid " + std::to_string(job.pid));
 
-  // Cancellation: the caller's flag, or the timeout.
+  // Cancellation: the caller's flag, a request stored by another process
+  // (read with the heartbeat), or the timeout.
   std::atomic<bool> cancel{false};
   std::mutex watch_mu;
   std::condition_variable watch_cv;
   bool done = false;
+  std::string cancelled_by;  // guarded by watch_mu: who asked, through the store
   std::thread watchdog([&] {
     const auto deadline =
         std::chrono::steady_clock::now() + std::chrono::milliseconds(policy.job.timeout_ms);
@@ -1161,7 +1185,12 @@ Result<RetrainJob> RunRetrainJob(const RetrainPolicy& policy, const RetrainEnv& 
       if (std::chrono::steady_clock::now() >= next_beat) {
         // The job is alive: no replica takes it over (a missed beat is retried).
         next_beat = std::chrono::steady_clock::now() + std::chrono::seconds(1);
-        HeartbeatJob(*env.db, job.id, clock.NowMillis()).IgnoreError();
+        Result<std::string> requested = HeartbeatJob(*env.db, job.id, clock.NowMillis());
+        if (requested.ok() && !requested->empty()) {
+          cancelled_by = std::move(requested).value();
+          cancel = true;
+          return;
+        }
       }
       watch_cv.wait_for(lock, std::chrono::milliseconds(100));
     }
@@ -1199,11 +1228,23 @@ Result<RetrainJob> RunRetrainJob(const RetrainPolicy& policy, const RetrainEnv& 
 
   auto finish = [&](const std::string& status, const std::string& message) -> Result<RetrainJob> {
     job.status = cancel.load() && status == "failed" ? "cancelled" : status;
-    if (job.status == "cancelled" && (request.cancel == nullptr || !request.cancel->load())) {
-      job.message =
-          "timed out after " + monitor::FormatDuration(policy.job.timeout_ms) + ": " + message;
-    } else {
-      job.message = message;
+    job.message = message;
+    if (job.status == "cancelled") {
+      std::string by;
+      {
+        std::lock_guard<std::mutex> lock(watch_mu);
+        by = cancelled_by;
+      }
+      const bool asked = request.cancel != nullptr && request.cancel->load();
+      // A local cancel (the scheduler's, Ctrl-C) may have been asked for
+      // through the store too (the API records who asked there).
+      if (by.empty() && asked) by = CancelRequestOf(*env.db, job.id);
+      if (!by.empty()) {
+        job.message = "cancelled by " + by + ": " + message;
+      } else if (!asked) {
+        job.message =
+            "timed out after " + monitor::FormatDuration(policy.job.timeout_ms) + ": " + message;
+      }
     }
     job.finished_ms = job.status == "shadow" ? 0 : clock.NowMillis();
     status_line("job " + std::to_string(job.id) + " " + job.status + ": " + job.message);
@@ -1947,8 +1988,9 @@ namespace {
 
 // Marks other processes' running jobs whose heartbeat is older than
 // `stale_before_ms` failed ("interrupted: its process ... stopped renewing"),
-// within the caller's transaction: the jobs it marked, each with its
-// continuous column.
+// or `cancelled` when a cancel request is pending on them, within the
+// caller's transaction: the jobs it marked failed (to run again), each with
+// its continuous column.
 Status TakeOverStaleRunning(store::Connection& c, int64_t now_ms, int64_t stale_before_ms,
                             std::vector<std::pair<RetrainJob, bool>>& taken) {
   taken.clear();
@@ -1956,34 +1998,44 @@ Status TakeOverStaleRunning(store::Connection& c, int64_t now_ms, int64_t stale_
     RetrainJob job;
     std::string owner;
     bool continuous;
+    std::string cancel_requested;
   };
   std::vector<Stale> stale;
   KEEL_RETURN_IF_ERROR(
-      c.Query("SELECT details, owner, continuous FROM retrain_jobs WHERE status = 'running' AND "
-              "heartbeat > 0 AND heartbeat < ? AND owner <> ? ORDER BY job_id",
+      c.Query("SELECT details, owner, continuous, cancel_requested FROM retrain_jobs WHERE "
+              "status = 'running' AND heartbeat > 0 AND heartbeat < ? AND owner <> ? ORDER BY "
+              "job_id",
               {store::Value(stale_before_ms), store::Value(JobOwner())},
               [&](const store::RowView& row) -> Status {
                 Result<RetrainJob> job = RetrainJob::FromJson(row.Text(0));
                 std::string owner(row.Text(1));
                 // A live process of this host is slow, not gone: its job stays its own.
                 if (job.ok() && !OwnerAliveHere(owner)) {
-                  stale.push_back({std::move(job).value(), std::move(owner), row.Int(2) != 0});
+                  stale.push_back({std::move(job).value(), std::move(owner), row.Int(2) != 0,
+                                   std::string(row.Text(3))});
                 }
                 return OkStatus();
               }));
   for (Stale& s : stale) {
     RetrainJob& job = s.job;
-    job.status = "failed";
     job.finished_ms = now_ms;
-    job.message = "interrupted: its process (" + s.owner +
-                  ") stopped renewing the job's heartbeat; the job runs again" +
-                  (job.message.empty() ? std::string() : " (" + job.message + ")");
+    const std::string why = "its process (" + s.owner + ") stopped renewing the job's heartbeat";
+    const std::string before = job.message.empty() ? std::string() : " (" + job.message + ")";
+    if (!s.cancel_requested.empty()) {
+      // Asked to stop: it ends so, not run again.
+      job.status = "cancelled";
+      job.message =
+          "cancelled by " + s.cancel_requested + "; " + why + " before it stopped" + before;
+    } else {
+      job.status = "failed";
+      job.message = "interrupted: " + why + "; the job runs again" + before;
+    }
     KEEL_RETURN_IF_ERROR(c.Exec(
         "UPDATE retrain_jobs SET status = ?, finished_time = ?, details = ? WHERE job_id = ? "
         "AND status = 'running'",
         {store::Value(job.status), store::Value(job.finished_ms), store::Value(job.ToJson()),
          store::Value(job.id)}));
-    if (c.ChangedRows() > 0) taken.emplace_back(job, s.continuous);
+    if (c.ChangedRows() > 0 && job.status == "failed") taken.emplace_back(job, s.continuous);
   }
   return OkStatus();
 }
@@ -2016,32 +2068,77 @@ Result<bool> DropQueuedJob(store::Database& db, int64_t id) {
   return dropped;
 }
 
+namespace {
+
+// Ends queued row `id` (this process's when `owner` is given, anyone's
+// otherwise) with `status` and `message`, within the caller's transaction.
+// Returns whether it did (a row no longer queued is left alone).
+Result<bool> EndQueuedRow(store::Connection& c, int64_t id, const std::string* owner,
+                          int64_t now_ms, const std::string& status, const std::string& message) {
+  const std::string mine = owner != nullptr ? " AND owner = ?" : "";
+  std::vector<store::Value> key{store::Value(id)};
+  if (owner != nullptr) key.emplace_back(*owner);
+  std::optional<RetrainJob> job;
+  KEEL_RETURN_IF_ERROR(
+      c.Query("SELECT details FROM retrain_jobs WHERE job_id = ? AND status = 'queued'" + mine, key,
+              [&](const store::RowView& row) -> Status {
+                KEEL_ASSIGN_OR_RETURN(RetrainJob j, RetrainJob::FromJson(row.Text(0)));
+                job = std::move(j);
+                return OkStatus();
+              }));
+  if (!job) return false;
+  job->status = status;
+  job->finished_ms = now_ms;
+  job->message = message;
+  std::vector<store::Value> args{store::Value(job->status), store::Value(now_ms),
+                                 store::Value(job->ToJson())};
+  args.insert(args.end(), key.begin(), key.end());
+  KEEL_RETURN_IF_ERROR(c.Exec(
+      "UPDATE retrain_jobs SET status = ?, finished_time = ?, details = ? WHERE job_id = ? AND "
+      "status = 'queued'" +
+          mine,
+      args));
+  return c.ChangedRows() > 0;
+}
+
+}  // namespace
+
 Result<bool> EndQueuedJob(store::Database& db, int64_t id, int64_t now_ms,
                           const std::string& status, const std::string& message) {
   bool ended = false;
   KEEL_RETURN_IF_ERROR(db.Write([&](store::Connection& c) -> Status {
-    ended = false;
-    std::optional<RetrainJob> job;
-    KEEL_RETURN_IF_ERROR(c.Query(
-        "SELECT details FROM retrain_jobs WHERE job_id = ? AND status = 'queued' AND owner = ?",
-        {store::Value(id), store::Value(JobOwner())}, [&](const store::RowView& row) -> Status {
-          KEEL_ASSIGN_OR_RETURN(RetrainJob j, RetrainJob::FromJson(row.Text(0)));
-          job = std::move(j);
-          return OkStatus();
-        }));
-    if (!job) return OkStatus();
-    job->status = status;
-    job->finished_ms = now_ms;
-    job->message = message;
-    KEEL_RETURN_IF_ERROR(c.Exec(
-        "UPDATE retrain_jobs SET status = ?, finished_time = ?, details = ? WHERE job_id = ? AND "
-        "status = 'queued' AND owner = ?",
-        {store::Value(job->status), store::Value(now_ms), store::Value(job->ToJson()),
-         store::Value(id), store::Value(JobOwner())}));
-    ended = c.ChangedRows() > 0;
+    KEEL_ASSIGN_OR_RETURN(ended, EndQueuedRow(c, id, &JobOwner(), now_ms, status, message));
     return OkStatus();
   }));
   return ended;
+}
+
+Result<CancelRequest> RequestCancel(store::Database& db, const std::string& model,
+                                    const std::string& actor, int64_t now_ms) {
+  const std::string who = actor.empty() ? std::string("an anonymous caller") : actor;
+  CancelRequest out;
+  KEEL_RETURN_IF_ERROR(db.Write([&](store::Connection& c) -> Status {
+    out = CancelRequest{};
+    std::vector<int64_t> queued;
+    KEEL_RETURN_IF_ERROR(c.Query(
+        "SELECT job_id FROM retrain_jobs WHERE model = ? AND status = 'queued' ORDER BY job_id",
+        {store::Value(model)}, [&](const store::RowView& row) {
+          queued.push_back(row.Int(0));
+          return OkStatus();
+        }));
+    for (int64_t id : queued) {
+      KEEL_ASSIGN_OR_RETURN(bool ended, EndQueuedRow(c, id, nullptr, now_ms, "cancelled",
+                                                     "cancelled by " + who + " while queued"));
+      out.queued += ended ? 1 : 0;
+    }
+    KEEL_RETURN_IF_ERROR(
+        c.Exec("UPDATE retrain_jobs SET cancel_requested = ? WHERE model = ? AND status = "
+               "'running'",
+               {store::Value(who), store::Value(model)}));
+    out.running = static_cast<int>(c.ChangedRows());
+    return OkStatus();
+  }));
+  return out;
 }
 
 Result<Requeued> RequeueJob(store::Database& db, const QueuedJob& retry) {
@@ -2065,6 +2162,34 @@ Result<Requeued> RequeueJob(store::Database& db, const QueuedJob& retry) {
                    });
   }));
   return outcome;
+}
+
+Result<std::vector<int64_t>> QueuedRowsGoneElsewhere(store::Database& db,
+                                                     const std::vector<int64_t>& ids) {
+  std::vector<int64_t> gone;
+  if (ids.empty()) return gone;
+  std::string marks;
+  std::vector<store::Value> args{store::Value(JobOwner())};
+  for (int64_t id : ids) {
+    marks += marks.empty() ? "?" : ", ?";
+    args.emplace_back(id);
+  }
+  std::vector<int64_t> still_mine;
+  KEEL_RETURN_IF_ERROR(db.Read([&](store::Connection& c) {
+    still_mine.clear();
+    return c.Query(
+        "SELECT job_id FROM retrain_jobs WHERE status IN ('queued', 'running') AND "
+        "owner = ? AND job_id IN (" +
+            marks + ")",
+        args, [&](const store::RowView& row) {
+          still_mine.push_back(row.Int(0));
+          return OkStatus();
+        });
+  }));
+  for (int64_t id : ids) {
+    if (std::find(still_mine.begin(), still_mine.end(), id) == still_mine.end()) gone.push_back(id);
+  }
+  return gone;
 }
 
 Result<std::vector<QueuedJob>> TakeOverStaleWork(

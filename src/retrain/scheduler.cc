@@ -160,6 +160,7 @@ Status RetrainScheduler::Tick() {
     }
     DropRows(orphans);
   }
+  ForgetRowsGoneElsewhere();
   if (lease_ != nullptr) {
     // This process's running and queued jobs (its shadow decisions included) are alive.
     // Jobs also beat from their own watchdog; a missed beat is renewed next tick.
@@ -292,6 +293,26 @@ Status RetrainScheduler::Tick() {
   }
   QueueAll(std::move(due));
   return first_error;
+}
+
+void RetrainScheduler::ForgetRowsGoneElsewhere() {
+  std::vector<int64_t> ids;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (const Pending& p : queue_) {
+      if (p.id > 0) ids.push_back(p.id);
+    }
+  }
+  if (ids.empty()) return;
+  Result<std::vector<int64_t>> gone = QueuedRowsGoneElsewhere(db_, ids);
+  if (!gone.ok() || gone->empty()) return;  // a store error: looked at again next tick
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    std::erase_if(queue_, [&](const Pending& p) {
+      return std::find(gone->begin(), gone->end(), p.id) != gone->end();
+    });
+  }
+  cv_.notify_all();
 }
 
 void RetrainScheduler::QueueAll(std::vector<Pending> due) {
@@ -567,6 +588,30 @@ uint64_t RetrainScheduler::started() const {
 uint64_t RetrainScheduler::folded() const {
   std::lock_guard<std::mutex> lock(mu_);
   return folded_;
+}
+
+Result<CancelOutcome> CancelRetraining(store::Database& db, registry::RegistryService& registry,
+                                       const Clock& clock, const std::string& model,
+                                       const registry::ChangeContext& context,
+                                       RetrainScheduler* local) {
+  CancelOutcome out;
+  KEEL_ASSIGN_OR_RETURN(out.request, RequestCancel(db, model, context.actor, clock.NowMillis()));
+  if (local != nullptr) {
+    const Status c = local->Cancel(model);
+    if (!c.ok() && c.code() != StatusCode::kNotFound) return c;
+    out.local = c.ok();
+  }
+  if (out.local || out.request.queued > 0 || out.request.running > 0) {
+    out.what = "job";
+    return out;
+  }
+  KEEL_ASSIGN_OR_RETURN(out.shadow_phases, CancelShadow(db, registry, clock, model, context));
+  if (out.shadow_phases == 0) {
+    return NotFound("no retraining job of model '" + model +
+                    "' is queued, running or in its shadow phase");
+  }
+  out.what = "shadow";
+  return out;
 }
 
 }  // namespace keel::retrain

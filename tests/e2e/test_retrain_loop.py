@@ -362,7 +362,8 @@ shadow: {{ duration: 2s, min_requests: 300 }}
         self.assertEqual(self.alias("shadow"), first["challenger_version"])
         r = self.api("jobs/cancel", {"model": "churn"})
         self.assertEqual(r.status_code, 200, r.text)
-        self.assertEqual(r.json(), {"model": "churn", "cancelled": "shadow"})
+        self.assertEqual(r.json(), {"model": "churn", "cancelled": "shadow", "queued": 0,
+                                    "running": 0})
         cancelled = self.api_jobs()[0]
         self.assertEqual((cancelled["id"], cancelled["status"]), (first["id"], "cancelled"))
         self.assertIn("during the shadow phase", cancelled["message"])

@@ -636,6 +636,85 @@ TEST(RetrainSchedulerTest, FoldedAndCancelledJobsLeaveNoQueuedRows) {
   s.Stop();
 }
 
+// Cancelled from another process through the store (RequestCancel): a
+// queued row ends `cancelled` whoever holds it, and its holder's scheduler
+// forgets it at its next tick (the model takes triggers again, and the job
+// never runs); running jobs are asked to stop.
+TEST(RetrainSchedulerTest, QueuedJobsCancelledElsewhereLeaveTheQueue) {
+  TempDir dir;
+  auto db = OpenTestDb(dir);
+  ASSERT_NE(db, nullptr);
+  ManualClock clock(kMonday);
+  Jobs jobs;
+  jobs.Hold();
+  RetrainScheduler s({Policy("churn"), Policy("fraud")}, *db, clock, jobs.Runner(), Fast());
+  ASSERT_OK(s.Start());
+  ASSERT_OK(s.Trigger("fraud", "manual", "me"));
+  jobs.WaitRunning(1);
+  ASSERT_OK(s.Trigger("churn", "alert:x", "monitor"));  // queued: the only worker is busy
+  std::vector<QueuedRow> rows = QueuedRows(*db, "churn");
+  ASSERT_EQ(rows.size(), 1u);
+  const int64_t queued = rows[0].id;
+  Disown(*db, "another-host:7:xyz");  // held by another replica's scheduler
+  auto asked = RequestCancel(*db, "churn", "bob", kMonday + 5);
+  ASSERT_TRUE(asked.ok()) << asked.status().ToString();
+  EXPECT_EQ(asked->queued, 1);
+  EXPECT_EQ(asked->running, 0);
+  EXPECT_TRUE(QueuedRows(*db, "churn").empty());
+  auto history = RetrainHistory(*db, "churn", 10);
+  ASSERT_TRUE(history.ok());
+  ASSERT_EQ(history->size(), 1u);
+  EXPECT_EQ(history->front().id, queued);
+  EXPECT_EQ(history->front().status, "cancelled");
+  EXPECT_EQ(history->front().message, "cancelled by bob while queued");
+  auto state = [&](const std::string& model) {
+    for (const auto& st : s.Snapshot()) {
+      if (st.policy->model == model) return st.state;
+    }
+    return std::string("?");
+  };
+  EXPECT_EQ(state("churn"), "queued");  // until the scheduler's next tick
+  ASSERT_OK(s.Tick());
+  EXPECT_EQ(state("churn"), "idle");
+  const uint64_t folded = s.folded();
+  ASSERT_OK(s.Trigger("churn", "manual", "you"));  // not folded into the cancelled job
+  EXPECT_EQ(s.folded(), folded);
+  jobs.Release();
+  s.WaitIdle();
+  EXPECT_EQ(jobs.calls(), (std::vector<std::string>{"fraud manual", "churn manual"}));
+  // Nothing queued now; a cancel finds nothing (the runner here keeps its
+  // rows queued, so ask about a model without any).
+  auto none = RequestCancel(*db, "nobody", "bob", kMonday + 6);
+  ASSERT_TRUE(none.ok());
+  EXPECT_EQ(none->queued + none->running, 0);
+  s.Stop();
+}
+
+// A running job of a process that died with a cancel request pending ends
+// `cancelled` at the takeover, and is not run again.
+TEST(RetrainSchedulerTest, ATakeOverEndsAJobAskedToStop) {
+  TempDir dir;
+  auto db = OpenTestDb(dir);
+  ASSERT_NE(db, nullptr);
+  const int64_t asked = RunningJob(*db, "gone-host:1:abc", 5'000);
+  auto request = RequestCancel(*db, "churn", "carol", 6'000);
+  ASSERT_TRUE(request.ok()) << request.status().ToString();
+  EXPECT_EQ(request->running, 1);
+  EXPECT_EQ(request->queued, 0);
+  auto taken = TakeOverStaleWork(*db, 40'000, 10'000, [](const std::string&) { return true; });
+  ASSERT_TRUE(taken.ok()) << taken.status().ToString();
+  EXPECT_TRUE(taken->empty());  // no rerun
+  auto history = RetrainHistory(*db, "churn", 10);
+  ASSERT_TRUE(history.ok());
+  ASSERT_EQ(history->size(), 1u);
+  EXPECT_EQ(history->front().id, asked);
+  EXPECT_EQ(history->front().status, "cancelled");
+  EXPECT_NE(history->front().message.find("cancelled by carol"), std::string::npos)
+      << history->front().message;
+  EXPECT_NE(history->front().message.find("gone-host:1:abc"), std::string::npos)
+      << history->front().message;
+}
+
 // A schedule slot and its job are stored together: right after the tick
 // that fires the slot, before any worker starts the job, the job is queued
 // in the store.

@@ -277,6 +277,27 @@ Result<int> CancelShadow(store::Database& db, registry::RegistryService& registr
                          const Clock& clock, const std::string& model,
                          const registry::ChangeContext& context);
 
+// Cancellation from any process sharing the store: another replica, or
+// `keel retrain cancel` (a scheduler's own Cancel() is immediate for its
+// jobs; this reaches every process's). In one transaction, the model's
+// queued rows end `cancelled` whoever owns them (their owner's scheduler
+// drops them at its next tick, and a worker about to start one finds it
+// gone), and its running jobs are marked with a cancel request naming
+// `actor` (retrain_jobs.cancel_requested). A running job's own process
+// reads the request with the job's heartbeat, at most about a second later,
+// and stops it as a local cancel does: it ends `cancelled` ("cancelled by
+// <actor>: ..."), never retried, the champion untouched (a job that had
+// already moved an alias when it read the request ends as it would have).
+// A job whose process died with a request pending is ended `cancelled` by
+// the takeover, not run again. A job in its shadow phase is left to
+// CancelShadow.
+struct CancelRequest {
+  int queued = 0;   // queued rows ended `cancelled`
+  int running = 0;  // running jobs asked to stop (newly or again)
+};
+Result<CancelRequest> RequestCancel(store::Database& db, const std::string& model,
+                                    const std::string& actor, int64_t now_ms);
+
 // The watch after a promotion (policy.watch): when the latest change of the
 // alias policy.promote (from the alias history; by a job or by hand, but not
 // a rollback by the watch itself, nor a change that undoes the one before it,
@@ -339,12 +360,19 @@ Result<bool> EndQueuedJob(store::Database& db, int64_t id, int64_t now_ms,
 // job); kNotMine when another process owns it now (taken over: that process
 // runs it, so no retry is queued here).
 enum class Requeued : uint8_t { kInPlace, kNotQueued, kNotMine };
+// Of `ids`, rows this process holds queued in memory, those no longer its
+// to run: ended by another process (RequestCancel), claimed by another
+// (taken over), or gone. A row still queued or running for this process
+// is not among them (one of its workers may have just started it).
+Result<std::vector<int64_t>> QueuedRowsGoneElsewhere(store::Database& db,
+                                                     const std::vector<int64_t>& ids);
 Result<Requeued> RequeueJob(store::Database& db, const QueuedJob& retry);
 // The lease holder's takeover, in one transaction: other processes' running
 // jobs whose heartbeat is older than `stale_before_ms`, each marked failed
 // ("interrupted: its process ... stopped renewing") together with its rerun
-// queued for this process (trigger "takeover of job N (...)", attempt 1),
-// and the queued rows of other processes whose heartbeat is older than
+// queued for this process (trigger "takeover of job N (...)", attempt 1;
+// a job someone asked to cancel, RequestCancel, ends `cancelled` instead,
+// with no rerun), and the queued rows of other processes whose heartbeat is older than
 // `stale_before_ms`, claimed for this process as they are (compare-and-set
 // on their owner).
 // A live process of this host is never taken over. Only models for which

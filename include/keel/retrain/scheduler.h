@@ -58,7 +58,12 @@
 // another job stores no row (or its row is deleted when the fold is only
 // seen once it is stored); a continuous update replaced by a full retrain,
 // or skipped by the job, is deleted; Cancel() of a queued job ends its row
-// `cancelled` (deleted at a later tick instead if that write fails). Stop()
+// `cancelled` (deleted at a later tick instead if that write fails); a
+// queued row that another process ended (RequestCancel from another
+// replica or `keel retrain cancel`) or took over leaves the in-memory queue
+// at the next tick, and a running job asked to stop through the store stops
+// within about a second (RunRetrainJob reads the request with its
+// heartbeat). Stop()
 // leaves queued rows queued: the lease holder takes them over once their
 // heartbeat is older than lease_ttl_ms. Without a lease (one process, no
 // replicas) nothing takes them over.
@@ -203,6 +208,9 @@ class RetrainScheduler {
   Status Store(Pending& job, int64_t now_ms);
   // Deletes queued rows of this process; those it could not go to orphans_. mu_ not held.
   void DropRows(const std::vector<int64_t>& rows);
+  // Removes from queue_ the jobs whose rows another process ended (RequestCancel) or took
+  // over. mu_ not held.
+  void ForgetRowsGoneElsewhere();
 
   std::vector<RetrainPolicy> policies_;
   store::Database& db_;
@@ -232,5 +240,23 @@ class RetrainScheduler {
   std::thread ticker_;
   std::thread watcher_;
 };
+
+// Cancels the model's retraining wherever it runs, for
+// POST /api/2.0/keel/retrain/jobs/cancel and `keel retrain cancel`:
+// RequestCancel (every process's queued and running jobs; stored first, so
+// a job names context.actor when it stops), then `local`'s Cancel() (this
+// server's scheduler, may be null: immediate for the jobs it holds, those
+// only in its memory included); when neither found a job, the shadow phase
+// ends (CancelShadow). NotFound when there was nothing to cancel.
+struct CancelOutcome {
+  std::string what;       // "job" or "shadow"
+  CancelRequest request;  // what RequestCancel did
+  bool local = false;     // `local` cancelled a job it held
+  int shadow_phases = 0;  // jobs whose shadow phase ended
+};
+Result<CancelOutcome> CancelRetraining(store::Database& db, registry::RegistryService& registry,
+                                       const Clock& clock, const std::string& model,
+                                       const registry::ChangeContext& context,
+                                       RetrainScheduler* local);
 
 }  // namespace keel::retrain
