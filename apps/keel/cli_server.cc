@@ -289,6 +289,7 @@ Status RunServer(const GlobalOptions& global, const ServerFlags& f, bool serving
     retrain_transport = MakeEmbeddedTransport(*app);
     retrain_recorder = MakeApiRecorder(*retrain_transport);
     retrain::RetrainEnv env = RetrainEnvOf(*app, *retrain_recorder);
+    env.stale_after_ms = lease_ttl_ms;
     env.on_status = [](const std::string& line) {
       std::cout << "  retrain: " << line << std::endl;
     };

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
 #include <map>
 
 #include "keel/core/json.h"
@@ -521,6 +522,26 @@ Status RegistryService::SetVersionStatus(const std::string& name, int64_t versio
         {Value(std::string_view(status)), Value(std::string_view(message)),
          Value(std::string_view(name)), Value(version)});
   });
+}
+
+Result<bool> RegistryService::AbandonPendingVersion(const std::string& name,
+                                                    const std::string& version,
+                                                    const std::string& message) {
+  int64_t number = 0;
+  const auto [end, ec] = std::from_chars(version.data(), version.data() + version.size(), number);
+  if (ec != std::errc() || end != version.data() + version.size()) {
+    return InvalidArgument("model version must be an integer, got '" + version + "'");
+  }
+  bool abandoned = false;
+  KEEL_RETURN_IF_ERROR(db_.Write([&](Connection& c) -> Status {
+    KEEL_RETURN_IF_ERROR(
+        c.Exec("UPDATE model_versions SET status = 'FAILED_REGISTRATION', status_message = ? WHERE "
+               "name = ? AND version = ? AND status = 'PENDING_REGISTRATION'",
+               {Value(std::string_view(message)), Value(std::string_view(name)), Value(number)}));
+    abandoned = c.ChangedRows() > 0;
+    return OkStatus();
+  }));
+  return abandoned;
 }
 
 Result<ModelVersion> RegistryService::GetModelVersion(const std::string& name,

@@ -26,6 +26,7 @@
 #include "keel/monitor/alerts.h"
 #include "keel/monitor/live.h"
 #include "keel/store/lease.h"
+#include "keel/tracking/tracking.h"
 #include "keel/train/metrics.h"
 
 namespace keel::retrain {
@@ -43,6 +44,12 @@ double NumOf(const json& j, const char* key) {
 
 // ------------------------------------------------------------------ job rows
 
+std::string HostName() {
+  char name[256] = {};
+  if (::gethostname(name, sizeof name - 1) != 0) return "";
+  return name;
+}
+
 // "host:pid:random": the process that runs a job (retrain_jobs.owner),
 // unique even when a restarted container reuses the host name and pid.
 const std::string& JobOwner() {
@@ -56,9 +63,8 @@ bool OwnerAliveHere(const std::string& owner) {
   const size_t first = owner.find(':');
   const size_t second = owner.find(':', first == std::string::npos ? 0 : first + 1);
   if (first == std::string::npos || second == std::string::npos) return false;
-  char host[256] = {};
-  if (::gethostname(host, sizeof host - 1) != 0) return false;
-  if (owner.substr(0, first) != host) return false;
+  const std::string host = HostName();
+  if (host.empty() || owner.substr(0, first) != host) return false;
   const int64_t pid = std::atoll(owner.substr(first + 1, second - first - 1).c_str());
   // This process's pid under another owner: an earlier process of a
   // restarted container (same host name, same pid, e.g. 1), gone.
@@ -87,17 +93,50 @@ Status InsertJobRow(store::Connection& c, RetrainJob& job, int attempt, int64_t 
                 {store::Value(job.ToJson()), store::Value(job.id)});
 }
 
-Status InsertJob(store::Database& db, RetrainJob& job, bool continuous) {
-  return db.Write([&](store::Connection& c) {
+// One job per model across processes: Unavailable when another process
+// runs a job of `job.model` whose heartbeat is younger than `stale_after_ms`
+// (a process of this host that is gone does not count), within the
+// caller's transaction.
+Status RefuseWhileAnotherRuns(store::Connection& c, const RetrainJob& job, int64_t stale_after_ms) {
+  std::optional<std::pair<int64_t, std::string>> other;
+  KEEL_RETURN_IF_ERROR(c.Query(
+      "SELECT job_id, owner FROM retrain_jobs WHERE model = ? AND status = 'running' AND "
+      "owner <> ? AND heartbeat >= ? ORDER BY job_id",
+      {store::Value(job.model), store::Value(JobOwner()),
+       store::Value(job.started_ms - stale_after_ms)},
+      [&](const store::RowView& row) {
+        std::string owner(row.Text(1));
+        const bool gone_here = owner.rfind(HostName() + ":", 0) == 0 && !OwnerAliveHere(owner);
+        if (!other && !gone_here) other.emplace(row.Int(0), std::move(owner));
+        return OkStatus();
+      }));
+  if (!other) return OkStatus();
+  return Unavailable("model '" + job.model + "' already has retraining job " +
+                     std::to_string(other->first) + " running (in " + other->second +
+                     "); one job per model at a time: wait for it, or cancel it (keel retrain "
+                     "cancel " +
+                     job.model + ")");
+}
+
+// Inserts `job` as a running row of this process; with stale_after_ms >= 0
+// not while another process runs a job of the model (a watch's rollback,
+// which must not wait, passes -1).
+Status InsertJob(store::Database& db, RetrainJob& job, bool continuous,
+                 int64_t stale_after_ms = -1) {
+  return db.Write([&](store::Connection& c) -> Status {
+    if (stale_after_ms >= 0) KEEL_RETURN_IF_ERROR(RefuseWhileAnotherRuns(c, job, stale_after_ms));
     return InsertJobRow(c, job, /*attempt=*/1, /*not_before_ms=*/0, continuous);
   });
 }
 
 // Turns this process's queued row `job.id` into the running job `job`
 // (RetrainRequest::queued_job_id); FailedPrecondition when it is no longer
-// queued for this process (cancelled, or taken over by another replica).
-Status ClaimQueuedJob(store::Database& db, const RetrainJob& job) {
+// queued for this process (cancelled, or taken over by another replica);
+// Unavailable, leaving it queued, while another process runs a job of the
+// model.
+Status ClaimQueuedJob(store::Database& db, const RetrainJob& job, int64_t stale_after_ms) {
   return db.Write([&](store::Connection& c) -> Status {
+    KEEL_RETURN_IF_ERROR(RefuseWhileAnotherRuns(c, job, stale_after_ms));
     KEEL_RETURN_IF_ERROR(c.Exec(
         "UPDATE retrain_jobs SET trigger_name = ?, actor = ?, status = ?, started_time = ?, "
         "finished_time = 0, details = ?, heartbeat = ? WHERE job_id = ? AND status = 'queued' "
@@ -232,12 +271,6 @@ std::optional<float> LabelValue(const std::string& label_json, bool regression,
     return std::nullopt;  // the two models name their classes differently
   }
   return static_cast<float>(k);
-}
-
-std::string HostName() {
-  char name[256] = {};
-  if (::gethostname(name, sizeof name - 1) != 0) return "";
-  return name;
 }
 
 // ------------------------------------------------------------------ data
@@ -498,10 +531,13 @@ std::string FileTail(const fs::path& path, size_t max, uintmax_t& total) {
 
 // Runs the policy's training command; its output's tail goes to the job's
 // log (`job` is the caller's, updated in the store by the caller).
+// Called with a job's run id as soon as the run exists.
+using RunStarted = std::function<void(const std::string& run_id)>;
+
 Result<Trained> TrainWithCommand(const RetrainPolicy& policy, RetrainJob& job,
                                  const fs::path& job_dir, const fs::path& data_csv,
                                  const std::string& experiment_id, const RetrainEnv& env,
-                                 const std::atomic<bool>& cancel) {
+                                 const std::atomic<bool>& cancel, const RunStarted& on_run) {
   const fs::path out_dir = job_dir / "output";
   std::error_code ec;
   fs::create_directories(out_dir, ec);
@@ -519,6 +555,7 @@ Result<Trained> TrainWithCommand(const RetrainPolicy& policy, RetrainJob& job,
                                       {"mlflow.source.name", "keel retrain (command)"},
                                       {"keel.retrain.job", std::to_string(job.id)},
                                       {"keel.retrain.trigger", job.trigger}}));
+  on_run(t.run_id);
   auto fail = [&](const Status& s) -> Status {
     rec.EndRun(t.run_id, cancel.load() ? "KILLED" : "FAILED").IgnoreError();
     return s;
@@ -599,7 +636,7 @@ train::RecordOptions JobRecordOptions(const RetrainPolicy& policy, const Retrain
 Result<Trained> TrainWithKeel(const RetrainPolicy& policy, const RetrainJob& job,
                               const fs::path& job_dir, const TrainingData& data,
                               const std::string& experiment_id, const RetrainEnv& env,
-                              const std::atomic<bool>& cancel) {
+                              const std::atomic<bool>& cancel, const RunStarted& on_run) {
   train::TrainSpec spec;
   spec.data_path = data.csv.string();
   spec.data_label =
@@ -610,8 +647,9 @@ Result<Trained> TrainWithKeel(const RetrainPolicy& policy, const RetrainJob& job
   spec.model = policy.train.model;
   spec.params = policy.train.params;
   const train::TrainProgress progress = JobProgress(env, cancel);
-  const train::RecordOptions options =
+  train::RecordOptions options =
       JobRecordOptions(policy, job, job_dir, experiment_id, "retrain", data.window_rows);
+  options.on_run_started = on_run;
   KEEL_ASSIGN_OR_RETURN(train::RecordResult r,
                         train::TrainAndRecord(spec, progress, *env.recorder, options));
   return Trained{r.run_id, r.version, r.version_status};
@@ -624,7 +662,7 @@ Result<Trained> TrainContinued(const RetrainPolicy& policy, const RetrainJob& jo
                                const std::vector<serve::LoggedPrediction>& rows,
                                const std::string& rows_label, const std::string& rows_sha256,
                                const std::string& experiment_id, const RetrainEnv& env,
-                               const std::atomic<bool>& cancel) {
+                               const std::atomic<bool>& cancel, const RunStarted& on_run) {
   const bool regression = champion.info.task == "regression";
   const auto nf = static_cast<size_t>(champion.pipeline.num_features());
   std::vector<float> x, y, row(nf);
@@ -661,6 +699,7 @@ Result<Trained> TrainContinued(const RetrainPolicy& policy, const RetrainJob& jo
   train::RecordOptions options =
       JobRecordOptions(policy, job, job_dir, experiment_id, "continue", spec.rows);
   options.extra_tags.emplace_back("keel.continue.base_version", job.champion_version);
+  options.on_run_started = on_run;
   KEEL_ASSIGN_OR_RETURN(train::RecordResult r,
                         train::ContinueAndRecord(spec, progress, *env.recorder, options));
   return Trained{r.run_id, r.version, r.version_status};
@@ -1156,9 +1195,9 @@ Result<RetrainJob> RunRetrainJob(const RetrainPolicy& policy, const RetrainEnv& 
   }
   if (request.queued_job_id != 0) {
     job.id = request.queued_job_id;
-    KEEL_RETURN_IF_ERROR(ClaimQueuedJob(*env.db, job));
+    KEEL_RETURN_IF_ERROR(ClaimQueuedJob(*env.db, job, env.stale_after_ms));
   } else {
-    KEEL_RETURN_IF_ERROR(InsertJob(*env.db, job, request.continuous));
+    KEEL_RETURN_IF_ERROR(InsertJob(*env.db, job, request.continuous, env.stale_after_ms));
   }
   status_line("job " + std::to_string(job.id) + " started: " + job.trigger +
               (job.actor.empty() ? std::string() : " (by " + job.actor + ")") + ", on " + job.host +
@@ -1248,7 +1287,23 @@ Result<RetrainJob> RunRetrainJob(const RetrainPolicy& policy, const RetrainEnv& 
     }
     job.finished_ms = job.status == "shadow" ? 0 : clock.NowMillis();
     status_line("job " + std::to_string(job.id) + " " + job.status + ": " + job.message);
-    KEEL_RETURN_IF_ERROR(UpdateJob(*env.db, job, request.retry, request.retry_backoff_ms));
+    Status written = UpdateJob(*env.db, job, request.retry, request.retry_backoff_ms);
+    // A job that moved an alias (promoted, or its challenger put in shadow)
+    // has done its work: a store error on its record is retried a few
+    // times, and the job is returned even then (the alias history names it),
+    // so that no retry runs it again and moves the alias twice.
+    const bool moved_alias = job.status == "promoted" || job.status == "shadow";
+    for (int attempt = 0; moved_alias && !written.ok() &&
+                          written.code() != StatusCode::kFailedPrecondition && attempt < 4;
+         ++attempt) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(250 << attempt));
+      written = UpdateJob(*env.db, job);
+    }
+    if (!written.ok()) {
+      if (!moved_alias) return written;
+      status_line("job " + std::to_string(job.id) + "'s record could not be written (" +
+                  written.message() + "); the alias history records the change");
+    }
     return job;
   };
   auto failed = [&](const Status& s) { return finish("failed", s.message()); };
@@ -1311,14 +1366,20 @@ Result<RetrainJob> RunRetrainJob(const RetrainPolicy& policy, const RetrainEnv& 
     job.data.push_back(DataSource{role, path, sha, count, rows.front().record.time_ms,
                                   rows.back().record.time_ms});
   };
+  // The run is in the job's record as soon as it exists: a job that dies
+  // while training leaves a run its record names (ended at the takeover).
+  const RunStarted record_run = [&](const std::string& run_id) {
+    job.run_id = run_id;
+    UpdateJob(*env.db, job).IgnoreError();  // written again with the challenger
+  };
   Result<Trained> trained_result = Internal("not trained");
   if (request.continuous) {
     if (!champion) return failed(FailedPrecondition("no " + policy.promote + " to update"));
     // Updated on the window's rows (minus the holdout), nothing else.
     const std::string sha = RowsSha256(*window);
     add_rows("window", "new labeled predictions of " + policy.model, sha, window->size(), *window);
-    add_rows("holdout", "newest labeled predictions of " + policy.model, "", holdout.size(),
-             holdout);
+    add_rows("holdout", "newest labeled predictions of " + policy.model, RowsSha256(holdout),
+             holdout.size(), holdout);
     if (Status s = UpdateJob(*env.db, job); !s.ok()) return failed(s);
     status_line("job " + std::to_string(job.id) + ": updating version " + job.champion_version +
                 " on " + std::to_string(window->size()) + " new rows, holdout " +
@@ -1326,7 +1387,7 @@ Result<RetrainJob> RunRetrainJob(const RetrainPolicy& policy, const RetrainEnv& 
     Result<Trained> updated = TrainContinued(
         policy, job, job_dir, *champion, *window,
         std::to_string(window->size()) + " new labeled predictions of " + policy.model, sha,
-        experiment_id, env, cancel);
+        experiment_id, env, cancel, record_run);
     if (!updated.ok()) return failed(updated.status());
     trained_result = *updated;
   } else {
@@ -1340,9 +1401,10 @@ Result<RetrainJob> RunRetrainJob(const RetrainPolicy& policy, const RetrainEnv& 
       job.data.push_back(
           DataSource{"data", policy.train.data, data.data_sha256, data.base_rows, 0, 0});
     }
-    add_rows("window", "labeled predictions of " + policy.model, "", data.window_rows, *window);
-    add_rows("holdout", "newest labeled predictions of " + policy.model, "", holdout.size(),
-             holdout);
+    add_rows("window", "labeled predictions of " + policy.model, RowsSha256(*window),
+             data.window_rows, *window);
+    add_rows("holdout", "newest labeled predictions of " + policy.model, RowsSha256(holdout),
+             holdout.size(), holdout);
     if (Status s = UpdateJob(*env.db, job); !s.ok()) return failed(s);
     status_line("job " + std::to_string(job.id) + ": training on " +
                 std::to_string(data.base_rows + data.window_rows) + " rows (" +
@@ -1350,8 +1412,9 @@ Result<RetrainJob> RunRetrainJob(const RetrainPolicy& policy, const RetrainEnv& 
                 std::to_string(holdout.size()) + " rows");
     trained_result =
         policy.train.command.empty()
-            ? TrainWithKeel(policy, job, job_dir, data, experiment_id, env, cancel)
-            : TrainWithCommand(policy, job, job_dir, data_csv, experiment_id, env, cancel);
+            ? TrainWithKeel(policy, job, job_dir, data, experiment_id, env, cancel, record_run)
+            : TrainWithCommand(policy, job, job_dir, data_csv, experiment_id, env, cancel,
+                               record_run);
   }
 
   // Register the challenger.
@@ -1929,6 +1992,68 @@ Result<std::vector<RetrainJob>> RetrainHistory(store::Database& db, const std::s
   return out;
 }
 
+namespace {
+
+// What a job that died left behind (it was just marked failed or cancelled):
+// its run, if still RUNNING, ends FAILED; a version of that run left
+// PENDING_REGISTRATION becomes FAILED_REGISTRATION; and a version the run
+// registered before the job could record it is named in the job's record
+// (never gated; no alias but `challenger` may name it). Best effort: a store
+// error leaves the rest for nobody, and is returned.
+Status EndInterruptedWork(store::Database& db, int64_t job_id, int64_t now_ms) {
+  std::optional<RetrainJob> job;
+  KEEL_RETURN_IF_ERROR(db.Read([&](store::Connection& c) {
+    return c.Query("SELECT details FROM retrain_jobs WHERE job_id = ?", {store::Value(job_id)},
+                   [&](const store::RowView& row) -> Status {
+                     Result<RetrainJob> j = RetrainJob::FromJson(row.Text(0));
+                     if (j.ok()) job = std::move(j).value();
+                     return OkStatus();
+                   });
+  }));
+  if (!job || job->run_id.empty()) return OkStatus();
+  const Clock& clock = SystemClock::Default();
+  tracking::TrackingService tracking(db, clock, {});
+  Result<tracking::Run> run = tracking.GetRun(job->run_id);
+  if (run.ok() && run->info.status == "RUNNING") {
+    tracking::UpdateRunRequest end;
+    end.run_id = job->run_id;
+    end.status = "FAILED";
+    end.end_time = now_ms;
+    KEEL_RETURN_IF_ERROR(tracking.UpdateRun(end).status());
+  }
+  registry::RegistryService registry(db, clock);
+  registry::SearchRequest search;
+  search.filter = "run_id = '" + job->run_id + "'";
+  Result<registry::ModelVersionsPage> versions = registry.SearchModelVersions(search);
+  if (!versions.ok()) return versions.status();
+  std::string named;
+  for (const registry::ModelVersion& v : versions->versions) {
+    if (v.name != job->model) continue;
+    if (v.status == "PENDING_REGISTRATION") {
+      KEEL_RETURN_IF_ERROR(registry
+                               .AbandonPendingVersion(v.name, v.version,
+                                                      "interrupted: retrain job " +
+                                                          std::to_string(job->id) +
+                                                          " stopped while registering it")
+                               .status());
+    } else if (v.status == "READY" && job->challenger_version.empty()) {
+      named = v.version;
+    }
+  }
+  if (named.empty()) return OkStatus();
+  job->challenger_version = named;
+  job->message +=
+      "; its run had registered version " + named + ", never gated (the champion is untouched)";
+  return db.Write([&](store::Connection& c) {
+    return c.Exec(
+        "UPDATE retrain_jobs SET details = ? WHERE job_id = ? AND status IN ('failed', "
+        "'cancelled')",
+        {store::Value(job->ToJson()), store::Value(job->id)});
+  });
+}
+
+}  // namespace
+
 Result<int> MarkInterruptedJobs(store::Database& db, int64_t now_ms) {
   std::vector<RetrainJob> running;
   KEEL_RETURN_IF_ERROR(db.Read([&](store::Connection& c) {
@@ -1970,7 +2095,10 @@ Result<int> MarkInterruptedJobs(store::Database& db, int64_t now_ms) {
           {store::Value(now->status), store::Value(now->finished_ms), store::Value(now->ToJson()),
            store::Value(now->id)});
     }));
-    marked += updated ? 1 : 0;
+    if (updated) {
+      ++marked;
+      EndInterruptedWork(db, job.id, now_ms).IgnoreError();  // best effort, after the mark
+    }
   }
   return marked;
 }
@@ -1992,8 +2120,10 @@ namespace {
 // caller's transaction: the jobs it marked failed (to run again), each with
 // its continuous column.
 Status TakeOverStaleRunning(store::Connection& c, int64_t now_ms, int64_t stale_before_ms,
-                            std::vector<std::pair<RetrainJob, bool>>& taken) {
+                            std::vector<std::pair<RetrainJob, bool>>& taken,
+                            std::vector<int64_t>& ended) {
   taken.clear();
+  ended.clear();
   struct Stale {
     RetrainJob job;
     std::string owner;
@@ -2035,7 +2165,9 @@ Status TakeOverStaleRunning(store::Connection& c, int64_t now_ms, int64_t stale_
         "AND status = 'running'",
         {store::Value(job.status), store::Value(job.finished_ms), store::Value(job.ToJson()),
          store::Value(job.id)}));
-    if (c.ChangedRows() > 0 && job.status == "failed") taken.emplace_back(job, s.continuous);
+    if (c.ChangedRows() == 0) continue;
+    ended.push_back(job.id);
+    if (job.status == "failed") taken.emplace_back(job, s.continuous);
   }
   return OkStatus();
 }
@@ -2196,11 +2328,12 @@ Result<std::vector<QueuedJob>> TakeOverStaleWork(
     store::Database& db, int64_t now_ms, int64_t stale_before_ms,
     const std::function<bool(const std::string& model)>& runs) {
   std::vector<QueuedJob> out;
+  std::vector<int64_t> ended;  // running jobs marked failed or cancelled
   KEEL_RETURN_IF_ERROR(db.Write([&](store::Connection& c) -> Status {
     out.clear();
     // Running jobs: marked failed, their reruns queued here.
     std::vector<std::pair<RetrainJob, bool>> taken;
-    KEEL_RETURN_IF_ERROR(TakeOverStaleRunning(c, now_ms, stale_before_ms, taken));
+    KEEL_RETURN_IF_ERROR(TakeOverStaleRunning(c, now_ms, stale_before_ms, taken, ended));
     for (const auto& [job, continuous] : taken) {
       if (!runs(job.model)) continue;
       QueuedJob rerun;
@@ -2242,6 +2375,8 @@ Result<std::vector<QueuedJob>> TakeOverStaleWork(
     }
     return OkStatus();
   }));
+  // What the dead jobs left (runs, half-registered versions), once they are marked.
+  for (int64_t id : ended) EndInterruptedWork(db, id, now_ms).IgnoreError();
   return out;
 }
 

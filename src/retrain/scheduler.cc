@@ -12,6 +12,9 @@ namespace {
 constexpr int64_t kOnTimeGraceMs = 2 * 60'000;
 // Scanning for the newest slot due stops after this many slots.
 constexpr int kMaxSlotsScanned = 1'000'000;
+// A job that could not start because another process runs one of its model
+// waits this long before it tries again.
+constexpr int64_t kBusyWaitMs = 5'000;
 
 }  // namespace
 
@@ -92,7 +95,8 @@ Status RetrainScheduler::Start() {
       std::unique_lock<std::mutex> lock(mu_);
       while (!stopping_) {
         const int64_t now = clock_.NowMillis();
-        if (now - last_watch_ms_ >= options_.watch_interval_ms) {
+        // Due after an interval, or at once when the clock went back.
+        if (now - last_watch_ms_ >= options_.watch_interval_ms || now < last_watch_ms_) {
           last_watch_ms_ = now;
           if (!leader_) continue;  // the lease holder decides shadows and watches
           lock.unlock();
@@ -215,6 +219,13 @@ Status RetrainScheduler::Tick() {
     if (it == next_continuous_.end()) {
       std::lock_guard<std::mutex> lock(mu_);
       next_continuous_.emplace(p.model, now + p.continuous.every_ms);
+      continue;
+    }
+    if (it->second - now > p.continuous.every_ms) {
+      // The clock went back: the cadence counts from now, not from a
+      // future it may take as long as the jump to reach again.
+      std::lock_guard<std::mutex> lock(mu_);
+      it->second = now + p.continuous.every_ms;
       continue;
     }
     if (now < it->second) continue;
@@ -516,6 +527,22 @@ void RetrainScheduler::WorkerLoop() {
       request.retry_backoff_ms = backoff;
     }
     Result<RetrainJob> result = run_job_(*policy, request);
+    if (!result.ok() && result.status().code() == StatusCode::kUnavailable && job.id > 0 &&
+        !cancel->load()) {
+      // Not started: another process runs a job of the model (or the store
+      // was unavailable). The row waits its turn, queued as it was; this is
+      // not an attempt.
+      Pending again = job;
+      again.not_before_ms = clock_.NowMillis() + kBusyWaitMs;
+      Result<Requeued> kept = RequeueJob(db_, again);
+      if (kept.ok() && *kept == Requeued::kInPlace) {
+        lock.lock();
+        running_.erase(job.model);
+        if (!stopping_) queue_.push_back(std::move(again));
+        cv_.notify_all();
+        continue;
+      }
+    }
     const bool failed = !result.ok() || result->status == "failed";
     // FailedPrecondition: the row is no longer this process's (cancelled, or
     // taken over by another replica, which runs it): nothing more here.

@@ -734,7 +734,10 @@ Result<std::string> StartRecordedRun(const std::string& source_name, RunRecorder
                                      const RecordOptions& options) {
   KeyValues tags = {{"mlflow.source.type", "LOCAL"}, {"mlflow.source.name", source_name}};
   for (const auto& t : options.extra_tags) tags.push_back(t);
-  return recorder.StartRun(options.experiment, options.experiment_id, options.run_name, tags);
+  Result<std::string> run_id =
+      recorder.StartRun(options.experiment, options.experiment_id, options.run_name, tags);
+  if (run_id.ok() && options.on_run_started) options.on_run_started(*run_id);
+  return run_id;
 }
 
 Status FailRun(const Status& error, const std::string& run_id, const TrainProgress& progress,

@@ -15,8 +15,15 @@ concept. Checks:
     champion is untouched;
   - the team's own trainer as a command ({output_dir}), its failure (exit
     status and output in the job), and a timeout that stops it;
+  - a job killed with SIGKILL registers nothing, and the next job marks it
+    interrupted and ends its run FAILED;
   - `keel retrain history` shows every decision; bad policies and a missing
-    model are one-line errors.
+    model are one-line errors;
+  - one job per model across processes: a second `keel retrain` of the model
+    is refused while one runs; `keel retrain cancel` and the REST cancel (on
+    a server without policies) stop a job running in another process within
+    seconds (cancelled, its command gone, its run KILLED, the champion
+    untouched); Ctrl-C stops keel's own trainer mid-training the same way.
 
 Run: KEEL_SHARED_DIR=../shared /usr/bin/python3 tests/e2e/test_retrain.py
 """
@@ -304,6 +311,112 @@ train: { command: "exit 1", target: churn }
         killed = [j for j in jobs if j["id"] == job["id"]][0]
         self.assertEqual(killed["status"], "failed")
         self.assertIn("interrupted", killed["message"])
+        # Its run, named in the job's record from the start, ended FAILED with it.
+        self.assertTrue(killed["run_id"], killed)
+        run = self.server.get("runs/get", params={"run_id": killed["run_id"]}).json()["run"]
+        self.assertEqual(run["info"]["status"], "FAILED")
+        self.assertIn("end_time", run["info"])
+
+    def start_slow_job(self, name, seconds):
+        """`keel retrain churn` with a command that sleeps, in the background; returns
+        (process, its job once it shows as running)."""
+        slow = self.policy(name, f"""
+model: churn
+train: {{ command: "sleep {seconds}", target: churn }}
+""")
+        before = json.loads(self.run_keel("retrain", "history", "churn", "--json").stdout)["jobs"]
+        proc = subprocess.Popen([keel_binary(), "retrain", "churn", "--policy", slow],
+                                env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            jobs = json.loads(self.run_keel("retrain", "history", "churn", "--json").stdout)["jobs"]
+            if len(jobs) > len(before) and jobs[0]["status"] == "running" and jobs[0]["run_id"]:
+                return proc, jobs[0]
+            time.sleep(0.1)
+        proc.kill()
+        self.fail("the job never showed as running with its run")
+
+    def finish(self, proc, seconds=30):
+        """Waits for a background keel; returns (exit status, stderr's last line)."""
+        _, err = proc.communicate(timeout=seconds)
+        return proc.returncode, err.strip().splitlines()[-1]
+
+    def test_6_one_job_per_model_and_cancel_from_another_process(self):
+        champion = self.alias_version("champion")
+        proc, job = self.start_slow_job("sleepy.yaml", 68)
+        # A second job of the same model, from another process, does not start.
+        second = self.policy("second.yaml", "model: churn\ntrain: { command: \"exit 0\", target: churn }\n")
+        p = self.run_keel("retrain", "churn", "--policy", second, check=False)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertRegex(p.stderr.strip(),
+                         rf"^keel: error: model 'churn' already has retraining job {job['id']} "
+                         rf"running \(in {re.escape(job['host'])}:{job['pid']}:[^)]+\); one job "
+                         r"per model at a time: wait for it, or cancel it \(keel retrain cancel "
+                         r"churn\)$")
+        # keel retrain cancel, from a third process, stops it within seconds.
+        t0 = time.monotonic()
+        p = self.run_keel("retrain", "cancel", "churn")
+        self.assertIn("cancelled 0 queued job(s) of churn; asked 1 running job(s) to stop", p.stdout)
+        code, last = self.finish(proc)
+        self.assertLess(time.monotonic() - t0, 15)
+        self.assertNotEqual(code, 0)
+        self.assertRegex(last, rf"^keel: error: retrain job {job['id']} cancelled: cancelled by "
+                               r"\S+: the training command was stopped$")
+        jobs = json.loads(self.run_keel("retrain", "history", "churn", "--json").stdout)["jobs"]
+        self.assertEqual((jobs[0]["id"], jobs[0]["status"]), (job["id"], "cancelled"))
+        run = self.server.get("runs/get", params={"run_id": job["run_id"]}).json()["run"]
+        self.assertEqual(run["info"]["status"], "KILLED")
+        left = subprocess.run(["pgrep", "-f", "sleep 68"], capture_output=True, text=True)
+        self.assertEqual(left.stdout.strip(), "", "the cancelled command is still running")
+        self.assertEqual(self.alias_version("champion"), champion)
+        # Nothing left to cancel: one line, non-zero.
+        p = self.run_keel("retrain", "cancel", "churn", check=False)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertEqual(p.stderr.strip(), "keel: error: no retraining job of model 'churn' is "
+                                           "queued, running or in its shadow phase")
+
+        # The same over REST, on a server without policies of its own (any
+        # replica on the store takes it).
+        proc, job = self.start_slow_job("sleepy2.yaml", 69)
+        r = self.server.session.post(self.server.url + "/api/2.0/keel/retrain/jobs/cancel",
+                                     json={"model": "churn"})
+        self.assertEqual(r.status_code, 200, r.text)
+        self.assertEqual(r.json(), {"model": "churn", "cancelled": "job", "queued": 0, "running": 1})
+        code, last = self.finish(proc)
+        self.assertNotEqual(code, 0)
+        self.assertRegex(last, rf"^keel: error: retrain job {job['id']} cancelled: cancelled by ")
+        self.assertEqual(self.alias_version("champion"), champion)
+
+    def test_7_ctrl_c_stops_keels_own_trainer(self):
+        champion = self.alias_version("champion")
+        path = self.policy("long.yaml", f"""
+model: churn
+train: {{ data: {self.base}, target: churn, params: {{ n_estimators: 100000, max_depth: 8 }} }}
+""")
+        before = json.loads(self.run_keel("retrain", "history", "churn", "--json").stdout)["jobs"]
+        proc = subprocess.Popen([keel_binary(), "retrain", "churn", "--policy", path],
+                                env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True)
+        job = None
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and job is None:
+            jobs = json.loads(self.run_keel("retrain", "history", "churn", "--json").stdout)["jobs"]
+            if len(jobs) > len(before) and jobs[0]["run_id"]:
+                job = jobs[0]
+            time.sleep(0.1)
+        self.assertIsNotNone(job, "the job never recorded its run")
+        time.sleep(0.5)  # inside training
+        proc.send_signal(2)  # SIGINT, as Ctrl-C
+        code, last = self.finish(proc, seconds=60)
+        self.assertNotEqual(code, 0)
+        self.assertRegex(last, rf"^keel: error: retrain job {job['id']} cancelled: ")
+        jobs = json.loads(self.run_keel("retrain", "history", "churn", "--json").stdout)["jobs"]
+        self.assertEqual((jobs[0]["id"], jobs[0]["status"]), (job["id"], "cancelled"))
+        self.assertEqual(jobs[0]["challenger_version"], "")
+        run = self.server.get("runs/get", params={"run_id": job["run_id"]}).json()["run"]
+        self.assertEqual(run["info"]["status"], "KILLED")
+        self.assertEqual(self.alias_version("champion"), champion)
 
     def test_5_history_and_errors(self):
         p = self.run_keel("retrain", "history", "churn")

@@ -13,6 +13,7 @@
 
 #include "keel/core/json.h"
 #include "keel/retrain/retrain.h"
+#include "keel/tracking/tracking.h"
 #include "keel/train/metrics.h"
 #include "test_util.h"
 
@@ -176,6 +177,93 @@ TEST(RetrainJobsTest, InterruptedJobsOfThisHostAreMarkedFailed) {
   EXPECT_EQ(jobs[0].status, "promoted");
   ASSERT_OK_AND_ASSIGN(marked, MarkInterruptedJobs(*db, 5678));
   EXPECT_EQ(marked, 0);
+}
+
+// A job that died halfway leaves nothing half-done once it is marked: its
+// run (named in its record from the start) ends FAILED, a version of that run
+// left PENDING_REGISTRATION (the process died registering it) becomes
+// FAILED_REGISTRATION, and a version it had registered before recording it
+// is named in the job's record. Both paths: this host's gone process
+// (MarkInterruptedJobs) and another host's stale job (TakeOverStaleWork).
+TEST(RetrainJobsTest, AJobThatDiedHalfwayLeavesNothingHalfDone) {
+  TempDir dir;
+  auto db = OpenTestDb(dir);
+  ASSERT_NE(db, nullptr);
+  ManualClock clock(1'800'000'000'000);
+  tracking::TrackingService tracking(*db, clock, {});
+  registry::RegistryService registry(*db, clock);
+  ASSERT_OK(registry.CreateRegisteredModel("churn", {}, "").status());
+  char host[256] = {};
+  ASSERT_EQ(gethostname(host, sizeof host - 1), 0);
+  const pid_t gone = fork();
+  if (gone == 0) _exit(0);
+  ASSERT_GT(gone, 0);
+  waitpid(gone, nullptr, 0);
+  // Two dead jobs, each with a running run: the first died registering its
+  // version (left pending), the second after registering it (READY).
+  struct Dead {
+    std::string owner;
+    std::string host;
+    int64_t pid;
+    std::string run_id;
+    std::string version;
+  };
+  std::vector<Dead> dead = {{std::string(host) + ":" + std::to_string(gone) + ":x", host, gone},
+                            {"other-host:5:y", "other-host", 5}};
+  for (size_t i = 0; i < dead.size(); ++i) {
+    tracking::CreateRunRequest run;
+    run.experiment_id = "0";
+    run.run_name = "retrain-churn-job" + std::to_string(i + 1);
+    ASSERT_OK_AND_ASSIGN(tracking::Run r, tracking.CreateRun(run));
+    dead[i].run_id = r.info.run_id;
+    ASSERT_OK_AND_ASSIGN(
+        registry::ModelVersion v,
+        registry.CreateModelVersion(
+            {"churn", "test:/v" + std::to_string(i + 1), r.info.run_id, "", "", "me", {}}));
+    dead[i].version = v.version;
+    RetrainJob job;
+    job.id = static_cast<int64_t>(i + 1);
+    job.model = "churn";
+    job.status = "running";
+    job.host = dead[i].host;
+    job.pid = dead[i].pid;
+    job.run_id = r.info.run_id;
+    ASSERT_OK(db->Write([&](store::Connection& c) -> Status {
+      if (i == 0) {
+        KEEL_RETURN_IF_ERROR(
+            c.Exec("UPDATE model_versions SET status = 'PENDING_REGISTRATION' WHERE version = ?",
+                   {store::Value(static_cast<int64_t>(std::stoll(v.version)))}));
+      }
+      return c.Exec(
+          "INSERT INTO retrain_jobs(job_id, model, trigger_name, actor, status, started_time, "
+          "finished_time, details, owner, heartbeat) VALUES (?, 'churn', 'manual', 'me', "
+          "'running', 1, 0, ?, ?, 1)",
+          {store::Value(job.id), store::Value(job.ToJson()), store::Value(dead[i].owner)});
+    }));
+  }
+  ASSERT_OK_AND_ASSIGN(int marked, MarkInterruptedJobs(*db, 5'000));
+  EXPECT_EQ(marked, 1);  // this host's
+  ASSERT_OK(TakeOverStaleWork(*db, 6'000, 3'000, [](const std::string&) {
+              return false;
+            }).status());  // the other host's
+  for (size_t i = 0; i < dead.size(); ++i) {
+    SCOPED_TRACE(i);
+    ASSERT_OK_AND_ASSIGN(tracking::Run run, tracking.GetRun(dead[i].run_id));
+    EXPECT_EQ(run.info.status, "FAILED");
+    ASSERT_OK_AND_ASSIGN(registry::ModelVersion v,
+                         registry.GetModelVersion("churn", dead[i].version));
+    EXPECT_EQ(v.status, i == 0 ? "FAILED_REGISTRATION" : "READY");
+  }
+  ASSERT_OK_AND_ASSIGN(std::vector<RetrainJob> jobs, RetrainHistory(*db, "churn"));
+  ASSERT_EQ(jobs.size(), 2u);  // newest first
+  EXPECT_EQ(jobs[1].status, "failed");
+  EXPECT_EQ(jobs[1].challenger_version, "");
+  EXPECT_EQ(jobs[0].status, "failed");
+  EXPECT_EQ(jobs[0].challenger_version, dead[1].version);
+  EXPECT_NE(
+      jobs[0].message.find("its run had registered version " + dead[1].version + ", never gated"),
+      std::string::npos)
+      << jobs[0].message;
 }
 
 // The watch: a real registry and prediction log on SQLite, keel-linear
@@ -752,6 +840,89 @@ TEST_F(RetrainQueueTest, AQueuedRowBecomesItsJobAndAFailureQueuesItsRetry) {
   history = RetrainHistory(*db_, "churn", 10);
   ASSERT_TRUE(history.ok());
   EXPECT_EQ(history->size(), 2u);
+}
+
+void StoreOk(const Status& s) { EXPECT_TRUE(s.ok()) << s.ToString(); }
+
+// One job per model across processes: a job does not start while another
+// process's job of the model is running with a fresh heartbeat (its queued
+// row stays queued, nothing is inserted); a stale heartbeat, or a process of
+// this host that is gone, does not hold it back.
+TEST_F(RetrainQueueTest, AJobWaitsWhileAnotherProcessRunsOneOfItsModel) {
+  NoRecorder recorder;
+  env_.recorder = &recorder;
+  env_.stale_after_ms = 30'000;
+  policy_.train.data = (dir_.path() / "missing.csv").string();  // a started job fails at step 3
+  auto running_row = [&](const std::string& owner) {
+    int64_t id = 0;
+    StoreOk(db_->Write([&](store::Connection& c) {
+      return c.Query(
+          "INSERT INTO retrain_jobs(model, trigger_name, actor, status, started_time, "
+          "finished_time, details, owner, heartbeat) VALUES ('churn', 'manual', 't', 'running', "
+          "?, 0, '{}', ?, ?) RETURNING job_id",
+          {store::Value(clock_.NowMillis()), store::Value(owner), store::Value(clock_.NowMillis())},
+          [&](const store::RowView& r) {
+            id = r.Int(0);
+            return OkStatus();
+          });
+    }));
+    return id;
+  };
+  const int64_t other = running_row("other-host:9:abc");
+  QueuedJob queued;
+  queued.model = "churn";
+  queued.trigger = "manual";
+  queued.actor = "me";
+  ASSERT_OK(
+      db_->Write([&](store::Connection& c) { return QueueJob(c, queued, clock_.NowMillis()); }));
+  auto status_of = [&](int64_t id) {
+    std::string status;
+    StoreOk(db_->Read([&](store::Connection& c) {
+      return c.Query("SELECT status FROM retrain_jobs WHERE job_id = ?", {store::Value(id)},
+                     [&](const store::RowView& r) {
+                       status = std::string(r.Text(0));
+                       return OkStatus();
+                     });
+    }));
+    return status;
+  };
+  auto rows = [&] {
+    int64_t n = 0;
+    StoreOk(db_->Read([&](store::Connection& c) {
+      return c.Query("SELECT COUNT(*) FROM retrain_jobs", {}, [&](const store::RowView& r) {
+        n = r.Int(0);
+        return OkStatus();
+      });
+    }));
+    return n;
+  };
+  RetrainRequest from_queue;
+  from_queue.queued_job_id = queued.id;
+  Result<RetrainJob> waiting = RunRetrainJob(policy_, env_, from_queue);
+  ASSERT_EQ(waiting.status().code(), StatusCode::kUnavailable) << waiting.status().ToString();
+  EXPECT_NE(waiting.status().message().find("already has retraining job " + std::to_string(other)),
+            std::string::npos)
+      << waiting.status().message();
+  EXPECT_EQ(status_of(queued.id), "queued");
+  Result<RetrainJob> direct = RunRetrainJob(policy_, env_, RetrainRequest{});
+  EXPECT_EQ(direct.status().code(), StatusCode::kUnavailable) << direct.status().ToString();
+  EXPECT_EQ(rows(), 2);  // nothing inserted
+
+  // A gone process of this host, with a fresh heartbeat, holds nothing back.
+  ASSERT_OK(db_->Write([&](store::Connection& c) {
+    return c.Exec("UPDATE retrain_jobs SET status = 'failed' WHERE job_id = ?",
+                  {store::Value(other)});
+  }));
+  char host[256] = {};
+  ASSERT_EQ(::gethostname(host, sizeof host - 1), 0);
+  running_row(std::string(host) + ":999999999:gone");
+  // Nor does another host's job once its heartbeat is stale.
+  running_row("other-host:9:abc");
+  clock_.Advance(30'001);
+  Result<RetrainJob> started = RunRetrainJob(policy_, env_, from_queue);
+  ASSERT_TRUE(started.ok()) << started.status().ToString();
+  EXPECT_EQ(started->id, queued.id);
+  EXPECT_EQ(started->status, "failed") << started->message;  // it ran: the data is missing
 }
 
 }  // namespace

@@ -58,6 +58,10 @@ class Jobs {
       job.model = p.model;
       // A cancelled job reports "failed" here, so the tests see that the
       // scheduler's own cancel flag (not the status) stops the retries.
+      if (busy_ > 0) {
+        --busy_;
+        return Unavailable("another process runs a job of " + p.model);
+      }
       job.status = r.cancel != nullptr && r.cancel->load() ? "failed"
                    : failures_ > 0                         ? "failed"
                                                            : "promoted";
@@ -80,6 +84,11 @@ class Jobs {
     std::lock_guard<std::mutex> lock(mu_);
     failures_ = n;
   }
+  // The next n jobs do not start: another process runs one (Unavailable).
+  void BusyNext(int n) {
+    std::lock_guard<std::mutex> lock(mu_);
+    busy_ = n;
+  }
   void WaitRunning(int n) {
     std::unique_lock<std::mutex> lock(mu_);
     ASSERT_TRUE(cv_.wait_for(lock, std::chrono::seconds(10), [&] { return running_ == n; }));
@@ -99,6 +108,7 @@ class Jobs {
   std::vector<std::string> calls_;
   bool hold_ = false;
   int failures_ = 0;
+  int busy_ = 0;
   int running_ = 0;
   int max_running_ = 0;
 };
@@ -194,6 +204,24 @@ TEST(RetrainSchedulerTest, ClockJumps) {
   EXPECT_EQ(jobs.calls().size(), 2u);
 }
 
+// missed: skip: slots jumped over run nothing; the next slot on time does.
+TEST(RetrainSchedulerTest, ClockJumpsForwardWithSkip) {
+  TempDir dir;
+  auto db = OpenTestDb(dir);
+  ManualClock clock(kMonday + 2 * kHour);
+  Jobs jobs;
+  RetrainScheduler s({Policy("churn", "0 3 * * *", "skip")}, *db, clock, jobs.Runner(), Fast());
+  ASSERT_OK(s.Start());
+  clock.Set(kMonday + 2 * kDay + 3 * kHour + 30 * kMinute);  // over three 03:00 slots
+  ASSERT_OK(s.Tick());
+  s.WaitIdle();
+  EXPECT_TRUE(jobs.calls().empty());
+  clock.Set(kMonday + 3 * kDay + 3 * kHour + 30'000);
+  ASSERT_OK(s.Tick());
+  s.WaitIdle();
+  EXPECT_EQ(jobs.calls(), (std::vector<std::string>{"churn schedule"}));
+}
+
 TEST(RetrainSchedulerTest, ContinuousUpdatesAtTheirCadence) {
   TempDir dir;
   auto db = OpenTestDb(dir);
@@ -243,6 +271,16 @@ TEST(RetrainSchedulerTest, ContinuousUpdatesAtTheirCadence) {
   ASSERT_EQ(calls.size(), 6u);
   EXPECT_EQ(calls[4], "churn continuous [update]");
   EXPECT_EQ(calls[5], "churn manual");
+  // The clock goes back a day: the next update is one cadence later, not a
+  // day and a cadence.
+  clock.Set(kMonday + 55 * kMinute - kDay);
+  ASSERT_OK(s.Tick());
+  s.WaitIdle();
+  clock.Advance(10 * kMinute);
+  ASSERT_OK(s.Tick());
+  s.WaitIdle();
+  ASSERT_EQ(jobs.calls().size(), 7u);
+  EXPECT_EQ(jobs.calls()[6], "churn continuous [update]");
   s.Stop();
 }
 
@@ -633,6 +671,38 @@ TEST(RetrainSchedulerTest, FoldedAndCancelledJobsLeaveNoQueuedRows) {
   s.WaitIdle();
   EXPECT_EQ(jobs.calls(), (std::vector<std::string>{"fraud manual"}));
   EXPECT_TRUE(QueuedRows(*db).empty());
+  s.Stop();
+}
+
+// A job that could not start because another process runs one of its model
+// waits 5 s of the clock, queued as it was (same row), and is not counted
+// as an attempt (no retries configured, and it still runs).
+TEST(RetrainSchedulerTest, AJobBusyElsewhereWaitsItsTurn) {
+  TempDir dir;
+  auto db = OpenTestDb(dir);
+  ASSERT_NE(db, nullptr);
+  ManualClock clock(kMonday);
+  Jobs jobs;
+  jobs.BusyNext(1);
+  RetrainPolicy p = Policy("churn");
+  p.job.retries = 0;
+  RetrainScheduler s({p}, *db, clock, jobs.Runner(), Fast());
+  ASSERT_OK(s.Start());
+  ASSERT_OK(s.Trigger("churn", "manual", "me"));
+  const int64_t row = QueuedRows(*db, "churn").at(0).id;
+  s.WaitIdle();  // the refused start; the job then waits out its 5 s
+  EXPECT_EQ(jobs.calls(), (std::vector<std::string>{"churn manual"}));
+  std::vector<QueuedRow> rows = QueuedRows(*db, "churn");
+  ASSERT_EQ(rows.size(), 1u);
+  EXPECT_EQ(rows[0].id, row);
+  EXPECT_EQ(rows[0].attempt, 1);
+  EXPECT_EQ(rows[0].not_before, kMonday + 5'000);
+  const uint64_t folded = s.folded();
+  ASSERT_OK(s.Trigger("churn", "alert:x", "monitor"));  // folded into the waiting job
+  EXPECT_EQ(s.folded(), folded + 1);
+  clock.Advance(5'000);
+  s.WaitIdle();
+  EXPECT_EQ(jobs.calls(), (std::vector<std::string>{"churn manual", "churn manual"}));
   s.Stop();
 }
 

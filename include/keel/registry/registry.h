@@ -150,6 +150,11 @@ class RegistryService {
   // and returns the version as READY or FAILED_REGISTRATION.
   Result<ModelVersion> CreateModelVersion(const CreateVersionRequest& request);
   Result<ModelVersion> GetModelVersion(const std::string& name, const std::string& version);
+  // A version left PENDING_REGISTRATION by a process that died while
+  // registering it becomes FAILED_REGISTRATION with `message` (compare-and-
+  // set on the pending status). Returns whether it did.
+  Result<bool> AbandonPendingVersion(const std::string& name, const std::string& version,
+                                     const std::string& message);
   Result<ModelVersion> UpdateModelVersion(const std::string& name, const std::string& version,
                                           const std::string& description);
   Status DeleteModelVersion(const std::string& name, const std::string& version);

@@ -97,6 +97,10 @@ struct RetrainEnv {
       model_path;
   std::filesystem::path scratch_dir;                  // job files; empty: the system temp folder
   std::function<void(const std::string&)> on_status;  // progress lines (may be empty)
+  // One job per model across processes: a job does not start (Unavailable)
+  // while another process's job of the model is running with a heartbeat
+  // younger than this (the server passes its --lease-ttl).
+  int64_t stale_after_ms = 30'000;
 };
 
 // A job waiting in the scheduler's queue, as stored: a retrain_jobs row in
@@ -123,7 +127,9 @@ struct RetrainRequest {
   // starts only if it can claim the row (compare-and-set: still `queued`
   // and this process's), and then records itself in that row, so history
   // shows one job per queued run; otherwise it returns FailedPrecondition
-  // without running. A continuous update skipped deletes the row.
+  // without running. A continuous update skipped deletes the row. Either
+  // way a job does not start while another process runs one of the model
+  // (RetrainEnv::stale_after_ms): Unavailable, its queued row left queued.
   int64_t queued_job_id = 0;
   // When set and the job ends `failed` (a cancel or a timeout ends it
   // `cancelled`), this retry is queued (QueueJob) in the same store
@@ -329,7 +335,12 @@ Result<std::vector<RetrainJob>> RetrainHistory(store::Database& db, const std::s
                                                size_t limit = 50);
 // Marks jobs left `running` by a process of this host that is gone (killed,
 // crashed) as failed ("interrupted"); returns how many. Jobs of other hosts
-// are left alone. `keel retrain` calls it before each job.
+// are left alone. `keel retrain` calls it before each job. What such a job
+// left is ended too (here and in TakeOverStaleWork): its run (the record
+// names it from the moment it exists) ends FAILED if still RUNNING, a
+// version of that run left PENDING_REGISTRATION becomes FAILED_REGISTRATION,
+// and a version the run had registered is named in the job's record as its
+// challenger, never gated.
 Result<int> MarkInterruptedJobs(store::Database& db, int64_t now_ms);
 
 // Replicas. Each job row names the process running it (retrain_jobs.owner,

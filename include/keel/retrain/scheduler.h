@@ -28,7 +28,8 @@
 //     Start, not stored: a restart waits one interval), a continuous update
 //     (RetrainRequest::continuous; the job itself is skipped, unrecorded,
 //     while there are too few new labeled rows). A cadence that comes due
-//     while the clock jumped forward runs once.
+//     while the clock jumped forward runs once; when the clock goes back by
+//     more than the cadence, the next update is one cadence from then.
 //   - manual: Trigger().
 // A job whose challenger is in its shadow phase has finished as far as the
 // scheduler is concerned: a new trigger runs a new job, whose challenger
@@ -38,6 +39,11 @@
 // is never folded into a continuous update: it takes the place of a queued
 // one, and queues behind a running one. A running job being
 // cancelled takes no more triggers: they queue behind it.
+//
+// One job per model holds across processes too: a job the runner could not
+// start because another process runs one of its model (RunRetrainJob
+// returns Unavailable and leaves its row queued) waits 5 s of the Clock
+// and tries again, without counting as an attempt.
 //
 // Retries: a job that ends `failed` is queued again after
 // job.retry_backoff * 2^(attempt-1), up to job.retries times; rejected,

@@ -140,6 +140,9 @@ struct RecordOptions {
   std::string run_name;
   std::string register_name;          // empty: do not register
   std::filesystem::path scratch_dir;  // where the package is staged (default: temp dir)
+  // Called with the run's id as soon as the run exists, before training (a
+  // retraining job records it, so a crash leaves no run it cannot name).
+  std::function<void(const std::string& run_id)> on_run_started;
 };
 
 struct RecordResult {
