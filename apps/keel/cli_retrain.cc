@@ -3,7 +3,10 @@
 //
 //   keel retrain churn --policy retrain.yaml [--json]
 //   keel retrain history [churn] [--limit 20] [--json]
-//   keel retrain cancel churn [--reason TEXT]
+//   keel retrain cancel churn
+//   keel --tracking-uri http://server:5000 retrain churn   # queued on the server
+// history and cancel go through the REST API, on the embedded store or on a
+// server (--tracking-uri).
 #include <atomic>
 #include <csignal>
 #include <iostream>
@@ -11,7 +14,6 @@
 #include "apps/keel/cli.h"
 #include "keel/core/json.h"
 #include "keel/retrain/retrain.h"
-#include "keel/retrain/scheduler.h"
 
 namespace keel::cli {
 namespace {
@@ -83,11 +85,6 @@ void PrintJob(const retrain::RetrainJob& job) {
 }
 
 Status RetrainCommand(const GlobalOptions& global, const RetrainFlags& f) {
-  if (!global.tracking_uri.empty()) {
-    return InvalidArgument(
-        "keel retrain runs against the store and artifact root (--store-uri, --artifact-root), "
-        "not a remote server; a server runs its policies itself (keel server --retrain-policies)");
-  }
   KEEL_ASSIGN_OR_RETURN(std::vector<retrain::RetrainPolicy> policies,
                         retrain::LoadPolicies(f.policy_file));
   const retrain::RetrainPolicy* policy = nullptr;
@@ -148,19 +145,25 @@ struct HistoryFlags {
   bool json = false;
 };
 
+// GET /api/2.0/keel/retrain/jobs, on the store or on a server (--tracking-uri).
 Status HistoryCommand(const GlobalOptions& global, const HistoryFlags& f) {
-  if (!global.tracking_uri.empty()) {
-    return InvalidArgument(
-        "retraining history is read from the store (--store-uri), not from a remote server");
-  }
-  KEEL_ASSIGN_OR_RETURN(auto db, store::OpenDatabase(global.store_uri, {}));
-  KEEL_ASSIGN_OR_RETURN(std::vector<retrain::RetrainJob> jobs,
-                        retrain::RetrainHistory(*db, f.model, f.limit));
+  KEEL_ASSIGN_OR_RETURN(std::unique_ptr<Transport> t, Transport::Make(global));
+  std::multimap<std::string, std::string> query{{"limit", std::to_string(f.limit)}};
+  if (!f.model.empty()) query.emplace("model", f.model);
+  KEEL_ASSIGN_OR_RETURN(JsonDoc doc, t->Call("GET", "/api/2.0/keel/retrain/jobs", query, ""));
   if (f.json) {
-    std::string out = "{\"jobs\":[";
-    for (size_t i = 0; i < jobs.size(); ++i) out += (i ? "," : "") + jobs[i].ToJson();
-    std::cout << out << "]}\n";
+    std::cout << simdjson::minify(doc.root()) << "\n";
     return OkStatus();
+  }
+  std::vector<retrain::RetrainJob> jobs;
+  simdjson::dom::array listed;
+  if (doc.root()["jobs"].get(listed) != simdjson::SUCCESS) {
+    return Internal("the server's job list has no \"jobs\" array");
+  }
+  for (simdjson::dom::element e : listed) {
+    KEEL_ASSIGN_OR_RETURN(retrain::RetrainJob j,
+                          retrain::RetrainJob::FromJson(simdjson::minify(e)));
+    jobs.push_back(std::move(j));
   }
   if (jobs.empty()) {
     std::cout << "no retraining jobs" << (f.model.empty() ? "" : " for " + f.model) << "\n";
@@ -184,40 +187,46 @@ Status HistoryCommand(const GlobalOptions& global, const HistoryFlags& f) {
   return OkStatus();
 }
 
-struct CancelFlags {
-  std::string model;
-  std::string reason;
-};
-
-// The same call as POST /api/2.0/keel/retrain/jobs/cancel, from the store:
-// every process's queued and running jobs of the model (a server's or
-// another `keel retrain`'s), else its shadow phase.
-Status CancelCommand(const GlobalOptions& global, const CancelFlags& f) {
-  if (!global.tracking_uri.empty()) {
-    return InvalidArgument(
-        "keel retrain cancel works on the store (--store-uri); against a server, POST "
-        "/api/2.0/keel/retrain/jobs/cancel");
-  }
-  api::AppOptions app_options;
-  app_options.store_uri = global.store_uri;
-  app_options.artifact_root = global.artifact_root;
-  app_options.read_connections = 1;
-  app_options.anonymous_name = CurrentUser();
-  app_options.serving.log_predictions = false;
-  KEEL_ASSIGN_OR_RETURN(std::unique_ptr<api::App> app, api::App::Open(app_options));
-  const registry::ChangeContext context{CurrentUser(),
-                                        f.reason.empty() ? "keel retrain cancel" : f.reason};
-  KEEL_ASSIGN_OR_RETURN(retrain::CancelOutcome done,
-                        retrain::CancelRetraining(app->db(), app->registry(), app->clock(), f.model,
-                                                  context, /*local=*/nullptr));
-  if (done.what == "shadow") {
-    std::cout << "ended the shadow phase of " << done.shadow_phases << " job(s) of " << f.model
-              << "; the champion is untouched\n";
+// POST /api/2.0/keel/retrain/jobs/cancel, on the store (every process's
+// jobs of the model: a server's or another `keel retrain`'s) or on a server
+// (--tracking-uri): the model's queued and running jobs, else its shadow
+// phase.
+Status CancelCommand(const GlobalOptions& global, const std::string& model) {
+  KEEL_ASSIGN_OR_RETURN(std::unique_ptr<Transport> t, Transport::Make(global));
+  JsonWriter body;
+  body.BeginObject();
+  body.Key("model");
+  body.String(model);
+  body.EndObject();
+  KEEL_ASSIGN_OR_RETURN(JsonDoc doc, t->Call("POST", "/api/2.0/keel/retrain/jobs/cancel", {},
+                                             std::move(body).Take()));
+  KEEL_ASSIGN_OR_RETURN(std::optional<std::string> what, JsonString(doc.root(), "cancelled"));
+  KEEL_ASSIGN_OR_RETURN(std::optional<int64_t> queued, JsonInt64(doc.root(), "queued"));
+  KEEL_ASSIGN_OR_RETURN(std::optional<int64_t> running, JsonInt64(doc.root(), "running"));
+  if (what.value_or("") == "shadow") {
+    std::cout << "ended the shadow phase of " << model << "; the champion is untouched\n";
   } else {
-    std::cout << "cancelled " << done.request.queued << " queued job(s) of " << f.model
-              << "; asked " << done.request.running
+    std::cout << "cancelled " << queued.value_or(0) << " queued job(s) of " << model << "; asked "
+              << running.value_or(0)
               << " running job(s) to stop (they stop within about a second)\n";
   }
+  return OkStatus();
+}
+
+// POST /api/2.0/keel/retrain/jobs on a server (--tracking-uri): a manual job
+// queued on the server's scheduler, which runs the server's policy.
+Status TriggerOnServer(const GlobalOptions& global, const std::string& model) {
+  KEEL_ASSIGN_OR_RETURN(std::unique_ptr<Transport> t, Transport::Make(global));
+  JsonWriter body;
+  body.BeginObject();
+  body.Key("model");
+  body.String(model);
+  body.EndObject();
+  KEEL_RETURN_IF_ERROR(
+      t->Call("POST", "/api/2.0/keel/retrain/jobs", {}, std::move(body).Take()).status());
+  std::cout << "queued a retrain of " << model << " on " << global.tracking_uri
+            << " (keel --tracking-uri " << global.tracking_uri << " retrain history " << model
+            << " shows it)\n";
   return OkStatus();
 }
 
@@ -259,9 +268,8 @@ void AddRetrainCommand(CLI::App& app, GlobalOptions& global, Action& run) {
       "cancel",
       "Cancel a model's queued and running retraining jobs (any process's), else its shadow "
       "phase");
-  auto c = std::make_shared<CancelFlags>();
-  cancel->add_option("model", c->model, "registered model name")->required();
-  cancel->add_option("--reason", c->reason, "recorded with an ended shadow phase");
+  auto c = std::make_shared<std::string>();
+  cancel->add_option("model", *c, "registered model name")->required();
   cancel->callback(
       [&run, &global, c] { run = [&global, c]() -> Status { return CancelCommand(global, *c); }; });
   cmd->callback([&run, &global, f, cmd] {
@@ -269,8 +277,18 @@ void AddRetrainCommand(CLI::App& app, GlobalOptions& global, Action& run) {
     run = [&global, f]() -> Status {
       if (f->model.empty())
         return InvalidArgument("keel retrain: name the model (keel retrain MODEL --policy FILE)");
+      if (!global.tracking_uri.empty()) {
+        if (!f->policy_file.empty() || f->continuous || f->json) {
+          return InvalidArgument(
+              "keel retrain against a server (--tracking-uri) queues a job of the server's own "
+              "policy: leave out --policy, --continuous and --json");
+        }
+        return TriggerOnServer(global, f->model);
+      }
       if (f->policy_file.empty())
-        return InvalidArgument("keel retrain " + f->model + ": --policy FILE is required");
+        return InvalidArgument("keel retrain " + f->model +
+                               ": --policy FILE is required (or --tracking-uri URL of a server "
+                               "running the policies)");
       return RetrainCommand(global, *f);
     };
   });

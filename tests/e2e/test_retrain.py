@@ -174,6 +174,11 @@ promote: champion
         self.assertEqual(roles["window"]["rows"], n - holdout)
         self.assertEqual(roles["holdout"]["rows"], holdout)
         self.assertLessEqual(roles["window"]["to_ms"], roles["holdout"]["from_ms"])
+        # Each source has a data version: SHA-256 of the file's bytes, or of
+        # the logged rows (inputs and labels) read for the window and holdout.
+        shas = [roles[r]["sha256"] for r in ("data", "window", "holdout")]
+        self.assertTrue(all(re.fullmatch(r"[0-9a-f]{64}", h) for h in shas), shas)
+        self.assertEqual(len(set(shas)), 3)
 
         self.assertEqual(self.alias_version("champion"), "2")
         self.assertEqual(self.alias_version("challenger"), "2")
@@ -435,6 +440,21 @@ train: {{ data: {self.base}, target: churn, params: {{ n_estimators: 100000, max
         p = self.run_keel("retrain", "churn", check=False)
         self.assertNotEqual(p.returncode, 0)
         self.assertIn("--policy FILE is required", p.stderr)
+        # Against a server: history reads the same records over REST; a manual
+        # job needs a server that runs policies (this one runs none).
+        remote = ["--tracking-uri", self.server.url]
+        local = json.loads(self.run_keel("retrain", "history", "churn", "--json").stdout)
+        over_rest = json.loads(self.run_keel(*remote, "retrain", "history", "churn",
+                                             "--json").stdout)
+        self.assertEqual(over_rest, local)
+        self.assertGreaterEqual(len(local["jobs"]), 5)
+        p = self.run_keel(*remote, "retrain", "churn", check=False)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertEqual(p.stderr.strip(), "keel: error: this server runs no retraining policies; "
+                                           "start it with --retrain-policies FILE")
+        p = self.run_keel(*remote, "retrain", "churn", "--policy", good, check=False)
+        self.assertNotEqual(p.returncode, 0)
+        self.assertIn("leave out --policy", p.stderr)
 
 
 if __name__ == "__main__":
