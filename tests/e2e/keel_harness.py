@@ -342,10 +342,12 @@ def concept_change_split(churn_csv, directory):
     return header, base, later, ["yes" if float(r[eve]) > median else "no" for r in later]
 
 
-def predict_and_label(server, header, pairs, target="churn", label=True):
-    """Scores (row, label) pairs through `server`'s /predict/churn@champion in
-    requests of 50 (numbers sent as numbers, the target column left out), then
-    posts their labels, retrying until the prediction log has committed them.
+def predict_and_label(server, header, pairs, target="churn", label=True, ref="churn@champion"):
+    """Scores (row, label) pairs through `server`'s /predict/<ref> (default
+    churn@champion; e.g. churn/1 for a pinned version) in requests of 50
+    (numbers sent as numbers, the target column left out), then posts their
+    labels in one request, retrying until the prediction log has committed
+    them.
 
     Returns (probabilities, set of model versions that answered)."""
     labels, probs, versions = [], [], set()
@@ -362,7 +364,7 @@ def predict_and_label(server, header, pairs, target="churn", label=True):
                 except ValueError:
                     rec[k] = v
             recs.append(rec)
-        resp = server.session.post(server.url + "/predict/churn@champion", json=recs, timeout=30)
+        resp = server.session.post(server.url + "/predict/" + ref, json=recs, timeout=30)
         if resp.status_code != 200:
             raise AssertionError(resp.text)
         body = resp.json()
