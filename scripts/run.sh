@@ -2,7 +2,9 @@
 # Installs, builds and starts keel on its embedded default (a SQLite file and a
 # local artifact folder under ./keel-data), with the sample churn project
 # trained, registered (churn@champion) and served (every prediction logged),
-# then prints the URLs to open.
+# with a retraining policy for it (keel-data/retrain.yaml: weekly, and on
+# drift or decay alerts, behind the champion/challenger gate), then prints
+# the URLs to open.
 # Environment: KEEL_PORT (default 5000), KEEL_HOST (default 127.0.0.1),
 # KEEL_SAMPLE_DATA (default ../shared/data/mlc_churn.csv).
 set -euo pipefail
@@ -54,6 +56,27 @@ JSON
   echo "  monitor        build/keel ${store[*]} monitor churn@champion --window 1d --report keel-data/monitor.html"
   echo "  drift          build/keel ${store[*]} drift --reference churn@champion --current NEW.csv"
   echo "  alerts         build/keel ${store[*]} alerts list   (monitoring runs every minute)"
+  # The sample retraining policy (the server reads it): written once, then the user's to edit.
+  if [ -f "$data" ] && [ ! -f keel-data/retrain.yaml ]; then
+    cat > keel-data/retrain.yaml <<YAML
+# Retraining policy for the sample churn model (docs/retraining.md).
+model: churn
+train: { data: "$(realpath "$data")", target: churn, model: xgboost,
+         params: { n_estimators: 400, learning_rate: 0.05, max_depth: 6 } }
+schedule: "0 3 * * 1"                 # cron: Mondays 03:00 UTC
+on_alerts: [data_drift, performance_decay]
+window: { recent: 30d, include_labeled_predictions: true }
+gate: { metric: auc, min_delta: 0.0, max_regression: 0.005, min_rows: 500, holdout: recent }
+shadow: { duration: 1h, min_requests: 1000 }
+promote: champion
+watch: { duration: 24h, rollback_if: { metric: auc, drop_more_than: 0.02 } }
+YAML
+  fi
+  if [ -f keel-data/retrain.yaml ]; then
+    serve+=(--retrain-policies keel-data/retrain.yaml)
+    echo "  retraining     policy keel-data/retrain.yaml; build/keel ${store[*]} retrain history churn"
+    echo "                 run one now: build/keel --tracking-uri http://$host:$port retrain churn"
+  fi
 fi
 echo "  metrics        http://$host:$port/metrics"
 echo "  serving status http://$host:$port/api/2.0/keel/serving"
