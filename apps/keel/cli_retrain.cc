@@ -187,19 +187,24 @@ Status HistoryCommand(const GlobalOptions& global, const HistoryFlags& f) {
   return OkStatus();
 }
 
-// POST /api/2.0/keel/retrain/jobs/cancel, on the store (every process's
-// jobs of the model: a server's or another `keel retrain`'s) or on a server
-// (--tracking-uri): the model's queued and running jobs, else its shadow
-// phase.
-Status CancelCommand(const GlobalOptions& global, const std::string& model) {
+// POSTs {"model": model} to `path`, on the store or on a server (--tracking-uri).
+Result<JsonDoc> PostModel(const GlobalOptions& global, const std::string& path,
+                          const std::string& model) {
   KEEL_ASSIGN_OR_RETURN(std::unique_ptr<Transport> t, Transport::Make(global));
   JsonWriter body;
   body.BeginObject();
   body.Key("model");
   body.String(model);
   body.EndObject();
-  KEEL_ASSIGN_OR_RETURN(JsonDoc doc, t->Call("POST", "/api/2.0/keel/retrain/jobs/cancel", {},
-                                             std::move(body).Take()));
+  return t->Call("POST", path, {}, std::move(body).Take());
+}
+
+// POST /api/2.0/keel/retrain/jobs/cancel, on the store (every process's
+// jobs of the model: a server's or another `keel retrain`'s) or on a server
+// (--tracking-uri): the model's queued and running jobs, else its shadow
+// phase.
+Status CancelCommand(const GlobalOptions& global, const std::string& model) {
+  KEEL_ASSIGN_OR_RETURN(JsonDoc doc, PostModel(global, "/api/2.0/keel/retrain/jobs/cancel", model));
   KEEL_ASSIGN_OR_RETURN(std::optional<std::string> what, JsonString(doc.root(), "cancelled"));
   KEEL_ASSIGN_OR_RETURN(std::optional<int64_t> queued, JsonInt64(doc.root(), "queued"));
   KEEL_ASSIGN_OR_RETURN(std::optional<int64_t> running, JsonInt64(doc.root(), "running"));
@@ -216,14 +221,7 @@ Status CancelCommand(const GlobalOptions& global, const std::string& model) {
 // POST /api/2.0/keel/retrain/jobs on a server (--tracking-uri): a manual job
 // queued on the server's scheduler, which runs the server's policy.
 Status TriggerOnServer(const GlobalOptions& global, const std::string& model) {
-  KEEL_ASSIGN_OR_RETURN(std::unique_ptr<Transport> t, Transport::Make(global));
-  JsonWriter body;
-  body.BeginObject();
-  body.Key("model");
-  body.String(model);
-  body.EndObject();
-  KEEL_RETURN_IF_ERROR(
-      t->Call("POST", "/api/2.0/keel/retrain/jobs", {}, std::move(body).Take()).status());
+  KEEL_RETURN_IF_ERROR(PostModel(global, "/api/2.0/keel/retrain/jobs", model).status());
   std::cout << "queued a retrain of " << model << " on " << global.tracking_uri
             << " (keel --tracking-uri " << global.tracking_uri << " retrain history " << model
             << " shows it)\n";

@@ -132,15 +132,27 @@ TEST(RetrainGateTest, MinRowsNoChampionAndUnknownMetrics) {
             StatusCode::kInvalidArgument);
 }
 
+// This machine's host name.
+std::string ThisHost() {
+  char host[256] = {};
+  EXPECT_EQ(gethostname(host, sizeof host - 1), 0);
+  return host;
+}
+
+// The pid of a process that has ended (a child, reaped).
+pid_t GonePid() {
+  const pid_t gone = fork();
+  if (gone == 0) _exit(0);
+  EXPECT_GT(gone, 0);
+  waitpid(gone, nullptr, 0);
+  return gone;
+}
+
 TEST(RetrainJobsTest, InterruptedJobsOfThisHostAreMarkedFailed) {
   TempDir dir;
   auto db = OpenTestDb(dir);
-  char host[256] = {};
-  ASSERT_EQ(gethostname(host, sizeof host - 1), 0);
-  const pid_t gone = fork();
-  if (gone == 0) _exit(0);
-  ASSERT_GT(gone, 0);
-  waitpid(gone, nullptr, 0);
+  const std::string host = ThisHost();
+  const pid_t gone = GonePid();
   struct Row {
     std::string host;
     int64_t pid;
@@ -193,12 +205,8 @@ TEST(RetrainJobsTest, AJobThatDiedHalfwayLeavesNothingHalfDone) {
   tracking::TrackingService tracking(*db, clock, {});
   registry::RegistryService registry(*db, clock);
   ASSERT_OK(registry.CreateRegisteredModel("churn", {}, "").status());
-  char host[256] = {};
-  ASSERT_EQ(gethostname(host, sizeof host - 1), 0);
-  const pid_t gone = fork();
-  if (gone == 0) _exit(0);
-  ASSERT_GT(gone, 0);
-  waitpid(gone, nullptr, 0);
+  const std::string host = ThisHost();
+  const pid_t gone = GonePid();
   // Two dead jobs, each with a running run: the first died registering its
   // version (left pending), the second after registering it (READY).
   struct Dead {
@@ -208,7 +216,7 @@ TEST(RetrainJobsTest, AJobThatDiedHalfwayLeavesNothingHalfDone) {
     std::string run_id;
     std::string version;
   };
-  std::vector<Dead> dead = {{std::string(host) + ":" + std::to_string(gone) + ":x", host, gone},
+  std::vector<Dead> dead = {{host + ":" + std::to_string(gone) + ":x", host, gone},
                             {"other-host:5:y", "other-host", 5}};
   for (size_t i = 0; i < dead.size(); ++i) {
     tracking::CreateRunRequest run;
@@ -913,9 +921,7 @@ TEST_F(RetrainQueueTest, AJobWaitsWhileAnotherProcessRunsOneOfItsModel) {
     return c.Exec("UPDATE retrain_jobs SET status = 'failed' WHERE job_id = ?",
                   {store::Value(other)});
   }));
-  char host[256] = {};
-  ASSERT_EQ(::gethostname(host, sizeof host - 1), 0);
-  running_row(std::string(host) + ":999999999:gone");
+  running_row(ThisHost() + ":999999999:gone");
   // Nor does another host's job once its heartbeat is stale.
   running_row("other-host:9:abc");
   clock_.Advance(30'001);

@@ -120,6 +120,15 @@ SchedulerOptions Fast(int concurrent = 1) {
   return o;
 }
 
+// Starts `s` (one worker) with the jobs held and fraud's job running on
+// the worker, so that the next trigger of another model queues.
+void StartWithFraudRunning(RetrainScheduler& s, Jobs& jobs) {
+  jobs.Hold();
+  ASSERT_OK(s.Start());
+  ASSERT_OK(s.Trigger("fraud", "manual", "me"));
+  jobs.WaitRunning(1);
+}
+
 TEST(RetrainSchedulerTest, CronSlotsFireOnTimeOnceEach) {
   TempDir dir;
   auto db = OpenTestDb(dir);
@@ -643,11 +652,8 @@ TEST(RetrainSchedulerTest, FoldedAndCancelledJobsLeaveNoQueuedRows) {
   ASSERT_NE(db, nullptr);
   ManualClock clock(kMonday);
   Jobs jobs;
-  jobs.Hold();
   RetrainScheduler s({Policy("churn"), Policy("fraud")}, *db, clock, jobs.Runner(), Fast());
-  ASSERT_OK(s.Start());
-  ASSERT_OK(s.Trigger("fraud", "manual", "me"));
-  jobs.WaitRunning(1);
+  StartWithFraudRunning(s, jobs);
   ASSERT_OK(s.Trigger("fraud", "alert:x", "monitor"));  // folded into the running job
   ASSERT_OK(s.Trigger("churn", "alert:x", "monitor"));  // queued: the only worker is busy
   ASSERT_OK(s.Trigger("churn", "alert:y", "monitor"));  // folded into the queued one
@@ -716,11 +722,8 @@ TEST(RetrainSchedulerTest, QueuedJobsCancelledElsewhereLeaveTheQueue) {
   ASSERT_NE(db, nullptr);
   ManualClock clock(kMonday);
   Jobs jobs;
-  jobs.Hold();
   RetrainScheduler s({Policy("churn"), Policy("fraud")}, *db, clock, jobs.Runner(), Fast());
-  ASSERT_OK(s.Start());
-  ASSERT_OK(s.Trigger("fraud", "manual", "me"));
-  jobs.WaitRunning(1);
+  StartWithFraudRunning(s, jobs);
   ASSERT_OK(s.Trigger("churn", "alert:x", "monitor"));  // queued: the only worker is busy
   std::vector<QueuedRow> rows = QueuedRows(*db, "churn");
   ASSERT_EQ(rows.size(), 1u);
