@@ -793,7 +793,22 @@ class NoRecorder final : public train::RunRecorder {
   }
 };
 
-class RetrainQueueTest : public WatchTest {};
+void StoreOk(const Status& s) { EXPECT_TRUE(s.ok()) << s.ToString(); }
+
+class RetrainQueueTest : public WatchTest {
+ protected:
+  // A manual job of churn, queued for this process.
+  QueuedJob QueueManualJob() {
+    QueuedJob queued;
+    queued.model = "churn";
+    queued.trigger = "manual";
+    queued.actor = "me";
+    StoreOk(
+        db_->Write([&](store::Connection& c) { return QueueJob(c, queued, clock_.NowMillis()); }));
+    EXPECT_NE(queued.id, 0);
+    return queued;
+  }
+};
 
 // The scheduler's queued row becomes the job (one row per run), a failed
 // job's retry is queued with its failure, and a row no longer queued for
@@ -802,12 +817,7 @@ TEST_F(RetrainQueueTest, AQueuedRowBecomesItsJobAndAFailureQueuesItsRetry) {
   NoRecorder recorder;
   env_.recorder = &recorder;
   policy_.train.data = (dir_.path() / "missing.csv").string();  // the job fails at step 3
-  QueuedJob queued;
-  queued.model = "churn";
-  queued.trigger = "manual";
-  queued.actor = "me";
-  ASSERT_OK(
-      db_->Write([&](store::Connection& c) { return QueueJob(c, queued, clock_.NowMillis()); }));
+  const QueuedJob queued = QueueManualJob();
   ASSERT_NE(queued.id, 0);
   QueuedJob retry = queued;
   retry.id = 0;
@@ -850,8 +860,6 @@ TEST_F(RetrainQueueTest, AQueuedRowBecomesItsJobAndAFailureQueuesItsRetry) {
   EXPECT_EQ(history->size(), 2u);
 }
 
-void StoreOk(const Status& s) { EXPECT_TRUE(s.ok()) << s.ToString(); }
-
 // One job per model across processes: a job does not start while another
 // process's job of the model is running with a fresh heartbeat (its queued
 // row stays queued, nothing is inserted); a stale heartbeat, or a process of
@@ -877,12 +885,7 @@ TEST_F(RetrainQueueTest, AJobWaitsWhileAnotherProcessRunsOneOfItsModel) {
     return id;
   };
   const int64_t other = running_row("other-host:9:abc");
-  QueuedJob queued;
-  queued.model = "churn";
-  queued.trigger = "manual";
-  queued.actor = "me";
-  ASSERT_OK(
-      db_->Write([&](store::Connection& c) { return QueueJob(c, queued, clock_.NowMillis()); }));
+  const QueuedJob queued = QueueManualJob();
   auto status_of = [&](int64_t id) {
     std::string status;
     StoreOk(db_->Read([&](store::Connection& c) {
