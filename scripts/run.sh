@@ -10,6 +10,10 @@
 # (default keel-data); for tests, KEEL_BINARY (a keel already built: no
 # install, no build).
 set -euo pipefail
+# Paths given relative to the caller's folder stay so after the cd below.
+for v in KEEL_BINARY KEEL_DATA_DIR KEEL_SAMPLE_DATA; do
+  if [ -n "${!v:-}" ]; then export "$v=$(realpath -m -- "${!v}")"; fi
+done
 cd "$(dirname "$0")/.."
 keel="${KEEL_BINARY:-build/keel}"
 if [ -z "${KEEL_BINARY:-}" ]; then
@@ -64,10 +68,13 @@ JSON
   echo "  alerts         $keel ${store[*]} alerts list   (monitoring runs every minute)"
   # The sample retraining policy (the server reads it): written once, then the user's to edit.
   if [ -f "$data" ] && [ ! -f "$dir/retrain.yaml" ]; then
+    yaml_data=$(realpath -- "$data")
+    yaml_data=${yaml_data//\\/\\\\}  # a YAML double-quoted string: \ and " escaped
+    yaml_data=${yaml_data//\"/\\\"}
     cat > "$dir/retrain.yaml" <<YAML
 # Retraining policy for the sample churn model (docs/retraining.md).
 model: churn
-train: { data: "$(realpath "$data")", target: churn, model: xgboost,
+train: { data: "$yaml_data", target: churn, model: xgboost,
          params: { n_estimators: 400, learning_rate: 0.05, max_depth: 6 } }
 schedule: "0 3 * * 1"                 # cron: Mondays 03:00 UTC
 on_alerts: [data_drift, performance_decay]

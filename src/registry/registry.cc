@@ -514,10 +514,12 @@ Result<ModelVersion> RegistryService::CreateModelVersion(const CreateVersionRequ
 Status RegistryService::SetVersionStatus(const std::string& name, int64_t version,
                                          const std::string& status, const std::string& message) {
   // Part of creating the version: last_updated_time stays the creation time,
-  // as MLflow reports it for a new version.
+  // as MLflow reports it for a new version. Only while it is pending: a
+  // version given up as abandoned (AbandonPendingVersion) stays so.
   return db_.Write([&](Connection& c) -> Status {
     return c.Exec(
-        "UPDATE model_versions SET status = ?, status_message = ? WHERE name = ? AND "
+        "UPDATE model_versions SET status = ?, status_message = ? WHERE status = "
+        "'PENDING_REGISTRATION' AND name = ? AND "
         "version = ?",
         {Value(std::string_view(status)), Value(std::string_view(message)),
          Value(std::string_view(name)), Value(version)});

@@ -136,7 +136,16 @@ Status InsertJob(store::Database& db, RetrainJob& job, bool continuous,
 // model.
 Status ClaimQueuedJob(store::Database& db, const RetrainJob& job, int64_t stale_after_ms) {
   return db.Write([&](store::Connection& c) -> Status {
-    KEEL_RETURN_IF_ERROR(RefuseWhileAnotherRuns(c, job, stale_after_ms));
+    // Whose the row is comes first: a row cancelled or taken over is not
+    // this process's to wait for either.
+    bool mine = false;
+    KEEL_RETURN_IF_ERROR(c.Query(
+        "SELECT job_id FROM retrain_jobs WHERE job_id = ? AND status = 'queued' AND owner = ?",
+        {store::Value(job.id), store::Value(JobOwner())}, [&](const store::RowView&) {
+          mine = true;
+          return OkStatus();
+        }));
+    if (mine) KEEL_RETURN_IF_ERROR(RefuseWhileAnotherRuns(c, job, stale_after_ms));
     KEEL_RETURN_IF_ERROR(c.Exec(
         "UPDATE retrain_jobs SET trigger_name = ?, actor = ?, status = ?, started_time = ?, "
         "finished_time = 0, details = ?, heartbeat = ? WHERE job_id = ? AND status = 'queued' "
@@ -155,28 +164,52 @@ Status ClaimQueuedJob(store::Database& db, const RetrainJob& job, int64_t stale_
 
 // Updates a running job of this process; FailedPrecondition when it is no
 // longer (taken over by another replica after its heartbeat stopped). A job
-// ending `failed` queues `retry` (when given) in the same transaction.
-Status UpdateJob(store::Database& db, const RetrainJob& job, QueuedJob* retry = nullptr,
+// ending `failed` queues `retry` (when given) in the same transaction, unless
+// someone asked to cancel it (RequestCancel) before its heartbeat read that:
+// then it ends `cancelled` ("cancelled by ..."), in `job` too, with no retry.
+Status UpdateJob(store::Database& db, RetrainJob& job, QueuedJob* retry = nullptr,
                  int64_t retry_backoff_ms = 0) {
-  return db.Write([&](store::Connection& c) -> Status {
-    if (retry != nullptr) retry->id = 0;  // a retried transaction starts over
+  RetrainJob written;
+  KEEL_RETURN_IF_ERROR(db.Write([&](store::Connection& c) -> Status {
+    written = job;  // a retried transaction starts over
+    if (retry != nullptr) retry->id = 0;
+    if (written.status == "failed") {
+      std::string by;
+      KEEL_RETURN_IF_ERROR(c.Query("SELECT cancel_requested FROM retrain_jobs WHERE job_id = ?",
+                                   {store::Value(job.id)}, [&](const store::RowView& row) {
+                                     by = std::string(row.Text(0));
+                                     return OkStatus();
+                                   }));
+      if (!by.empty()) {
+        written.status = "cancelled";
+        written.message = "cancelled by " + by + ": " + written.message;
+      }
+    }
     KEEL_RETURN_IF_ERROR(c.Exec(
         "UPDATE retrain_jobs SET status = ?, finished_time = ?, details = ? WHERE job_id = ? "
         "AND status = 'running' AND owner = ?",
-        {store::Value(job.status), store::Value(job.finished_ms), store::Value(job.ToJson()),
-         store::Value(job.id), store::Value(JobOwner())}));
+        {store::Value(written.status), store::Value(written.finished_ms),
+         store::Value(written.ToJson()), store::Value(written.id), store::Value(JobOwner())}));
     if (c.ChangedRows() == 0) {
       return FailedPrecondition("retrain job " + std::to_string(job.id) +
                                 " is no longer this process's to update: another replica took "
                                 "it over after its heartbeat stopped");
     }
-    if (retry != nullptr && job.status == "failed") {
-      retry->not_before_ms = job.finished_ms + retry_backoff_ms;
-      KEEL_RETURN_IF_ERROR(QueueJob(c, *retry, job.finished_ms));
+    if (retry != nullptr && written.status == "failed") {
+      retry->not_before_ms = written.finished_ms + retry_backoff_ms;
+      KEEL_RETURN_IF_ERROR(QueueJob(c, *retry, written.finished_ms));
     }
     return OkStatus();
-  });
+  }));
+  job = std::move(written);
+  return OkStatus();
 }
+
+// Final records of jobs that moved an alias but could not be written (a
+// store error that outlasted finish()'s retries): written again with every
+// HeartbeatJobs (the server's scheduler tick) until the store takes them.
+std::mutex g_unwritten_mu;
+std::vector<RetrainJob> g_unwritten;  // guarded by g_unwritten_mu
 
 // Renews one running job's heartbeat; returns who asked to cancel it
 // (RequestCancel; empty when nobody did).
@@ -555,7 +588,7 @@ Result<Trained> TrainWithCommand(const RetrainPolicy& policy, RetrainJob& job,
                                       {"mlflow.source.name", "keel retrain (command)"},
                                       {"keel.retrain.job", std::to_string(job.id)},
                                       {"keel.retrain.trigger", job.trigger}}));
-  on_run(t.run_id);
+  if (on_run) on_run(t.run_id);
   auto fail = [&](const Status& s) -> Status {
     rec.EndRun(t.run_id, cancel.load() ? "KILLED" : "FAILED").IgnoreError();
     return s;
@@ -1215,20 +1248,22 @@ Result<RetrainJob> RunRetrainJob(const RetrainPolicy& policy, const RetrainEnv& 
         std::chrono::steady_clock::now() + std::chrono::milliseconds(policy.job.timeout_ms);
     auto next_beat = std::chrono::steady_clock::now() + std::chrono::seconds(1);
     std::unique_lock<std::mutex> lock(watch_mu);
+    // Beats until the job is done, cancelled or not: a job winding down
+    // after a cancel is still alive, and is not taken over.
     while (!done) {
       if ((request.cancel != nullptr && request.cancel->load()) ||
           std::chrono::steady_clock::now() >= deadline) {
         cancel = true;
-        return;
       }
       if (std::chrono::steady_clock::now() >= next_beat) {
         // The job is alive: no replica takes it over (a missed beat is retried).
         next_beat = std::chrono::steady_clock::now() + std::chrono::seconds(1);
+        lock.unlock();  // the store round trip without the lock finish() takes
         Result<std::string> requested = HeartbeatJob(*env.db, job.id, clock.NowMillis());
-        if (requested.ok() && !requested->empty()) {
+        lock.lock();
+        if (requested.ok() && !requested->empty() && !cancel.load()) {
           cancelled_by = std::move(requested).value();
           cancel = true;
-          return;
         }
       }
       watch_cv.wait_for(lock, std::chrono::milliseconds(100));
@@ -1302,7 +1337,11 @@ Result<RetrainJob> RunRetrainJob(const RetrainPolicy& policy, const RetrainEnv& 
     if (!written.ok()) {
       if (!moved_alias) return written;
       status_line("job " + std::to_string(job.id) + "'s record could not be written (" +
-                  written.message() + "); the alias history records the change");
+                  written.message() +
+                  "); the alias history records the change, and the "
+                  "record is written again with the next heartbeats");
+      std::lock_guard<std::mutex> lock(g_unwritten_mu);
+      g_unwritten.push_back(job);
     }
     return job;
   };
@@ -1996,11 +2035,14 @@ namespace {
 
 // What a job that died left behind (it was just marked failed or cancelled):
 // its run, if still RUNNING, ends FAILED; a version of that run left
-// PENDING_REGISTRATION becomes FAILED_REGISTRATION; and a version the run
+// PENDING_REGISTRATION becomes FAILED_REGISTRATION; a version the run
 // registered before the job could record it is named in the job's record
-// (never gated; no alias but `challenger` may name it). Best effort: a store
-// error leaves the rest for nobody, and is returned.
-Status EndInterruptedWork(store::Database& db, int64_t job_id, int64_t now_ms) {
+// (never gated; no alias but `challenger` may name it); and a job that had
+// moved its `promote` alias to its challenger (the alias history's latest
+// change, made by this job) before dying is recorded `promoted`, which is
+// returned (true: the caller drops its rerun). Best effort: a store error
+// leaves the rest undone, and is returned.
+Result<bool> EndInterruptedWork(store::Database& db, int64_t job_id, int64_t now_ms) {
   std::optional<RetrainJob> job;
   KEEL_RETURN_IF_ERROR(db.Read([&](store::Connection& c) {
     return c.Query("SELECT details FROM retrain_jobs WHERE job_id = ?", {store::Value(job_id)},
@@ -2010,7 +2052,7 @@ Status EndInterruptedWork(store::Database& db, int64_t job_id, int64_t now_ms) {
                      return OkStatus();
                    });
   }));
-  if (!job || job->run_id.empty()) return OkStatus();
+  if (!job || job->run_id.empty()) return false;
   const Clock& clock = SystemClock::Default();
   tracking::TrackingService tracking(db, clock, {});
   Result<tracking::Run> run = tracking.GetRun(job->run_id);
@@ -2040,16 +2082,36 @@ Status EndInterruptedWork(store::Database& db, int64_t job_id, int64_t now_ms) {
       named = v.version;
     }
   }
-  if (named.empty()) return OkStatus();
-  job->challenger_version = named;
-  job->message +=
-      "; its run had registered version " + named + ", never gated (the champion is untouched)";
-  return db.Write([&](store::Connection& c) {
+  bool promoted = false;
+  if (!named.empty()) {
+    job->challenger_version = named;
+    job->message +=
+        "; its run had registered version " + named + ", never gated (the champion is untouched)";
+  } else if (!job->challenger_version.empty() && !job->promote_alias.empty()) {
+    Result<std::vector<registry::AliasChange>> history =
+        registry.AliasHistory(job->model, job->promote_alias);
+    const std::string by_this_job = "retrain job " + std::to_string(job->id) + " (";
+    if (history.ok() && !history->empty() &&
+        history->front().to_version == job->challenger_version &&
+        history->front().reason.rfind(by_this_job, 0) == 0) {
+      const registry::AliasChange& change = history->front();
+      promoted = true;
+      job->status = "promoted";
+      job->finished_ms = change.time;
+      job->message = job->promote_alias + " -> version " + job->challenger_version +
+                     (change.from_version ? " (was " + *change.from_version + ")" : "") +
+                     " before its process stopped (recorded at the takeover): " + change.reason;
+    }
+  }
+  if (named.empty() && !promoted) return false;
+  KEEL_RETURN_IF_ERROR(db.Write([&](store::Connection& c) {
     return c.Exec(
-        "UPDATE retrain_jobs SET details = ? WHERE job_id = ? AND status IN ('failed', "
-        "'cancelled')",
-        {store::Value(job->ToJson()), store::Value(job->id)});
-  });
+        "UPDATE retrain_jobs SET status = ?, finished_time = ?, details = ? WHERE job_id = ? AND "
+        "status IN ('failed', 'cancelled')",
+        {store::Value(job->status), store::Value(job->finished_ms), store::Value(job->ToJson()),
+         store::Value(job->id)});
+  }));
+  return promoted;
 }
 
 }  // namespace
@@ -2076,18 +2138,27 @@ Result<int> MarkInterruptedJobs(store::Database& db, int64_t now_ms) {
     bool updated = false;
     KEEL_RETURN_IF_ERROR(db.Write([&](store::Connection& c) -> Status {
       std::optional<RetrainJob> now;
-      KEEL_RETURN_IF_ERROR(
-          c.Query("SELECT details FROM retrain_jobs WHERE job_id = ? AND status = 'running'",
-                  {store::Value(job.id)}, [&](const store::RowView& row) -> Status {
-                    Result<RetrainJob> j = RetrainJob::FromJson(row.Text(0));
-                    if (j.ok()) now = std::move(j).value();
-                    return OkStatus();
-                  }));
+      std::string cancel_requested;
+      KEEL_RETURN_IF_ERROR(c.Query(
+          "SELECT details, cancel_requested FROM retrain_jobs WHERE job_id = ? AND status = "
+          "'running'",
+          {store::Value(job.id)}, [&](const store::RowView& row) -> Status {
+            Result<RetrainJob> j = RetrainJob::FromJson(row.Text(0));
+            if (j.ok()) now = std::move(j).value();
+            cancel_requested = std::string(row.Text(1));
+            return OkStatus();
+          }));
       if (!now) return OkStatus();
-      now->status = "failed";
+      const std::string before = now->message.empty() ? "" : " (" + now->message + ")";
       now->finished_ms = now_ms;
-      now->message = "interrupted: the process running the job stopped" +
-                     (now->message.empty() ? std::string() : " (" + now->message + ")");
+      if (!cancel_requested.empty()) {
+        now->status = "cancelled";
+        now->message = "cancelled by " + cancel_requested +
+                       "; the process running the job stopped before it did" + before;
+      } else {
+        now->status = "failed";
+        now->message = "interrupted: the process running the job stopped" + before;
+      }
       updated = true;
       return c.Exec(
           "UPDATE retrain_jobs SET status = ?, finished_time = ?, details = ? WHERE job_id = ? "
@@ -2097,13 +2168,25 @@ Result<int> MarkInterruptedJobs(store::Database& db, int64_t now_ms) {
     }));
     if (updated) {
       ++marked;
-      EndInterruptedWork(db, job.id, now_ms).IgnoreError();  // best effort, after the mark
+      EndInterruptedWork(db, job.id, now_ms).status().IgnoreError();  // best effort, after the mark
     }
   }
   return marked;
 }
 
 Status HeartbeatJobs(store::Database& db, int64_t now_ms) {
+  std::vector<RetrainJob> unwritten;
+  {
+    std::lock_guard<std::mutex> lock(g_unwritten_mu);
+    unwritten.swap(g_unwritten);
+  }
+  for (RetrainJob& job : unwritten) {
+    const Status s = UpdateJob(db, job);
+    if (!s.ok() && s.code() != StatusCode::kFailedPrecondition) {
+      std::lock_guard<std::mutex> lock(g_unwritten_mu);
+      g_unwritten.push_back(std::move(job));  // next time
+    }
+  }
   return db.Write([&](store::Connection& c) {
     return c.Exec(
         "UPDATE retrain_jobs SET heartbeat = ? WHERE status IN ('running', 'queued') AND "
@@ -2245,6 +2328,12 @@ Result<bool> EndQueuedJob(store::Database& db, int64_t id, int64_t now_ms,
   return ended;
 }
 
+namespace {
+// A running job whose heartbeat is younger than this counts as alive for
+// RequestCancel's count (jobs beat every second).
+constexpr int64_t kLiveHeartbeatMs = 30'000;
+}  // namespace
+
 Result<CancelRequest> RequestCancel(store::Database& db, const std::string& model,
                                     const std::string& actor, int64_t now_ms) {
   const std::string who = actor.empty() ? std::string("an anonymous caller") : actor;
@@ -2263,12 +2352,21 @@ Result<CancelRequest> RequestCancel(store::Database& db, const std::string& mode
                                                      "cancelled by " + who + " while queued"));
       out.queued += ended ? 1 : 0;
     }
+    // Every running row is marked (a dead process's job is then ended
+    // `cancelled` by its takeover); those whose process is alive by its
+    // heartbeat are counted: they stop.
     KEEL_RETURN_IF_ERROR(
         c.Exec("UPDATE retrain_jobs SET cancel_requested = ? WHERE model = ? AND status = "
                "'running'",
                {store::Value(who), store::Value(model)}));
-    out.running = static_cast<int>(c.ChangedRows());
-    return OkStatus();
+    return c.Query(
+        "SELECT COUNT(*) FROM retrain_jobs WHERE model = ? AND status = 'running' AND "
+        "heartbeat >= ?",
+        {store::Value(model), store::Value(now_ms - kLiveHeartbeatMs)},
+        [&](const store::RowView& row) {
+          out.running = static_cast<int>(row.Int(0));
+          return OkStatus();
+        });
   }));
   return out;
 }
@@ -2285,11 +2383,13 @@ Result<Requeued> RequeueJob(store::Database& db, const QueuedJob& retry) {
       outcome = Requeued::kInPlace;
       return OkStatus();
     }
-    // Not requeued: whose is the row now?
-    outcome = Requeued::kNotQueued;
-    return c.Query("SELECT owner FROM retrain_jobs WHERE job_id = ?", {store::Value(retry.id)},
-                   [&](const store::RowView& row) {
-                     if (row.Text(0) != JobOwner()) outcome = Requeued::kNotMine;
+    // Not requeued: whose is the row now, and is it still to run?
+    outcome = Requeued::kCancelled;  // unless found (a row deleted meanwhile)
+    return c.Query("SELECT owner, status FROM retrain_jobs WHERE job_id = ?",
+                   {store::Value(retry.id)}, [&](const store::RowView& row) {
+                     outcome = row.Text(0) != JobOwner()    ? Requeued::kNotMine
+                               : row.Text(1) == "cancelled" ? Requeued::kCancelled
+                                                            : Requeued::kNotQueued;
                      return OkStatus();
                    });
   }));
@@ -2328,9 +2428,11 @@ Result<std::vector<QueuedJob>> TakeOverStaleWork(
     store::Database& db, int64_t now_ms, int64_t stale_before_ms,
     const std::function<bool(const std::string& model)>& runs) {
   std::vector<QueuedJob> out;
-  std::vector<int64_t> ended;  // running jobs marked failed or cancelled
+  std::vector<int64_t> ended;                       // running jobs marked failed or cancelled
+  std::vector<std::pair<int64_t, int64_t>> reruns;  // (job taken over, its rerun's row)
   KEEL_RETURN_IF_ERROR(db.Write([&](store::Connection& c) -> Status {
     out.clear();
+    reruns.clear();
     // Running jobs: marked failed, their reruns queued here.
     std::vector<std::pair<RetrainJob, bool>> taken;
     KEEL_RETURN_IF_ERROR(TakeOverStaleRunning(c, now_ms, stale_before_ms, taken, ended));
@@ -2343,6 +2445,7 @@ Result<std::vector<QueuedJob>> TakeOverStaleWork(
       // An update stays one (jobs from before the continuous column: by trigger).
       rerun.continuous = continuous || job.trigger.rfind("continuous", 0) == 0;
       KEEL_RETURN_IF_ERROR(QueueJob(c, rerun, now_ms));
+      reruns.emplace_back(job.id, rerun.id);
       out.push_back(std::move(rerun));
     }
     // Queued rows: claimed as they are.
@@ -2375,8 +2478,21 @@ Result<std::vector<QueuedJob>> TakeOverStaleWork(
     }
     return OkStatus();
   }));
-  // What the dead jobs left (runs, half-registered versions), once they are marked.
-  for (int64_t id : ended) EndInterruptedWork(db, id, now_ms).IgnoreError();
+  // What the dead jobs left (runs, half-registered versions), once they are
+  // marked; a job found to have promoted its challenger is not run again.
+  for (int64_t id : ended) {
+    Result<bool> promoted = EndInterruptedWork(db, id, now_ms);
+    if (!promoted.ok() || !*promoted) continue;
+    for (const auto& [taken, rerun] : reruns) {
+      if (taken != id) continue;
+      // Dropped only while still queued here (a store error leaves it to run:
+      // its gate then compares with the promoted version).
+      Result<bool> dropped = DropQueuedJob(db, rerun);
+      if (dropped.ok() && *dropped) {
+        std::erase_if(out, [&](const QueuedJob& q) { return q.id == rerun; });
+      }
+    }
+  }
   return out;
 }
 

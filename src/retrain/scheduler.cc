@@ -527,26 +527,38 @@ void RetrainScheduler::WorkerLoop() {
       request.retry_backoff_ms = backoff;
     }
     Result<RetrainJob> result = run_job_(*policy, request);
-    if (!result.ok() && result.status().code() == StatusCode::kUnavailable && job.id > 0 &&
-        !cancel->load()) {
+    bool ended_elsewhere = false;
+    if (!result.ok() && result.status().code() == StatusCode::kUnavailable && job.id > 0) {
       // Not started: another process runs a job of the model (or the store
       // was unavailable). The row waits its turn, queued as it was; this is
-      // not an attempt.
+      // not an attempt. Cancelled meanwhile (here: it ends so; elsewhere: its
+      // row is no longer queued), it does not wait.
       Pending again = job;
       again.not_before_ms = clock_.NowMillis() + kBusyWaitMs;
-      Result<Requeued> kept = RequeueJob(db_, again);
+      Result<Requeued> kept =
+          cancel->load() ? Result<Requeued>(Requeued::kNotQueued) : RequeueJob(db_, again);
       if (kept.ok() && *kept == Requeued::kInPlace) {
         lock.lock();
         running_.erase(job.model);
+        --started_;  // it did not start
         if (!stopping_) queue_.push_back(std::move(again));
         cv_.notify_all();
         continue;
+      }
+      if (cancel->load()) {
+        EndQueuedJob(db_, job.id, clock_.NowMillis(), "cancelled", "cancelled while queued")
+            .status()
+            .IgnoreError();  // a row left queued is forgotten at a later tick
+        ended_elsewhere = true;
+      } else if (kept.ok() && (*kept == Requeued::kCancelled || *kept == Requeued::kNotMine)) {
+        ended_elsewhere = true;  // cancelled, or taken over, by another process
       }
     }
     const bool failed = !result.ok() || result->status == "failed";
     // FailedPrecondition: the row is no longer this process's (cancelled, or
     // taken over by another replica, which runs it): nothing more here.
-    const bool disowned = !result.ok() && result.status().code() == StatusCode::kFailedPrecondition;
+    const bool disowned = ended_elsewhere || (!result.ok() && result.status().code() ==
+                                                                  StatusCode::kFailedPrecondition);
     bool retrying = failed && !disowned && !cancel->load() && may_retry;
     // The stored queue follows, before the job counts as done (WaitIdle).
     if (retrying && retry.id == 0) {
@@ -557,8 +569,8 @@ void RetrainScheduler::WorkerLoop() {
       retry.id = job.id;
       Result<Requeued> in_place =
           job.id != 0 ? RequeueJob(db_, retry) : Result<Requeued>(Requeued::kNotQueued);
-      if (in_place.ok() && *in_place == Requeued::kNotMine) {
-        retrying = false;  // taken over meanwhile: its new owner runs it
+      if (in_place.ok() && (*in_place == Requeued::kNotMine || *in_place == Requeued::kCancelled)) {
+        retrying = false;  // taken over meanwhile (its new owner runs it), or cancelled
         retry.id = 0;
       } else if (!in_place.ok() || *in_place != Requeued::kInPlace) {
         retry.id = 0;

@@ -90,7 +90,9 @@ class QuickstartTest(unittest.TestCase):
         for line in (f"run: keel on {self.url}", f"  dashboard      {self.url}/",
                      f"  tracking API   {self.url}/api/2.0/mlflow/",
                      f"  predict        curl -d @{self.dir}/customer.json {self.url}/predict/churn",
-                     f"  retraining     policy {self.dir}/retrain.yaml;"):
+                     f"  retraining     policy {self.dir}/retrain.yaml;",
+                     f"                 run one now: {os.path.realpath(keel_binary())} "
+                     f"--tracking-uri {self.url} retrain churn"):
             self.assertIn(line, log)
         self.assertLess(log.index("  dashboard"), log.index("keel server listening"))
         page = requests.get(self.url + "/", timeout=10)

@@ -403,15 +403,19 @@ train: {{ data: {self.base}, target: churn, params: {{ n_estimators: 100000, max
         proc = subprocess.Popen([keel_binary(), "retrain", "churn", "--policy", path],
                                 env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                 text=True)
-        job = None
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and job is None:
-            jobs = json.loads(self.run_keel("retrain", "history", "churn", "--json").stdout)["jobs"]
-            if len(jobs) > len(before) and jobs[0]["run_id"]:
-                job = jobs[0]
-            time.sleep(0.1)
-        self.assertIsNotNone(job, "the job never recorded its run")
-        time.sleep(0.5)  # inside training
+        # Interrupted once the trainer reports its rounds (keel retrain prints
+        # each step on stderr): inside training, not before or after it.
+        seen = []
+        for line in proc.stderr:
+            seen.append(line)
+            if line.startswith("round "):
+                break
+        self.assertTrue(seen and seen[-1].startswith("round "), "".join(seen))
+        jobs = json.loads(self.run_keel("retrain", "history", "churn", "--json").stdout)["jobs"]
+        self.assertEqual(len(jobs), len(before) + 1)
+        job = jobs[0]
+        self.assertEqual(job["status"], "running")
+        self.assertTrue(job["run_id"], job)
         proc.send_signal(2)  # SIGINT, as Ctrl-C
         code, last = self.finish(proc, seconds=60)
         self.assertNotEqual(code, 0)

@@ -207,8 +207,10 @@ TEST(RetrainJobsTest, AJobThatDiedHalfwayLeavesNothingHalfDone) {
   ASSERT_OK(registry.CreateRegisteredModel("churn", {}, "").status());
   const std::string host = ThisHost();
   const pid_t gone = GonePid();
-  // Two dead jobs, each with a running run: the first died registering its
-  // version (left pending), the second after registering it (READY).
+  // Three dead jobs, each with a running run: the first died registering its
+  // version (left pending), the second after registering it (READY) but
+  // before recording it, the third after recording it and moving champion
+  // to it (its rerun is dropped: it is found promoted).
   struct Dead {
     std::string owner;
     std::string host;
@@ -217,7 +219,8 @@ TEST(RetrainJobsTest, AJobThatDiedHalfwayLeavesNothingHalfDone) {
     std::string version;
   };
   std::vector<Dead> dead = {{host + ":" + std::to_string(gone) + ":x", host, gone},
-                            {"other-host:5:y", "other-host", 5}};
+                            {"other-host:5:y", "other-host", 5},
+                            {"other-host:6:z", "other-host", 6}};
   for (size_t i = 0; i < dead.size(); ++i) {
     tracking::CreateRunRequest run;
     run.experiment_id = "0";
@@ -232,10 +235,17 @@ TEST(RetrainJobsTest, AJobThatDiedHalfwayLeavesNothingHalfDone) {
     RetrainJob job;
     job.id = static_cast<int64_t>(i + 1);
     job.model = "churn";
+    job.trigger = "manual";
     job.status = "running";
     job.host = dead[i].host;
     job.pid = dead[i].pid;
     job.run_id = r.info.run_id;
+    if (i == 2) {
+      job.challenger_version = v.version;
+      job.promote_alias = "champion";
+      ASSERT_OK(registry.SetAlias("churn", "champion", v.version,
+                                  {"keel-retrain", "retrain job 3 (manual): gate passed"}));
+    }
     ASSERT_OK(db->Write([&](store::Connection& c) -> Status {
       if (i == 0) {
         KEEL_RETURN_IF_ERROR(
@@ -251,9 +261,11 @@ TEST(RetrainJobsTest, AJobThatDiedHalfwayLeavesNothingHalfDone) {
   }
   ASSERT_OK_AND_ASSIGN(int marked, MarkInterruptedJobs(*db, 5'000));
   EXPECT_EQ(marked, 1);  // this host's
-  ASSERT_OK(TakeOverStaleWork(*db, 6'000, 3'000, [](const std::string&) {
-              return false;
-            }).status());  // the other host's
+  ASSERT_OK_AND_ASSIGN(
+      std::vector<QueuedJob> reruns,
+      TakeOverStaleWork(*db, 6'000, 3'000, [](const std::string&) { return true; }));
+  ASSERT_EQ(reruns.size(), 1u);  // the other host's: job 2 runs again, job 3 does not
+  EXPECT_EQ(reruns[0].trigger, "takeover of job 2 (manual)");
   for (size_t i = 0; i < dead.size(); ++i) {
     SCOPED_TRACE(i);
     ASSERT_OK_AND_ASSIGN(tracking::Run run, tracking.GetRun(dead[i].run_id));
@@ -261,17 +273,27 @@ TEST(RetrainJobsTest, AJobThatDiedHalfwayLeavesNothingHalfDone) {
     ASSERT_OK_AND_ASSIGN(registry::ModelVersion v,
                          registry.GetModelVersion("churn", dead[i].version));
     EXPECT_EQ(v.status, i == 0 ? "FAILED_REGISTRATION" : "READY");
+    if (i == 0) {
+      // A registration that ends later does not undo the abandonment.
+      EXPECT_NE(v.status_message.find("stopped while registering it"), std::string::npos);
+    }
   }
   ASSERT_OK_AND_ASSIGN(std::vector<RetrainJob> jobs, RetrainHistory(*db, "churn"));
-  ASSERT_EQ(jobs.size(), 2u);  // newest first
-  EXPECT_EQ(jobs[1].status, "failed");
-  EXPECT_EQ(jobs[1].challenger_version, "");
-  EXPECT_EQ(jobs[0].status, "failed");
-  EXPECT_EQ(jobs[0].challenger_version, dead[1].version);
+  ASSERT_EQ(jobs.size(), 4u);  // newest first: job 2's rerun, jobs 3, 2, 1
+  EXPECT_EQ(jobs[0].id, reruns[0].id);
+  EXPECT_EQ(jobs[3].status, "failed");
+  EXPECT_EQ(jobs[3].challenger_version, "");
+  EXPECT_EQ(jobs[2].status, "failed");
+  EXPECT_EQ(jobs[2].challenger_version, dead[1].version);
   EXPECT_NE(
-      jobs[0].message.find("its run had registered version " + dead[1].version + ", never gated"),
+      jobs[2].message.find("its run had registered version " + dead[1].version + ", never gated"),
       std::string::npos)
-      << jobs[0].message;
+      << jobs[2].message;
+  EXPECT_EQ(jobs[1].status, "promoted");
+  EXPECT_NE(jobs[1].message.find("champion -> version " + dead[2].version +
+                                 " before its process stopped"),
+            std::string::npos)
+      << jobs[1].message;
 }
 
 // The watch: a real registry and prediction log on SQLite, keel-linear
@@ -795,6 +817,19 @@ class NoRecorder final : public train::RunRecorder {
 
 void StoreOk(const Status& s) { EXPECT_TRUE(s.ok()) << s.ToString(); }
 
+// The status of job row `id` ("" when there is none).
+std::string StatusOf(store::Database& db, int64_t id) {
+  std::string status;
+  StoreOk(db.Read([&](store::Connection& c) {
+    return c.Query("SELECT status FROM retrain_jobs WHERE job_id = ?", {store::Value(id)},
+                   [&](const store::RowView& r) {
+                     status = std::string(r.Text(0));
+                     return OkStatus();
+                   });
+  }));
+  return status;
+}
+
 class RetrainQueueTest : public WatchTest {
  protected:
   // A manual job of churn, queued for this process.
@@ -886,17 +921,7 @@ TEST_F(RetrainQueueTest, AJobWaitsWhileAnotherProcessRunsOneOfItsModel) {
   };
   const int64_t other = running_row("other-host:9:abc");
   const QueuedJob queued = QueueManualJob();
-  auto status_of = [&](int64_t id) {
-    std::string status;
-    StoreOk(db_->Read([&](store::Connection& c) {
-      return c.Query("SELECT status FROM retrain_jobs WHERE job_id = ?", {store::Value(id)},
-                     [&](const store::RowView& r) {
-                       status = std::string(r.Text(0));
-                       return OkStatus();
-                     });
-    }));
-    return status;
-  };
+  auto status_of = [&](int64_t id) { return StatusOf(*db_, id); };
   auto rows = [&] {
     int64_t n = 0;
     StoreOk(db_->Read([&](store::Connection& c) {
@@ -932,6 +957,53 @@ TEST_F(RetrainQueueTest, AJobWaitsWhileAnotherProcessRunsOneOfItsModel) {
   ASSERT_TRUE(started.ok()) << started.status().ToString();
   EXPECT_EQ(started->id, queued.id);
   EXPECT_EQ(started->status, "failed") << started->message;  // it ran: the data is missing
+
+  // A queued row cancelled while it waited is not waited for again: the
+  // claim refuses it (FailedPrecondition, not Unavailable), busy or not.
+  const QueuedJob second = QueueManualJob();
+  ASSERT_OK(db_->Write([&](store::Connection& c) {
+    return c.Exec("UPDATE retrain_jobs SET heartbeat = ? WHERE status = 'running'",
+                  {store::Value(clock_.NowMillis())});
+  }));
+  ASSERT_OK(RequestCancel(*db_, "churn", "erin", clock_.NowMillis()).status());
+  RetrainRequest cancelled;
+  cancelled.queued_job_id = second.id;
+  Result<RetrainJob> refused = RunRetrainJob(policy_, env_, cancelled);
+  EXPECT_EQ(refused.status().code(), StatusCode::kFailedPrecondition)
+      << refused.status().ToString();
+  EXPECT_EQ(status_of(second.id), "cancelled");
+}
+
+// A cancel asked for through the store wins over a failure that comes
+// before the job's heartbeat reads it: the job ends `cancelled` and no retry
+// is queued.
+TEST_F(RetrainQueueTest, ACancelBeforeAFailureEndsTheJobCancelled) {
+  NoRecorder recorder;
+  env_.recorder = &recorder;
+  policy_.train.data = (dir_.path() / "missing.csv").string();  // the job fails at step 3
+  // Asked as soon as the job has started (its first status line).
+  env_.on_status = [this, asked = false](const std::string& line) mutable {
+    if (asked || line.find(" started: ") == std::string::npos) return;
+    asked = true;
+    StoreOk(RequestCancel(*db_, "churn", "dora", clock_.NowMillis()).status());
+  };
+  const QueuedJob queued = QueueManualJob();
+  QueuedJob retry = queued;
+  retry.id = 0;
+  retry.attempt = 2;
+  RetrainRequest request;
+  request.queued_job_id = queued.id;
+  request.retry = &retry;
+  request.retry_backoff_ms = 60'000;
+  Result<RetrainJob> job = RunRetrainJob(policy_, env_, request);
+  ASSERT_TRUE(job.ok()) << job.status().ToString();
+  EXPECT_EQ(job->status, "cancelled") << job->message;
+  EXPECT_EQ(job->message.rfind("cancelled by dora: ", 0), 0u) << job->message;
+  EXPECT_EQ(retry.id, 0);  // no retry queued
+  EXPECT_EQ(StatusOf(*db_, queued.id), "cancelled");
+  auto history = RetrainHistory(*db_, "churn", 10);
+  ASSERT_TRUE(history.ok());
+  EXPECT_EQ(history->size(), 1u);
 }
 
 }  // namespace

@@ -717,50 +717,53 @@ TEST(RetrainSchedulerTest, AJobBusyElsewhereWaitsItsTurn) {
 // forgets it at its next tick (the model takes triggers again, and the job
 // never runs); running jobs are asked to stop.
 TEST(RetrainSchedulerTest, QueuedJobsCancelledElsewhereLeaveTheQueue) {
-  TempDir dir;
-  auto db = OpenTestDb(dir);
-  ASSERT_NE(db, nullptr);
-  ManualClock clock(kMonday);
-  Jobs jobs;
-  RetrainScheduler s({Policy("churn"), Policy("fraud")}, *db, clock, jobs.Runner(), Fast());
-  StartWithFraudRunning(s, jobs);
-  ASSERT_OK(s.Trigger("churn", "alert:x", "monitor"));  // queued: the only worker is busy
-  std::vector<QueuedRow> rows = QueuedRows(*db, "churn");
-  ASSERT_EQ(rows.size(), 1u);
-  const int64_t queued = rows[0].id;
-  Disown(*db, "another-host:7:xyz");  // held by another replica's scheduler
-  auto asked = RequestCancel(*db, "churn", "bob", kMonday + 5);
-  ASSERT_TRUE(asked.ok()) << asked.status().ToString();
-  EXPECT_EQ(asked->queued, 1);
-  EXPECT_EQ(asked->running, 0);
-  EXPECT_TRUE(QueuedRows(*db, "churn").empty());
-  auto history = RetrainHistory(*db, "churn", 10);
-  ASSERT_TRUE(history.ok());
-  ASSERT_EQ(history->size(), 1u);
-  EXPECT_EQ(history->front().id, queued);
-  EXPECT_EQ(history->front().status, "cancelled");
-  EXPECT_EQ(history->front().message, "cancelled by bob while queued");
-  auto state = [&](const std::string& model) {
-    for (const auto& st : s.Snapshot()) {
-      if (st.policy->model == model) return st.state;
-    }
-    return std::string("?");
-  };
-  EXPECT_EQ(state("churn"), "queued");  // until the scheduler's next tick
-  ASSERT_OK(s.Tick());
-  EXPECT_EQ(state("churn"), "idle");
-  const uint64_t folded = s.folded();
-  ASSERT_OK(s.Trigger("churn", "manual", "you"));  // not folded into the cancelled job
-  EXPECT_EQ(s.folded(), folded);
-  jobs.Release();
-  s.WaitIdle();
-  EXPECT_EQ(jobs.calls(), (std::vector<std::string>{"fraud manual", "churn manual"}));
-  // Nothing queued now; a cancel finds nothing (the runner here keeps its
-  // rows queued, so ask about a model without any).
-  auto none = RequestCancel(*db, "nobody", "bob", kMonday + 6);
-  ASSERT_TRUE(none.ok());
-  EXPECT_EQ(none->queued + none->running, 0);
-  s.Stop();
+  // The row held by this process, and by another replica's scheduler.
+  for (const bool disown : {false, true}) {
+    SCOPED_TRACE(disown ? "held elsewhere" : "held here");
+    TempDir dir;
+    auto db = OpenTestDb(dir);
+    ASSERT_NE(db, nullptr);
+    ManualClock clock(kMonday);
+    Jobs jobs;
+    RetrainScheduler s({Policy("churn"), Policy("fraud")}, *db, clock, jobs.Runner(), Fast());
+    StartWithFraudRunning(s, jobs);
+    ASSERT_OK(s.Trigger("churn", "alert:x", "monitor"));  // queued: the only worker is busy
+    std::vector<QueuedRow> rows = QueuedRows(*db, "churn");
+    ASSERT_EQ(rows.size(), 1u);
+    const int64_t queued = rows[0].id;
+    if (disown) Disown(*db, "another-host:7:xyz");
+    auto asked = RequestCancel(*db, "churn", "bob", kMonday + 5);
+    ASSERT_TRUE(asked.ok()) << asked.status().ToString();
+    EXPECT_EQ(asked->queued, 1);
+    EXPECT_EQ(asked->running, 0);
+    EXPECT_TRUE(QueuedRows(*db, "churn").empty());
+    auto history = RetrainHistory(*db, "churn", 10);
+    ASSERT_TRUE(history.ok());
+    ASSERT_EQ(history->size(), 1u);
+    EXPECT_EQ(history->front().id, queued);
+    EXPECT_EQ(history->front().status, "cancelled");
+    EXPECT_EQ(history->front().message, "cancelled by bob while queued");
+    auto state = [&](const std::string& model) {
+      for (const auto& st : s.Snapshot()) {
+        if (st.policy->model == model) return st.state;
+      }
+      return std::string("?");
+    };
+    EXPECT_EQ(state("churn"), "queued");  // until the scheduler's next tick
+    ASSERT_OK(s.Tick());
+    EXPECT_EQ(state("churn"), "idle");
+    const uint64_t folded = s.folded();
+    ASSERT_OK(s.Trigger("churn", "manual", "you"));  // not folded into the cancelled job
+    EXPECT_EQ(s.folded(), folded);
+    jobs.Release();
+    s.WaitIdle();
+    EXPECT_EQ(jobs.calls(), (std::vector<std::string>{"fraud manual", "churn manual"}));
+    // A model without jobs: nothing to cancel.
+    auto none = RequestCancel(*db, "nobody", "bob", kMonday + 6);
+    ASSERT_TRUE(none.ok());
+    EXPECT_EQ(none->queued + none->running, 0);
+    s.Stop();
+  }
 }
 
 // A running job of a process that died with a cancel request pending ends

@@ -293,13 +293,14 @@ Result<int> CancelShadow(store::Database& db, registry::RegistryService& registr
 // reads the request with the job's heartbeat, at most about a second later,
 // and stops it as a local cancel does: it ends `cancelled` ("cancelled by
 // <actor>: ..."), never retried, the champion untouched (a job that had
-// already moved an alias when it read the request ends as it would have).
+// already moved an alias when it read the request ends as it would have; a
+// job that fails before reading it ends `cancelled` all the same).
 // A job whose process died with a request pending is ended `cancelled` by
 // the takeover, not run again. A job in its shadow phase is left to
 // CancelShadow.
 struct CancelRequest {
   int queued = 0;   // queued rows ended `cancelled`
-  int running = 0;  // running jobs asked to stop (newly or again)
+  int running = 0;  // running jobs asked to stop whose heartbeat is under 30 s old
 };
 Result<CancelRequest> RequestCancel(store::Database& db, const std::string& model,
                                     const std::string& actor, int64_t now_ms);
@@ -339,8 +340,11 @@ Result<std::vector<RetrainJob>> RetrainHistory(store::Database& db, const std::s
 // left is ended too (here and in TakeOverStaleWork): its run (the record
 // names it from the moment it exists) ends FAILED if still RUNNING, a
 // version of that run left PENDING_REGISTRATION becomes FAILED_REGISTRATION,
-// and a version the run had registered is named in the job's record as its
-// challenger, never gated.
+// a version the run had registered is named in the job's record as its
+// challenger, never gated, and a job that had already moved its `promote`
+// alias to its challenger (the alias history's latest change names it) is
+// recorded `promoted` (TakeOverStaleWork then drops its rerun). A job with a
+// cancel request pending ends `cancelled`, not `failed`.
 Result<int> MarkInterruptedJobs(store::Database& db, int64_t now_ms);
 
 // Replicas. Each job row names the process running it (retrain_jobs.owner,
@@ -369,8 +373,9 @@ Result<bool> EndQueuedJob(store::Database& db, int64_t id, int64_t now_ms,
 // job that failed before it could start): kInPlace when it did; kNotQueued
 // when the row is still this process's but no longer queued (it became a
 // job); kNotMine when another process owns it now (taken over: that process
-// runs it, so no retry is queued here).
-enum class Requeued : uint8_t { kInPlace, kNotQueued, kNotMine };
+// runs it, so no retry is queued here); kCancelled when it was cancelled
+// (from another process, RequestCancel) or deleted: nothing runs it again.
+enum class Requeued : uint8_t { kInPlace, kNotQueued, kNotMine, kCancelled };
 // Of `ids`, rows this process holds queued in memory, those no longer its
 // to run: ended by another process (RequestCancel), claimed by another
 // (taken over), or gone. A row still queued or running for this process
