@@ -12,7 +12,10 @@
 set -euo pipefail
 # Paths given relative to the caller's folder stay so after the cd below.
 for v in KEEL_BINARY KEEL_DATA_DIR KEEL_SAMPLE_DATA; do
-  if [ -n "${!v:-}" ]; then export "$v=$(realpath -m -- "${!v}")"; fi
+  # (a bare command name in KEEL_BINARY stays a PATH lookup)
+  if [ -n "${!v:-}" ] && { [ "$v" != KEEL_BINARY ] || [[ "${!v}" == */* ]]; }; then
+    export "$v=$(realpath -m -- "${!v}")"
+  fi
 done
 cd "$(dirname "$0")/.."
 keel="${KEEL_BINARY:-build/keel}"

@@ -207,9 +207,14 @@ Status UpdateJob(store::Database& db, RetrainJob& job, QueuedJob* retry = nullpt
 
 // Final records of jobs that moved an alias but could not be written (a
 // store error that outlasted finish()'s retries): written again with every
-// HeartbeatJobs (the server's scheduler tick) until the store takes them.
+// HeartbeatJobs on the same store (by URI; the server's scheduler tick)
+// until the store takes them.
+struct Unwritten {
+  std::string store_uri;
+  RetrainJob job;
+};
 std::mutex g_unwritten_mu;
-std::vector<RetrainJob> g_unwritten;  // guarded by g_unwritten_mu
+std::vector<Unwritten> g_unwritten;  // guarded by g_unwritten_mu
 
 // Renews one running job's heartbeat; returns who asked to cancel it
 // (RequestCancel; empty when nobody did).
@@ -1266,7 +1271,7 @@ Result<RetrainJob> RunRetrainJob(const RetrainPolicy& policy, const RetrainEnv& 
           cancel = true;
         }
       }
-      watch_cv.wait_for(lock, std::chrono::milliseconds(100));
+      watch_cv.wait_for(lock, std::chrono::milliseconds(100), [&] { return done; });
     }
   });
   struct Joiner {
@@ -1322,26 +1327,26 @@ Result<RetrainJob> RunRetrainJob(const RetrainPolicy& policy, const RetrainEnv& 
     }
     job.finished_ms = job.status == "shadow" ? 0 : clock.NowMillis();
     status_line("job " + std::to_string(job.id) + " " + job.status + ": " + job.message);
+    // The job's end is known now: a store error on its record is retried a
+    // few times, and then the job is returned all the same (a job that moved
+    // an alias is not run again, so it cannot move the alias twice), its
+    // record kept to be written with the next heartbeats of this process
+    // (the server's scheduler tick), so the row does not stay `running`.
+    // Taken over meanwhile (FailedPrecondition): the job is not this
+    // process's any more, and that is returned.
     Status written = UpdateJob(*env.db, job, request.retry, request.retry_backoff_ms);
-    // A job that moved an alias (promoted, or its challenger put in shadow)
-    // has done its work: a store error on its record is retried a few
-    // times, and the job is returned even then (the alias history names it),
-    // so that no retry runs it again and moves the alias twice.
-    const bool moved_alias = job.status == "promoted" || job.status == "shadow";
-    for (int attempt = 0; moved_alias && !written.ok() &&
-                          written.code() != StatusCode::kFailedPrecondition && attempt < 4;
+    for (int attempt = 0;
+         !written.ok() && written.code() != StatusCode::kFailedPrecondition && attempt < 4;
          ++attempt) {
       std::this_thread::sleep_for(std::chrono::milliseconds(250 << attempt));
-      written = UpdateJob(*env.db, job);
+      written = UpdateJob(*env.db, job, request.retry, request.retry_backoff_ms);
     }
+    if (written.code() == StatusCode::kFailedPrecondition) return written;
     if (!written.ok()) {
-      if (!moved_alias) return written;
       status_line("job " + std::to_string(job.id) + "'s record could not be written (" +
-                  written.message() +
-                  "); the alias history records the change, and the "
-                  "record is written again with the next heartbeats");
+                  written.message() + "); it is written again with the next heartbeats");
       std::lock_guard<std::mutex> lock(g_unwritten_mu);
-      g_unwritten.push_back(job);
+      g_unwritten.push_back({env.db->uri(), job});
     }
     return job;
   };
@@ -2088,19 +2093,26 @@ Result<bool> EndInterruptedWork(store::Database& db, int64_t job_id, int64_t now
     job->message +=
         "; its run had registered version " + named + ", never gated (the champion is untouched)";
   } else if (!job->challenger_version.empty() && !job->promote_alias.empty()) {
+    // A change of the alias by this job to its challenger, wherever it is in
+    // the history (the watch or a person may have moved it since).
     Result<std::vector<registry::AliasChange>> history =
         registry.AliasHistory(job->model, job->promote_alias);
     const std::string by_this_job = "retrain job " + std::to_string(job->id) + " (";
-    if (history.ok() && !history->empty() &&
-        history->front().to_version == job->challenger_version &&
-        history->front().reason.rfind(by_this_job, 0) == 0) {
-      const registry::AliasChange& change = history->front();
-      promoted = true;
-      job->status = "promoted";
-      job->finished_ms = change.time;
-      job->message = job->promote_alias + " -> version " + job->challenger_version +
-                     (change.from_version ? " (was " + *change.from_version + ")" : "") +
-                     " before its process stopped (recorded at the takeover): " + change.reason;
+    if (history.ok()) {
+      for (size_t i = 0; i < history->size() && !promoted; ++i) {
+        const registry::AliasChange& change = (*history)[i];
+        if (change.to_version != job->challenger_version ||
+            change.reason.rfind(by_this_job, 0) != 0) {
+          continue;
+        }
+        promoted = true;
+        job->status = "promoted";
+        job->finished_ms = change.time;
+        job->message = job->promote_alias + " -> version " + job->challenger_version +
+                       (change.from_version ? " (was " + *change.from_version + ")" : "") +
+                       " before its process stopped (recorded at the takeover): " + change.reason +
+                       (i > 0 ? "; the alias has changed since" : "");
+      }
     }
   }
   if (named.empty() && !promoted) return false;
@@ -2175,24 +2187,32 @@ Result<int> MarkInterruptedJobs(store::Database& db, int64_t now_ms) {
 }
 
 Status HeartbeatJobs(store::Database& db, int64_t now_ms) {
-  std::vector<RetrainJob> unwritten;
-  {
-    std::lock_guard<std::mutex> lock(g_unwritten_mu);
-    unwritten.swap(g_unwritten);
-  }
-  for (RetrainJob& job : unwritten) {
-    const Status s = UpdateJob(db, job);
-    if (!s.ok() && s.code() != StatusCode::kFailedPrecondition) {
-      std::lock_guard<std::mutex> lock(g_unwritten_mu);
-      g_unwritten.push_back(std::move(job));  // next time
-    }
-  }
-  return db.Write([&](store::Connection& c) {
+  KEEL_RETURN_IF_ERROR(db.Write([&](store::Connection& c) {
     return c.Exec(
         "UPDATE retrain_jobs SET heartbeat = ? WHERE status IN ('running', 'queued') AND "
         "owner = ?",
         {store::Value(now_ms), store::Value(JobOwner())});
-  });
+  }));
+  // Then the final records this process could not write (after the beat: a
+  // slow store delays them, not the heartbeats).
+  std::vector<Unwritten> unwritten;
+  {
+    std::lock_guard<std::mutex> lock(g_unwritten_mu);
+    auto here = std::stable_partition(g_unwritten.begin(), g_unwritten.end(),
+                                      [&](const Unwritten& u) { return u.store_uri != db.uri(); });
+    unwritten.assign(std::make_move_iterator(here), std::make_move_iterator(g_unwritten.end()));
+    g_unwritten.erase(here, g_unwritten.end());
+  }
+  Status first_error;
+  for (Unwritten& u : unwritten) {
+    Status s = first_error.ok() ? UpdateJob(db, u.job) : first_error;
+    if (!s.ok() && s.code() != StatusCode::kFailedPrecondition) {
+      if (first_error.ok()) first_error = s;
+      std::lock_guard<std::mutex> lock(g_unwritten_mu);
+      g_unwritten.push_back(std::move(u));  // next time
+    }
+  }
+  return first_error;
 }
 
 namespace {
@@ -2357,11 +2377,11 @@ Result<CancelRequest> RequestCancel(store::Database& db, const std::string& mode
     // heartbeat are counted: they stop.
     KEEL_RETURN_IF_ERROR(
         c.Exec("UPDATE retrain_jobs SET cancel_requested = ? WHERE model = ? AND status = "
-               "'running'",
+               "'running' AND trigger_name <> 'watch'",
                {store::Value(who), store::Value(model)}));
     return c.Query(
         "SELECT COUNT(*) FROM retrain_jobs WHERE model = ? AND status = 'running' AND "
-        "heartbeat >= ?",
+        "trigger_name <> 'watch' AND heartbeat >= ?",
         {store::Value(model), store::Value(now_ms - kLiveHeartbeatMs)},
         [&](const store::RowView& row) {
           out.running = static_cast<int>(row.Int(0));

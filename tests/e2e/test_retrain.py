@@ -35,6 +35,7 @@ import sqlite3
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import unittest
 
@@ -406,10 +407,15 @@ train: {{ data: {self.base}, target: churn, params: {{ n_estimators: 100000, max
         # Interrupted once the trainer reports its rounds (keel retrain prints
         # each step on stderr): inside training, not before or after it.
         seen = []
-        for line in proc.stderr:
-            seen.append(line)
-            if line.startswith("round "):
-                break
+        stuck = threading.Timer(60, proc.kill)  # a trainer gone quiet fails, not hangs
+        stuck.start()
+        try:
+            for line in proc.stderr:
+                seen.append(line)
+                if line.startswith("round "):
+                    break
+        finally:
+            stuck.cancel()
         self.assertTrue(seen and seen[-1].startswith("round "), "".join(seen))
         jobs = json.loads(self.run_keel("retrain", "history", "churn", "--json").stdout)["jobs"]
         self.assertEqual(len(jobs), len(before) + 1)

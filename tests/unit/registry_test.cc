@@ -55,6 +55,30 @@ TEST_F(RegistryTest, NewVersionIsReadyInStageNone) {
             StatusCode::kAlreadyExists);
 }
 
+// A version given up while it was being registered (its registering process
+// taken for dead: AbandonPendingVersion) stays FAILED_REGISTRATION when the
+// registration ends after all; only pending versions are abandoned.
+TEST_F(RegistryTest, AnAbandonedRegistrationStaysFailed) {
+  registry_.SetVersionValidator([this](const ModelVersion& pending) {
+    auto abandoned = registry_.AbandonPendingVersion(pending.name, pending.version, "given up");
+    EXPECT_TRUE(abandoned.ok() && *abandoned);
+    return OkStatus();  // the check itself passes
+  });
+  auto v = registry_.CreateModelVersion(
+      {"churn", "mlflow-artifacts:/1/r/artifacts/model", "r", "", "", "alice", {}});
+  ASSERT_TRUE(v.ok()) << v.status().ToString();
+  EXPECT_EQ(v->status, "FAILED_REGISTRATION");
+  EXPECT_EQ(v->status_message, "given up");
+  registry_.SetVersionValidator(nullptr);
+  const std::string ready = NewVersion();
+  auto again = registry_.AbandonPendingVersion("churn", ready, "too late");
+  ASSERT_TRUE(again.ok());
+  EXPECT_FALSE(*again);
+  EXPECT_EQ(registry_.GetModelVersion("churn", ready)->status, "READY");
+  EXPECT_EQ(registry_.AbandonPendingVersion("churn", "x", "bad").status().code(),
+            StatusCode::kInvalidArgument);
+}
+
 TEST_F(RegistryTest, StagesAndLatestVersions) {
   NewVersion();
   NewVersion();

@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cmath>
 #include <filesystem>
 #include <map>
@@ -274,7 +275,6 @@ TEST(RetrainJobsTest, AJobThatDiedHalfwayLeavesNothingHalfDone) {
                          registry.GetModelVersion("churn", dead[i].version));
     EXPECT_EQ(v.status, i == 0 ? "FAILED_REGISTRATION" : "READY");
     if (i == 0) {
-      // A registration that ends later does not undo the abandonment.
       EXPECT_NE(v.status_message.find("stopped while registering it"), std::string::npos);
     }
   }
@@ -972,6 +972,57 @@ TEST_F(RetrainQueueTest, AJobWaitsWhileAnotherProcessRunsOneOfItsModel) {
   EXPECT_EQ(refused.status().code(), StatusCode::kFailedPrecondition)
       << refused.status().ToString();
   EXPECT_EQ(status_of(second.id), "cancelled");
+}
+
+// A store whose writes fail while `failing` is set (reads and the rest go
+// to the real one).
+class FlakyDatabase final : public store::Database {
+ public:
+  explicit FlakyDatabase(store::Database& real) : real_(real) {}
+  Status Write(const std::function<Status(store::Connection&)>& fn) override {
+    if (failing.load()) return Unavailable("the store is unreachable (test)");
+    return real_.Write(fn);
+  }
+  Status Read(const std::function<Status(store::Connection&)>& fn) override {
+    return real_.Read(fn);
+  }
+  const store::Dialect& dialect() const override { return real_.dialect(); }
+  const std::string& uri() const override { return real_.uri(); }
+  std::atomic<bool> failing{false};
+
+ private:
+  store::Database& real_;
+};
+
+// A job whose final record cannot be written (the store fails from the
+// moment its end is known) is returned all the same, with its end, and the
+// record is written with a later HeartbeatJobs on that store, so the row
+// does not stay `running`; a HeartbeatJobs on another store does not write it.
+TEST_F(RetrainQueueTest, AnUnwrittenRecordIsWrittenWithTheNextHeartbeats) {
+  NoRecorder recorder;
+  FlakyDatabase flaky(*db_);
+  env_.db = &flaky;
+  env_.recorder = &recorder;
+  policy_.train.data = (dir_.path() / "missing.csv").string();  // the job fails at step 3
+  env_.on_status = [&](const std::string& line) {
+    if (line.find(" failed: ") != std::string::npos) flaky.failing = true;
+  };
+  Result<RetrainJob> job = RunRetrainJob(policy_, env_, RetrainRequest{});
+  ASSERT_TRUE(job.ok()) << job.status().ToString();
+  EXPECT_EQ(job->status, "failed");
+  EXPECT_EQ(StatusOf(*db_, job->id), "running");  // not written yet
+  flaky.failing = false;
+  TempDir other_dir;
+  auto other = OpenTestDb(other_dir);
+  ASSERT_NE(other, nullptr);
+  ASSERT_OK(HeartbeatJobs(*other, clock_.NowMillis()));
+  EXPECT_EQ(StatusOf(*db_, job->id), "running");
+  ASSERT_OK(HeartbeatJobs(flaky, clock_.NowMillis()));
+  EXPECT_EQ(StatusOf(*db_, job->id), "failed");
+  auto history = RetrainHistory(*db_, "churn", 10);
+  ASSERT_TRUE(history.ok());
+  ASSERT_EQ(history->size(), 1u);
+  EXPECT_EQ(history->front().message, job->message);
 }
 
 // A cancel asked for through the store wins over a failure that comes

@@ -8,6 +8,7 @@
 
 #include <atomic>
 #include <condition_variable>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -60,6 +61,11 @@ class Jobs {
       // scheduler's own cancel flag (not the status) stops the retries.
       if (busy_ > 0) {
         --busy_;
+        if (on_busy_) {
+          lock.unlock();
+          on_busy_();
+          lock.lock();
+        }
         return Unavailable("another process runs a job of " + p.model);
       }
       job.status = r.cancel != nullptr && r.cancel->load() ? "failed"
@@ -84,10 +90,12 @@ class Jobs {
     std::lock_guard<std::mutex> lock(mu_);
     failures_ = n;
   }
-  // The next n jobs do not start: another process runs one (Unavailable).
-  void BusyNext(int n) {
+  // The next n jobs do not start: another process runs one (Unavailable);
+  // `then` runs before each refusal returns.
+  void BusyNext(int n, std::function<void()> then = nullptr) {
     std::lock_guard<std::mutex> lock(mu_);
     busy_ = n;
+    on_busy_ = std::move(then);
   }
   void WaitRunning(int n) {
     std::unique_lock<std::mutex> lock(mu_);
@@ -109,6 +117,7 @@ class Jobs {
   bool hold_ = false;
   int failures_ = 0;
   int busy_ = 0;
+  std::function<void()> on_busy_;
   int running_ = 0;
   int max_running_ = 0;
 };
@@ -710,6 +719,41 @@ TEST(RetrainSchedulerTest, AJobBusyElsewhereWaitsItsTurn) {
   s.WaitIdle();
   EXPECT_EQ(jobs.calls(), (std::vector<std::string>{"churn manual", "churn manual"}));
   s.Stop();
+}
+
+// A job refused as busy whose row is cancelled meanwhile (from another
+// process, or by this scheduler's Cancel) is neither waited for nor retried,
+// and its row ends `cancelled`.
+TEST(RetrainSchedulerTest, AJobCancelledWhileBusyElsewhereIsDropped) {
+  for (const bool here : {false, true}) {
+    SCOPED_TRACE(here ? "cancelled here" : "cancelled elsewhere");
+    TempDir dir;
+    auto db = OpenTestDb(dir);
+    ASSERT_NE(db, nullptr);
+    ManualClock clock(kMonday);
+    Jobs jobs;
+    RetrainPolicy p = Policy("churn");
+    p.job.retries = 3;
+    RetrainScheduler s({p}, *db, clock, jobs.Runner(), Fast());
+    jobs.BusyNext(1, [&] {
+      const Status cancelled =
+          here ? s.Cancel("churn") : RequestCancel(*db, "churn", "frank", kMonday).status();
+      EXPECT_TRUE(cancelled.ok()) << cancelled.ToString();
+    });
+    ASSERT_OK(s.Start());
+    ASSERT_OK(s.Trigger("churn", "manual", "me"));
+    s.WaitIdle();
+    clock.Advance(kHour);
+    ASSERT_OK(s.Tick());
+    s.WaitIdle();
+    EXPECT_EQ(jobs.calls(), (std::vector<std::string>{"churn manual"}));  // not again
+    EXPECT_TRUE(QueuedRows(*db).empty());
+    auto history = RetrainHistory(*db, "churn", 10);
+    ASSERT_TRUE(history.ok());
+    ASSERT_EQ(history->size(), 1u);
+    EXPECT_EQ(history->front().status, "cancelled");
+    s.Stop();
+  }
 }
 
 // Cancelled from another process through the store (RequestCancel): a
