@@ -205,10 +205,10 @@ Status UpdateJob(store::Database& db, RetrainJob& job, QueuedJob* retry = nullpt
   return OkStatus();
 }
 
-// Final records of jobs that moved an alias but could not be written (a
-// store error that outlasted finish()'s retries): written again with every
-// HeartbeatJobs on the same store (by URI; the server's scheduler tick)
-// until the store takes them.
+// Final records of jobs that could not be written (a store error that
+// outlasted finish()'s retries): written again with every HeartbeatJobs on
+// the same store (by URI; the server's scheduler tick) until the store takes
+// them.
 struct Unwritten {
   std::string store_uri;
   RetrainJob job;

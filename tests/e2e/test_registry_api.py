@@ -602,15 +602,21 @@ class AliasHistoryTest(RegistryTestCase):
 
 
 class RetrainWithoutPoliciesTest(RegistryTestCase):
-    def test_jobs_cannot_be_started_or_cancelled(self):
+    def test_jobs_cannot_be_started_here(self):
         """A server run without --retrain-policies lists jobs but refuses to
-        start or cancel one, naming the flag (409, as every failed precondition)."""
+        start one, naming the flag (409, as every failed precondition). It
+        takes cancels (they reach jobs of every process on the store): with
+        nothing to cancel, 404 naming the model."""
         self.assertEqual(self.call("GET", "retrain/jobs", base=KEEL_API), {"jobs": []})
+        self.error("POST", "retrain/jobs", {"model": "churn"}, 409, "INVALID_STATE",
+                   "start it with --retrain-policies FILE", base=KEEL_API)
+        self.error("POST", "retrain/jobs/cancel", {"model": "churn"}, 404,
+                   "RESOURCE_DOES_NOT_EXIST",
+                   "no retraining job of model 'churn' is queued, running or in its shadow "
+                   "phase", base=KEEL_API)
         for path in ("retrain/jobs", "retrain/jobs/cancel"):
-            self.error("POST", path, {"model": "churn"}, 409, "INVALID_STATE",
-                       "start it with --retrain-policies FILE", base=KEEL_API)
-        self.error("POST", "retrain/jobs", {}, 400, "INVALID_PARAMETER_VALUE", "'model'",
-                   base=KEEL_API)
+            self.error("POST", path, {}, 400, "INVALID_PARAMETER_VALUE", "'model'",
+                       base=KEEL_API)
 
 
 if __name__ == "__main__":

@@ -234,7 +234,6 @@ TEST(RetrainJobsTest, AJobThatDiedHalfwayLeavesNothingHalfDone) {
             {"churn", "test:/v" + std::to_string(i + 1), r.info.run_id, "", "", "me", {}}));
     dead[i].version = v.version;
     RetrainJob job;
-    job.id = static_cast<int64_t>(i + 1);
     job.model = "churn";
     job.trigger = "manual";
     job.status = "running";
@@ -253,12 +252,19 @@ TEST(RetrainJobsTest, AJobThatDiedHalfwayLeavesNothingHalfDone) {
             c.Exec("UPDATE model_versions SET status = 'PENDING_REGISTRATION' WHERE version = ?",
                    {store::Value(static_cast<int64_t>(std::stoll(v.version)))}));
       }
-      return c.Exec(
-          "INSERT INTO retrain_jobs(job_id, model, trigger_name, actor, status, started_time, "
-          "finished_time, details, owner, heartbeat) VALUES (?, 'churn', 'manual', 'me', "
-          "'running', 1, 0, ?, ?, 1)",
-          {store::Value(job.id), store::Value(job.ToJson()), store::Value(dead[i].owner)});
+      // The store numbers the job (1, 2, 3 here: the reasons name them).
+      KEEL_RETURN_IF_ERROR(
+          c.Query("INSERT INTO retrain_jobs(model, trigger_name, actor, status, started_time, "
+                  "finished_time, details, owner, heartbeat) VALUES ('churn', 'manual', 'me', "
+                  "'running', 1, 0, '', ?, 1) RETURNING job_id",
+                  {store::Value(dead[i].owner)}, [&](const store::RowView& row) {
+                    job.id = row.Int(0);
+                    return OkStatus();
+                  }));
+      return c.Exec("UPDATE retrain_jobs SET details = ? WHERE job_id = ?",
+                    {store::Value(job.ToJson()), store::Value(job.id)});
     }));
+    ASSERT_EQ(job.id, static_cast<int64_t>(i + 1));
   }
   ASSERT_OK_AND_ASSIGN(int marked, MarkInterruptedJobs(*db, 5'000));
   EXPECT_EQ(marked, 1);  // this host's

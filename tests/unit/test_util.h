@@ -104,11 +104,11 @@ inline int64_t CountRows(store::Database& db, const std::string& table) {
   return n;
 }
 
-// `expr` must not be a reference into a temporary (f().status() of a
-// Result f returns): the reference would outlive it. Name the Result first.
+// `expr` is a Status; it is copied, so f().status() of a temporary Result
+// is safe.
 #define ASSERT_OK(expr)                              \
   do {                                               \
-    auto&& keel_s_ = (expr);                         \
+    const ::keel::Status keel_s_ = (expr);           \
     ASSERT_TRUE(keel_s_.ok()) << keel_s_.ToString(); \
   } while (0)
 
