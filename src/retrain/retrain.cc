@@ -99,17 +99,18 @@ Status InsertJobRow(store::Connection& c, RetrainJob& job, int attempt, int64_t 
 // caller's transaction.
 Status RefuseWhileAnotherRuns(store::Connection& c, const RetrainJob& job, int64_t stale_after_ms) {
   std::optional<std::pair<int64_t, std::string>> other;
-  KEEL_RETURN_IF_ERROR(c.Query(
-      "SELECT job_id, owner FROM retrain_jobs WHERE model = ? AND status = 'running' AND "
-      "owner <> ? AND heartbeat >= ? ORDER BY job_id",
-      {store::Value(job.model), store::Value(JobOwner()),
-       store::Value(job.started_ms - stale_after_ms)},
-      [&](const store::RowView& row) {
-        std::string owner(row.Text(1));
-        const bool gone_here = owner.rfind(HostName() + ":", 0) == 0 && !OwnerAliveHere(owner);
-        if (!other && !gone_here) other.emplace(row.Int(0), std::move(owner));
-        return OkStatus();
-      }));
+  const std::string this_host = HostName() + ":";
+  KEEL_RETURN_IF_ERROR(
+      c.Query("SELECT job_id, owner FROM retrain_jobs WHERE model = ? AND status = 'running' AND "
+              "owner <> ? AND heartbeat >= ? ORDER BY job_id",
+              {store::Value(job.model), store::Value(JobOwner()),
+               store::Value(job.started_ms - stale_after_ms)},
+              [&](const store::RowView& row) {
+                std::string owner(row.Text(1));
+                const bool gone_here = owner.rfind(this_host, 0) == 0 && !OwnerAliveHere(owner);
+                if (!other && !gone_here) other.emplace(row.Int(0), std::move(owner));
+                return OkStatus();
+              }));
   if (!other) return OkStatus();
   return Unavailable("model '" + job.model + "' already has retraining job " +
                      std::to_string(other->first) + " running (in " + other->second +

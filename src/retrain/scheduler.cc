@@ -533,25 +533,26 @@ void RetrainScheduler::WorkerLoop() {
       // was unavailable). The row waits its turn, queued as it was; this is
       // not an attempt. Cancelled meanwhile (here: it ends so; elsewhere: its
       // row is no longer queued), it does not wait.
-      Pending again = job;
-      again.not_before_ms = clock_.NowMillis() + kBusyWaitMs;
-      Result<Requeued> kept =
-          cancel->load() ? Result<Requeued>(Requeued::kNotQueued) : RequeueJob(db_, again);
-      if (kept.ok() && *kept == Requeued::kInPlace) {
-        lock.lock();
-        running_.erase(job.model);
-        --started_;  // it did not start
-        if (!stopping_) queue_.push_back(std::move(again));
-        cv_.notify_all();
-        continue;
-      }
       if (cancel->load()) {
         EndQueuedJob(db_, job.id, clock_.NowMillis(), "cancelled", "cancelled while queued")
             .status()
             .IgnoreError();  // a row left queued is forgotten at a later tick
         ended_elsewhere = true;
-      } else if (kept.ok() && (*kept == Requeued::kCancelled || *kept == Requeued::kNotMine)) {
-        ended_elsewhere = true;  // cancelled, or taken over, by another process
+      } else {
+        Pending again = job;
+        again.not_before_ms = clock_.NowMillis() + kBusyWaitMs;
+        Result<Requeued> kept = RequeueJob(db_, again);
+        if (kept.ok() && *kept == Requeued::kInPlace) {
+          lock.lock();
+          running_.erase(job.model);
+          --started_;  // it did not start
+          if (!stopping_) queue_.push_back(std::move(again));
+          cv_.notify_all();
+          continue;
+        }
+        // Cancelled, or taken over, by another process.
+        ended_elsewhere =
+            kept.ok() && (*kept == Requeued::kCancelled || *kept == Requeued::kNotMine);
       }
     }
     const bool failed = !result.ok() || result->status == "failed";
@@ -635,17 +636,18 @@ Result<CancelOutcome> CancelRetraining(store::Database& db, registry::RegistrySe
                                        RetrainScheduler* local) {
   CancelOutcome out;
   KEEL_ASSIGN_OR_RETURN(out.request, RequestCancel(db, model, context.actor, clock.NowMillis()));
+  bool held_here = false;
   if (local != nullptr) {
     const Status c = local->Cancel(model);
     if (!c.ok() && c.code() != StatusCode::kNotFound) return c;
-    out.local = c.ok();
+    held_here = c.ok();
   }
-  if (out.local || out.request.queued > 0 || out.request.running > 0) {
+  if (held_here || out.request.queued > 0 || out.request.running > 0) {
     out.what = "job";
     return out;
   }
-  KEEL_ASSIGN_OR_RETURN(out.shadow_phases, CancelShadow(db, registry, clock, model, context));
-  if (out.shadow_phases == 0) {
+  KEEL_ASSIGN_OR_RETURN(int ended, CancelShadow(db, registry, clock, model, context));
+  if (ended == 0) {
     return NotFound("no retraining job of model '" + model +
                     "' is queued, running or in its shadow phase");
   }

@@ -257,8 +257,6 @@ class RetrainScheduler {
 struct CancelOutcome {
   std::string what;       // "job" or "shadow"
   CancelRequest request;  // what RequestCancel did
-  bool local = false;     // `local` cancelled a job it held
-  int shadow_phases = 0;  // jobs whose shadow phase ended
 };
 Result<CancelOutcome> CancelRetraining(store::Database& db, registry::RegistryService& registry,
                                        const Clock& clock, const std::string& model,
